@@ -1,0 +1,195 @@
+//! Criterion micro-benchmarks of the pieces every proxied request runs through: route planning,
+//! request translation per provider, SSE and AWS event-stream decoding, the credential and key
+//! caches, and key hashing. Short measurement windows keep the suite to a couple of minutes:
+//! `cargo bench -p keyway-bench --bench hot_path` (see bench/README.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failing loudly is right
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use keyway_core::catalog::Catalog;
+use keyway_core::route::{plan, requested_parameters, CredentialMeta, PlanInput, RoutingOptions, SystemCredential};
+use keyway_core::{Credential, ProviderSlug};
+use keyway_providers::{Call, ChatRequest, Providers, ProvidersConfig};
+use serde_json::{json, Map, Value};
+use std::time::{Duration, SystemTime};
+
+fn chat_body() -> Map<String, Value> {
+    match json!({
+        "model": "openai/gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant. Answer in one short haiku."},
+            {"role": "user", "content": "Write a haiku about an API gateway that adds only microseconds."}
+        ],
+        "temperature": 0.7,
+        "max_tokens": 64,
+        "user": "bench-user-42",
+    }) {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn route_planning(c: &mut Criterion) {
+    let catalog = Catalog::builtin().unwrap();
+    let key = Credential::ApiKey("sk-bench-byok-primary-0001".to_owned().into());
+    let stored: Vec<CredentialMeta> = (0..2)
+        .map(|i| CredentialMeta { sort_order: i, ..CredentialMeta::new(format!("cred-{i}").as_str(), ProviderSlug::OpenAi) }.with_credential(&key))
+        .collect();
+    let system = vec![SystemCredential::new(ProviderSlug::OpenAi)];
+    let mut body = chat_body();
+    let options = RoutingOptions::extract(&mut body).unwrap();
+    let requested = requested_parameters(&body);
+    let hash = keyway_crypto::hash_api_key("kw-bench-key");
+    let input = PlanInput {
+        stored: &stored,
+        system: &system,
+        api_key_hash: Some(&hash),
+        user: Some("bench-user-42"),
+        requested_parameters: &requested,
+        ..PlanInput::new("openai/gpt-4o-mini", &options, &catalog, SystemTime::now())
+    };
+    assert_eq!(plan(&input).unwrap().attempts.len(), 3, "the realistic plan has three candidates");
+    c.bench_function("route/plan_3_candidates", |b| b.iter(|| plan(black_box(&input)).unwrap().attempts.len()));
+    c.bench_function("route/extract_options", |b| {
+        b.iter_batched(chat_body, |mut body| RoutingOptions::extract(&mut body).unwrap(), BatchSize::SmallInput)
+    });
+}
+
+fn translation(c: &mut Criterion) {
+    let providers = Providers::new(ProvidersConfig::default()).unwrap();
+    let req = ChatRequest::new(chat_body());
+    let api_key = Credential::ApiKey("sk-bench-0123456789abcdef".to_owned().into());
+    let bedrock = Credential::parse(
+        ProviderSlug::AmazonBedrock,
+        &json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "region": "us-east-1"}),
+    )
+    .ok();
+    type Case<'a> = (&'a str, ProviderSlug, &'a str, Option<&'a Credential>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("openai_compat", ProviderSlug::OpenAi, "gpt-4o-mini", Some(&api_key), None),
+        ("anthropic", ProviderSlug::Anthropic, "claude-sonnet-4-5", Some(&api_key), None),
+        ("google_ai_studio", ProviderSlug::GoogleAiStudio, "gemini-2.5-flash", Some(&api_key), None),
+        ("bedrock_sigv4", ProviderSlug::AmazonBedrock, "anthropic.claude-3-5-haiku-20241022-v1:0", bedrock.as_ref(), Some("us-east-1")),
+    ];
+    for (name, provider, model, cred, region) in cases {
+        let (Some(adapter), Some(cred)) = (providers.get(provider), cred) else { continue };
+        let call = Call { provider, model, gateway_model: model, credential: cred, region };
+        // preview_chat builds the exact upstream request `chat` would send (no I/O).
+        if futures::executor::block_on(adapter.preview_chat(&call, &req)).is_err() {
+            eprintln!("skipping translate/{name}: preview failed");
+            continue;
+        }
+        c.bench_function(&format!("translate/{name}_request"), |b| b.iter(|| futures::executor::block_on(adapter.preview_chat(black_box(&call), &req)).unwrap()));
+    }
+    let body = chat_body();
+    c.bench_function("translate/openai_to_anthropic_body", |b| {
+        b.iter(|| keyway_providers::translate::anthropic::openai_request_to_anthropic(black_box(&body), "claude-sonnet-4-5").unwrap())
+    });
+    c.bench_function("translate/body_clone_and_serialize", |b| {
+        b.iter(|| {
+            let mut m = req.body.clone();
+            m.insert("model".into(), Value::String("gpt-4o-mini".into()));
+            serde_json::to_vec(&Value::Object(m)).unwrap()
+        })
+    });
+}
+
+fn sse_stream() -> Vec<u8> {
+    let mut s = String::new();
+    s.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
+    for i in 0..32 {
+        s.push_str(&format!("data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token {i} \"}},\"finish_reason\":null}}]}}\n\n"));
+    }
+    s.push_str("data: [DONE]\n\n");
+    s.into_bytes()
+}
+
+fn decoding(c: &mut Criterion) {
+    let stream = sse_stream();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(criterion::Throughput::Elements(34));
+    g.bench_function("sse_34_events_in_64_byte_reads", |b| {
+        b.iter(|| {
+            let mut d = keyway_providers::sse::SseDecoder::new();
+            let mut n = 0;
+            for piece in stream.chunks(64) {
+                d.push(piece);
+                while let Ok(Some(ev)) = d.next_event() {
+                    n += ev.data.len();
+                }
+            }
+            n
+        })
+    });
+    let mut frames = Vec::new();
+    frames.extend(keyway_fakes::bedrock::event_frame("messageStart", json!({"role": "assistant"})));
+    for i in 0..32 {
+        frames.extend(keyway_fakes::bedrock::event_frame("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": format!("token {i} ")}})));
+    }
+    frames.extend(keyway_fakes::bedrock::event_frame("messageStop", json!({"stopReason": "end_turn"})));
+    g.bench_function("eventstream_34_frames_in_64_byte_reads", |b| {
+        b.iter(|| {
+            let mut d = keyway_providers::bedrock::EventStreamDecoder::new();
+            let mut n = 0;
+            for piece in frames.chunks(64) {
+                d.push(piece);
+                while let Ok(Some(m)) = d.next_message() {
+                    n += m.payload().len();
+                }
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+fn caches_and_hashing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = std::sync::Arc::new(keyway_crypto::Keyring::new(keyway_crypto::MasterKey::generate()));
+    let (store, ws, hash) = rt.block_on(async {
+        let store = keyway_store::Store::connect(&keyway_store::Store::sqlite_url(dir.path()), keyring).await.unwrap();
+        let ws = store.create_workspace("Bench", "bench").await.unwrap();
+        for (i, k) in ["sk-bench-byok-primary-0001", "sk-bench-byok-secondary-0002"].iter().enumerate() {
+            let fields = keyway_store::ByokFields {
+                name: format!("bench {i}"),
+                disabled: false,
+                is_fallback: false,
+                always_use: false,
+                is_byok_only: false,
+                sort_order: i as i64,
+                allowed_models: vec![],
+                allowed_api_key_hashes: vec![],
+                allowed_user_ids: vec![],
+                model_mappings: vec![],
+                declared_region: None,
+                declared_zdr: false,
+            };
+            store.create_byok(&ws.id, ProviderSlug::OpenAi, &fields, &Credential::ApiKey(k.to_string().into())).await.unwrap();
+        }
+        let (rec, _raw) = store
+            .create_key(&ws.id, "bench", keyway_store::KeyKind::Inference, false, &keyway_store::Limits::default())
+            .await
+            .unwrap();
+        (store, ws.id, rec.hash)
+    });
+    let creds = keyway_gateway::cache::CredentialCache::new(Duration::from_secs(3600));
+    let keys = keyway_gateway::cache::KeyCache::new(Duration::from_secs(3600));
+    rt.block_on(async {
+        assert_eq!(creds.get(&store, &ws).await.unwrap().entries.len(), 2);
+        assert!(keys.get(&store, &hash).await.unwrap().is_some());
+    });
+    let before = store.query_count();
+    c.bench_function("cache/credentials_hit", |b| b.iter(|| rt.block_on(creds.get(&store, black_box(&ws))).unwrap().entries.len()));
+    c.bench_function("cache/api_key_hit", |b| b.iter(|| rt.block_on(keys.get(&store, black_box(&hash))).unwrap().is_some()));
+    assert_eq!(store.query_count(), before, "cache hits must not query the store");
+    let raw = "kw-0123456789abcdef0123456789abcdef0123456789abcdef";
+    c.bench_function("crypto/hash_api_key", |b| b.iter(|| keyway_crypto::hash_api_key(black_box(raw))));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
+    targets = route_planning, translation, decoding, caches_and_hashing
+}
+criterion_main!(benches);

@@ -1,0 +1,731 @@
+//! `keyway-bench`: runs every scenario of issue 9 direct to the upstream and through Keyway in
+//! the same run, and writes `bench/results/latest.{md,json}`.
+//!
+//! It starts `keyway-upstream` (lean mode), then `keyway serve` (release build) with a fresh data
+//! dir and a bootstrap management key, and sets up the realistic BYOK path over the management
+//! API: two stored, encrypted BYOK credentials plus a system credential (a route plan with three
+//! candidates for `openai/gpt-4o-mini`), a Keyway key with limits, usage recording on (always on).
+//! Load comes from `keyway-load` (open and closed loop). Processes are pinned with `taskset`
+//! when there are cores to spare. See bench/README.md.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser, Clone)]
+#[command(name = "keyway-bench", about = "Keyway benchmark scenarios, direct vs through Keyway")]
+struct Args {
+    /// Short runs (about two minutes in all).
+    #[arg(long)]
+    quick: bool,
+    /// The keyway binary (default: `keyway` beside this binary).
+    #[arg(long)]
+    keyway: Option<PathBuf>,
+    /// Where latest.md and latest.json go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Do not pin processes to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload).
+    #[arg(long)]
+    only: Option<String>,
+    /// Number of streams held open in the idle-streams scenario (default 5000).
+    #[arg(long)]
+    hold_streams: Option<usize>,
+    /// Seconds the idle streams are held (default 30, 8 with --quick).
+    #[arg(long)]
+    hold_secs: Option<f64>,
+    /// Run Keyway under this command, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/kw.cg`
+    /// (with `--only callgrind`: instructions per request on the realistic path).
+    #[arg(long)]
+    wrap: Option<String>,
+    /// Requests measured by the `callgrind` scenario.
+    #[arg(long, default_value_t = 2000)]
+    callgrind_requests: u64,
+}
+
+const MGMT: &str = "kw-mgmt-bench-bootstrap-key-0123456789abcdef";
+const BYOK_1: &str = "sk-bench-byok-primary-0001";
+const BYOK_2: &str = "sk-bench-byok-secondary-0002";
+const SYSTEM: &str = "sk-bench-system-operator-0003";
+
+/// Kills the processes it started (by their own handle) when dropped.
+struct Procs(Vec<(String, Child)>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Pins {
+    load: Option<String>,
+    upstream: Option<String>,
+    gateway: Option<String>,
+    note: String,
+}
+
+fn pins(cores: usize, no_pin: bool) -> Pins {
+    let none = |note: &str| Pins { load: None, upstream: None, gateway: None, note: note.into() };
+    if no_pin || Command::new("taskset").arg("-V").output().is_err() {
+        return none("not pinned");
+    }
+    match cores {
+        0 | 1 => none("not pinned (1 core)"),
+        2 => Pins {
+            load: Some("0".into()),
+            upstream: Some("0".into()),
+            gateway: Some("1".into()),
+            note: "2 cores: Keyway alone on core 1; load generator and upstream share core 0".into(),
+        },
+        _ => Pins {
+            load: Some("0".into()),
+            upstream: Some("1".into()),
+            gateway: Some("2".into()),
+            note: format!("{cores} cores: load generator on core 0, upstream on core 1, Keyway on core 2"),
+        },
+    }
+}
+
+fn command(pin: &Option<String>, program: &Path) -> Command {
+    match pin {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+// ---------- /proc readings ----------
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of every thread, in seconds.
+fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("odd /proc stat"))?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok(ticks / clk_tck())
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+// ---------- a tiny HTTP client for set-up ----------
+
+async fn http(addr: SocketAddr, method: &str, path: &str, key: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value, http::HeaderMap)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (mut s, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes))?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), s.send_request(req)).await??;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let v = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    Ok((status, v, headers))
+}
+
+// ---------- the environment: upstream + Keyway ----------
+
+struct Env {
+    args: Args,
+    bin_dir: PathBuf,
+    pins: Pins,
+    _procs: Procs,
+    upstream: SocketAddr,
+    gateway: SocketAddr,
+    gateway_pid: u32,
+    key: String,
+    _dir: TempDir,
+}
+
+/// A temp dir removed on drop (no extra dependency).
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn read_listening(child: &mut Child) -> anyhow::Result<SocketAddr> {
+    let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    line.trim().strip_prefix("listening ").ok_or_else(|| anyhow!("upstream said `{line}`"))?.parse().context("upstream address")
+}
+
+async fn start_env(args: &Args) -> anyhow::Result<Env> {
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().ok_or_else(|| anyhow!("no bin dir"))?.to_path_buf();
+    let keyway = args.keyway.clone().unwrap_or_else(|| bin_dir.join("keyway"));
+    if !keyway.exists() {
+        bail!("{} not found: build it with `cargo build --release -p keyway`", keyway.display());
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pins = pins(cores, args.no_pin);
+    let mut procs = Procs(Vec::new());
+
+    let mut up = command(&pins.upstream, &bin_dir.join("keyway-upstream"))
+        .args(["--listen", "127.0.0.1:0", "--keys", &format!("{BYOK_1},{BYOK_2},{SYSTEM}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start keyway-upstream")?;
+    let upstream = read_listening(&mut up)?;
+    procs.0.push(("upstream".into(), up));
+
+    let dir = std::env::temp_dir().join(format!("keyway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let dir = TempDir(dir);
+    let port = free_port()?;
+    let gateway: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let config = format!(
+        "listen = \"{gateway}\"\ndata_dir = \"{}\"\n\n[providers.openai]\nbase_url = \"http://{upstream}/v1\"\n\n[[system_credentials]]\nprovider = \"openai\"\nkey = \"env:KEYWAY_BENCH_SYSTEM_KEY\"\n",
+        dir.0.join("data").display()
+    );
+    let config_path = dir.0.join("keyway.toml");
+    std::fs::write(&config_path, config)?;
+    let mut gw = match &args.wrap {
+        Some(w) => {
+            let mut words = w.split_whitespace();
+            let mut c = command(&pins.gateway, Path::new(words.next().ok_or_else(|| anyhow!("empty --wrap"))?));
+            c.args(words).arg(&keyway);
+            c
+        }
+        None => command(&pins.gateway, &keyway),
+    };
+    let gw = gw
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .env("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT)
+        .env("KEYWAY_BENCH_SYSTEM_KEY", SYSTEM)
+        .env("KEYWAY_LOG", std::env::var("KEYWAY_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.0.join("keyway.log"))?))
+        .spawn()
+        .context("start keyway")?;
+    let gateway_pid = gw.id();
+    procs.0.push(("keyway".into(), gw));
+    let t0 = Instant::now();
+    loop {
+        if let Ok((200, _, _)) = http(gateway, "GET", "/health", "", None).await {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(if args.wrap.is_some() { 300 } else { 30 }) {
+            let log = std::fs::read_to_string(dir.0.join("keyway.log")).unwrap_or_default();
+            bail!("keyway did not come up:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The realistic BYOK path: two stored BYOK credentials + the system one = three candidates.
+    for (name, key, order) in [("bench primary", BYOK_1, 0), ("bench secondary", BYOK_2, 1)] {
+        let (s, v, _) = http(gateway, "POST", "/api/v1/byok", MGMT, Some(&json!({"provider": "openai", "key": key, "name": name, "sort_order": order}))).await?;
+        if s != 201 {
+            bail!("creating a BYOK credential: {s} {v}");
+        }
+    }
+    let limits = json!({"requests_per_minute": 100_000_000u64, "tokens_per_minute": 10_000_000_000u64, "max_concurrent": 100_000,
+                        "budget_daily_micros": 1_000_000_000_000u64, "budget_monthly_micros": 10_000_000_000_000u64});
+    let (s, v, _) = http(gateway, "POST", "/api/v1/keys", MGMT, Some(&json!({"name": "bench", "limits": limits}))).await?;
+    if s != 201 {
+        bail!("creating the Keyway key: {s} {v}");
+    }
+    let key = v["key"].as_str().ok_or_else(|| anyhow!("no key in {v}"))?.to_owned();
+    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, gateway, gateway_pid, key, _dir: dir };
+    let (s, v, h) = http(env.gateway, "POST", "/v1/chat/completions", &env.key, Some(&body(true, false, None))).await?;
+    if s != 200 || h.get("x-keyway-byok").and_then(|v| v.to_str().ok()) != Some("true") {
+        bail!("the realistic path does not answer from a BYOK key: {s} {v} {h:?}");
+    }
+    Ok(env)
+}
+
+/// A realistic chat request; `bench_*` fields steer the upstream and pass through Keyway untouched.
+fn body(through: bool, stream: bool, chunk_delay_ms: Option<u64>) -> Value {
+    let mut b = json!({
+        "model": if through { "openai/gpt-4o-mini" } else { "gpt-4o-mini" },
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant. Answer in one short haiku."},
+            {"role": "user", "content": "Write a haiku about an API gateway that adds only microseconds."}
+        ],
+        "temperature": 0.7,
+        "max_tokens": 64,
+        "user": "bench-user-42",
+    });
+    if stream {
+        b["stream"] = json!(true);
+        b["bench_chunk_delay_ms"] = json!(chunk_delay_ms.unwrap_or(5));
+    }
+    b
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Direct,
+    Keyway,
+}
+
+impl Env {
+    fn load_cmd(&self, side: Side, stream: bool, chunk_delay_ms: Option<u64>, extra: &[String]) -> Command {
+        let (url, key) = match side {
+            Side::Direct => (format!("http://{}/v1/chat/completions", self.upstream), SYSTEM.to_owned()),
+            Side::Keyway => (format!("http://{}/v1/chat/completions", self.gateway), self.key.clone()),
+        };
+        let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
+        c.args(["--url", &url, "--key", &key, "--body", &body(side == Side::Keyway, stream, chunk_delay_ms).to_string()]);
+        c.args(extra);
+        c
+    }
+
+    /// Runs keyway-load to completion and returns its JSON report.
+    fn load(&self, side: Side, stream: bool, extra: &[String]) -> anyhow::Result<Value> {
+        let out = self.load_cmd(side, stream, None, extra).stderr(Stdio::inherit()).output().context("run keyway-load")?;
+        if !out.status.success() {
+            bail!("keyway-load failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap_or("{}")).context("keyway-load output")
+    }
+
+    /// The gateway's own counters from `/metrics`: store queries of the request path (the usage
+    /// writer's batched inserts are counted apart), usage records written and queued.
+    async fn queries(&self) -> Value {
+        let text = match http(self.gateway, "GET", "/metrics", "", None).await {
+            Ok((200, Value::String(t), _)) => t,
+            _ => return Value::Null,
+        };
+        let metric = |name: &str| {
+            text.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
+        json!({
+            "store_queries": metric("keyway_store_queries_total"),
+            "usage_recorded": metric("keyway_usage_recorded_total"),
+            "usage_queue_depth": metric("keyway_usage_queue_depth"),
+        })
+    }
+
+    /// A through-Keyway run with the gateway's CPU time, RSS and store queries around it.
+    async fn measured(&self, stream: bool, extra: &[String]) -> anyhow::Result<Value> {
+        let q0 = self.queries().await;
+        let cpu0 = cpu_secs(self.gateway_pid)?;
+        let t0 = Instant::now();
+        let mut r = self.load(Side::Keyway, stream, extra)?;
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_secs(self.gateway_pid)? - cpu0;
+        let q1 = self.queries().await;
+        let served = r["answered"].as_u64().unwrap_or(0);
+        let dq = q1["store_queries"].as_u64().unwrap_or(0).saturating_sub(q0["store_queries"].as_u64().unwrap_or(0));
+        let dw = q1["usage_recorded"].as_u64().unwrap_or(0).saturating_sub(q0["usage_recorded"].as_u64().unwrap_or(0));
+        r["gateway"] = json!({
+            "cpu_s": round(cpu, 3),
+            "cpu_util": round(cpu / wall.max(1e-9), 3),
+            "cpu_us_per_request": if served > 0 { round(cpu * 1e6 / served as f64, 1) } else { 0.0 },
+            "rss_kb_after": rss_kb(self.gateway_pid),
+            "store_queries": if q0["store_queries"].is_null() { Value::Null } else { json!(dq) },
+            "store_queries_per_request": if served > 0 { dq as f64 / served as f64 } else { 0.0 },
+            "usage_records_written": dw,
+        });
+        Ok(r)
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (v * m).round() / m
+}
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn pct(v: &Value, path: &str) -> f64 {
+    v.pointer(path).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+// ---------- scenarios ----------
+
+struct Plan {
+    closed_secs: f64,
+    open_secs: f64,
+    stream_secs: f64,
+    hold_secs: f64,
+    hold_streams: usize,
+    overload_secs: f64,
+}
+
+fn added(direct: &Value, keyway: &Value, metric: &str) -> Value {
+    let mut o = serde_json::Map::new();
+    for q in ["p50_us", "p90_us", "p99_us", "p999_us"] {
+        let d = pct(direct, &format!("/{metric}/{q}"));
+        let k = pct(keyway, &format!("/{metric}/{q}"));
+        o.insert(q.into(), json!(round(k - d, 1)));
+    }
+    Value::Object(o)
+}
+
+async fn closed_loop(env: &Env, plan: &Plan, conns: usize) -> anyhow::Result<Value> {
+    let extra = [s("--mode"), s("closed"), s("--connections"), s(conns), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
+    let direct = env.load(Side::Direct, false, &extra)?;
+    let keyway = env.measured(false, &extra).await?;
+    let ratio = keyway["throughput_rps"].as_f64().unwrap_or(0.0) / direct["throughput_rps"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({"connections": conns, "direct": direct, "keyway": keyway, "throughput_ratio": round(ratio, 3)}))
+}
+
+async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize) -> anyhow::Result<Value> {
+    let extra = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(conns), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
+    let direct = env.load(Side::Direct, false, &extra)?;
+    let keyway = env.measured(false, &extra).await?;
+    let add = added(&direct, &keyway, "latency");
+    Ok(json!({"rate": rate, "direct": direct, "keyway": keyway, "added_latency_us": add}))
+}
+
+async fn streaming(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
+    let extra = [s("--mode"), s("stream"), s("--connections"), s(16), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
+    let direct = env.load(Side::Direct, true, &extra)?;
+    let keyway = env.measured(true, &extra).await?;
+    Ok(json!({
+        "chunk_delay_ms": 5, "content_chunks": 8, "connections": 16,
+        "direct": direct, "keyway": keyway,
+        "added_ttfb_us": added(&direct, &keyway, "ttfb"),
+        "added_gap_us": added(&direct, &keyway, "gap"),
+        "added_ttlb_us": added(&direct, &keyway, "latency"),
+    }))
+}
+
+async fn hold(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
+    let pid = env.gateway_pid;
+    let idle_kb = rss_kb(pid);
+    let extra = [s("--mode"), s("hold"), s("--connections"), s(plan.hold_streams), s("--duration"), s(plan.hold_secs), s("--timeout-ms"), s(60_000)];
+    let mut child = env.load_cmd(Side::Keyway, true, Some(600_000), &extra).stdout(Stdio::piped()).spawn()?;
+    let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(out).lines();
+    let ready: Value = match lines.next() {
+        Some(Ok(l)) => serde_json::from_str(&l).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    // Sample while the streams are held; keep the largest reading.
+    let held_from = Instant::now();
+    let mut peak = 0u64;
+    let mut samples = Vec::new();
+    while held_from.elapsed().as_secs_f64() < plan.hold_secs - 0.5 {
+        std::thread::sleep(Duration::from_millis(500));
+        let r = rss_kb(pid);
+        peak = peak.max(r);
+        samples.push(r);
+    }
+    let last: Value = lines.map_while(Result::ok).last().and_then(|l| serde_json::from_str(&l).ok()).unwrap_or(Value::Null);
+    let _ = child.wait();
+    let open = ready["open"].as_u64().unwrap_or(0);
+    let mid = samples.get(samples.len() / 2).copied().unwrap_or(peak);
+    std::thread::sleep(Duration::from_secs(2));
+    let after_kb = rss_kb(pid);
+    Ok(json!({
+        "streams": plan.hold_streams, "ready": ready, "result": last,
+        "rss_idle_kb": idle_kb, "rss_held_mid_kb": mid, "rss_held_peak_kb": peak, "rss_after_close_kb": after_kb,
+        "rss_per_stream_kb": if open > 0 { round((peak as f64 - idle_kb as f64) / open as f64, 2) } else { f64::NAN },
+    }))
+}
+
+async fn overload(env: &Env, plan: &Plan, max_rps: f64) -> anyhow::Result<Value> {
+    let rate = (max_rps * 2.0).round().max(100.0) as u64;
+    let conns = if env.args.quick { 1024 } else { 2048 };
+    let extra = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(conns), s("--duration"), s(plan.overload_secs), s("--timeout-ms"), s(15_000)];
+    // Sample the gateway's RSS during the run from a side thread.
+    let pid = env.gateway_pid;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss_kb(pid));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        peak
+    });
+    let rss_before = rss_kb(pid);
+    let keyway = env.measured(false, &extra).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0);
+    let keyway = keyway?;
+    // Still alive and answering at once afterwards?
+    let t = Instant::now();
+    let probe = http(env.gateway, "POST", "/v1/chat/completions", &env.key, Some(&body(true, false, None))).await.map(|(s, _, _)| s).unwrap_or(0);
+    let probe_ms = t.elapsed().as_secs_f64() * 1000.0;
+    Ok(json!({
+        "rate": rate, "connections": conns, "keyway": keyway,
+        "rss_before_kb": rss_before, "rss_peak_kb": peak, "rss_after_kb": rss_kb(pid),
+        "probe_after_status": probe, "probe_after_ms": round(probe_ms, 2),
+    }))
+}
+
+fn want(args: &Args, name: &str) -> bool {
+    args.only.as_deref().is_none_or(|o| o.split(',').any(|x| x.trim() == name))
+}
+
+/// Instructions per request under callgrind: counters zeroed after warm-up, dumped after
+/// exactly `--callgrind-requests` requests (closed loop, 16 connections).
+async fn callgrind(env: &Env) -> anyhow::Result<Value> {
+    let pid = env.gateway_pid.to_string();
+    let n = env.args.callgrind_requests;
+    let warm = [s("--mode"), s("closed"), s("--connections"), s(16), s("--duration"), s(600), s("--max-requests"), s(500), s("--timeout-ms"), s(60_000)];
+    env.load(Side::Keyway, false, &warm)?;
+    let st = Command::new("callgrind_control").args(["-z", &pid]).output()?;
+    if !st.status.success() {
+        bail!("callgrind_control -z: {}", String::from_utf8_lossy(&st.stderr));
+    }
+    let q0 = env.queries().await;
+    let run = [s("--mode"), s("closed"), s("--connections"), s(16), s("--duration"), s(600), s("--max-requests"), s(n), s("--timeout-ms"), s(60_000)];
+    let r = env.load(Side::Keyway, false, &run)?;
+    // Let the usage writer catch up: its batched inserts belong to these requests' cost.
+    let t0 = Instant::now();
+    while env.queries().await["usage_queue_depth"].as_u64().unwrap_or(0) > 0 && t0.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let q1 = env.queries().await;
+    let st = Command::new("callgrind_control").args(["-d", &pid]).output()?;
+    if !st.status.success() {
+        bail!("callgrind_control -d: {}", String::from_utf8_lossy(&st.stderr));
+    }
+    Ok(json!({"requests": n, "statuses": r["status"], "dumped": String::from_utf8_lossy(&st.stdout).trim(),
+              "store_queries": q1["store_queries"].as_u64().unwrap_or(0).saturating_sub(q0["store_queries"].as_u64().unwrap_or(0))}))
+}
+
+async fn run(args: Args) -> anyhow::Result<Value> {
+    let plan = if args.quick {
+        Plan { closed_secs: 4.0, open_secs: 5.0, stream_secs: 4.0, hold_secs: args.hold_secs.unwrap_or(8.0), hold_streams: args.hold_streams.unwrap_or(5000), overload_secs: 4.0 }
+    } else {
+        Plan { closed_secs: 10.0, open_secs: 20.0, stream_secs: 10.0, hold_secs: args.hold_secs.unwrap_or(30.0), hold_streams: args.hold_streams.unwrap_or(5000), overload_secs: 10.0 }
+    };
+    let env = start_env(&args).await?;
+    let started = Instant::now();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    eprintln!("keyway-bench: upstream {} keyway {} (pid {}); {}", env.upstream, env.gateway, env.gateway_pid, env.pins.note);
+
+    // Warm up: connection pools, the key and credential caches, the allocator.
+    let warm = [s("--mode"), s("closed"), s("--connections"), s(8), s("--duration"), s(1)];
+    env.load(Side::Keyway, false, &warm)?;
+    env.load(Side::Direct, false, &warm)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_rss = rss_kb(env.gateway_pid);
+
+    let mut out = json!({
+        "machine": {
+            "cores": cores,
+            "pinning": env.pins.note,
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "cpu": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())),
+        },
+        "mode": if args.quick { "quick" } else { "full" },
+        "path": "realistic BYOK: model openai/gpt-4o-mini, route plan of 3 candidates (2 stored encrypted BYOK keys + 1 system key), Keyway key with limits, usage recording on",
+        "rss_idle_kb": idle_rss,
+    });
+    if want(&args, "hold") {
+        eprintln!("scenario: {} idle streams", plan.hold_streams);
+        out["hold"] = hold(&env, &plan).await?;
+    }
+    let mut max_rps: f64 = 0.0;
+    if want(&args, "closed") || want(&args, "overload") {
+        let mut runs = Vec::new();
+        for c in [64, 256] {
+            eprintln!("scenario: closed loop c={c}");
+            let r = closed_loop(&env, &plan, c).await?;
+            max_rps = max_rps.max(r["keyway"]["throughput_rps"].as_f64().unwrap_or(0.0));
+            runs.push(r);
+        }
+        out["closed"] = json!(runs);
+    }
+    if want(&args, "open") {
+        let mut runs = Vec::new();
+        for (rate, conns) in [(1000, 64), (5000, 128)] {
+            eprintln!("scenario: open loop {rate}/s");
+            runs.push(open_loop(&env, &plan, rate, conns).await?);
+        }
+        out["open"] = json!(runs);
+    }
+    if want(&args, "stream") {
+        eprintln!("scenario: streaming");
+        out["stream"] = streaming(&env, &plan).await?;
+    }
+    if want(&args, "overload") {
+        eprintln!("scenario: overload at 2x {max_rps:.0}/s");
+        out["overload"] = overload(&env, &plan, max_rps).await?;
+    }
+    if want(&args, "callgrind") && args.wrap.is_some() {
+        eprintln!("scenario: callgrind, {} requests", args.callgrind_requests);
+        out["callgrind"] = callgrind(&env).await?;
+    }
+    out["rss_end_kb"] = json!(rss_kb(env.gateway_pid));
+    out["elapsed_s"] = json!(round(started.elapsed().as_secs_f64(), 1));
+    Ok(out)
+}
+
+// ---------- the Markdown table ----------
+
+fn f(v: &Value, p: &str) -> String {
+    match v.pointer(p) {
+        Some(Value::Number(n)) => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.1}") }
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "–".into(),
+    }
+}
+
+fn status_counts(v: &Value) -> String {
+    let mut parts: Vec<String> = v["status"].as_object().map(|m| m.iter().map(|(k, n)| format!("{k}: {n}")).collect()).unwrap_or_default();
+    for k in ["errors", "timeouts", "unsent"] {
+        if v[k].as_u64().unwrap_or(0) > 0 {
+            parts.push(format!("{k}: {}", v[k]));
+        }
+    }
+    parts.join(", ")
+}
+
+fn markdown(r: &Value) -> String {
+    let mut m = String::new();
+    let w = &mut m;
+    let _ = writeln_str(w, "# Keyway benchmark results\n");
+    let _ = writeln_str(w, &format!(
+        "Mode `{}`, {} cores ({}), {}. Path: {}.\n\nAdded = through Keyway minus direct to the upstream, same run. Latencies in µs.\n",
+        f(r, "/mode"), f(r, "/machine/cores"), f(r, "/machine/cpu"), f(r, "/machine/pinning"), f(r, "/path")
+    ));
+    if let Some(runs) = r["closed"].as_array() {
+        let _ = writeln_str(w, "## 1. Non-streaming, closed loop (max throughput)\n");
+        let _ = writeln_str(w, "| connections | direct req/s | Keyway req/s | ratio | Keyway p50 / p99 | gateway CPU µs/req | gateway CPU util | store queries (per req) | statuses through Keyway |\n|---|---|---|---|---|---|---|---|---|");
+        for c in runs {
+            let _ = writeln_str(w, &format!(
+                "| {} | {} | {} | {} | {} / {} | **{}** | {} | {} ({}) | {} |",
+                f(c, "/connections"), f(c, "/direct/throughput_rps"), f(c, "/keyway/throughput_rps"), f(c, "/throughput_ratio"),
+                f(c, "/keyway/latency/p50_us"), f(c, "/keyway/latency/p99_us"), f(c, "/keyway/gateway/cpu_us_per_request"), f(c, "/keyway/gateway/cpu_util"),
+                f(c, "/keyway/gateway/store_queries"), f(c, "/keyway/gateway/store_queries_per_request"), status_counts(&c["keyway"])
+            ));
+        }
+        let _ = writeln_str(w, "");
+    }
+    if let Some(runs) = r["open"].as_array() {
+        let _ = writeln_str(w, "## 2. Non-streaming, fixed rate (open loop, latency from the scheduled send time)\n");
+        let _ = writeln_str(w, "| rate | direct p50 / p99 / p99.9 | Keyway p50 / p99 / p99.9 | **added p50 / p99 / p99.9** | gateway CPU µs/req | statuses through Keyway | statuses direct |\n|---|---|---|---|---|---|---|");
+        for o in runs {
+            let _ = writeln_str(w, &format!(
+                "| {}/s | {} / {} / {} | {} / {} / {} | **{} / {} / {}** | {} | {} | {} |",
+                f(o, "/rate"), f(o, "/direct/latency/p50_us"), f(o, "/direct/latency/p99_us"), f(o, "/direct/latency/p999_us"),
+                f(o, "/keyway/latency/p50_us"), f(o, "/keyway/latency/p99_us"), f(o, "/keyway/latency/p999_us"),
+                f(o, "/added_latency_us/p50_us"), f(o, "/added_latency_us/p99_us"), f(o, "/added_latency_us/p999_us"),
+                f(o, "/keyway/gateway/cpu_us_per_request"), status_counts(&o["keyway"]), status_counts(&o["direct"])
+            ));
+        }
+        let _ = writeln_str(w, "");
+    }
+    if r["stream"].is_object() {
+        let st = &r["stream"];
+        let _ = writeln_str(w, &format!("## 3. Streaming ({} content chunks, {} ms apart, {} concurrent streams)\n", f(st, "/content_chunks"), f(st, "/chunk_delay_ms"), f(st, "/connections")));
+        let _ = writeln_str(w, "| | direct p50 / p99 | Keyway p50 / p99 | **added p50 / p99** |\n|---|---|---|---|");
+        for (label, metric, add) in [("time to first byte", "ttfb", "added_ttfb_us"), ("gap between chunks", "gap", "added_gap_us"), ("time to last byte", "latency", "added_ttlb_us")] {
+            let _ = writeln_str(w, &format!(
+                "| {label} | {} / {} | {} / {} | **{} / {}** |",
+                f(st, &format!("/direct/{metric}/p50_us")), f(st, &format!("/direct/{metric}/p99_us")),
+                f(st, &format!("/keyway/{metric}/p50_us")), f(st, &format!("/keyway/{metric}/p99_us")),
+                f(st, &format!("/{add}/p50_us")), f(st, &format!("/{add}/p99_us"))
+            ));
+        }
+        let _ = writeln_str(w, &format!(
+            "\nEvents per stream: direct {}, Keyway {} (equal = no chunk lost or merged); smallest gap through Keyway {} µs (a batched chunk would show ~0). Streams: direct {}, Keyway {}; statuses through Keyway: {}.\n",
+            f(st, "/direct/events_per_stream"), f(st, "/keyway/events_per_stream"), f(st, "/keyway/gap/min_us"),
+            f(st, "/direct/streams"), f(st, "/keyway/streams"), status_counts(&st["keyway"])
+        ));
+    }
+    if r["hold"].is_object() {
+        let h = &r["hold"];
+        let _ = writeln_str(w, "## 4. Open idle streams held through Keyway\n");
+        let _ = writeln_str(w, "| streams asked | opened | still open at end | held s | RSS idle | RSS held (peak) | **RSS per stream** | RSS after close |\n|---|---|---|---|---|---|---|---|");
+        let _ = writeln_str(w, &format!(
+            "| {} | {} | {} | {} | {} MB | {} MB | **{} KB** | {} MB |\n",
+            f(h, "/streams"), f(h, "/ready/open"), f(h, "/result/still_open_at_end"), f(h, "/result/held_s"),
+            mb(h, "/rss_idle_kb"), mb(h, "/rss_held_peak_kb"), f(h, "/rss_per_stream_kb"), mb(h, "/rss_after_close_kb")
+        ));
+    }
+    if r["overload"].is_object() {
+        let o = &r["overload"];
+        let _ = writeln_str(w, "## 5. Overload: open loop at twice the measured max throughput\n");
+        let _ = writeln_str(w, "| rate | connections | statuses | answered / sent | Keyway p50 / p99 | RSS before / peak / after | probe after |\n|---|---|---|---|---|---|---|");
+        let _ = writeln_str(w, &format!(
+            "| {}/s | {} | {} | {} / {} | {} / {} | {} / {} / {} MB | {} in {} ms |\n",
+            f(o, "/rate"), f(o, "/connections"), status_counts(&o["keyway"]), f(o, "/keyway/answered"), f(o, "/keyway/sent"),
+            f(o, "/keyway/latency/p50_us"), f(o, "/keyway/latency/p99_us"), mb(o, "/rss_before_kb"), mb(o, "/rss_peak_kb"), mb(o, "/rss_after_kb"),
+            f(o, "/probe_after_status"), f(o, "/probe_after_ms")
+        ));
+    }
+    let _ = writeln_str(w, &format!("Idle RSS after warm-up: {} MB; at the end: {} MB. Run took {} s.", mb(r, "/rss_idle_kb"), mb(r, "/rss_end_kb"), f(r, "/elapsed_s")));
+    m
+}
+
+fn mb(v: &Value, p: &str) -> String {
+    v.pointer(p).and_then(Value::as_f64).map(|kb| format!("{:.1}", kb / 1024.0)).unwrap_or_else(|| "–".into())
+}
+
+fn writeln_str(w: &mut String, s: &str) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    writeln!(w, "{s}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let out = rt.block_on(run(args.clone()))?;
+    std::fs::create_dir_all(&args.out)?;
+    let md = markdown(&out);
+    std::fs::write(args.out.join("latest.json"), serde_json::to_string_pretty(&out)?)?;
+    std::fs::write(args.out.join("latest.md"), &md)?;
+    std::io::stdout().write_all(md.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,493 @@
+//! Money in memory: each workspace's credit balance and monthly BYOK count, each key's daily and
+//! monthly spend. Loaded from the store at start, updated as generations are charged, and
+//! reconciled with the store periodically, so no request waits on a database query.
+//!
+//! A generation's charge (see `keyway_core::pricing`) is applied here the moment it is settled
+//! and written to the store later with the generation row itself (the usage writer's batch).
+//! Until then it is *pending*. Reconciling sets `usage = usage in the store + pending`, which is
+//! right on one node and picks up other nodes' charges and top-ups when several share a store.
+//! A batch committing while the store is read would be counted twice or not at all, so the
+//! writer brackets each batch with a sequence number and a reconcile that saw it move is
+//! discarded and retried at the next tick.
+
+use crate::limits::Refusal;
+use crate::usage::{GenerationRecord, UsageHook};
+use keyway_core::pricing::{self, Charge, FeeRules, Month, MonthlyCounter, Prices};
+use keyway_store::{ApiKeyRecord, GenerationRow, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    /// Top-ups and adjustments.
+    credits: i64,
+    /// Everything charged, including pending charges.
+    usage: i64,
+    /// Charged here but not yet in the store.
+    pending: i64,
+    month: Month,
+    month_usage: i64,
+    byok: MonthlyCounter,
+}
+
+impl Account {
+    fn balance(&self) -> i64 {
+        self.credits - self.usage
+    }
+
+    fn roll(&mut self, now_ms: i64) {
+        let m = Month::of(now_ms);
+        if m != self.month {
+            self.month = m;
+            self.month_usage = 0;
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Spend {
+    day: i64,
+    day_micros: u64,
+    month: Month,
+    month_micros: u64,
+}
+
+impl Spend {
+    fn roll(&mut self, now_ms: i64) {
+        let (d, m) = (pricing::day_of(now_ms), Month::of(now_ms));
+        if d != self.day {
+            self.day = d;
+            self.day_micros = 0;
+        }
+        if m != self.month {
+            self.month = m;
+            self.month_micros = 0;
+        }
+    }
+}
+
+/// What `GET /api/v1/credits` shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Balance {
+    pub credits_micros: i64,
+    pub usage_micros: i64,
+    pub balance_micros: i64,
+    pub used_this_month_micros: i64,
+    pub byok_requests_this_month: u64,
+}
+
+pub struct Ledger {
+    rules: FeeRules,
+    credits_enabled: bool,
+    accounts: RwLock<HashMap<String, Arc<Mutex<Account>>>>,
+    spend: RwLock<HashMap<String, Arc<Mutex<Spend>>>>,
+    /// Odd while the usage writer is committing a batch (see the module doc).
+    seq: AtomicU64,
+}
+
+impl Ledger {
+    pub fn new(cfg: &crate::config::Billing) -> Self {
+        Self {
+            rules: FeeRules { byok_fee_percent: cfg.byok_fee_percent, byok_free_requests_per_month: cfg.byok_free_requests_per_month },
+            credits_enabled: cfg.credits_enabled,
+            accounts: RwLock::new(HashMap::new()),
+            spend: RwLock::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn credits_enabled(&self) -> bool {
+        self.credits_enabled
+    }
+
+    pub fn rules(&self) -> FeeRules {
+        self.rules
+    }
+
+    fn account(&self, ws: &str) -> Arc<Mutex<Account>> {
+        if let Some(a) = self.accounts.read().unwrap_or_else(|p| p.into_inner()).get(ws) {
+            return a.clone();
+        }
+        self.accounts.write().unwrap_or_else(|p| p.into_inner()).entry(ws.to_owned()).or_default().clone()
+    }
+
+    fn spend_of(&self, key_hash: &str) -> Arc<Mutex<Spend>> {
+        if let Some(s) = self.spend.read().unwrap_or_else(|p| p.into_inner()).get(key_hash) {
+            return s.clone();
+        }
+        self.spend.write().unwrap_or_else(|p| p.into_inner()).entry(key_hash.to_owned()).or_default().clone()
+    }
+
+    /// The most `attempts` (prices, is BYOK) could charge the workspace if the request uses
+    /// `prompt_tokens` and `max_output_tokens`: fallback may reach any attempt, so the maximum.
+    pub fn estimate(&self, ws: &str, prompt_tokens: u64, max_output_tokens: u64, attempts: impl Iterator<Item = (Prices, bool)>, now_ms: i64) -> u64 {
+        let ordinal = lock(&self.account(ws)).byok.current(now_ms) + 1;
+        attempts
+            .map(|(p, byok)| pricing::charge(pricing::estimate_micros(&p, prompt_tokens, max_output_tokens), byok, ordinal, &self.rules).charged_micros)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// 402 when credits are on and the balance is not positive or can't cover `estimate`
+    /// (a positive balance is required even when the request would be served by a BYOK key).
+    pub fn check_credits(&self, ws: &str, estimate: u64, now_ms: i64) -> Result<(), Refusal> {
+        if !self.credits_enabled {
+            return Ok(());
+        }
+        let account = self.account(ws);
+        let mut a = lock(&account);
+        a.roll(now_ms);
+        let balance = a.balance();
+        let needed = i64::try_from(estimate).unwrap_or(i64::MAX);
+        if balance <= 0 || balance < needed {
+            return Err(Refusal::Payment(format!(
+                "insufficient credits: the balance is {} USD and this request may cost up to {} USD; add credits (POST /api/v1/credits)",
+                usd(balance),
+                usd(needed)
+            )));
+        }
+        Ok(())
+    }
+
+    /// 429 when the key has spent its daily or monthly budget (catalog cost plus fee).
+    pub fn check_budgets(&self, key: &ApiKeyRecord, now_ms: i64) -> Result<(), Refusal> {
+        let (daily, monthly) = (key.limits.budget_daily_micros, key.limits.budget_monthly_micros);
+        if daily.is_none() && monthly.is_none() {
+            return Ok(());
+        }
+        let s = {
+            let spend = self.spend_of(&key.hash);
+            let mut s = lock(&spend);
+            s.roll(now_ms);
+            *s
+        };
+        let refuse = |what: &str, limit: u64, spent: u64, until_ms: i64| {
+            let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0).max(1));
+            let mut headers = axum::http::HeaderMap::new();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&limit.to_string()) {
+                headers.insert(axum::http::HeaderName::from_static("x-ratelimit-limit-budget-micros"), v);
+            }
+            Err(Refusal::Limited {
+                message: format!("this key's {what} budget of {} USD is spent ({} USD used)", usd(limit as i64), usd(spent as i64)),
+                retry_after: wait,
+                headers: Box::new(headers),
+            })
+        };
+        if let Some(limit) = daily.filter(|l| s.day_micros >= *l) {
+            return refuse("daily", limit, s.day_micros, pricing::day_start_ms(s.day + 1));
+        }
+        if let Some(limit) = monthly.filter(|l| s.month_micros >= *l) {
+            return refuse("monthly", limit, s.month_micros, s.month.next().start_ms());
+        }
+        Ok(())
+    }
+
+    /// Prices a finished generation, fills its `cost_micros`/`fee_micros`, and charges it.
+    /// Only generations an upstream served are charged (and count toward the BYOK waiver).
+    pub fn settle(&self, rec: &mut GenerationRecord, prices: Option<Prices>) -> Charge {
+        if rec.provider.is_none() {
+            return Charge::default();
+        }
+        let now_ms = rec.created_at_ms.max(chrono::Utc::now().timestamp_millis());
+        let cost = prices.map(|p| pricing::cost_micros(&rec.usage.unwrap_or_default(), &p)).unwrap_or(0);
+        let charge = {
+            let account = self.account(&rec.workspace_id);
+            let mut a = lock(&account);
+            a.roll(now_ms);
+            let ordinal = if rec.is_byok { a.byok.next(now_ms) } else { 0 };
+            let charge = pricing::charge(cost, rec.is_byok, ordinal, &self.rules);
+            let c = i64::try_from(charge.charged_micros).unwrap_or(i64::MAX);
+            a.usage = a.usage.saturating_add(c);
+            a.pending = a.pending.saturating_add(c);
+            a.month_usage = a.month_usage.saturating_add(c);
+            charge
+        };
+        {
+            let spend = self.spend_of(&rec.api_key_hash);
+            let mut s = lock(&spend);
+            s.roll(now_ms);
+            let total = charge.cost_micros.saturating_add(charge.fee_micros);
+            s.day_micros = s.day_micros.saturating_add(total);
+            s.month_micros = s.month_micros.saturating_add(total);
+        }
+        rec.cost_micros = charge.cost_micros;
+        rec.fee_micros = charge.fee_micros;
+        charge
+    }
+
+    /// A top-up (or adjustment) that the store has accepted.
+    pub fn credit(&self, ws: &str, amount_micros: i64) {
+        let account = self.account(ws);
+        let mut a = lock(&account);
+        a.credits = a.credits.saturating_add(amount_micros);
+    }
+
+    pub fn balance(&self, ws: &str, now_ms: i64) -> Balance {
+        let account = self.account(ws);
+        let mut a = lock(&account);
+        a.roll(now_ms);
+        Balance {
+            credits_micros: a.credits,
+            usage_micros: a.usage,
+            balance_micros: a.balance(),
+            used_this_month_micros: a.month_usage,
+            byok_requests_this_month: a.byok.current(now_ms),
+        }
+    }
+
+    /// Re-reads the store's totals and applies them (see the module doc). Returns false when a
+    /// batch was being written meanwhile and the result was discarded.
+    pub async fn reconcile(&self, store: &Store) -> Result<bool, StoreError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let month = Month::of(now_ms);
+        let day_start = pricing::day_start_ms(pricing::day_of(now_ms));
+        let s0 = self.seq.load(Ordering::Acquire);
+        if s0 % 2 == 1 {
+            return Ok(false);
+        }
+        let totals = store.credit_totals(month.start_ms()).await?;
+        let by_day = store.key_spend_since(day_start).await?;
+        let by_month = store.key_spend_since(month.start_ms()).await?;
+        if self.seq.load(Ordering::Acquire) != s0 {
+            return Ok(false);
+        }
+        for (ws, t) in totals {
+            let account = self.account(&ws);
+            let mut a = lock(&account);
+            a.roll(now_ms);
+            a.credits = t.credits_micros;
+            a.usage = t.usage_micros.saturating_add(a.pending);
+            a.month_usage = t.usage_since_micros.saturating_add(a.pending);
+            // Counters only grow within their period: the larger of ours and the store's.
+            let stored = u64::try_from(t.byok_requests_since).unwrap_or(0);
+            if a.byok.month != month {
+                a.byok = MonthlyCounter { month, count: 0 };
+            }
+            a.byok.count = a.byok.count.max(stored);
+        }
+        for (key, day_spend) in by_day {
+            let spend = self.spend_of(&key);
+            let mut s = lock(&spend);
+            s.roll(now_ms);
+            s.day_micros = s.day_micros.max(u64::try_from(day_spend).unwrap_or(0));
+        }
+        for (key, month_spend) in by_month {
+            let spend = self.spend_of(&key);
+            let mut s = lock(&spend);
+            s.roll(now_ms);
+            s.month_micros = s.month_micros.max(u64::try_from(month_spend).unwrap_or(0));
+        }
+        Ok(self.seq.load(Ordering::Acquire) == s0)
+    }
+
+    /// Reconciles every `every` until the ledger is dropped.
+    pub fn spawn_reconciler(self: &Arc<Self>, store: Store, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(ledger) = weak.upgrade() else { return };
+                match ledger.reconcile(&store).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::debug!("usage batch written during reconcile; retrying next tick"),
+                    Err(e) => tracing::warn!(error = %e, "reconciling credits failed"),
+                }
+            }
+        });
+    }
+
+    fn release_pending(&self, ws: &str, charged: u64) {
+        if charged == 0 {
+            return;
+        }
+        let account = self.account(ws);
+        let mut a = lock(&account);
+        a.pending = a.pending.saturating_sub(i64::try_from(charged).unwrap_or(i64::MAX));
+    }
+}
+
+impl UsageHook for Ledger {
+    fn before_write(&self) {
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn after_write(&self, rows: &[GenerationRow]) {
+        for r in rows {
+            let charged = Charge::charged(u64::try_from(r.cost_micros).unwrap_or(0), u64::try_from(r.fee_micros).unwrap_or(0), r.is_byok);
+            self.release_pending(&r.workspace_id, charged);
+        }
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn dropped(&self, rec: &GenerationRecord) {
+        // The charge stays in memory; the store will never see it (reconcile gives it back).
+        self.release_pending(&rec.workspace_id, Charge::charged(rec.cost_micros, rec.fee_micros, rec.is_byok));
+    }
+}
+
+/// Micros as USD for people (messages) and OpenRouter's float fields.
+pub fn usd(micros: i64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// A cheap token estimate of a request's input (characters / 4) and its output cap
+/// (`max_completion_tokens`, `max_tokens`, or 0 when the client sets none).
+pub fn demand_of(body: &serde_json::Map<String, serde_json::Value>) -> (u64, u64) {
+    use serde_json::Value;
+    fn chars(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Array(a) => a.iter().map(chars).sum(),
+            Value::Object(o) => o.get("text").or_else(|| o.get("content")).map(chars).unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let mut n = 0usize;
+    if let Some(Value::Array(msgs)) = body.get("messages") {
+        for m in msgs {
+            n += 16 + m.get("content").map(chars).unwrap_or(0);
+        }
+    }
+    if let Some(sys) = body.get("system") {
+        n += chars(sys);
+    }
+    if let Some(input) = body.get("input") {
+        n += chars(input);
+    }
+    let out = ["max_completion_tokens", "max_tokens", "max_output_tokens"].iter().find_map(|k| body.get(*k).and_then(Value::as_u64)).unwrap_or(0);
+    ((n as u64).div_ceil(4), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Billing;
+    use keyway_core::Usage;
+    use keyway_store::Limits;
+
+    fn rec(ws: &str, byok: bool, usage: Usage) -> GenerationRecord {
+        GenerationRecord {
+            id: "gen-1".into(),
+            workspace_id: ws.into(),
+            api_key_hash: "k".into(),
+            user: None,
+            requested_model: "openai/gpt-4o-mini".into(),
+            model: Some("openai/gpt-4o-mini".into()),
+            provider: Some("openai".into()),
+            credential_id: Some(if byok { "c1".into() } else { "system".into() }),
+            is_byok: byok,
+            streamed: false,
+            status: 200,
+            usage: Some(usage),
+            latency_ms: 1,
+            ttft_ms: None,
+            attempts: vec![],
+            finish_reason: None,
+            app_referer: None,
+            app_title: None,
+            created_at_ms: chrono::Utc::now().timestamp_millis(),
+            cost_micros: 0,
+            fee_micros: 0,
+        }
+    }
+
+    const MINI: Prices = Prices { input_per_mtok_micros: 150_000, output_per_mtok_micros: 600_000, cached_input_per_mtok_micros: Some(75_000), per_request_micros: 0 };
+    const U: Usage = Usage { prompt_tokens: 1000, completion_tokens: 500, cached_tokens: 0, cache_write_tokens: 0 };
+
+    #[test]
+    fn settle_charges_system_fully_and_byok_after_the_waiver() {
+        let l = Ledger::new(&Billing { credits_enabled: true, byok_fee_percent: 5, byok_free_requests_per_month: 1, ..Billing::default() });
+        l.credit("w", 10_000);
+        let mut r = rec("w", false, U);
+        assert_eq!(l.settle(&mut r, Some(MINI)).charged_micros, 450);
+        assert_eq!((r.cost_micros, r.fee_micros), (450, 0));
+        let mut r = rec("w", true, U);
+        assert_eq!(l.settle(&mut r, Some(MINI)).charged_micros, 0, "first BYOK request of the month is free");
+        let mut r = rec("w", true, U);
+        assert_eq!(l.settle(&mut r, Some(MINI)).charged_micros, 23);
+        assert_eq!((r.cost_micros, r.fee_micros), (450, 23));
+        let b = l.balance("w", chrono::Utc::now().timestamp_millis());
+        assert_eq!(b.balance_micros, 10_000 - 473);
+        assert_eq!(b.used_this_month_micros, 473);
+        assert_eq!(b.byok_requests_this_month, 2);
+        // A request nothing served is never charged.
+        let mut r = rec("w", false, U);
+        r.provider = None;
+        assert_eq!(l.settle(&mut r, Some(MINI)), Charge::default());
+    }
+
+    #[test]
+    fn credits_check_needs_a_positive_balance_that_covers_the_estimate() {
+        let l = Ledger::new(&Billing { credits_enabled: true, byok_fee_percent: 5, byok_free_requests_per_month: 0, ..Billing::default() });
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(matches!(l.check_credits("w", 0, now), Err(Refusal::Payment(_))), "zero balance refuses even a free request");
+        l.credit("w", 1000);
+        assert!(l.check_credits("w", 1000, now).is_ok());
+        assert!(l.check_credits("w", 1001, now).is_err());
+        // The estimate over a plan is the worst attempt: a BYOK fee or a full system price.
+        let e = l.estimate("w", 1000, 1000, [(MINI, true), (MINI, false)].into_iter(), now);
+        assert_eq!(e, 750);
+        let e = l.estimate("w", 1000, 1000, [(MINI, true)].into_iter(), now);
+        assert_eq!(e, 38);
+        let off = Ledger::new(&Billing::default());
+        assert!(off.check_credits("w", u64::MAX, now).is_ok(), "credits are off by default");
+    }
+
+    #[test]
+    fn budgets_refuse_once_spent_with_retry_after_until_the_period_ends() {
+        let l = Ledger::new(&Billing::default());
+        let key = ApiKeyRecord {
+            id: "id".into(),
+            workspace_id: "w".into(),
+            hash: "k".into(),
+            name: "n".into(),
+            label: "l".into(),
+            kind: keyway_store::KeyKind::Inference,
+            admin: false,
+            disabled: false,
+            limits: Limits { budget_daily_micros: Some(900), ..Limits::default() },
+            created_at: 0,
+            updated_at: 0,
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(l.check_budgets(&key, now).is_ok());
+        l.settle(&mut rec("w", false, U), Some(MINI));
+        assert!(l.check_budgets(&key, now).is_ok(), "450 of 900 spent");
+        l.settle(&mut rec("w", false, U), Some(MINI));
+        match l.check_budgets(&key, now) {
+            Err(Refusal::Limited { retry_after, .. }) => assert!(retry_after <= Duration::from_secs(86_400)),
+            other => panic!("expected a 429, got {other:?}"),
+        }
+        // The next UTC day starts afresh.
+        assert!(l.check_budgets(&key, now + 86_400_000).is_ok());
+    }
+
+    #[test]
+    fn pending_is_released_when_written_or_dropped() {
+        let l = Ledger::new(&Billing::default());
+        let mut r = rec("w", false, U);
+        l.settle(&mut r, Some(MINI));
+        assert_eq!(lock(&l.account("w")).pending, 450);
+        l.dropped(&r);
+        assert_eq!(lock(&l.account("w")).pending, 0);
+        assert_eq!(lock(&l.account("w")).usage, 450, "the charge itself stays");
+    }
+
+    #[test]
+    fn demand_estimates() {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": "abcdefgh"}, {"role": "user", "content": [{"type": "text", "text": "abcd"}]}], "max_tokens": 100});
+        let (p, o) = demand_of(body.as_object().unwrap());
+        assert_eq!((p, o), ((16 + 8 + 16 + 4) / 4, 100));
+        let body = serde_json::json!({"input": ["abcd", "efgh"], "max_completion_tokens": 7, "max_tokens": 9});
+        assert_eq!(demand_of(body.as_object().unwrap()), (2, 7));
+    }
+}

@@ -1,0 +1,125 @@
+//! In-memory caches that keep the database off the hot path: Keyway keys by hash, and each
+//! workspace's BYOK credentials decrypted. Entries live for a short TTL (so other nodes' writes
+//! show up) and are dropped at once when this node changes them.
+
+use keyway_core::route::CredentialMeta;
+use keyway_core::Credential;
+use keyway_store::{ApiKeyRecord, ByokRecord, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct KeyCache {
+    ttl: Duration,
+    map: RwLock<HashMap<String, (Arc<ApiKeyRecord>, Instant)>>,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, map: RwLock::new(HashMap::new()) }
+    }
+
+    /// The key with this hash, from memory when fresh. Unknown keys always ask the store
+    /// (one indexed lookup) so a key created on another node works at once.
+    pub async fn get(&self, store: &Store, hash: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+        if let Some((rec, at)) = read(&self.map).get(hash) {
+            if at.elapsed() < self.ttl {
+                return Ok(Some(rec.clone()));
+            }
+        }
+        let found = store.find_key_by_hash(hash).await?.map(Arc::new);
+        let mut map = write(&self.map);
+        match &found {
+            Some(rec) => {
+                if map.len() > 100_000 {
+                    map.retain(|_, (_, at)| at.elapsed() < self.ttl);
+                }
+                map.insert(hash.to_owned(), (rec.clone(), Instant::now()));
+            }
+            None => {
+                map.remove(hash);
+            }
+        }
+        Ok(found)
+    }
+
+    pub fn invalidate(&self, hash: &str) {
+        write(&self.map).remove(hash);
+    }
+}
+
+/// A workspace's credentials, decrypted, in routing order, with the planner's view of each
+/// (`metas[i]` describes `entries[i]`), built once per load rather than per request.
+#[derive(Debug, Default)]
+pub struct WorkspaceCredentials {
+    pub entries: Vec<(ByokRecord, Arc<Credential>)>,
+    pub metas: Vec<CredentialMeta>,
+}
+
+fn meta(rec: &ByokRecord, cred: &Credential) -> CredentialMeta {
+    CredentialMeta {
+        disabled: rec.disabled,
+        is_fallback: rec.is_fallback,
+        always_use: rec.always_use,
+        is_byok_only: rec.is_byok_only,
+        sort_order: rec.sort_order,
+        allowed_models: rec.allowed_models.clone(),
+        allowed_api_key_hashes: rec.allowed_api_key_hashes.clone(),
+        allowed_user_ids: rec.allowed_user_ids.clone(),
+        model_mappings: rec.model_mappings.clone(),
+        declared_zdr: rec.declared_zdr,
+        ..CredentialMeta::new(rec.id.as_str(), rec.provider)
+    }
+    .with_credential(cred)
+}
+
+pub struct CredentialCache {
+    ttl: Duration,
+    map: RwLock<HashMap<String, (Arc<WorkspaceCredentials>, Instant)>>,
+    /// One load per workspace at a time: concurrent misses wait for the first.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl CredentialCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, map: RwLock::new(HashMap::new()), loading: tokio::sync::Mutex::new(()) }
+    }
+
+    fn fresh(&self, ws: &str) -> Option<Arc<WorkspaceCredentials>> {
+        read(&self.map).get(ws).filter(|(_, at)| at.elapsed() < self.ttl).map(|(c, _)| c.clone())
+    }
+
+    pub async fn get(&self, store: &Store, workspace_id: &str) -> Result<Arc<WorkspaceCredentials>, StoreError> {
+        if let Some(c) = self.fresh(workspace_id) {
+            return Ok(c);
+        }
+        let _guard = self.loading.lock().await;
+        if let Some(c) = self.fresh(workspace_id) {
+            return Ok(c);
+        }
+        let mut entries = Vec::new();
+        for (rec, cred) in store.load_byok_for_routing(workspace_id).await? {
+            match cred {
+                Ok(c) => entries.push((rec, Arc::new(c))),
+                // Never fail every request because one row is damaged; say which row, not its secret.
+                Err(e) => tracing::error!(credential_id = %rec.id, error = %e, "stored credential cannot be opened; skipping it"),
+            }
+        }
+        let metas = entries.iter().map(|(r, c)| meta(r, c)).collect();
+        let creds = Arc::new(WorkspaceCredentials { entries, metas });
+        write(&self.map).insert(workspace_id.to_owned(), (creds.clone(), Instant::now()));
+        Ok(creds)
+    }
+
+    pub fn invalidate(&self, workspace_id: &str) {
+        write(&self.map).remove(workspace_id);
+    }
+}

@@ -1,0 +1,259 @@
+//! The one typed configuration: `keyway.toml` (optional), then `KEYWAY_*` environment variables
+//! (`__` nests: `KEYWAY_PROVIDERS__OPENAI__BASE_URL`), then command-line flags.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use keyway_core::ProviderSlug;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Holds the SQLite file (`keyway.db`) and `master.key`.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; SQLite in `data_dir` when absent.
+    pub database_url: Option<String>,
+    /// Redis URL for counters shared by several nodes.
+    pub redis_url: Option<String>,
+    /// Base64 of a 32-byte master key; else `data_dir/master.key` (created on first start).
+    #[serde(skip_serializing)]
+    pub master_key: Option<String>,
+    /// Retired master keys (base64), still able to open records sealed before a rotation.
+    #[serde(skip_serializing)]
+    pub retired_master_keys: Vec<String>,
+    /// A management key to register on first start instead of generating one (automation).
+    #[serde(skip_serializing)]
+    pub bootstrap_management_key: Option<String>,
+    /// Per-provider settings, by slug.
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// The operator's own credentials, used after BYOK keys.
+    pub system_credentials: Vec<SystemCredentialConfig>,
+    pub billing: Billing,
+    /// Catalog price overrides (`[[pricing]]`, see `keyway_core::pricing::PriceOverride`).
+    pub pricing: Vec<keyway_core::pricing::PriceOverride>,
+    pub security: Security,
+    pub timeouts: TimeoutsConfig,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProviderSettings {
+    /// Overrides the provider's public base URL (`{region}`, `{location}`, `{resource}` are filled per request).
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SystemCredentialConfig {
+    /// Provider slug (`openai`, `anthropic`, `amazon-bedrock`, ...).
+    pub provider: String,
+    /// A reference: `env:NAME` or `file:/path` (a literal works too, but keep secrets out of files).
+    pub key: String,
+    /// Shown in logs and metrics instead of the secret (default `system-<provider>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The operator declares this credential zero-data-retention (for `provider.zdr`).
+    #[serde(default)]
+    pub zdr: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Billing {
+    /// Refuse requests (402) a workspace's credits can't cover. Off by default: a single-team
+    /// install pays its providers directly and needs no ledger.
+    pub credits_enabled: bool,
+    /// Percent of the catalog price charged on BYOK traffic.
+    pub byok_fee_percent: u64,
+    /// BYOK requests per workspace and calendar month (UTC) without the fee.
+    pub byok_free_requests_per_month: u64,
+    /// How often the in-memory balances are re-read from the store (other nodes' charges, top-ups).
+    pub reconcile_interval_secs: u64,
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        Self { credits_enabled: false, byok_fee_percent: 5, byok_free_requests_per_month: 1_000_000, reconcile_interval_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Security {
+    /// Hosts a caller-supplied URL (Azure `endpoint_url`, Vertex `token_uri`) may point at:
+    /// `host`, `host:port`, or `*.domain` for subdomains.
+    pub allowed_upstream_hosts: Vec<String>,
+    /// Whether system credentials may follow request-scoped BYOK keys.
+    pub system_after_request_keys: bool,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            allowed_upstream_hosts: vec![
+                "*.openai.azure.com".into(),
+                "*.services.ai.azure.com".into(),
+                "*.cognitiveservices.azure.com".into(),
+                "oauth2.googleapis.com".into(),
+            ],
+            system_after_request_keys: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimeoutsConfig {
+    /// Connecting to an upstream (TCP + TLS), in milliseconds; past it the next attempt runs.
+    pub connect_ms: u64,
+    /// Waiting for an upstream's response head or first stream event, in milliseconds.
+    pub first_byte_ms: u64,
+    /// Longest silence between two stream events before the stream counts as failed, in milliseconds.
+    pub idle_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self { connect_ms: 10_000, first_byte_ms: 120_000, idle_ms: 120_000 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./keyway-data"),
+            database_url: None,
+            redis_url: None,
+            master_key: None,
+            retired_master_keys: Vec::new(),
+            bootstrap_management_key: None,
+            providers: BTreeMap::new(),
+            system_credentials: Vec::new(),
+            billing: Billing::default(),
+            pricing: Vec::new(),
+            security: Security::default(),
+            timeouts: TimeoutsConfig::default(),
+            max_body_bytes: 4 * 1024 * 1024,
+            log_format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("configuration: unknown provider `{0}` in [providers]")]
+    UnknownProvider(String),
+    #[error("configuration: system credential {index}: {message}")]
+    SystemCredential { index: usize, message: String },
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given or `./keyway.toml` exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None => fig = fig.merge(Toml::file("keyway.toml")),
+        }
+        Self::from_figment(fig.merge(Env::prefixed("KEYWAY_").split("__")))
+    }
+
+    pub fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for name in self.providers.keys() {
+            provider_from_key(name).ok_or_else(|| ConfigError::UnknownProvider(name.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Base-URL overrides by provider.
+    pub fn base_urls(&self) -> std::collections::HashMap<ProviderSlug, String> {
+        self.providers
+            .iter()
+            .filter_map(|(k, v)| Some((provider_from_key(k)?, v.base_url.clone()?)))
+            .collect()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| keyway_store::Store::sqlite_url(&self.data_dir))
+    }
+}
+
+/// Environment variables can't hold `-`: `amazon_bedrock` names `amazon-bedrock`.
+pub fn provider_from_key(k: &str) -> Option<ProviderSlug> {
+    ProviderSlug::parse_alias(&k.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Resolves `env:NAME` / `file:/path` references (operator config only: never caller input).
+pub fn resolve_secret(reference: &str) -> Result<SecretString, String> {
+    if let Some(name) = reference.strip_prefix("env:") {
+        return std::env::var(name).map(SecretString::from).map_err(|_| format!("environment variable `{name}` is not set"));
+    }
+    if let Some(path) = reference.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|s| SecretString::from(s.trim().to_owned()))
+            .map_err(|e| format!("cannot read `{path}`: {e}"));
+    }
+    Ok(SecretString::from(reference.to_owned()))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_nesting_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEYWAY_LISTEN", "127.0.0.1:9999");
+            jail.set_env("KEYWAY_PROVIDERS__OPENAI__BASE_URL", "http://127.0.0.1:1/v1");
+            jail.set_env("KEYWAY_PROVIDERS__AMAZON_BEDROCK__BASE_URL", "http://127.0.0.1:2");
+            jail.create_file("keyway.toml", "[billing]\nbyok_fee_percent = 7\n")?;
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9999);
+            assert_eq!(c.billing.byok_fee_percent, 7);
+            assert!(!c.billing.credits_enabled);
+            let urls = c.base_urls();
+            assert_eq!(urls.get(&ProviderSlug::OpenAi).map(String::as_str), Some("http://127.0.0.1:1/v1"));
+            assert_eq!(urls.get(&ProviderSlug::AmazonBedrock).map(String::as_str), Some("http://127.0.0.1:2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_provider_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("k.toml", "[providers.nope]\nbase_url = \"http://x\"\n")?;
+            assert!(matches!(Config::load(Some(Path::new("k.toml"))), Err(ConfigError::UnknownProvider(_))));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secret_references() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KW_TEST_SECRET", "s3cret");
+            use secrecy::ExposeSecret;
+            assert_eq!(resolve_secret("env:KW_TEST_SECRET").map(|s| s.expose_secret().to_owned()), Ok("s3cret".into()));
+            assert!(resolve_secret("env:KW_MISSING_VAR").is_err());
+            Ok(())
+        });
+    }
+}

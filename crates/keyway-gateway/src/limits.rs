@@ -1,0 +1,383 @@
+//! Per-key limits, checked in memory before a request is planned upstream: requests per minute
+//! and tokens per minute (GCRA), concurrent requests, and daily/monthly spend budgets. Credits
+//! (402) are checked here too, from the in-memory ledger in [`crate::billing`].
+//!
+//! **GCRA.** Each rate is a "theoretical arrival time" (TAT) advanced by `n × T` per admitted
+//! cell, `T = 60 s / per_minute`; a request is refused when the new TAT would lie more than
+//! `burst × T` ahead of now. The burst is the per-minute figure itself: a fresh key may spend its
+//! whole minute at once, then refills evenly. The TAT is one atomic updated by compare-and-swap,
+//! so concurrent requests can't over-admit. (We keep our own small GCRA rather than `governor`
+//! because token cells are corrected after the answer, when the real token count is known.)
+//!
+//! Tokens: a request reserves its estimate (prompt characters / 4 plus `max_tokens`); when it
+//! ends, the difference to the upstream's reported usage is added or given back.
+//!
+//! Everything here is per node; the scale-out issue moves the counters to Redis.
+
+use crate::error::ApiError;
+use crate::state::SharedState;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use keyway_core::pricing::Prices;
+use keyway_core::route::RoutePlan;
+use keyway_store::{ApiKeyRecord, Limits};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+const MINUTE_NS: u64 = 60_000_000_000;
+
+/// A generic cell-rate limiter: `per_minute` cells per minute, at most `per_minute` at once.
+#[derive(Debug)]
+pub struct Gcra {
+    /// Nanoseconds per cell.
+    interval: u64,
+    burst: u64,
+    limit: u64,
+    tat: AtomicU64,
+}
+
+/// A successful check: what remains, and when the bucket is full again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: Duration,
+}
+
+impl Gcra {
+    pub fn per_minute(n: u64) -> Self {
+        let n = n.max(1);
+        Self { interval: (MINUTE_NS / n).max(1), burst: n, limit: n, tat: AtomicU64::new(0) }
+    }
+
+    /// Takes `n` cells at `now` (ns on the limiter's clock), or says how long until they fit.
+    /// More cells than the burst are clamped to the burst: such a request runs when the bucket is full.
+    pub fn check_n(&self, n: u64, now: u64) -> Result<RateState, (RateState, Duration)> {
+        let n = n.min(self.burst);
+        let window = self.burst.saturating_mul(self.interval);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let base = tat.max(now);
+            let new = base.saturating_add(n.saturating_mul(self.interval));
+            let horizon = now.saturating_add(window);
+            if new > horizon {
+                let state = RateState { limit: self.limit, remaining: 0, reset: Duration::from_nanos(base - now) };
+                return Err((state, Duration::from_nanos(new - horizon)));
+            }
+            match self.tat.compare_exchange_weak(tat, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    let remaining = (horizon - new) / self.interval;
+                    return Ok(RateState { limit: self.limit, remaining, reset: Duration::from_nanos(new - now) });
+                }
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Adds (`delta > 0`) or gives back (`delta < 0`) cells after the fact.
+    pub fn adjust(&self, delta: i64) {
+        let ns = delta.unsigned_abs().saturating_mul(self.interval);
+        if delta >= 0 {
+            self.tat.fetch_add(ns, Ordering::AcqRel);
+        } else {
+            // Never below zero: a give-back can't create credit beyond a full bucket anyway.
+            let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_sub(ns)));
+        }
+    }
+}
+
+/// One key's live limiter state, rebuilt when the key's limits change.
+#[derive(Debug)]
+pub struct KeyLimiter {
+    limits: Limits,
+    requests: Option<Gcra>,
+    tokens: Option<Gcra>,
+    in_flight: AtomicU64,
+}
+
+impl KeyLimiter {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            limits: limits.clone(),
+            requests: limits.requests_per_minute.map(Gcra::per_minute),
+            tokens: limits.tokens_per_minute.map(Gcra::per_minute),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// All keys' limiters; a key with no limits never gets one.
+pub struct Limiter {
+    epoch: Instant,
+    keys: RwLock<HashMap<String, Arc<KeyLimiter>>>,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self { epoch: Instant::now(), keys: RwLock::new(HashMap::new()) }
+    }
+}
+
+impl Limiter {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The limiter for this key, (re)built when its limits differ from the cached record's.
+    pub fn for_key(&self, key: &ApiKeyRecord) -> Option<Arc<KeyLimiter>> {
+        let l = &key.limits;
+        if l.requests_per_minute.is_none() && l.tokens_per_minute.is_none() && l.max_concurrent.is_none() {
+            return None;
+        }
+        if let Some(k) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&key.hash) {
+            if k.limits == *l {
+                return Some(k.clone());
+            }
+        }
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(key.hash.clone()).or_insert_with(|| Arc::new(KeyLimiter::new(l)));
+        if entry.limits != *l {
+            // New limits start a fresh window; requests in flight keep their own counter handle.
+            *entry = Arc::new(KeyLimiter::new(l));
+        }
+        Some(entry.clone())
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 429 with `Retry-After` and the `x-ratelimit-*` headers.
+    /// Headers boxed: a refusal is rare, and the `Result` on the admission path stays small.
+    Limited { message: String, retry_after: Duration, headers: Box<HeaderMap> },
+    /// 402: the workspace's credits can't cover the request.
+    Payment(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Payment(m) => ApiError::PaymentRequired(m).into_response(),
+            Refusal::Limited { message, retry_after, headers } => {
+                let mut resp = ApiError::RateLimited { message, retry_after: Some(retry_after) }.into_response();
+                resp.headers_mut().extend(*headers);
+                resp
+            }
+        }
+    }
+}
+
+/// What a request holds while it runs: its concurrency slot and its token reservation.
+/// Dropping it (when the response, or the stream, ends) frees the slot.
+#[derive(Debug, Default)]
+pub struct Admission {
+    key: Option<Arc<KeyLimiter>>,
+    reserved_tokens: u64,
+    holds_slot: bool,
+    /// `x-ratelimit-*` headers for the response.
+    pub headers: HeaderMap,
+}
+
+impl Admission {
+    /// Corrects the token reservation with what the upstream reported.
+    pub fn settle_tokens(&mut self, actual: u64) {
+        if let Some(t) = self.key.as_ref().and_then(|k| k.tokens.as_ref()) {
+            let delta = i64::try_from(actual).unwrap_or(i64::MAX).saturating_sub(i64::try_from(self.reserved_tokens).unwrap_or(i64::MAX));
+            t.adjust(delta);
+            self.reserved_tokens = actual;
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.holds_slot {
+            if let Some(k) = &self.key {
+                k.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// `6m0s`, `1.5s`, `250ms`: OpenAI's `x-ratelimit-reset-*` format.
+pub fn format_reset(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        let s = format!("{secs:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        return format!("{s}s");
+    }
+    let whole = d.as_secs();
+    format!("{}m{}s", whole / 60, whole % 60)
+}
+
+fn put(h: &mut HeaderMap, name: &'static str, v: String) {
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
+    let (limit, remaining, reset) = match kind {
+        "requests" => ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+        _ => ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    };
+    put(h, limit, s.limit.to_string());
+    put(h, remaining, s.remaining.to_string());
+    put(h, reset, format_reset(s.reset));
+}
+
+/// What the limits need to know about a request before it runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Demand {
+    pub prompt_tokens: u64,
+    pub max_output_tokens: u64,
+    /// The most the request could charge to credits (see [`crate::billing::estimate`]).
+    pub charge_micros: u64,
+}
+
+/// Checks every limit for `key` and reserves its share, or refuses. No database query.
+pub fn admit(state: &SharedState, key: &ApiKeyRecord, demand: &Demand) -> Result<Admission, Refusal> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // Credits first: a 402 is the more useful answer when both apply.
+    state.billing.check_credits(&key.workspace_id, demand.charge_micros, now_ms)?;
+    state.billing.check_budgets(key, now_ms)?;
+
+    let Some(k) = state.limiter.for_key(key) else { return Ok(Admission::default()) };
+    let mut adm = Admission { key: Some(k.clone()), reserved_tokens: 0, holds_slot: false, headers: HeaderMap::new() };
+    if let Some(max) = k.limits.max_concurrent {
+        let before = k.in_flight.fetch_add(1, Ordering::AcqRel);
+        adm.holds_slot = true; // released by Drop, also on refusal below
+        if before >= max {
+            let mut headers = HeaderMap::new();
+            put(&mut headers, "x-ratelimit-limit-concurrent", max.to_string());
+            return Err(Refusal::Limited {
+                message: format!("this key allows {max} concurrent requests; retry when one finishes"),
+                retry_after: Duration::from_secs(1),
+                headers: Box::new(headers),
+            });
+        }
+    }
+    let now = state.limiter.now();
+    if let Some(r) = &k.requests {
+        match r.check_n(1, now) {
+            Ok(s) => rate_headers(&mut adm.headers, "requests", &s),
+            Err((s, wait)) => {
+                let mut headers = HeaderMap::new();
+                rate_headers(&mut headers, "requests", &s);
+                return Err(Refusal::Limited { message: format!("rate limit reached: {} requests per minute for this key", s.limit), retry_after: wait, headers: Box::new(headers) });
+            }
+        }
+    }
+    if let Some(t) = &k.tokens {
+        let want = demand.prompt_tokens.saturating_add(demand.max_output_tokens).max(1);
+        match t.check_n(want, now) {
+            Ok(s) => {
+                adm.reserved_tokens = want.min(s.limit);
+                rate_headers(&mut adm.headers, "tokens", &s);
+            }
+            Err((s, wait)) => {
+                // This request won't run: give its request cell back.
+                if let Some(r) = &k.requests {
+                    r.adjust(-1);
+                }
+                let mut headers = adm.headers.clone();
+                rate_headers(&mut headers, "tokens", &s);
+                return Err(Refusal::Limited { message: format!("rate limit reached: {} tokens per minute for this key", s.limit), retry_after: wait, headers: Box::new(headers) });
+            }
+        }
+    }
+    Ok(adm)
+}
+
+/// [`admit`] for an inference request about to walk `route`. The token estimate is only
+/// computed when a tokens-per-minute limit or credits need it.
+pub fn admit_request(state: &SharedState, key: &ApiKeyRecord, body: &serde_json::Map<String, serde_json::Value>, route: &RoutePlan<'_>) -> Result<Admission, Refusal> {
+    let credits = state.billing.credits_enabled();
+    let (prompt_tokens, max_output_tokens) = if credits || key.limits.tokens_per_minute.is_some() { crate::billing::demand_of(body) } else { (0, 0) };
+    let charge_micros = if credits {
+        let attempts = route.attempts.iter().map(|a| (a.endpoint.map(Prices::from).unwrap_or_default(), a.credential.is_byok()));
+        state.billing.estimate(&key.workspace_id, prompt_tokens, max_output_tokens, attempts, chrono::Utc::now().timestamp_millis())
+    } else {
+        0
+    };
+    admit(state, key, &Demand { prompt_tokens, max_output_tokens, charge_micros })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn burst_then_steady_refill() {
+        let g = Gcra::per_minute(60); // one per second, 60 at once
+        let now = 10 * S;
+        for i in 0..60 {
+            let s = g.check_n(1, now).unwrap();
+            assert_eq!(s.remaining, 59 - i);
+        }
+        let (s, wait) = g.check_n(1, now).unwrap_err();
+        assert_eq!(s.remaining, 0);
+        assert_eq!(wait, Duration::from_secs(1));
+        assert!(g.check_n(1, now + S - 1).is_err());
+        assert!(g.check_n(1, now + S).is_ok(), "one cell refills after T");
+        assert!(g.check_n(1, now + S).is_err());
+    }
+
+    #[test]
+    fn token_cells_and_adjustments() {
+        let g = Gcra::per_minute(1000);
+        assert_eq!(g.check_n(600, 0).unwrap().remaining, 400);
+        assert!(g.check_n(500, 0).is_err());
+        g.adjust(-200); // the request used 400, not 600
+        assert_eq!(g.check_n(500, 0).unwrap().remaining, 100);
+        g.adjust(50);
+        assert!(g.check_n(60, 0).is_err());
+        // More than the burst is clamped: it runs only when the bucket is full.
+        let g = Gcra::per_minute(10);
+        assert!(g.check_n(1_000, 0).is_ok());
+        assert!(g.check_n(1, 0).is_err());
+    }
+
+    #[test]
+    fn no_over_admission_under_contention() {
+        let g = Arc::new(Gcra::per_minute(50));
+        let admitted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (g, a) = (g.clone(), admitted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        if g.check_n(1, 5 * S).is_ok() {
+                            a.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::Relaxed), 50);
+    }
+
+    #[test]
+    fn reset_format() {
+        assert_eq!(format_reset(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_reset(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_reset(Duration::from_secs(1)), "1s");
+        assert_eq!(format_reset(Duration::from_secs(360)), "6m0s");
+    }
+}

@@ -1,0 +1,341 @@
+//! The attempt loop: plan a request's route, try each attempt until one answers, and hand the
+//! answer back (whole, or as a stream) with the headers that say what served it.
+//!
+//! What moves on to the next attempt: 429, 5xx, timeouts, connection failures, 401/403 (that
+//! key is broken), an error event in a stream before any content reached the client, and a
+//! credential that can't serve the attempt (e.g. no key set for the region). A 400-class answer
+//! is the request's fault and returns at once.
+
+mod request_keys;
+pub mod stream;
+
+use crate::error::ApiError;
+use crate::state::SharedState;
+use crate::usage::{AttemptRecord, GenerationRecord};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyway_core::route::{plan, requested_parameters, Attempt, CredentialSource, Outcome, PlanInput, RouteError, RoutingOptions};
+use keyway_core::Credential;
+use keyway_providers::{Call, ChatRequest, ChatResponse, ProviderError};
+use keyway_store::ApiKeyRecord;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub use request_keys::request_scoped_credentials;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Embeddings,
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        match e.http_status() {
+            402 => ApiError::PaymentRequired(e.to_string()),
+            404 => ApiError::NotFound(e.to_string()),
+            _ => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// Replaces every secret string in an upstream's message (some echo the key back).
+pub fn scrub(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_owned();
+    for s in secrets {
+        if s.len() >= 4 && out.contains(s) {
+            out = out.replace(s, "***");
+        }
+    }
+    out
+}
+
+fn outcome_of(e: &ProviderError) -> Outcome {
+    match e {
+        ProviderError::RateLimited { retry_after, .. } => Outcome::RateLimited { retry_after: *retry_after },
+        ProviderError::Auth { .. } => Outcome::AuthFailed,
+        ProviderError::BadRequest { .. } | ProviderError::Unsupported(_) => Outcome::RequestError,
+        _ => Outcome::UpstreamError,
+    }
+}
+
+/// The client's error once every attempt failed: the last failure decides its class.
+fn final_error(e: &ProviderError, message: String) -> ApiError {
+    match e {
+        ProviderError::RateLimited { retry_after, .. } => ApiError::RateLimited { message, retry_after: *retry_after },
+        ProviderError::BadRequest { status, .. } => ApiError::Upstream { status: *status, message, retry_after: None, kind: "upstream_bad_request" },
+        ProviderError::Unsupported(_) => ApiError::BadRequest(message),
+        ProviderError::Timeout(_) => ApiError::Upstream { status: 504, message, retry_after: None, kind: "upstream_timeout" },
+        ProviderError::Auth { .. } => ApiError::Upstream { status: 502, message, retry_after: None, kind: "upstream_auth" },
+        ProviderError::Upstream5xx { status: 503 | 529, .. } => {
+            ApiError::Upstream { status: 503, message, retry_after: None, kind: "upstream_unavailable" }
+        }
+        _ => ApiError::Upstream { status: 502, message, retry_after: None, kind: "upstream_error" },
+    }
+}
+
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(500).collect())
+}
+
+/// How a request was answered, before it is rendered in the caller's dialect.
+pub enum Served {
+    /// A whole response body (OpenAI shape) with Keyway's headers.
+    Complete { headers: HeaderMap, body: Value },
+    /// A stream ready to forward; render with [`stream::Dialect`].
+    Stream { headers: HeaderMap, stream: Box<stream::Pending> },
+    /// Every attempt failed; an error response (its dialect layer may re-render it).
+    Failed(Response),
+}
+
+impl Served {
+    /// The OpenAI rendering (chat completions, embeddings).
+    pub fn into_openai(self) -> Response {
+        match self {
+            Served::Complete { headers, body } => (headers, Json(body)).into_response(),
+            Served::Stream { headers, stream } => stream.respond(stream::Dialect::OpenAi, headers),
+            Served::Failed(r) => r,
+        }
+    }
+}
+
+/// Serves one inference request end to end.
+pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, mut body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
+    let started = Instant::now();
+    let options = RoutingOptions::extract(&mut body)?;
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(Value::String(_)) | None | Some(Value::Null) => match options.models.first() {
+            Some(m) => m.clone(),
+            None => return Err(ApiError::BadRequest("`model` is required".into())),
+        },
+        Some(_) => return Err(ApiError::BadRequest("`model` must be a string".into())),
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b && op == Operation::Chat,
+        Some(_) => return Err(ApiError::BadRequest("`stream` must be true or false".into())),
+    };
+    if op == Operation::Chat && body.get("messages").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
+        return Err(ApiError::BadRequest("`messages` must be a non-empty list".into()));
+    }
+    let include_usage = body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    let user = match body.get("user") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) => Some(u.clone()),
+        Some(_) => return Err(ApiError::BadRequest("`user` must be a string".into())),
+    };
+
+    let scoped = request_scoped_credentials(&state, &options, headers)?;
+    let scoped_inputs: Vec<_> = scoped.iter().map(|(p, c)| keyway_core::route::RequestScopedCredential::new(*p, c)).collect();
+    let stored = if scoped.is_empty() {
+        state.credentials.get(&state.store, &caller.workspace_id).await?
+    } else {
+        Arc::default()
+    };
+    let requested = requested_parameters(&body);
+    // The planner's input holds `&dyn` sources that aren't `Send`; it must not live across an await.
+    let route = plan(&PlanInput {
+        stored: &stored.metas,
+        request_scoped: &scoped_inputs,
+        system: &state.system_metas,
+        system_after_request_scoped: state.config.security.system_after_request_keys,
+        api_key_hash: Some(&caller.hash),
+        user: user.as_deref(),
+        requested_parameters: &requested,
+        health: &state.health,
+        ..PlanInput::new(&model, &options, &state.catalog, SystemTime::now())
+    })?;
+    tracing::debug!(plan = %route.explain(), "route planned");
+    // Limits and credits, from memory; a refused request never reaches an upstream.
+    let mut admission = match crate::limits::admit_request(&state, &caller, &body, &route) {
+        Ok(a) => a,
+        Err(refusal) => return Ok(Served::Failed(refusal.into_response())),
+    };
+
+    // v7: time-ordered, so the generations primary key grows at its end instead of at random pages.
+    let generation_id = format!("gen-{}", uuid::Uuid::now_v7().simple());
+    let mut record = GenerationRecord {
+        id: generation_id.clone(),
+        workspace_id: caller.workspace_id.clone(),
+        api_key_hash: caller.hash.clone(),
+        user: user.clone(),
+        requested_model: model.clone(),
+        model: None,
+        provider: None,
+        credential_id: None,
+        is_byok: false,
+        streamed: stream,
+        status: 0,
+        usage: None,
+        latency_ms: 0,
+        ttft_ms: None,
+        attempts: Vec::with_capacity(route.attempts.len()),
+        finish_reason: None,
+        app_referer: header_str(headers, "http-referer").or_else(|| header_str(headers, "referer")),
+        app_title: header_str(headers, "x-openrouter-title").or_else(|| header_str(headers, "x-title")),
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        cost_micros: 0,
+        fee_micros: 0,
+    };
+    let ignored = route.ignored.join(", ");
+    let request = ChatRequest::new(body);
+    let mut last_error: Option<(ProviderError, String)> = None;
+
+    for attempt in &route.attempts {
+        let Some(cred) = credential_for(&state, &stored, &scoped, attempt) else { continue };
+        let Some(adapter) = state.providers.get(attempt.provider) else {
+            let e = ProviderError::Unsupported(format!("Keyway has no adapter for {}", attempt.provider));
+            record.attempts.push(attempt_record(attempt, Some(&e), 0));
+            last_error = Some((e.clone(), e.to_string()));
+            continue;
+        };
+        let call = Call {
+            provider: attempt.provider,
+            model: attempt.upstream_model,
+            gateway_model: attempt.model,
+            credential: &cred,
+            region: attempt.region,
+        };
+        let t0 = Instant::now();
+        let result = match op {
+            Operation::Chat => adapter.chat(&call, &request).await,
+            Operation::Embeddings => adapter.embeddings(&call, &request).await.map(|e| ChatResponse::Complete { body: e.body, usage: e.usage }),
+        };
+        // A stream counts as answered once content arrives; an error before that falls back.
+        let result = match result {
+            Ok(ChatResponse::Stream(s)) => stream::peek(s).await.map(|(buffered, rest)| (Some((buffered, rest)), None)),
+            Ok(ChatResponse::Complete { body, usage }) => Ok((None, Some((body, usage)))),
+            Err(e) => Err(e),
+        };
+        let latency = t0.elapsed();
+        match result {
+            Err(e) => {
+                let message = scrub(&e.to_string(), &cred.secret_strings());
+                tracing::info!(provider = %attempt.provider, credential = %attempt.credential.header_value(), class = e.class(), "attempt failed");
+                if let Some(k) = attempt.credential.health_key() {
+                    state.health.record(k, outcome_of(&e));
+                }
+                record.attempts.push(AttemptRecord { message: Some(message.clone()), ..attempt_record(attempt, Some(&e), latency.as_millis() as u64) });
+                let stop = matches!(e, ProviderError::BadRequest { .. });
+                last_error = Some((e, message));
+                if stop {
+                    break;
+                }
+            }
+            Ok((streamed, complete)) => {
+                if let Some(k) = attempt.credential.health_key() {
+                    state.health.record(k, Outcome::Success);
+                }
+                record.attempts.push(attempt_record(attempt, None, latency.as_millis() as u64));
+                record.model = Some(attempt.model.to_owned());
+                record.provider = Some(attempt.provider.as_str().to_owned());
+                record.credential_id = Some(attempt.credential.header_value().to_owned());
+                record.is_byok = attempt.credential.is_byok();
+                record.status = 200;
+                let mut hdrs = HeaderMap::new();
+                let mut put = |name: &'static str, v: &str| {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        hdrs.insert(HeaderName::from_static(name), v);
+                    }
+                };
+                put("x-keyway-provider", attempt.provider.as_str());
+                put("x-keyway-credential", attempt.credential.header_value());
+                put("x-keyway-byok", if attempt.credential.is_byok() { "true" } else { "false" });
+                put("x-keyway-attempts", &record.attempts.len().to_string());
+                put("x-keyway-generation-id", &generation_id);
+                put("x-keyway-model", attempt.model);
+                if !ignored.is_empty() {
+                    put("x-keyway-ignored", &ignored);
+                }
+                hdrs.extend(std::mem::take(&mut admission.headers));
+                let prices = attempt.endpoint.map(keyway_core::pricing::Prices::from);
+                let provider_name = attempt.provider.display_name();
+                if let Some((buffered, rest)) = streamed {
+                    let ctx = stream::StreamContext {
+                        generation_id: generation_id.clone(),
+                        model: attempt.model.to_owned(),
+                        provider_name,
+                        started,
+                        state: state.clone(),
+                        record,
+                        secrets: cred.secret_strings().into_iter().map(str::to_owned).collect(),
+                        include_usage,
+                        prices,
+                        admission,
+                    };
+                    return Ok(Served::Stream { headers: hdrs, stream: Box::new(stream::Pending::new(ctx, buffered, rest)) });
+                }
+                let (mut body, usage) = complete.unwrap_or((Value::Null, None));
+                if let Some(o) = body.as_object_mut() {
+                    if op == Operation::Chat {
+                        o.insert("id".into(), Value::String(generation_id.clone()));
+                        // OpenRouter's SDKs require the key (nullable); translated providers lack it.
+                        o.entry("system_fingerprint").or_insert(Value::Null);
+                    }
+                    o.insert("provider".into(), Value::String(provider_name.to_owned()));
+                    o.insert("model".into(), Value::String(attempt.model.to_owned()));
+                    record.finish_reason = o
+                        .get("choices")
+                        .and_then(|c| c.get(0))
+                        .and_then(|c| c.get("finish_reason"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                }
+                record.usage = usage;
+                record.latency_ms = started.elapsed().as_millis() as u64;
+                state.billing.settle(&mut record, prices);
+                if let Some(u) = usage {
+                    admission.settle_tokens(u.total());
+                }
+                state.usage.record(record);
+                return Ok(Served::Complete { headers: hdrs, body });
+            }
+        }
+    }
+
+    record.latency_ms = started.elapsed().as_millis() as u64;
+    let err = match last_error {
+        Some((e, message)) => {
+            let prefix = if record.attempts.len() > 1 { format!("all {} attempts failed; last: ", record.attempts.len()) } else { String::new() };
+            final_error(&e, format!("{prefix}{message}"))
+        }
+        None => ApiError::NotFound(format!("no usable credential for `{model}`")),
+    };
+    record.status = err.info().status.as_u16();
+    let attempts = record.attempts.len();
+    state.usage.record(record);
+    let mut resp = err.into_response();
+    if let Ok(v) = HeaderValue::from_str(&generation_id) {
+        resp.headers_mut().insert("x-keyway-generation-id", v);
+    }
+    resp.headers_mut().insert("x-keyway-attempts", HeaderValue::from(attempts));
+    Ok(Served::Failed(resp))
+}
+
+fn attempt_record(a: &Attempt<'_>, e: Option<&ProviderError>, latency_ms: u64) -> AttemptRecord {
+    AttemptRecord {
+        provider: a.provider.as_str().to_owned(),
+        model: a.model.to_owned(),
+        credential_id: a.credential.header_value().to_owned(),
+        status: e.map(ProviderError::status).unwrap_or(200),
+        error: e.map(|e| e.class().to_owned()),
+        message: None,
+        latency_ms,
+    }
+}
+
+fn credential_for(
+    state: &SharedState,
+    stored: &crate::cache::WorkspaceCredentials,
+    scoped: &[(keyway_core::ProviderSlug, Credential)],
+    a: &Attempt<'_>,
+) -> Option<Arc<Credential>> {
+    match a.credential {
+        CredentialSource::Byok { index, .. } => stored.entries.get(index).map(|(_, c)| c.clone()),
+        CredentialSource::RequestScoped { index, .. } => scoped.get(index).map(|(_, c)| Arc::new(c.clone())),
+        CredentialSource::System { index } => state.system.get(index).map(|s| s.credential.clone()),
+    }
+}

@@ -1,0 +1,210 @@
+//! Streaming answers: hold back chunks without content until the first content chunk (so an
+//! early error event can still fall back), then forward every chunk the moment it arrives, in
+//! the caller's dialect (OpenAI chunks, or Anthropic Messages events).
+
+use crate::state::SharedState;
+use crate::usage::GenerationRecord;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use keyway_providers::translate::anthropic::{anthropic_error_body, AnthropicEvent, OpenAiStreamToAnthropic};
+use keyway_providers::{ChunkStream, ProviderError, StreamEvent};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Reads until the first chunk with content (or the end). An error before that is the attempt's.
+pub async fn peek(mut s: ChunkStream) -> Result<(Vec<StreamEvent>, ChunkStream), ProviderError> {
+    let mut buf = Vec::new();
+    loop {
+        match s.next().await {
+            None => return Ok((buf, s)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(ev)) => {
+                let content = matches!(ev, StreamEvent::Chunk { content: true, .. });
+                buf.push(ev);
+                if content {
+                    return Ok((buf, s));
+                }
+            }
+        }
+    }
+}
+
+pub struct StreamContext {
+    pub generation_id: String,
+    pub model: String,
+    pub provider_name: &'static str,
+    pub started: Instant,
+    pub state: SharedState,
+    pub record: GenerationRecord,
+    /// Secrets of the serving credential, scrubbed from a late error message.
+    pub secrets: Vec<String>,
+    /// The client asked for `stream_options.include_usage` (Keyway always asks upstream).
+    pub include_usage: bool,
+    /// The serving endpoint's prices, to charge the generation when the stream ends.
+    pub prices: Option<keyway_core::pricing::Prices>,
+    /// The request's concurrency slot and token reservation, held until the stream ends.
+    pub admission: crate::limits::Admission,
+}
+
+/// How frames are written for the client.
+pub enum Dialect {
+    OpenAi,
+    Anthropic(Box<OpenAiStreamToAnthropic>),
+}
+
+/// A stream that answered and is ready to be forwarded.
+pub struct Pending {
+    ctx: StreamContext,
+    buffered: Vec<StreamEvent>,
+    rest: ChunkStream,
+}
+
+impl Pending {
+    pub fn new(ctx: StreamContext, buffered: Vec<StreamEvent>, rest: ChunkStream) -> Self {
+        Self { ctx, buffered, rest }
+    }
+
+    pub fn respond(self, dialect: Dialect, headers: HeaderMap) -> Response {
+        let mut ctx = self.ctx;
+        ctx.record.ttft_ms = Some(ctx.started.elapsed().as_millis() as u64);
+        let fwd = Forwarder { ctx, buffered: self.buffered.into(), rest: Some(self.rest), finished: false, dialect };
+        let body = futures::stream::unfold(fwd, |mut f| async move {
+            let frame = f.next_frame().await?;
+            Some((Ok::<Bytes, std::convert::Infallible>(frame), f))
+        });
+        let mut resp = Response::new(Body::from_stream(body));
+        let h = resp.headers_mut();
+        h.extend(headers);
+        h.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        resp
+    }
+}
+
+/// Records the generation however the stream ends (finished, failed, or the client went away).
+struct Forwarder {
+    ctx: StreamContext,
+    buffered: VecDeque<StreamEvent>,
+    rest: Option<ChunkStream>,
+    finished: bool,
+    dialect: Dialect,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let mut record = self.ctx.record.clone();
+        if !self.finished && record.status == 200 {
+            record.status = 499; // the client closed the stream early
+        }
+        record.latency_ms = self.ctx.started.elapsed().as_millis() as u64;
+        self.ctx.state.billing.settle(&mut record, self.ctx.prices);
+        if let Some(u) = record.usage {
+            self.ctx.admission.settle_tokens(u.total());
+        }
+        self.ctx.state.usage.record(record);
+    }
+}
+
+fn data_frame(json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn event_frames(events: Vec<AnthropicEvent>) -> Option<Bytes> {
+    if events.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (name, data) in events {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(data.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+    Some(Bytes::from(out))
+}
+
+impl Forwarder {
+    /// One upstream chunk for the client; `None` when it produces nothing to send.
+    fn render(&mut self, json: &Bytes) -> Option<Bytes> {
+        let Ok(mut v) = serde_json::from_slice::<Value>(json) else {
+            return Some(data_frame(json));
+        };
+        if let Some(f) = v.get("choices").and_then(|c| c.get(0)).and_then(|c| c.get("finish_reason")).and_then(Value::as_str) {
+            self.ctx.record.finish_reason = Some(f.to_owned());
+        }
+        match &mut self.dialect {
+            Dialect::Anthropic(conv) => event_frames(conv.push_chunk(&v)),
+            Dialect::OpenAi => {
+                let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty()) && v.get("usage").is_some();
+                if usage_only && !self.ctx.include_usage {
+                    return None;
+                }
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("id".into(), Value::String(self.ctx.generation_id.clone()));
+                    o.insert("provider".into(), Value::String(self.ctx.provider_name.to_owned()));
+                    o.insert("model".into(), Value::String(self.ctx.model.clone()));
+                }
+                Some(serde_json::to_vec(&v).map(|b| data_frame(&b)).unwrap_or_else(|_| data_frame(json)))
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            let ev = match self.buffered.pop_front() {
+                Some(ev) => Some(Ok(ev)),
+                None => match self.rest.as_mut() {
+                    Some(s) => s.next().await,
+                    None => None,
+                },
+            };
+            match ev {
+                Some(Ok(StreamEvent::Chunk { json, .. })) => {
+                    if let Some(frame) = self.render(&json) {
+                        return Some(frame);
+                    }
+                }
+                Some(Ok(StreamEvent::Usage(u))) => {
+                    self.ctx.record.usage = Some(u);
+                    if let Dialect::Anthropic(conv) = &mut self.dialect {
+                        conv.push_usage(u);
+                    }
+                }
+                Some(Err(e)) => {
+                    // Content already reached the client: no silent retry, a final error event instead.
+                    self.finished = true;
+                    self.ctx.record.status = e.status();
+                    let secrets: Vec<&str> = self.ctx.secrets.iter().map(String::as_str).collect();
+                    let message = super::scrub(&e.to_string(), &secrets);
+                    tracing::warn!(generation_id = %self.ctx.generation_id, class = e.class(), "stream failed after content was sent");
+                    return Some(match &self.dialect {
+                        Dialect::OpenAi => {
+                            data_frame(json!({"error": {"message": message, "type": "upstream_error", "code": e.class()}}).to_string().as_bytes())
+                        }
+                        Dialect::Anthropic(_) => event_frames(vec![("error", anthropic_error_body(&e, &message))]).unwrap_or_default(),
+                    });
+                }
+                None => {
+                    self.finished = true;
+                    return Some(match &mut self.dialect {
+                        Dialect::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
+                        Dialect::Anthropic(conv) => event_frames(conv.finish()).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+}

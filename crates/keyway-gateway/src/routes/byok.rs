@@ -1,0 +1,247 @@
+//! `/api/v1/byok`: provider credentials, compatible with OpenRouter's BYOK API.
+//! The raw secret goes in (`key`) and never comes out; objects show a masked `label`.
+
+use crate::auth::Manager;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::routes::{iso, page_params, ListParams};
+use crate::security::check_credential_urls;
+use crate::state::SharedState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use keyway_core::credential::parse_model_mappings;
+use keyway_core::{Credential, ProviderSlug};
+use keyway_store::{ByokFields, ByokPatch, ByokRecord};
+use serde_json::{json, Map, Value};
+
+/// OpenRouter writes "no restriction" as `null`; Keyway stores it as an empty list.
+fn allow_list(v: &[String]) -> Value {
+    if v.is_empty() { Value::Null } else { json!(v) }
+}
+
+/// The BYOK object as OpenRouter's API and SDKs shape it (every key their models require:
+/// `allowed_*` lists are `null` when unrestricted, `declared_region` and `declared_zdr` always
+/// present), plus Keyway's own fields (`always_use`, `model_mappings`, `health`, `updated_at`).
+pub fn byok_json(r: &ByokRecord, state: &SharedState) -> Value {
+    let health = state.health.snapshot(&r.id);
+    json!({
+        "id": r.id,
+        "workspace_id": r.workspace_id,
+        "provider": r.provider.as_str(),
+        "name": r.name,
+        "label": r.label,
+        "disabled": r.disabled,
+        "is_fallback": r.is_fallback,
+        "is_required": r.always_use,
+        "always_use": r.always_use,
+        "is_byok_only": r.is_byok_only,
+        "sort_order": r.sort_order,
+        "allowed_models": allow_list(&r.allowed_models),
+        "allowed_api_key_hashes": allow_list(&r.allowed_api_key_hashes),
+        "allowed_user_ids": allow_list(&r.allowed_user_ids),
+        "model_mappings": r.model_mappings,
+        "declared_region": r.declared_region,
+        "declared_zdr": r.declared_zdr,
+        "created_at": iso(r.created_at),
+        "updated_at": iso(r.updated_at),
+        "health": health,
+    })
+}
+
+fn bool_field(m: &Map<String, Value>, names: &[&str]) -> Result<Option<bool>, ApiError> {
+    for n in names {
+        match m.get(*n) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Bool(b)) => return Ok(Some(*b)),
+            Some(_) => return Err(ApiError::BadRequest(format!("`{n}` must be true or false"))),
+        }
+    }
+    Ok(None)
+}
+
+/// Absent: unchanged (`None`); `null`: no restriction (OpenRouter's meaning), stored as empty.
+fn string_list(m: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(Vec::new())),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest(format!("`{name}` must be a list of non-empty strings"))),
+        Some(_) => Err(ApiError::BadRequest(format!("`{name}` must be a list of strings"))),
+    }
+}
+
+fn opt_string(m: &Map<String, Value>, name: &str) -> Result<Option<Option<String>>, ApiError> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(ApiError::BadRequest(format!("`{name}` must be a string or null"))),
+    }
+}
+
+/// Every optional field of create and patch, validated; `None` = not sent.
+fn parse_patch(m: &Map<String, Value>) -> Result<ByokPatch, ApiError> {
+    let name = match opt_string(m, "name")? {
+        Some(Some(n)) if n.trim().is_empty() => return Err(ApiError::BadRequest("`name` must not be empty".into())),
+        Some(Some(n)) if n.len() > 200 => return Err(ApiError::BadRequest("`name` is longer than 200 characters".into())),
+        Some(Some(n)) => Some(n.trim().to_owned()),
+        // OpenRouter's `name` is nullable; Keyway always has one, so `null` keeps (or defaults) it.
+        Some(None) | None => None,
+    };
+    let sort_order = match m.get("sort_order") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| ApiError::BadRequest("`sort_order` must be an integer".into()))?),
+    };
+    let model_mappings = match m.get("model_mappings") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_model_mappings(v).map_err(ApiError::BadRequest)?),
+    };
+    let patch = ByokPatch {
+        name,
+        disabled: bool_field(m, &["disabled"])?,
+        is_fallback: bool_field(m, &["is_fallback"])?,
+        always_use: bool_field(m, &["is_required", "always_use"])?,
+        is_byok_only: bool_field(m, &["is_byok_only"])?,
+        sort_order,
+        allowed_models: string_list(m, "allowed_models")?,
+        allowed_api_key_hashes: string_list(m, "allowed_api_key_hashes")?,
+        allowed_user_ids: string_list(m, "allowed_user_ids")?,
+        model_mappings,
+        declared_region: opt_string(m, "declared_region")?,
+        declared_zdr: bool_field(m, &["declared_zdr"])?,
+    };
+    if let (Some(a), Some(b)) = (bool_field(m, &["is_required"])?, bool_field(m, &["always_use"])?) {
+        if a != b {
+            return Err(ApiError::BadRequest("`is_required` and `always_use` are the same setting; they disagree".into()));
+        }
+    }
+    Ok(patch)
+}
+
+/// `is_byok_only` means "never fall back to system credentials"; a fallback-section key can't promise that.
+fn check_combination(is_fallback: bool, is_byok_only: bool) -> Result<(), ApiError> {
+    if is_fallback && is_byok_only {
+        return Err(ApiError::BadRequest("`is_byok_only` cannot be combined with `is_fallback`".into()));
+    }
+    Ok(())
+}
+
+pub fn parse_provider(v: Option<&Value>) -> Result<ProviderSlug, ApiError> {
+    match v {
+        Some(Value::String(s)) => ProviderSlug::parse_alias(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown provider `{s}`; known: {}",
+                ProviderSlug::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        }),
+        Some(_) => Err(ApiError::BadRequest("`provider` must be a string".into())),
+        None => Err(ApiError::BadRequest("`provider` is required".into())),
+    }
+}
+
+/// Validates `key` for `provider` (422 when the shape is wrong) and its URLs against the allow-list.
+pub fn parse_credential(state: &SharedState, provider: ProviderSlug, key: &Value) -> Result<Credential, ApiError> {
+    let cred = Credential::parse(provider, key).map_err(|e| ApiError::InvalidCredential(e.to_string()))?;
+    check_credential_urls(&cred, &state.config.security.allowed_upstream_hosts).map_err(ApiError::InvalidCredential)?;
+    Ok(cred)
+}
+
+pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
+    let page = page_params(&q)?;
+    let provider = q.provider.as_deref().map(|p| parse_provider(Some(&Value::String(p.to_owned())))).transpose()?;
+    let ws = match q.workspace_id.as_deref() {
+        Some(ws) => Some(m.target_workspace(Some(ws))?),
+        None => m.scope(),
+    };
+    let (rows, total) = state.store.list_byok(ws, provider, page).await?;
+    Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
+}
+
+pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
+    let provider = parse_provider(body.get("provider"))?;
+    let key = match body.get("key") {
+        None | Some(Value::Null) => return Err(ApiError::BadRequest("`key` is required".into())),
+        Some(Value::String(s)) if s.is_empty() => return Err(ApiError::InvalidCredential(format!("invalid {provider} credential: `key` must not be empty"))),
+        Some(k) => k,
+    };
+    let p = parse_patch(&body)?;
+    let name = p.name.clone().unwrap_or_else(|| format!("{} key", provider.display_name()));
+    let asked_ws = match body.get("workspace_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(ApiError::BadRequest("`workspace_id` must be a string".into())),
+    };
+    let ws = m.target_workspace(asked_ws)?;
+    let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
+    let fields = ByokFields {
+        name,
+        disabled: p.disabled.unwrap_or(false),
+        is_fallback: p.is_fallback.unwrap_or(false),
+        always_use: p.always_use.unwrap_or(false),
+        is_byok_only: p.is_byok_only.unwrap_or(false),
+        sort_order: p.sort_order.unwrap_or(0),
+        allowed_models: p.allowed_models.unwrap_or_default(),
+        allowed_api_key_hashes: p.allowed_api_key_hashes.unwrap_or_default(),
+        allowed_user_ids: p.allowed_user_ids.unwrap_or_default(),
+        model_mappings: p.model_mappings.unwrap_or_default(),
+        declared_region: p.declared_region.flatten(),
+        declared_zdr: p.declared_zdr.unwrap_or(false),
+    };
+    check_combination(fields.is_fallback, fields.is_byok_only)?;
+    let cred = parse_credential(&state, provider, key)?;
+    let rec = state.store.create_byok(&ws, provider, &fields, &cred).await?;
+    state.credentials.invalidate(&ws);
+    tracing::info!(credential_id = %rec.id, provider = %provider, workspace_id = %ws, "byok credential created");
+    Ok((StatusCode::CREATED, Json(json!({"data": byok_json(&rec, &state)}))))
+}
+
+pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let rec = state.store.get_byok(m.scope(), &id).await.map_err(not_found)?;
+    Ok(Json(json!({"data": byok_json(&rec, &state)})))
+}
+
+pub async fn patch(
+    State(state): State<SharedState>,
+    m: Manager,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let current = state.store.get_byok(m.scope(), &id).await.map_err(not_found)?;
+    if body.get("provider").is_some_and(|p| parse_provider(Some(p)).ok() != Some(current.provider)) {
+        return Err(ApiError::BadRequest("`provider` can't be changed; create a new credential".into()));
+    }
+    let p = parse_patch(&body)?;
+    check_combination(p.is_fallback.unwrap_or(current.is_fallback), p.is_byok_only.unwrap_or(current.is_byok_only))?;
+    // Absent or empty `key` keeps the stored secret; anything else replaces it in place.
+    let cred = match body.get("key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(k) => Some(parse_credential(&state, current.provider, k)?),
+    };
+    let rec = state.store.update_byok(m.scope(), &id, &p, cred.as_ref()).await.map_err(not_found)?;
+    state.credentials.invalidate(&rec.workspace_id);
+    if cred.is_some() {
+        state.health.reset(&rec.id);
+    }
+    Ok(Json(json!({"data": byok_json(&rec, &state)})))
+}
+
+pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let rec = state.store.delete_byok(m.scope(), &id).await.map_err(not_found)?;
+    state.credentials.invalidate(&rec.workspace_id);
+    state.health.reset(&rec.id);
+    Ok(Json(json!({"deleted": true, "id": rec.id})))
+}
+
+fn not_found(e: keyway_store::StoreError) -> ApiError {
+    match e {
+        keyway_store::StoreError::NotFound => ApiError::NotFound("credential not found".into()),
+        other => other.into(),
+    }
+}

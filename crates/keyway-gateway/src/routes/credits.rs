@@ -1,0 +1,89 @@
+//! `/api/v1/credits`: a workspace's balance (any key of the workspace; an admin key may name
+//! `workspace_id`), and top-ups (admin management keys only: a workspace can't grant itself money).
+//! Read from the in-memory ledger, so it agrees with what admission checks use.
+
+use crate::auth::{Caller, Manager};
+use crate::billing::usd;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::routes::iso;
+use crate::state::SharedState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use keyway_store::{ApiKeyRecord, CreditKind, KeyKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CreditsQuery {
+    workspace_id: Option<String>,
+}
+
+/// The workspace a key may read: its own, or any for an admin management key.
+pub fn readable_workspace<'a>(key: &'a ApiKeyRecord, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
+    match asked {
+        None => Ok(&key.workspace_id),
+        Some(ws) if ws == key.workspace_id || (key.kind == KeyKind::Management && key.admin) => Ok(ws),
+        Some(_) => Err(ApiError::NotFound("workspace not found".into())),
+    }
+}
+
+fn credits_json(state: &SharedState, ws: &str) -> Value {
+    let b = state.billing.balance(ws, chrono::Utc::now().timestamp_millis());
+    json!({
+        // OpenRouter's SDK reads these two (USD); the remaining balance is their difference.
+        "total_credits": usd(b.credits_micros),
+        "total_usage": usd(b.usage_micros),
+        "balance_micros": b.balance_micros,
+        "used_this_month_micros": b.used_this_month_micros,
+        "total_credits_micros": b.credits_micros,
+        "total_usage_micros": b.usage_micros,
+        "byok_requests_this_month": b.byok_requests_this_month,
+        "byok_free_requests_per_month": state.billing.rules().byok_free_requests_per_month,
+        "byok_fee_percent": state.billing.rules().byok_fee_percent,
+        "credits_enabled": state.billing.credits_enabled(),
+        "workspace_id": ws,
+    })
+}
+
+pub async fn get(State(state): State<SharedState>, Caller(key): Caller, Query(q): Query<CreditsQuery>) -> Result<impl IntoResponse, ApiError> {
+    let ws = readable_workspace(&key, q.workspace_id.as_deref())?;
+    Ok(Json(json!({"data": credits_json(&state, ws)})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopUp {
+    amount_micros: i64,
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+pub async fn top_up(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
+    if !m.0.admin {
+        return Err(ApiError::Forbidden("only an admin management key can add credits".into()));
+    }
+    if body.amount_micros <= 0 {
+        return Err(ApiError::BadRequest("`amount_micros` must be a positive whole number of micro-units".into()));
+    }
+    if body.note.as_ref().is_some_and(|n| n.len() > 500) {
+        return Err(ApiError::BadRequest("`note` must be at most 500 characters".into()));
+    }
+    let ws = m.target_workspace(body.workspace_id.as_deref())?;
+    let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
+    let entry = state.store.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0.id)).await?;
+    state.billing.credit(&ws, entry.amount_micros);
+    let mut data = credits_json(&state, &ws);
+    data["entry"] = json!({
+        "id": entry.id,
+        "kind": entry.kind,
+        "amount_micros": entry.amount_micros,
+        "note": entry.note,
+        "created_at": iso(entry.created_at),
+    });
+    Ok((StatusCode::CREATED, Json(json!({"data": data}))))
+}

@@ -1,0 +1,251 @@
+//! `/api/v1/keys`: Keyway API keys. The raw key is returned once, beside `data`, at creation.
+
+use crate::auth::{Caller, Manager};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::routes::{iso, page_params, ListParams};
+use crate::state::SharedState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use keyway_store::{ApiKeyRecord, KeyKind, KeyPatch, Limits};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// OpenRouter's one credit `limit` (USD) and its `limit_reset`, read from Keyway's budgets:
+/// the monthly budget if set, else the daily one.
+fn openrouter_limit(l: &Limits) -> (Option<f64>, Option<&'static str>) {
+    match (l.budget_monthly_micros, l.budget_daily_micros) {
+        (Some(m), _) => (Some(m as f64 / 1e6), Some("monthly")),
+        (None, Some(d)) => (Some(d as f64 / 1e6), Some("daily")),
+        (None, None) => (None, None),
+    }
+}
+
+/// The API-key object as OpenRouter's SDKs require it (usage counters in USD, `limit`,
+/// `limit_remaining`, `limit_reset`, `include_byok_in_limit`, ...), plus Keyway's own
+/// (`id`, `kind`, `limits`). Keyway does not yet keep per-key spend, so usage reads 0.
+pub fn key_json(k: &ApiKeyRecord) -> Value {
+    let (limit, limit_reset) = openrouter_limit(&k.limits);
+    json!({
+        "id": k.id,
+        "hash": k.hash,
+        "name": k.name,
+        "label": k.label,
+        "workspace_id": k.workspace_id,
+        "kind": k.kind.as_str(),
+        "disabled": k.disabled,
+        "limits": k.limits,
+        "limit": limit,
+        "limit_remaining": limit,
+        "limit_reset": limit_reset,
+        "include_byok_in_limit": true,
+        "usage": 0.0,
+        "usage_daily": 0.0,
+        "usage_weekly": 0.0,
+        "usage_monthly": 0.0,
+        "byok_usage": 0.0,
+        "byok_usage_daily": 0.0,
+        "byok_usage_weekly": 0.0,
+        "byok_usage_monthly": 0.0,
+        "creator_user_id": null,
+        "external_user": null,
+        "last_used_at": null,
+        "expires_at": null,
+        "created_at": iso(k.created_at),
+        "updated_at": iso(k.updated_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default)]
+    limits: Option<Limits>,
+    /// A management key for its workspace (admin keys only).
+    #[serde(default)]
+    management: bool,
+    /// OpenRouter's credit limit in USD; stored as a monthly (or, by `limit_reset`, daily) budget.
+    #[serde(default)]
+    limit: Option<f64>,
+    #[serde(default)]
+    limit_reset: Option<String>,
+    /// Accepted for OpenRouter clients; Keyway's budgets always count BYOK traffic.
+    #[serde(default)]
+    #[allow(dead_code)]
+    include_byok_in_limit: Option<bool>,
+    /// OpenRouter's key expiry; Keyway has none, so only `null` is accepted.
+    #[serde(default)]
+    expires_at: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    creator_user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchKey {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    limits: Option<Limits>,
+    #[serde(default)]
+    limit: Option<f64>,
+    #[serde(default)]
+    limit_reset: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    include_byok_in_limit: Option<bool>,
+    /// OpenRouter can move a key between workspaces; Keyway can't, so only its own is accepted.
+    #[serde(default)]
+    workspace_id: Option<String>,
+}
+
+fn usd_to_micros(usd: f64) -> Result<u64, ApiError> {
+    if !usd.is_finite() || !(0.0..=1e12).contains(&usd) {
+        return Err(ApiError::BadRequest("`limit` must be a non-negative amount in USD".into()));
+    }
+    Ok((usd * 1e6).round() as u64)
+}
+
+/// Applies OpenRouter's `limit` (USD) with its `limit_reset` to Keyway's budgets:
+/// `monthly` (the default) or `daily`; `weekly` has no Keyway budget, so it is refused.
+fn apply_openrouter_limit(limits: &mut Limits, usd: f64, reset: Option<&str>) -> Result<(), ApiError> {
+    let micros = usd_to_micros(usd)?;
+    match reset {
+        None | Some("monthly") => limits.budget_monthly_micros = Some(micros),
+        Some("daily") => limits.budget_daily_micros = Some(micros),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`limit_reset` `{other}` is not supported; Keyway budgets reset `daily` or `monthly`"
+            )))
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
+    }
+    if body.management && !m.0.admin {
+        return Err(ApiError::Forbidden("only an admin management key can create management keys".into()));
+    }
+    let ws = m.target_workspace(body.workspace_id.as_deref())?;
+    let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
+    if body.expires_at.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::BadRequest("`expires_at` is not supported: Keyway keys don't expire; disable or delete them instead".into()));
+    }
+    let mut limits = body.limits.unwrap_or_default();
+    if let Some(usd) = body.limit {
+        apply_openrouter_limit(&mut limits, usd, body.limit_reset.as_deref())?;
+    }
+    let kind = if body.management { KeyKind::Management } else { KeyKind::Inference };
+    let (rec, raw) = state.store.create_key(&ws, name, kind, false, &limits).await?;
+    Ok((StatusCode::CREATED, Json(json!({"data": key_json(&rec), "key": raw.as_str()}))))
+}
+
+pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
+    let page = page_params(&q)?;
+    let ws = match q.workspace_id.as_deref() {
+        Some(ws) => Some(m.target_workspace(Some(ws))?),
+        None => m.scope(),
+    };
+    let (rows, total) = state.store.list_keys(ws, page).await?;
+    Ok(Json(json!({"data": rows.iter().map(key_json).collect::<Vec<_>>(), "total_count": total})))
+}
+
+pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
+    Ok(Json(json!({"data": key_json(&rec)})))
+}
+
+pub async fn patch(
+    State(state): State<SharedState>,
+    m: Manager,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PatchKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(n) = &body.name {
+        if n.trim().is_empty() || n.len() > 200 {
+            return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
+        }
+    }
+    if let Some(ws) = &body.workspace_id {
+        let current = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
+        if *ws != current.workspace_id {
+            return Err(ApiError::BadRequest("a key can't move to another workspace; create a new key there".into()));
+        }
+    }
+    let mut limits = body.limits;
+    if let Some(usd) = body.limit {
+        let mut l = match limits.take() {
+            Some(l) => l,
+            None => state.store.get_key(m.scope(), &id).await.map_err(not_found)?.limits,
+        };
+        apply_openrouter_limit(&mut l, usd, body.limit_reset.as_deref())?;
+        limits = Some(l);
+    }
+    let patch = KeyPatch { name: body.name.map(|n| n.trim().to_owned()), disabled: body.disabled, limits };
+    let rec = state.store.update_key(m.scope(), &id, &patch).await.map_err(not_found)?;
+    state.keys.invalidate(&rec.hash);
+    Ok(Json(json!({"data": key_json(&rec)})))
+}
+
+pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
+    if rec.id == m.0.id {
+        return Err(ApiError::Conflict("a key can't delete itself".into()));
+    }
+    let rec = state.store.delete_key(m.scope(), &rec.id).await.map_err(not_found)?;
+    state.keys.invalidate(&rec.hash);
+    Ok(Json(json!({"deleted": true})))
+}
+
+/// `GET /api/v1/key`: the calling key's own metadata, in OpenRouter's shape (every key its SDKs
+/// require; Keyway has no free tier, organisations or data-region pinning, so those read empty).
+pub async fn current(Caller(k): Caller) -> impl IntoResponse {
+    let mut data = key_json(&k);
+    let management = k.kind == KeyKind::Management;
+    let (limit, reset) = openrouter_limit(&k.limits);
+    let budget = limit.map(|usd| {
+        json!({
+            "budget_id": null, "guardrail_id": null, "include_byok": true, "limit_usd": usd,
+            "remaining_usd": usd, "spend_usd": 0.0, "reset_interval": reset, "resets_at": null, "scope": "key_limit",
+        })
+    });
+    let rpm = k.limits.requests_per_minute;
+    if let Some(o) = data.as_object_mut() {
+        o.insert("is_management_key".into(), Value::Bool(management));
+        o.insert("is_provisioning_key".into(), Value::Bool(management));
+        o.insert("is_free_tier".into(), Value::Bool(false));
+        o.insert("organization_id".into(), Value::Null);
+        o.insert("allowed_data_regions".into(), json!([]));
+        o.insert("budgets".into(), json!(budget.iter().collect::<Vec<_>>()));
+        o.insert("effective_budget".into(), budget.clone().unwrap_or(Value::Null));
+        o.insert("free_model_daily_requests".into(), json!({"limit": 0, "remaining": 0, "used": 0}));
+        o.insert(
+            "rate_limit".into(),
+            json!({
+                "requests": rpm.unwrap_or(0),
+                "interval": "1m",
+                "note": if rpm.is_some() { "the key's requests_per_minute limit" } else { "no request limit on this key (0 = unlimited)" },
+            }),
+        );
+    }
+    Json(json!({"data": data}))
+}
+
+fn not_found(e: keyway_store::StoreError) -> ApiError {
+    match e {
+        keyway_store::StoreError::NotFound => ApiError::NotFound("key not found".into()),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,65 @@
+//! `POST /v1/messages`: Anthropic's Messages API on Keyway (the Anthropic SDK, Claude Code).
+//! The request is translated to Keyway's internal OpenAI form, routed like any other (so any
+//! provider can serve it), and the answer translated back, streams included.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::proxy::stream::Dialect;
+use crate::proxy::{proxy, Operation, Served};
+use crate::state::SharedState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyway_core::ProviderSlug;
+use keyway_providers::translate::anthropic::{anthropic_request_to_openai, openai_response_to_anthropic, OpenAiStreamToAnthropic};
+use serde_json::{Map, Value};
+
+/// Routing fields Keyway reads; Anthropic's schema has no place for them, so they're carried over.
+const ROUTING_FIELDS: [&str; 4] = ["provider", "models", "providerOptions", "route"];
+
+/// Anthropic clients name models by Anthropic's ids (`claude-sonnet-4-5`); find the catalog slug.
+fn gateway_model(state: &SharedState, model: &str) -> String {
+    if model.contains('/') {
+        return model.to_owned();
+    }
+    state
+        .catalog
+        .models()
+        .iter()
+        .find(|m| m.endpoint(ProviderSlug::Anthropic).is_some_and(|e| e.model_id == model) || m.id.strip_prefix("anthropic/") == Some(model))
+        .map(|m| m.id.clone())
+        .unwrap_or_else(|| format!("anthropic/{model}"))
+}
+
+pub async fn messages(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        _ => return Err(ApiError::BadRequest("`model` is required".into())),
+    };
+    let mut openai = anthropic_request_to_openai(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    for f in ROUTING_FIELDS {
+        if let Some(v) = body.get(f) {
+            openai.insert(f.to_owned(), v.clone());
+        }
+    }
+    let slug = gateway_model(&state, &model);
+    openai.insert("model".into(), Value::String(slug.clone()));
+    match proxy(state, caller, &headers, openai, Operation::Chat).await? {
+        Served::Complete { headers, body } => {
+            let mut msg = openai_response_to_anthropic(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+            if let Some(o) = msg.as_object_mut() {
+                o.insert("model".into(), Value::String(model));
+            }
+            Ok((headers, Json(msg)).into_response())
+        }
+        Served::Stream { headers, stream } => Ok(stream.respond(Dialect::Anthropic(Box::new(OpenAiStreamToAnthropic::new(&model))), headers)),
+        Served::Failed(r) => Ok(r),
+    }
+}

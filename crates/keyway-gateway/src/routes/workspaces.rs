@@ -1,0 +1,61 @@
+//! `/api/v1/workspaces`: an admin key lists and creates them; other keys see their own.
+
+use crate::auth::Manager;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::routes::iso;
+use crate::state::SharedState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use keyway_store::Workspace;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn ws_json(w: &Workspace) -> Value {
+    json!({"id": w.id, "name": w.name, "slug": w.slug, "created_at": iso(w.created_at)})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: String,
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl IntoResponse, ApiError> {
+    let all = state.store.list_workspaces().await?;
+    let visible: Vec<Value> = all.iter().filter(|w| m.scope().is_none_or(|s| s == w.id)).map(ws_json).collect();
+    let total = visible.len();
+    Ok(Json(json!({"data": visible, "total_count": total})))
+}
+
+pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
+    if !m.0.admin {
+        return Err(ApiError::Forbidden("only an admin management key can create workspaces".into()));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
+    }
+    let slug = body.slug.unwrap_or_else(|| slugify(name));
+    if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(ApiError::BadRequest("`slug` may hold only lower-case letters, digits and dashes".into()));
+    }
+    let ws = state.store.create_workspace(name, &slug).await?;
+    Ok((StatusCode::CREATED, Json(json!({"data": ws_json(&ws)}))))
+}
+
+fn slugify(name: &str) -> String {
+    let mut s = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+    }
+    s.trim_end_matches('-').to_owned()
+}

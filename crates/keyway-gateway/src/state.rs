@@ -1,0 +1,208 @@
+//! Everything a request handler needs, built once at start-up.
+
+use crate::cache::{CredentialCache, KeyCache};
+use crate::config::{provider_from_key, resolve_secret, Config, ConfigError};
+use crate::health::HealthBoard;
+use keyway_core::catalog::Catalog;
+use keyway_core::{Credential, ProviderSlug};
+use keyway_crypto::{Keyring, MasterKey};
+use keyway_providers::{Providers, ProvidersConfig, Timeouts};
+use keyway_store::{KeyKind, Limits, Store};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// An operator credential from `[[system_credentials]]`.
+#[derive(Debug)]
+pub struct SystemCredential {
+    pub provider: ProviderSlug,
+    pub name: String,
+    pub credential: Arc<Credential>,
+    pub zdr: bool,
+}
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub providers: Arc<Providers>,
+    pub catalog: Catalog,
+    pub keys: KeyCache,
+    pub credentials: CredentialCache,
+    pub system: Vec<SystemCredential>,
+    /// The planner's view of `system` (same order).
+    pub system_metas: Vec<keyway_core::route::SystemCredential>,
+    pub health: HealthBoard,
+    pub usage: crate::usage::UsageRecorder,
+    /// Credits, BYOK waiver counts and key spend, in memory (`billing.rs`).
+    pub billing: Arc<crate::billing::Ledger>,
+    /// Per-key rate and concurrency limits (`limits.rs`).
+    pub limiter: crate::limits::Limiter,
+    /// `/metrics` (Prometheus); fed by `usage` as each request finishes.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data dir `{path}`: {error}")]
+    DataDir { path: String, error: std::io::Error },
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error(transparent)]
+    Store(#[from] keyway_store::StoreError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] keyway_core::catalog::CatalogError),
+    #[error("pricing: {0}")]
+    Pricing(#[from] keyway_core::pricing::PricingError),
+    #[error("providers: {0}")]
+    Providers(#[from] keyway_providers::registry::BuildError),
+}
+
+/// What the first start created; the raw management key is shown once and never again.
+pub struct Bootstrap {
+    pub workspace_id: String,
+    pub management_key: Option<Zeroizing<String>>,
+}
+
+impl AppState {
+    pub async fn build(config: Config) -> Result<(SharedState, Bootstrap), StartError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|error| StartError::DataDir { path: data_dir.display().to_string(), error })?;
+        let keyring = Arc::new(load_keyring(&config, &data_dir)?);
+        let store = Store::connect(&config.database_url(), keyring.clone()).await?;
+        let bootstrap = bootstrap(&store, &config, keyring.current_id()).await?;
+
+        let mut system = Vec::new();
+        for (index, sc) in config.system_credentials.iter().enumerate() {
+            let err = |message: String| ConfigError::SystemCredential { index, message };
+            let provider = provider_from_key(&sc.provider).ok_or_else(|| err(format!("unknown provider `{}`", sc.provider)))?;
+            let secret = resolve_secret(&sc.key).map_err(err)?;
+            // Structured credentials (Bedrock, Vertex, Azure) are JSON inside the referenced value.
+            let value = serde_json::Value::String(secrecy::ExposeSecret::expose_secret(&secret).to_owned());
+            let credential = Credential::parse(provider, &value).map_err(|e| err(e.to_string()))?;
+            system.push(SystemCredential {
+                provider,
+                name: sc.name.clone().unwrap_or_else(|| format!("system-{}", provider.as_str())),
+                credential: Arc::new(credential),
+                zdr: sc.zdr,
+            });
+        }
+
+        let t = &config.timeouts;
+        let providers = Providers::new(ProvidersConfig {
+            base_urls: config.base_urls(),
+            timeouts: Timeouts {
+                connect: Duration::from_millis(t.connect_ms),
+                first_byte: Duration::from_millis(t.first_byte_ms),
+                idle: Duration::from_millis(t.idle_ms),
+            },
+        })?;
+        let system_metas = system
+            .iter()
+            .map(|s| keyway_core::route::SystemCredential { zdr: s.zdr, ..keyway_core::route::SystemCredential::new(s.provider) })
+            .collect();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        // Balances are loaded before the first request and then kept in memory.
+        let billing = Arc::new(crate::billing::Ledger::new(&config.billing));
+        billing.reconcile(&store).await?;
+        // Its own query counter: periodic reconciling is not request-path traffic.
+        billing.spawn_reconciler(store.clone().with_separate_count(), Duration::from_secs(config.billing.reconcile_interval_secs.max(1)));
+        let usage = crate::usage::UsageRecorder::start(store.clone(), 65_536).with_metrics(metrics.clone()).with_hook(billing.clone());
+        let state = AppState {
+            system_metas,
+            usage,
+            metrics,
+            catalog: keyway_core::pricing::apply_overrides(&Catalog::builtin()?, &config.pricing)?,
+            billing,
+            limiter: crate::limits::Limiter::default(),
+            keys: KeyCache::new(Duration::from_secs(30)),
+            credentials: CredentialCache::new(Duration::from_secs(30)),
+            health: HealthBoard::default(),
+            providers: Arc::new(providers),
+            system,
+            store,
+            config: Arc::new(config),
+        };
+        Ok((Arc::new(state), bootstrap))
+    }
+}
+
+fn load_keyring(config: &Config, data_dir: &Path) -> Result<Keyring, StartError> {
+    let bad = |e: keyway_crypto::CryptoError| StartError::MasterKey(e.to_string());
+    let current = match &config.master_key {
+        Some(b64) => MasterKey::from_base64(b64).map_err(bad)?,
+        None => {
+            let path = data_dir.join("master.key");
+            match std::fs::read_to_string(&path) {
+                Ok(s) => MasterKey::from_base64(&s).map_err(bad)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let key = MasterKey::generate();
+                    write_private(&path, key.to_base64().as_bytes())
+                        .map_err(|e| StartError::MasterKey(format!("cannot write {}: {e}", path.display())))?;
+                    key
+                }
+                Err(e) => return Err(StartError::MasterKey(format!("cannot read {}: {e}", path.display()))),
+            }
+        }
+    };
+    let mut ring = Keyring::new(current);
+    for old in &config.retired_master_keys {
+        ring = ring.with_retired(MasterKey::from_base64(old).map_err(bad)?);
+    }
+    Ok(ring)
+}
+
+/// Creates `path` readable by its owner only (0600), failing if it exists.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+async fn bootstrap(store: &Store, config: &Config, key_id: &str) -> Result<Bootstrap, StartError> {
+    if let Some(ws) = store.get_meta("default_workspace").await? {
+        // Refuse to start with a master key that can't open what the store holds.
+        if let Some(sealed_with) = store.get_meta("master_key_id").await? {
+            if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k).is_ok_and(|m| m.id() == sealed_with)) {
+                return Err(StartError::MasterKey(format!(
+                    "this store was sealed with master key `{sealed_with}`, but the configured key is `{key_id}` \
+                     (set KEYWAY_MASTER_KEY to the original key, or list it in retired_master_keys after a rotation)"
+                )));
+            }
+        }
+        return Ok(Bootstrap { workspace_id: ws, management_key: None });
+    }
+    let ws = match store.get_workspace("default").await {
+        Ok(ws) => ws,
+        Err(keyway_store::StoreError::NotFound) => store.create_workspace("Default", "default").await?,
+        Err(e) => return Err(e.into()),
+    };
+    let management_key = match &config.bootstrap_management_key {
+        Some(raw) => {
+            if !raw.starts_with(keyway_crypto::MANAGEMENT_PREFIX) || raw.len() < 24 {
+                return Err(StartError::MasterKey(
+                    "KEYWAY_BOOTSTRAP_MANAGEMENT_KEY must start with `kw-mgmt-` and be at least 24 characters".into(),
+                ));
+            }
+            store.insert_key(&ws.id, "bootstrap", KeyKind::Management, true, &Limits::default(), raw).await?;
+            None
+        }
+        None => Some(store.create_key(&ws.id, "bootstrap", KeyKind::Management, true, &Limits::default()).await?.1),
+    };
+    store.set_meta("master_key_id", key_id).await?;
+    store.set_meta("default_workspace", &ws.id).await?;
+    Ok(Bootstrap { workspace_id: ws.id, management_key })
+}

@@ -1,0 +1,229 @@
+//! Generation records: one per request, with every attempt, written off the hot path.
+//!
+//! Handlers hand a [`GenerationRecord`] to [`UsageRecorder::record`], which never blocks: it
+//! puts the record on a bounded channel. A background task drains the channel in batches into
+//! the store. When the channel is full (the database can't keep up) the record is dropped and
+//! counted (`dropped()`), because slowing every request down to the database's pace is worse
+//! than a gap in the ledger that the operator is told about.
+
+use keyway_core::Usage;
+use keyway_store::{GenerationRow, Store};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub provider: String,
+    pub model: String,
+    pub credential_id: String,
+    /// HTTP-ish status of the attempt (200 on success).
+    pub status: u16,
+    /// The error class (`rate_limited`, `auth`, `upstream_5xx`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The upstream's message, secrets scrubbed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub latency_ms: u64,
+}
+
+/// Everything known about one request once it ends.
+#[derive(Debug, Clone)]
+pub struct GenerationRecord {
+    pub id: String,
+    pub workspace_id: String,
+    pub api_key_hash: String,
+    pub user: Option<String>,
+    /// The model the client asked for.
+    pub requested_model: String,
+    /// The model that served (differs with `models` fallback); None when nothing served.
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub credential_id: Option<String>,
+    pub is_byok: bool,
+    pub streamed: bool,
+    pub status: u16,
+    pub usage: Option<Usage>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub attempts: Vec<AttemptRecord>,
+    pub finish_reason: Option<String>,
+    pub app_referer: Option<String>,
+    pub app_title: Option<String>,
+    pub created_at_ms: i64,
+    pub cost_micros: u64,
+    pub fee_micros: u64,
+}
+
+/// Told about every batch the writer commits and every record dropped (the billing ledger
+/// tracks which charges the store has seen; see `billing.rs`).
+pub trait UsageHook: Send + Sync {
+    fn before_write(&self);
+    fn after_write(&self, rows: &[GenerationRow]);
+    fn dropped(&self, rec: &GenerationRecord);
+}
+
+pub struct UsageRecorder {
+    tx: Option<mpsc::Sender<GenerationRecord>>,
+    /// Set once after start (`with_hook`); the writer task reads it per batch.
+    hook: Arc<std::sync::OnceLock<Arc<dyn UsageHook>>>,
+    dropped: AtomicU64,
+    recorded: Arc<AtomicU64>,
+    /// The writer's own store handle, counted apart from the request path's.
+    writer_store: Option<Store>,
+    /// Failed batch inserts (each retry counts): the `keyway_db_errors_total` metric.
+    write_errors: Arc<AtomicU64>,
+    /// Counts and logs every finished request (`/metrics`, the per-request log line).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+const BATCH: usize = 512;
+/// How long the writer waits for more records before writing a batch that isn't full.
+const LINGER: Duration = Duration::from_millis(50);
+
+impl UsageRecorder {
+    /// Starts the writer task. `capacity` bounds memory under overload.
+    pub fn start(store: Store, capacity: usize) -> Self {
+        let store = store.with_separate_count();
+        let writer_store = Some(store.clone());
+        let (tx, mut rx) = mpsc::channel::<GenerationRecord>(capacity);
+        let recorded = Arc::new(AtomicU64::new(0));
+        let counter = recorded.clone();
+        let write_errors = Arc::new(AtomicU64::new(0));
+        let errors = write_errors.clone();
+        let hook: Arc<std::sync::OnceLock<Arc<dyn UsageHook>>> = Arc::default();
+        let writer_hook = hook.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                // Linger so that a trickle of records becomes one transaction, not one each: a
+                // commit wakes SQLite's worker thread and writes the WAL, which cost ~40% of the
+                // gateway's CPU at 1,000 req/s before this (bench/README.md).
+                let linger_until = tokio::time::Instant::now() + LINGER;
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    match tokio::time::timeout_at(linger_until, rx.recv_many(&mut batch, room)).await {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
+                let rows: Vec<GenerationRow> = batch.drain(..).map(to_row).collect();
+                let n = rows.len() as u64;
+                let mut tries = 0;
+                if let Some(h) = writer_hook.get() {
+                    h.before_write();
+                }
+                loop {
+                    match store.insert_generations(&rows).await {
+                        Ok(()) => {
+                            counter.fetch_add(n, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) if tries < 3 => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            tries += 1;
+                            tracing::warn!(error = %e, rows = n, "writing usage failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                        }
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, rows = n, "writing usage failed; these records are lost");
+                            break;
+                        }
+                    }
+                }
+                if let Some(h) = writer_hook.get() {
+                    h.after_write(&rows);
+                }
+            }
+        });
+        Self { tx: Some(tx), hook, dropped: AtomicU64::new(0), recorded, writer_store, write_errors, metrics: None }
+    }
+
+    /// A recorder that keeps nothing (benchmarks of the bare proxy path).
+    pub fn disabled() -> Self {
+        Self { tx: None, hook: Arc::default(), dropped: AtomicU64::new(0), recorded: Arc::new(AtomicU64::new(0)), writer_store: None, write_errors: Arc::default(), metrics: None }
+    }
+
+    /// Every recorded request is also observed by `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Installs the hook told about writes and drops (once; later calls are ignored).
+    pub fn with_hook(self, hook: Arc<dyn UsageHook>) -> Self {
+        let _ = self.hook.set(hook);
+        self
+    }
+
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn record(&self, rec: GenerationRecord) {
+        if let Some(m) = &self.metrics {
+            m.observe(&rec);
+        }
+        if let Some(tx) = &self.tx {
+            if let Err(e) = tx.try_send(rec) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(h) = self.hook.get() {
+                    h.dropped(&e.into_inner());
+                }
+            }
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Store queries the background writer issued (batched inserts, off the request path).
+    pub fn store_queries(&self) -> u64 {
+        self.writer_store.as_ref().map(Store::query_count).unwrap_or(0)
+    }
+
+    /// Records waiting to be written.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.as_ref().map(|t| t.max_capacity() - t.capacity()).unwrap_or(0)
+    }
+}
+
+fn to_row(r: GenerationRecord) -> GenerationRow {
+    let u = r.usage.unwrap_or_default();
+    GenerationRow {
+        id: r.id,
+        workspace_id: r.workspace_id,
+        api_key_hash: r.api_key_hash,
+        user_id: r.user,
+        requested_model: r.requested_model,
+        model: r.model,
+        provider: r.provider,
+        credential_id: r.credential_id,
+        is_byok: r.is_byok,
+        streamed: r.streamed,
+        status: i64::from(r.status),
+        prompt_tokens: u.prompt_tokens as i64,
+        completion_tokens: u.completion_tokens as i64,
+        cached_tokens: u.cached_tokens as i64,
+        cache_write_tokens: u.cache_write_tokens as i64,
+        has_usage: r.usage.is_some(),
+        latency_ms: r.latency_ms as i64,
+        ttft_ms: r.ttft_ms.map(|t| t as i64),
+        attempts: serde_json::to_string(&r.attempts).unwrap_or_else(|_| "[]".into()),
+        finish_reason: r.finish_reason,
+        app_referer: r.app_referer,
+        app_title: r.app_title,
+        cost_micros: r.cost_micros as i64,
+        fee_micros: r.fee_micros as i64,
+        created_at: r.created_at_ms,
+    }
+}

@@ -1,0 +1,281 @@
+//! The management API: BYOK credentials, keys, workspaces, auth, bad input, secrecy, restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+const SECRET: &str = "sk-proj-MANAGEMENT-SECRET-abcdef9876";
+
+#[tokio::test]
+async fn byok_crud_happy_path() {
+    let g = Gateway::start(|_| {}).await;
+    let (s, v) = g
+        .mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai", "name": "main", "key": SECRET,
+            "sort_order": 3, "allowed_models": ["openai/gpt-4o-mini"], "is_required": true,
+            "model_mappings": [{"gateway_model_slug": "openai/gpt-4o-mini", "custom_model_id": "ft:gpt-4o-mini:acme"}]})))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let d = &v["data"];
+    let id = d["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    assert_eq!(d["label"], "sk-...9876");
+    assert_eq!(d["provider"], "openai");
+    assert_eq!(d["always_use"], true);
+    assert_eq!(d["is_required"], true);
+    assert_eq!(d["sort_order"], 3);
+    assert_eq!(d["model_mappings"][0]["custom_model_id"], "ft:gpt-4o-mini:acme");
+    for field in ["workspace_id", "disabled", "is_fallback", "allowed_api_key_hashes", "allowed_user_ids", "created_at", "updated_at", "is_byok_only", "declared_region", "declared_zdr"] {
+        assert!(d.get(field).is_some(), "missing {field}");
+    }
+
+    let (s, v) = g.mgmt("GET", &format!("/api/v1/byok/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"]["name"], "main");
+
+    // patch without key keeps the secret; with key rotates it in place
+    let (s, v) = g.mgmt("PATCH", &format!("/api/v1/byok/{id}"), Some(json!({"name": "renamed", "disabled": true, "key": ""}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["data"]["name"].as_str(), v["data"]["disabled"].as_bool(), v["data"]["label"].as_str()), (Some("renamed"), Some(true), Some("sk-...9876")));
+    let (s, v) = g.mgmt("PATCH", &format!("/api/v1/byok/{id}"), Some(json!({"key": "sk-proj-rotated-000011112222"}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"]["label"], "sk-...2222");
+    assert_eq!(v["data"]["id"], id.as_str());
+    let (_, opened) = g.state.store.open_byok(None, &id).await.unwrap();
+    assert_eq!(opened.secret_strings(), vec!["sk-proj-rotated-000011112222"]);
+
+    let (s, v) = g.mgmt("DELETE", &format!("/api/v1/byok/{id}"), None).await;
+    assert_eq!((s, v["deleted"].as_bool()), (200, Some(true)));
+    let (s, v) = g.mgmt("GET", &format!("/api/v1/byok/{id}"), None).await;
+    assert_error(s, &v, 404);
+}
+
+#[tokio::test]
+async fn byok_list_pagination_and_filters() {
+    let g = Gateway::start(|_| {}).await;
+    for i in 0..7 {
+        g.add_byok(json!({"provider": if i % 2 == 0 { "openai" } else { "anthropic" }, "name": format!("k{i}"), "key": format!("sk-key-number-{i:04}")})).await;
+    }
+    let (s, v) = g.mgmt("GET", "/api/v1/byok?limit=3", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["total_count"], 7);
+    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    let (_, v2) = g.mgmt("GET", "/api/v1/byok?limit=3&offset=6", None).await;
+    assert_eq!(v2["data"].as_array().unwrap().len(), 1);
+    let (_, v3) = g.mgmt("GET", "/api/v1/byok?provider=openai", None).await;
+    assert_eq!(v3["total_count"], 4);
+    assert!(v3["data"].as_array().unwrap().iter().all(|d| d["provider"] == "openai"));
+    let (_, d) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(d["data"].as_array().unwrap().len(), 7, "default limit is 50");
+    for bad in ["limit=0", "limit=101", "limit=abc", "offset=-1", "provider=nope"] {
+        let (s, v) = g.mgmt("GET", &format!("/api/v1/byok?{bad}"), None).await;
+        assert_error(s, &v, 400);
+    }
+}
+
+#[tokio::test]
+async fn credential_shapes_are_validated_with_422() {
+    let g = Gateway::start(|c| c.security.allowed_upstream_hosts.push("*.openai.azure.com".into())).await;
+    let cases = [
+        (json!({"provider": "amazon-bedrock", "key": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}}), "secretAccessKey"),
+        (json!({"provider": "azure", "key": {"api_key": "k"}}), "resource_name"),
+        (json!({"provider": "google-vertex", "key": {"type": "service_account", "project_id": "p"}}), "private_key"),
+        (json!({"provider": "openai", "key": {"not": "a string"}}), "must be a string"),
+        (json!({"provider": "azure", "key": [{"model_slug": "openai/gpt-4o", "endpoint_url": "https://169.254.169.254/x", "api_key": "k", "model_id": "d"}]}), "not allowed"),
+    ];
+    for (body, needle) in cases {
+        let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(body.clone())).await;
+        assert_error(s, &v, 422);
+        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{body} -> {v}");
+    }
+    let ok = json!({"provider": "azure", "key": [{"model_slug": "openai/gpt-4o", "endpoint_url": "https://acme.openai.azure.com", "api_key": "azure-secret-1", "model_id": "gpt4o-prod"}]});
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(ok)).await;
+    assert_eq!(s, 201, "{v}");
+    assert!(!v.to_string().contains("azure-secret-1"));
+    let (_, list) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(list["total_count"], 1, "failed creates stored nothing");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_stores_nothing() {
+    let g = Gateway::start(|c| c.max_body_bytes = 64 * 1024).await;
+    let raw = |body: &'static str| {
+        let g = &g;
+        async move {
+            let r = g.http.post(g.url("/api/v1/byok")).bearer_auth(MGMT).header("content-type", "application/json").body(body).send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = raw("{not json").await;
+    assert_error(s, &v, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    let (s, v) = raw("").await;
+    assert_error(s, &v, 400);
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "nope", "key": "x"}))).await;
+    assert_error(s, &v, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("unknown provider `nope`"));
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai", "key": "sk-x", "disabled": "yes"}))).await;
+    assert_error(s, &v, 400);
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai", "key": "sk-x", "sort_order": "first"}))).await;
+    assert_error(s, &v, 400);
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai"}))).await;
+    assert_error(s, &v, 400);
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai", "key": "sk-abc", "is_fallback": true, "is_byok_only": true}))).await;
+    assert_error(s, &v, 400);
+    let big = "x".repeat(100 * 1024);
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai", "key": big}))).await;
+    assert_error(s, &v, 413);
+    let (s, v) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "x", "limits": {"requests_per_minute": "many"}}))).await;
+    assert_error(s, &v, 400);
+    let (s, v) = g.mgmt("DELETE", "/api/v1/byok", None).await;
+    assert_error(s, &v, 405);
+    let (s, v) = g.mgmt("GET", "/api/v1/nothing-here", None).await;
+    assert_error(s, &v, 404);
+    let (_, list) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(list["total_count"], 0);
+    let (_, keys) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!(keys["total_count"], 1, "only the bootstrap key");
+}
+
+#[tokio::test]
+async fn auth_401_403_and_workspace_isolation_404() {
+    let g = Gateway::start(|_| {}).await;
+    let (s, v, _) = g.req("GET", "/api/v1/byok", None, None).await;
+    assert_error(s, &v, 401);
+    let (s, v, _) = g.req("GET", "/api/v1/byok", Some("kw-mgmt-wrong-key-000000000000000000"), None).await;
+    assert_error(s, &v, 401);
+    let (s, v, _) = g.req("GET", "/api/v1/byok", Some("sk-not-ours"), None).await;
+    assert_error(s, &v, 401);
+    let (inference, _) = g.inference_key().await;
+    let (s, v, _) = g.req("GET", "/api/v1/byok", Some(&inference), None).await;
+    assert_error(s, &v, 403);
+    let (s, v, _) = g.req("POST", "/api/v1/keys", Some(&inference), Some(json!({"name": "x"}))).await;
+    assert_error(s, &v, 403);
+
+    // workspace B with its own management key
+    let (s, ws) = g.mgmt("POST", "/api/v1/workspaces", Some(json!({"name": "Team B"}))).await;
+    assert_eq!(s, 201, "{ws}");
+    let ws_b = ws["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(ws["data"]["slug"], "team-b");
+    let (s, kb) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "b-admin", "workspace_id": ws_b, "management": true}))).await;
+    assert_eq!(s, 201, "{kb}");
+    let mgmt_b = kb["key"].as_str().unwrap().to_owned();
+    assert!(mgmt_b.starts_with("kw-mgmt-"));
+
+    let in_a = g.add_byok(json!({"provider": "openai", "key": "sk-workspace-a-000000001"})).await;
+    let (s, v, _) = g.req("POST", "/api/v1/byok", Some(&mgmt_b), Some(json!({"provider": "openai", "key": "sk-workspace-b-000000002"}))).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["workspace_id"], ws_b.as_str());
+
+    for (m, p) in [("GET", format!("/api/v1/byok/{in_a}")), ("PATCH", format!("/api/v1/byok/{in_a}")), ("DELETE", format!("/api/v1/byok/{in_a}"))] {
+        let body = (m == "PATCH").then(|| json!({"name": "hijack"}));
+        let (s, v, _) = g.req(m, &p, Some(&mgmt_b), body).await;
+        assert_error(s, &v, 404);
+    }
+    let (_, list_b, _) = g.req("GET", "/api/v1/byok", Some(&mgmt_b), None).await;
+    assert_eq!(list_b["total_count"], 1);
+    let (s, v, _) = g.req("GET", &format!("/api/v1/byok?workspace_id={}", g.state.store.get_workspace("default").await.unwrap().id), Some(&mgmt_b), None).await;
+    assert_error(s, &v, 404);
+    let (s, v, _) = g.req("POST", "/api/v1/workspaces", Some(&mgmt_b), Some(json!({"name": "C"}))).await;
+    assert_error(s, &v, 403);
+    // admin sees both
+    let (_, all) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(all["total_count"], 2);
+}
+
+#[tokio::test]
+async fn keys_api_lifecycle() {
+    let g = Gateway::start(|_| {}).await;
+    let (s, v) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "ci", "limits": {"requests_per_minute": 100}}))).await;
+    assert_eq!(s, 201, "{v}");
+    let raw = v["key"].as_str().unwrap().to_owned();
+    let hash = v["data"]["hash"].as_str().unwrap().to_owned();
+    assert!(raw.starts_with("kw-") && !raw.starts_with("kw-mgmt-"));
+    assert_eq!(hash, keyway_crypto::hash_api_key(&raw));
+    assert_eq!(v["data"]["limits"]["requests_per_minute"], 100);
+
+    let (_, list) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!(list["total_count"], 2);
+    assert!(!list.to_string().contains(&raw), "raw key is never listed");
+    let (s, got) = g.mgmt("GET", &format!("/api/v1/keys/{hash}"), None).await;
+    assert_eq!((s, got["data"]["name"].as_str()), (200, Some("ci")));
+
+    let (s, me, _) = g.req("GET", "/api/v1/key", Some(&raw), None).await;
+    assert_eq!((s, me["data"]["hash"].as_str()), (200, Some(hash.as_str())));
+
+    let (s, _) = g.mgmt("PATCH", &format!("/api/v1/keys/{hash}"), Some(json!({"disabled": true}))).await;
+    assert_eq!(s, 200);
+    let (s, v, _) = g.req("GET", "/v1/models", Some(&raw), None).await;
+    assert_eq!(s, 200, "models are public: {v}");
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&raw), Some(json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))).await;
+    assert_error(s, &v, 401);
+    let (s, _) = g.mgmt("PATCH", &format!("/api/v1/keys/{hash}"), Some(json!({"disabled": false}))).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = g.req("GET", "/api/v1/key", Some(&raw), None).await;
+    assert_eq!(s, 200, "re-enabled at once");
+    let (s, v) = g.mgmt("DELETE", &format!("/api/v1/keys/{hash}"), None).await;
+    assert_eq!((s, v["deleted"].as_bool()), (200, Some(true)));
+    let (s, v, _) = g.req("GET", "/api/v1/key", Some(&raw), None).await;
+    assert_error(s, &v, 401);
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_responses_or_logs() {
+    let g = Gateway::start(|_| {}).await;
+    let bedrock = json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "wJalrXUtnFEMI-LEAKCHECK-bPxRfiCYEXAMPLEKEY", "region": "us-east-1"});
+    let id1 = g.add_byok(json!({"provider": "openai", "key": SECRET})).await;
+    let id2 = g.add_byok(json!({"provider": "amazon-bedrock", "key": bedrock})).await;
+    let mut seen = String::new();
+    for path in ["/api/v1/byok".to_owned(), format!("/api/v1/byok/{id1}"), format!("/api/v1/byok/{id2}")] {
+        let (_, v) = g.mgmt("GET", &path, None).await;
+        seen.push_str(&v.to_string());
+    }
+    let (_, v) = g.mgmt("PATCH", &format!("/api/v1/byok/{id1}"), Some(json!({"name": "x"}))).await;
+    seen.push_str(&v.to_string());
+    assert!(seen.contains("AKIA...MPLE"), "masked access key id shown: {seen}");
+    for secret in [SECRET, "LEAKCHECK"] {
+        assert!(!seen.contains(secret), "secret in a response");
+        assert!(!logs().contains(secret), "secret in the logs");
+    }
+    let sealed = g.state.store.debug_sealed(&id1).await.unwrap();
+    assert!(!sealed.contains(SECRET));
+}
+
+#[tokio::test]
+async fn first_start_bootstrap_and_restart_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // first start without a given key: one is generated and returned once
+    let mut cfg = config(dir.path());
+    cfg.bootstrap_management_key = None;
+    let (state, boot) = keyway_gateway::AppState::build(cfg.clone()).await.unwrap();
+    let key = boot.management_key.expect("first start creates a management key");
+    assert!(key.starts_with("kw-mgmt-"));
+    let mode = std::fs::metadata(dir.path().join("master.key")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+    let ws = boot.workspace_id.clone();
+    let cred = keyway_core::Credential::parse(keyway_core::ProviderSlug::OpenAi, &json!("sk-survives-restart-1")).unwrap();
+    let rec = state.store.create_byok(&ws, keyway_core::ProviderSlug::OpenAi, &Default::default(), &cred).await.unwrap();
+    state.store.close().await;
+    drop(state);
+
+    // second start: nothing new is created or printed; data and key still work
+    let g = Gateway::start_with(cfg.clone(), dir).await;
+    let (s, v, _) = g.req("GET", &format!("/api/v1/byok/{}", rec.id), Some(&key), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["label"], "sk-...rt-1");
+    let (_, keys, _) = g.req("GET", "/api/v1/keys", Some(&key), None).await;
+    assert_eq!(keys["total_count"], 1);
+
+    // a different master key is refused with a clear message instead of failing later
+    let mut wrong = cfg;
+    wrong.master_key = Some(keyway_crypto::MasterKey::generate().to_base64().to_string());
+    g.state.store.close().await;
+    let err = keyway_gateway::AppState::build(wrong).await.err().expect("wrong master key must refuse to start");
+    assert!(err.to_string().contains("sealed with master key"), "{err}");
+}

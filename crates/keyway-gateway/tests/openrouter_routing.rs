@@ -1,0 +1,233 @@
+//! OpenRouter's routing options end to end on `/api/v1/chat/completions`: Keyway in front of the
+//! OpenAI and Anthropic fakes. Which key an upstream saw is read from the fakes' call logs.
+//! (The same rules driven through the official SDKs: `sdk-tests/python/test_openrouter_sdk.py`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use keyway_fakes::server::FakeOptions;
+use keyway_fakes::{FakeServer, Fault};
+use keyway_gateway::config::ProviderSettings;
+use serde_json::{json, Value};
+
+const MODEL: &str = "openai/gpt-4o-mini";
+const SYSTEM_OPENAI: &str = "sk-system-openai-operator";
+const LLAMA: &str = "meta-llama/llama-3.3-70b-instruct"; // groq 0.59/0.79, deepinfra 0.23/0.40, together 0.88/0.88
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+struct Setup {
+    g: Gateway,
+    openai: FakeServer,
+    anthropic: FakeServer,
+    key: String,
+}
+
+/// System credentials on OpenAI and Anthropic; the OpenAI-compatible providers (groq, deepinfra,
+/// together) also point at the OpenAI fake so that catalog prices can be compared.
+async fn setup() -> Setup {
+    let openai = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let anthropic = keyway_fakes::anthropic::start(FakeOptions::default()).await.unwrap();
+    let oa = format!("{}/v1", openai.url());
+    let an = anthropic.url();
+    let g = Gateway::start(|c| {
+        for p in ["openai", "groq", "deepinfra", "together"] {
+            c.providers.insert(p.into(), ProviderSettings { base_url: Some(oa.clone()) });
+        }
+        c.providers.insert("anthropic".into(), ProviderSettings { base_url: Some(an.clone()) });
+        c.system_credentials.push(system_key("openai", SYSTEM_OPENAI));
+        c.system_credentials.push(system_key("anthropic", "sk-ant-system-operator"));
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    Setup { g, openai, anthropic, key }
+}
+
+impl Setup {
+    async fn send(&self, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.g.req("POST", "/api/v1/chat/completions", Some(&self.key), Some(body)).await
+    }
+    fn keys_seen(&self) -> Vec<String> {
+        self.openai.calls().into_iter().map(|c| c.key).collect()
+    }
+}
+
+#[tokio::test]
+async fn models_fallback_tries_the_next_model_and_says_which_served() {
+    let s = setup().await;
+    s.openai.set_fault(Fault::ServerError);
+    let mut body = chat(MODEL);
+    body["models"] = json!([MODEL, "anthropic/claude-haiku-4.5"]);
+    let (st, v, h) = s.send(body).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["model"], "anthropic/claude-haiku-4.5");
+    assert_eq!(h["x-keyway-model"], "anthropic/claude-haiku-4.5");
+    assert!(!s.openai.calls().is_empty());
+    let up = s.anthropic.calls();
+    assert_eq!(up.len(), 1);
+    assert!(up[0].body.get("models").is_none(), "routing fields never go upstream");
+}
+
+#[tokio::test]
+async fn sort_price_orders_by_catalog_price_and_falls_back_in_that_order() {
+    let s = setup().await;
+    for (p, k) in [("groq", "gsk-groq-key-0001"), ("deepinfra", "sk-deepinfra-0001"), ("together", "sk-together-0001")] {
+        s.g.add_byok(json!({"provider": p, "key": k})).await;
+    }
+    let (st, v, _) = s.send(chat(LLAMA)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.keys_seen(), ["gsk-groq-key-0001"], "catalog order without sort");
+
+    s.openai.clear_calls();
+    let mut body = chat(LLAMA);
+    body["provider"] = json!({"sort": "price"});
+    let (st, v, h) = s.send(body.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h["x-keyway-provider"], "deepinfra");
+    assert_eq!(s.keys_seen(), ["sk-deepinfra-0001"]);
+
+    s.openai.clear_calls();
+    s.openai.set_fault_for_key("sk-deepinfra-0001", Fault::ServerError);
+    let (st, v, _) = s.send(body).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.keys_seen(), ["sk-deepinfra-0001", "gsk-groq-key-0001"], "next cheapest: groq (1.38) before together (1.76)");
+}
+
+#[tokio::test]
+async fn max_price_drops_expensive_endpoints_and_402_names_the_price() {
+    let s = setup().await;
+    for (p, k) in [("groq", "gsk-groq-key-0002"), ("deepinfra", "sk-deepinfra-0002")] {
+        s.g.add_byok(json!({"provider": p, "key": k})).await;
+    }
+    let mut body = chat(LLAMA);
+    body["provider"] = json!({"max_price": {"prompt": "0.5", "completion": 0.5}});
+    let (st, v, _) = s.send(body).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.keys_seen(), ["sk-deepinfra-0002"]);
+
+    s.openai.clear_calls();
+    let mut body = chat("openai/gpt-4o");
+    body["provider"] = json!({"max_price": {"prompt": 1, "completion": 2}});
+    let (st, v, _) = s.send(body).await;
+    assert_eq!(st, 402, "{v}");
+    assert_eq!(v["error"]["code"], 402, "OpenRouter's error dialect: integer code");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("$2.50/M") && msg.contains("max_price"), "{msg}");
+    assert!(s.openai.calls().is_empty());
+}
+
+#[tokio::test]
+async fn zdr_uses_only_declared_zdr_credentials() {
+    let s = setup().await;
+    s.g.add_byok(json!({"provider": "openai", "key": "sk-plain-key-0001", "sort_order": 0})).await;
+    s.g.add_byok(json!({"provider": "openai", "key": "sk-zdr-key-0001", "sort_order": 1, "declared_zdr": true})).await;
+    let (st, _, _) = s.send(chat(MODEL)).await;
+    assert_eq!(st, 200);
+    assert_eq!(s.keys_seen(), ["sk-plain-key-0001"]);
+
+    s.openai.clear_calls();
+    let mut body = chat(MODEL);
+    body["provider"] = json!({"zdr": true});
+    let (st, v, _) = s.send(body.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.keys_seen(), ["sk-zdr-key-0001"]);
+
+    // The ZDR key failing: the system credential isn't marked ZDR, so nothing else is tried.
+    s.openai.clear_calls();
+    s.openai.set_fault_for_key("sk-zdr-key-0001", Fault::ServerError);
+    let (st, v, _) = s.send(body).await;
+    assert_eq!(st, 502, "{v}");
+    assert_eq!(s.keys_seen(), ["sk-zdr-key-0001"]);
+}
+
+#[tokio::test]
+async fn is_required_never_falls_back_to_the_system_credential() {
+    let s = setup().await;
+    let id = s.g.add_byok(json!({"provider": "openai", "key": "sk-required-0001", "allowed_models": [MODEL]})).await;
+    s.openai.set_fault_for_key("sk-required-0001", Fault::ServerError);
+    // Control: not required -> the system credential answers after the key fails.
+    let (st, _, _) = s.send(chat(MODEL)).await;
+    assert_eq!(st, 200);
+    assert_eq!(s.keys_seen(), ["sk-required-0001", SYSTEM_OPENAI]);
+
+    let (st, v) = s.g.mgmt("PATCH", &format!("/api/v1/byok/{id}"), Some(json!({"is_required": true}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["is_required"], true);
+    assert_eq!(v["data"]["always_use"], true);
+    s.openai.clear_calls();
+    let (st, v, _) = s.send(chat(MODEL)).await;
+    assert_eq!(st, 502, "{v}");
+    assert_eq!(s.openai.calls_with_key(SYSTEM_OPENAI), 0, "the system credential saw no call");
+    assert_eq!(s.keys_seen(), ["sk-required-0001"]);
+
+    // A model outside the key's allowed_models may still use the system credential.
+    s.openai.clear_calls();
+    let (st, _, _) = s.send(chat("openai/gpt-4o")).await;
+    assert_eq!(st, 200);
+    assert_eq!(s.keys_seen(), [SYSTEM_OPENAI]);
+}
+
+#[tokio::test]
+async fn is_byok_only_bars_the_system_credential_for_every_model() {
+    let s = setup().await;
+    s.g.add_byok(json!({"provider": "openai", "key": "sk-byok-only-0001", "allowed_models": [MODEL], "is_byok_only": true})).await;
+    s.openai.set_fault_for_key("sk-byok-only-0001", Fault::ServerError);
+    let (st, v, _) = s.send(chat(MODEL)).await;
+    assert_eq!(st, 502, "{v}");
+    let (st, v, _) = s.send(chat("openai/gpt-4o")).await;
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["code"], 404);
+    assert_eq!(s.openai.calls_with_key(SYSTEM_OPENAI), 0, "the system credential saw no call");
+    assert_eq!(s.keys_seen(), ["sk-byok-only-0001"]);
+
+    // With is_fallback it is refused at write time.
+    let (st, v) = s
+        .g
+        .mgmt("POST", "/api/v1/byok", Some(json!({"provider": "openai", "key": "sk-x-0000000001", "is_byok_only": true, "is_fallback": true})))
+        .await;
+    assert_eq!(st, 400, "{v}");
+}
+
+#[tokio::test]
+async fn unknown_options_are_named_in_x_keyway_ignored_and_never_forwarded() {
+    let s = setup().await;
+    let mut body = chat(MODEL);
+    body["provider"] = json!({"order": ["openai", "cerebras"], "quantizations": ["fp8"], "sort": {"by": "price", "partition": "none"}});
+    body["models"] = json!([MODEL]);
+    let (st, v, h) = s.send(body).await;
+    assert_eq!(st, 200, "{v}");
+    let ignored = h["x-keyway-ignored"].to_str().unwrap();
+    for name in ["provider.quantizations", "provider.order:cerebras", "provider.sort.partition"] {
+        assert!(ignored.contains(name), "{name} not in {ignored}");
+    }
+    let up = &s.openai.calls()[0].body;
+    assert!(up.get("provider").is_none() && up.get("models").is_none(), "{up}");
+    // OpenRouter's SDKs require `system_fingerprint` (nullable) on a chat result.
+    assert!(v.as_object().unwrap().contains_key("system_fingerprint"));
+}
+
+#[tokio::test]
+async fn attribution_headers_are_recorded_never_forwarded() {
+    let s = setup().await;
+    let resp = s
+        .g
+        .http
+        .post(s.g.url("/api/v1/chat/completions"))
+        .bearer_auth(&s.key)
+        .header("HTTP-Referer", "https://app.example")
+        .header("X-OpenRouter-Title", "Example App")
+        .json(&chat(MODEL))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let call = &s.openai.calls()[0];
+    assert!(
+        !call.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("http-referer") || k.eq_ignore_ascii_case("x-openrouter-title")),
+        "{:?}",
+        call.headers
+    );
+}

@@ -1,0 +1,139 @@
+//! The inference path end to end over real HTTP: Keyway in front of the OpenAI fake.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use keyway_fakes::server::FakeOptions;
+use keyway_fakes::Fault;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+#[tokio::test]
+async fn system_credential_serves_and_headers_say_so() {
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "Echo: hello there");
+    assert_eq!(v["provider"], "OpenAI");
+    assert_eq!(v["model"], "openai/gpt-4o-mini");
+    assert!(v["id"].as_str().unwrap().starts_with("gen-"));
+    assert_eq!(h["x-keyway-provider"], "openai");
+    assert_eq!(h["x-keyway-credential"], "system");
+    assert_eq!(h["x-keyway-byok"], "false");
+    assert_eq!(h["x-keyway-generation-id"].to_str().unwrap(), v["id"].as_str().unwrap());
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].key, "sk-system-operator-key");
+    assert_eq!(calls[0].body["model"], "gpt-4o-mini", "catalog id sent upstream");
+}
+
+#[tokio::test]
+async fn byok_first_then_system_on_429_and_routing_fields_never_forwarded() {
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    let byok = g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0001"})).await;
+    let mut body = chat("openai/gpt-4o-mini");
+    body["provider"] = json!({"order": ["openai"], "allow_fallbacks": true, "quantizations": ["fp8"]});
+    body["custom_field"] = json!({"kept": true});
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(body.clone())).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(h["x-keyway-credential"].to_str().unwrap(), byok);
+    assert_eq!(h["x-keyway-byok"], "true");
+    assert!(h["x-keyway-ignored"].to_str().unwrap().contains("quantizations"));
+    let sent = &fake.calls()[0].body;
+    assert!(sent.get("provider").is_none(), "routing options are not forwarded");
+    assert_eq!(sent["custom_field"], json!({"kept": true}), "unknown fields pass through");
+
+    fake.set_fault_for_key("sk-byok-user-key-0001", Fault::RateLimit { retry_after_secs: 30 });
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(h["x-keyway-credential"], "system");
+    assert_eq!(h["x-keyway-attempts"], "2");
+    let (_, b, _) = g.req("GET", &format!("/api/v1/byok/{byok}"), Some(MGMT), None).await;
+    assert_eq!(b["data"]["health"]["status"], "cooling_down", "{b}");
+}
+
+#[tokio::test]
+async fn bad_request_is_not_retried_and_errors_are_openai_shaped() {
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0002"})).await;
+    fake.set_fault(Fault::BadRequest);
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+    assert_error(s, &v, 400);
+    assert_eq!(h["x-keyway-attempts"], "1");
+    assert_eq!(fake.calls().len(), 1, "a 400 is never retried");
+    assert!(v["error"].get("type").is_some() && v["error"].get("code").is_some());
+
+    for (body, want) in [
+        (json!({"messages": [{"role": "user", "content": "x"}]}), 400),
+        (json!({"model": 5, "messages": []}), 400),
+        (json!({"model": "openai/gpt-4o-mini", "messages": []}), 400),
+        (json!({"model": "nobody/unknown", "messages": [{"role": "user", "content": "x"}]}), 400),
+        (json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "provider": {"order": "openai"}}), 400),
+    ] {
+        let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(body)).await;
+        assert_error(s, &v, want);
+        assert!(v["error"]["type"].is_string(), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn stream_arrives_chunk_by_chunk() {
+    let (fake, g, key) = openai_gateway(FakeOptions { chunk_delay: Duration::from_millis(250), chunks: 4, ..FakeOptions::default() }, "sk-system-operator-key").await;
+    let mut body = chat("openai/gpt-4o-mini");
+    body["stream"] = json!(true);
+    let t0 = Instant::now();
+    let mut resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let mut first_content_at = None;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if first_content_at.is_none() && text.contains("\"content\":\"Echo") {
+            first_content_at = Some(t0.elapsed());
+        }
+    }
+    let total = t0.elapsed();
+    let first = first_content_at.expect("content arrived");
+    // 6+ events 250 ms apart: the first content must arrive well before the stream ends.
+    assert!(total - first >= Duration::from_millis(600), "first content at {first:?}, end at {total:?}: buffered?");
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+    let joined: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(joined, "Echo: hello there");
+    assert_eq!(fake.calls()[0].body["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn stream_error_before_content_falls_back_and_after_content_ends_with_error_event() {
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0003"})).await;
+    let mut body = chat("openai/gpt-4o-mini");
+    body["stream"] = json!(true);
+
+    fake.set_fault_for_key("sk-byok-user-key-0003", Fault::ErrorEventAfter200);
+    let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.headers()["x-keyway-credential"], "system");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Echo") && text.trim_end().ends_with("[DONE]"), "{text}");
+
+    fake.clear_faults();
+    fake.set_fault(Fault::CutStream);
+    let calls_before = fake.calls().len();
+    let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("\"error\""), "final SSE error event: {text}");
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(fake.calls().len(), calls_before + 1, "no silent retry after content was sent");
+}

@@ -1,0 +1,363 @@
+//! Usage, cost and credits over real HTTP: every generation recorded with its cost and fee,
+//! the BYOK waiver and fee, fallback to system at full price, 402 when credits run out,
+//! streaming usage, the generation and activity endpoints, and a 10,000-request burst.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use keyway_fakes::server::FakeOptions;
+use keyway_fakes::Fault;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn chat(max_tokens: Option<u64>) -> Value {
+    let mut v = json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]});
+    if let Some(m) = max_tokens {
+        v["max_tokens"] = json!(m);
+    }
+    v
+}
+
+async fn start(system: bool, tweak: impl Fn(&mut keyway_gateway::Config)) -> (keyway_fakes::FakeServer, Gateway) {
+    let fake = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    let g = Gateway::start(|c| {
+        c.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
+        if system {
+            c.system_credentials.push(system_key("openai", "sk-system-operator-key"));
+        }
+        tweak(c);
+    })
+    .await;
+    (fake, g)
+}
+
+/// gpt-4o-mini at $0.15 / $0.60 per Mtok, rounded half up to the micro (computed here by hand).
+fn mini_cost(v: &Value) -> i64 {
+    let p = v["usage"]["prompt_tokens"].as_i64().unwrap();
+    let c = v["usage"]["completion_tokens"].as_i64().unwrap();
+    let scaled = p * 150_000 + c * 600_000;
+    scaled / 1_000_000 + i64::from(scaled % 1_000_000 >= 500_000)
+}
+
+/// The generation as the API shows it, once the usage writer has stored it.
+async fn generation(g: &Gateway, key: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v, _) = g.req("GET", &format!("/api/v1/generation?id={id}"), Some(key), None).await;
+        if s == 200 {
+            return v["data"].clone();
+        }
+        assert_eq!(s, 404, "{v}");
+        assert!(Instant::now() < deadline, "generation {id} never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every key OpenRouter's SDK requires of a generation (nullable ones may be null).
+const OPENROUTER_KEYS: &[&str] = &[
+    "id", "upstream_id", "total_cost", "cache_discount", "upstream_inference_cost", "created_at", "model", "app_id", "streamed",
+    "cancelled", "provider_name", "latency", "moderation_latency", "generation_time", "finish_reason", "tokens_prompt",
+    "tokens_completion", "native_tokens_prompt", "native_tokens_completion", "native_tokens_completion_images",
+    "native_tokens_reasoning", "native_tokens_cached", "num_media_prompt", "num_input_audio_prompt", "num_media_completion",
+    "num_search_results", "origin", "usage", "is_byok", "native_finish_reason", "external_user", "api_type", "router",
+    "provider_responses",
+];
+
+#[tokio::test]
+async fn system_generation_costs_the_catalog_price_and_reads_back_as_openrouter_does() {
+    let (_fake, g) = start(true, |_| {}).await;
+    let (key, hash) = g.inference_key().await;
+    let mut body = chat(None);
+    body["user"] = json!("end-user-7");
+    let resp = g
+        .http
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("HTTP-Referer", "https://app.example")
+        .header("X-Title", "Example App")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let id = v["id"].as_str().unwrap();
+    let d = generation(&g, &key, id).await;
+    for k in OPENROUTER_KEYS {
+        assert!(d.get(*k).is_some(), "generation lacks `{k}`: {d}");
+    }
+    let cost = mini_cost(&v);
+    assert!(cost > 0);
+    assert_eq!(d["cost_micros"], cost);
+    assert_eq!(d["fee_micros"], 0);
+    assert_eq!(d["total_cost"].as_f64().unwrap(), cost as f64 / 1e6);
+    assert_eq!(d["usage"].as_f64().unwrap(), cost as f64 / 1e6);
+    assert_eq!(d["is_byok"], false);
+    assert_eq!(d["upstream_inference_cost"], Value::Null);
+    assert_eq!(d["credential_id"], "system");
+    assert_eq!(d["provider_name"], "OpenAI");
+    assert_eq!(d["model"], "openai/gpt-4o-mini");
+    assert_eq!(d["streamed"], false);
+    assert_eq!(d["tokens_prompt"], v["usage"]["prompt_tokens"]);
+    assert_eq!(d["tokens_completion"], v["usage"]["completion_tokens"]);
+    assert_eq!(d["native_tokens_cached"], 0);
+    assert_eq!(d["finish_reason"], "stop");
+    assert_eq!(d["origin"], "https://app.example");
+    assert_eq!(d["http_referer"], "https://app.example");
+    assert_eq!(d["app_title"], "Example App");
+    assert_eq!(d["external_user"], "end-user-7");
+    assert_eq!(d["api_key_hash"], hash);
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(d["attempts"][0]["status"], 200);
+    assert_eq!(d["provider_responses"][0]["status"], 200);
+    assert!(d["created_at"].as_str().unwrap().ends_with('Z'));
+
+    // Management keys read it too; a key of another workspace does not.
+    let (s, _, _) = g.req("GET", &format!("/api/v1/generation?id={id}"), Some(MGMT), None).await;
+    assert_eq!(s, 200);
+    let (s, ws) = g.mgmt("POST", "/api/v1/workspaces", Some(json!({"name": "Other"}))).await;
+    assert_eq!(s, 201, "{ws}");
+    let (s, other) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "o", "workspace_id": ws["data"]["id"]}))).await;
+    assert_eq!(s, 201, "{other}");
+    let (s, v, _) = g.req("GET", &format!("/api/v1/generation?id={id}"), other["key"].as_str(), None).await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["error"]["code"], 404);
+    let (s, _, _) = g.req("GET", "/api/v1/generation", Some(&key), None).await;
+    assert_eq!(s, 400);
+
+    // The workspace's credits show the usage (credits are off, so the balance goes negative).
+    let (s, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["data"]["used_this_month_micros"], cost);
+    assert_eq!(c["data"]["balance_micros"], -cost);
+    assert_eq!(c["data"]["total_credits"].as_f64().unwrap(), 0.0);
+    assert_eq!(c["data"]["total_usage"].as_f64().unwrap(), cost as f64 / 1e6);
+    assert_eq!(c["data"]["credits_enabled"], false);
+}
+
+#[tokio::test]
+async fn byok_fee_after_the_waiver_and_fallback_to_system_at_full_price() {
+    let (fake, g) = start(true, |c| {
+        c.billing.byok_free_requests_per_month = 1;
+        c.billing.byok_fee_percent = 5;
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0001"})).await;
+    let mut charged = 0i64;
+
+    // 1st BYOK request of the month: waived.
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(None))).await;
+    assert_eq!((s, h["x-keyway-byok"].to_str().unwrap()), (200, "true"), "{v}");
+    let d = generation(&g, &key, v["id"].as_str().unwrap()).await;
+    assert_eq!((d["cost_micros"].as_i64().unwrap(), d["fee_micros"].as_i64().unwrap()), (mini_cost(&v), 0));
+    assert_eq!(d["is_byok"], true);
+    assert_eq!(d["total_cost"].as_f64().unwrap(), 0.0);
+    assert_eq!(d["upstream_inference_cost"].as_f64().unwrap(), mini_cost(&v) as f64 / 1e6);
+
+    // 2nd: 5% of the catalog cost, rounded half up.
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(None))).await;
+    assert_eq!(s, 200);
+    let cost = mini_cost(&v);
+    let fee = (cost * 5 + 50) / 100;
+    let d = generation(&g, &key, v["id"].as_str().unwrap()).await;
+    assert_eq!((d["cost_micros"].as_i64().unwrap(), d["fee_micros"].as_i64().unwrap()), (cost, fee));
+    assert_eq!(d["charged_micros"].as_i64().unwrap(), fee);
+    charged += fee;
+
+    // The BYOK key is rate limited upstream: the system key serves, at the full price.
+    fake.set_fault_for_key("sk-byok-user-key-0001", Fault::RateLimit { retry_after_secs: 30 });
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(None))).await;
+    assert_eq!((s, h["x-keyway-credential"].to_str().unwrap()), (200, "system"), "{v}");
+    let d = generation(&g, &key, v["id"].as_str().unwrap()).await;
+    let cost = mini_cost(&v);
+    assert_eq!((d["cost_micros"].as_i64().unwrap(), d["fee_micros"].as_i64().unwrap(), d["is_byok"].as_bool()), (cost, 0, Some(false)));
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(d["attempts"][0]["status"], 429);
+    charged += cost;
+
+    let (_, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert_eq!(c["data"]["used_this_month_micros"].as_i64().unwrap(), charged, "{c}");
+    assert_eq!(c["data"]["byok_requests_this_month"], 2);
+
+    // Activity agrees: by credential, BYOK cost and fee apart from system cost.
+    let (s, a, _) = g.req("GET", "/api/v1/activity?group_by=credential", Some(MGMT), None).await;
+    assert_eq!(s, 200, "{a}");
+    let rows = a["data"].as_array().unwrap();
+    let sum: i64 = rows.iter().map(|r| r["charged_micros"].as_i64().unwrap()).sum();
+    assert_eq!(sum, charged);
+    let system = rows.iter().find(|r| r["credential_id"] == "system").unwrap();
+    assert_eq!(system["requests"], 1);
+}
+
+#[tokio::test]
+async fn credits_on_refuse_with_402_until_topped_up() {
+    let (_fake, g) = start(true, |c| c.billing.credits_enabled = true).await;
+    let (key, _) = g.inference_key().await;
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_error(s, &v, 402);
+    assert_eq!(v["error"]["type"], "insufficient_quota");
+    assert_eq!(v["error"]["code"], "insufficient_quota");
+    let (s, v, _) = g.req("POST", "/api/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_eq!((s, v["error"]["code"].as_i64()), (402, Some(402)), "OpenRouter's integer code: {v}");
+
+    // Only an admin management key tops up; inference keys can't.
+    let (s, _, _) = g.req("POST", "/api/v1/credits", Some(&key), Some(json!({"amount_micros": 1000}))).await;
+    assert_eq!(s, 403);
+    let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 0}))).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 1000, "note": "trial"}))).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["balance_micros"], 1000);
+    assert_eq!(v["data"]["total_credits"].as_f64().unwrap(), 0.001);
+
+    // The estimate (max_tokens at the output price) must fit: 100,000 x $0.60/Mtok = 60,000 micros.
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(100_000)))).await;
+    assert_error(s, &v, 402);
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_eq!(s, 200, "{v}");
+    let cost = mini_cost(&v);
+    let (_, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert_eq!(c["data"]["balance_micros"].as_i64().unwrap(), 1000 - cost, "{c}");
+    assert_eq!(c["data"]["total_usage"].as_f64().unwrap(), cost as f64 / 1e6);
+    assert_eq!(c["data"]["used_this_month_micros"].as_i64().unwrap(), cost);
+}
+
+#[tokio::test]
+async fn byok_requests_need_a_positive_balance_too() {
+    // No system key: every attempt is BYOK and within the waiver, so the estimate is 0.
+    let (_fake, g) = start(false, |c| c.billing.credits_enabled = true).await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0002"})).await;
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_error(s, &v, 402);
+    let (s, _) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 1}))).await;
+    assert_eq!(s, 201);
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(100_000)))).await;
+    assert_eq!(s, 200, "a waived BYOK request costs nothing: {v}");
+    let (_, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert_eq!(c["data"]["balance_micros"], 1, "{c}");
+}
+
+#[tokio::test]
+async fn streaming_usage_is_recorded_and_charged() {
+    let (_fake, g) = start(true, |_| {}).await;
+    let (key, _) = g.inference_key().await;
+    let mut body = chat(None);
+    body["stream"] = json!(true);
+    let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("[DONE]"));
+    let d = generation(&g, &key, &id).await;
+    assert_eq!(d["streamed"], true);
+    assert_eq!(d["cancelled"], false);
+    let (p, c) = (d["tokens_prompt"].as_i64().unwrap(), d["tokens_completion"].as_i64().unwrap());
+    assert!(p > 0 && c > 0, "{d}");
+    let scaled = p * 150_000 + c * 600_000;
+    assert_eq!(d["cost_micros"].as_i64().unwrap(), scaled / 1_000_000 + i64::from(scaled % 1_000_000 >= 500_000));
+    assert!(d["ttft_ms"].is_number());
+    assert!(d["generation_time"].is_number());
+    assert_eq!(d["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn activity_json_and_csv() {
+    let (_fake, g) = start(true, |_| {}).await;
+    let (key, hash) = g.inference_key().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(None))).await;
+        assert_eq!(s, 200);
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        generation(&g, &key, id).await;
+    }
+    // Default: OpenRouter's activity items.
+    let (s, a, _) = g.req("GET", "/api/v1/activity", Some(MGMT), None).await;
+    assert_eq!(s, 200, "{a}");
+    let row = &a["data"][0];
+    for k in ["date", "model", "model_permaslug", "endpoint_id", "provider_name", "usage", "byok_usage_inference", "requests", "prompt_tokens", "completion_tokens", "reasoning_tokens"] {
+        assert!(row.get(k).is_some(), "activity item lacks `{k}`: {row}");
+    }
+    assert_eq!(row["requests"], 3);
+    assert_eq!(row["provider_name"], "OpenAI");
+    let (_, a, _) = g.req("GET", "/api/v1/activity?group_by=key", Some(MGMT), None).await;
+    assert_eq!(a["data"][0]["api_key_hash"], hash);
+    let (_, a, _) = g.req("GET", "/api/v1/activity?group_by=day", Some(MGMT), None).await;
+    assert_eq!(a["data"][0]["date"].as_str().unwrap(), chrono::Utc::now().format("%Y-%m-%d").to_string());
+    let (s, _, _) = g.req("GET", "/api/v1/activity?group_by=color", Some(MGMT), None).await;
+    assert_eq!(s, 400);
+    let (s, _, _) = g.req("GET", "/api/v1/activity?from=2030-01-01&to=2020-01-01", Some(MGMT), None).await;
+    assert_eq!(s, 400);
+    let (s, _, _) = g.req("GET", "/api/v1/activity", Some(&key), None).await;
+    assert_eq!(s, 403, "inference keys don't read activity");
+
+    let resp = g.http.get(g.url("/api/v1/activity?group_by=model&format=csv")).bearer_auth(MGMT).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("date,model,provider,"), "{csv}");
+    assert!(lines[1].starts_with(",openai/gpt-4o-mini,,,,3,3,"), "{csv}");
+}
+
+/// 10,000 requests through Keyway's HTTP server; every one must become a stored row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_rows_complete_after_a_burst_of_10000_requests() {
+    let fake = keyway_fakes::openai::start(FakeOptions { record: false, ..FakeOptions::default() }).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    let g = Gateway::start(|c| {
+        c.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
+        c.system_credentials.push(system_key("openai", "sk-system-operator-key"));
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    const N: usize = 10_000;
+    const CONCURRENCY: usize = 64;
+    let t0 = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = g.url("/v1/chat/completions");
+    let body = serde_json::to_vec(&chat(None)).unwrap();
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (next, url, key, body, http) = (next.clone(), url.clone(), key.clone(), body.clone(), g.http.clone());
+            tokio::spawn(async move {
+                let mut ok = 0usize;
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < N {
+                    let r = http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+                    if r.status() == 200 {
+                        ok += 1;
+                    }
+                    let _ = r.bytes().await.unwrap();
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for w in workers {
+        ok += w.await.unwrap();
+    }
+    let sent = t0.elapsed();
+    assert_eq!(ok, N);
+    let ws = g.state.store.list_workspaces().await.unwrap().into_iter().find(|w| w.slug == "default").unwrap().id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = g.state.store.count_generations(&ws).await.unwrap();
+        if n == N as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {n} of {N} rows after 30 s (dropped: {})", g.state.usage.dropped());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(g.state.usage.dropped(), 0);
+    let b = g.state.billing.balance(&ws, chrono::Utc::now().timestamp_millis());
+    // Every row was charged; the store's sum equals the in-memory ledger after reconciling.
+    assert!(g.state.billing.reconcile(&g.state.store).await.unwrap());
+    assert_eq!(g.state.billing.balance(&ws, chrono::Utc::now().timestamp_millis()), b);
+    eprintln!("10,000 requests in {sent:?}; all rows stored {:?} after the start", t0.elapsed());
+}

@@ -1,0 +1,45 @@
+//! Provider adapters: one module per wire protocol, all behind [`Provider`].
+//!
+//! The gateway speaks OpenAI's chat format internally ([`ChatRequest`] is an OpenAI request body
+//! with Keyway's routing fields already removed). Each adapter translates that to its provider's
+//! protocol, signs the call the way the provider demands, and translates the answer back to an
+//! OpenAI `chat.completion` or a stream of `chat.completion.chunk`s. Upstream failures are folded
+//! into [`ProviderError`], the small set of classes the router acts on.
+
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod error;
+pub mod gemini;
+pub mod http;
+pub mod openai_compat;
+pub mod registry;
+pub mod sse;
+pub mod translate;
+pub mod types;
+pub mod vertex;
+
+pub use error::ProviderError;
+pub use registry::{Providers, ProvidersConfig, Timeouts};
+pub use types::{Call, ChatRequest, ChatResponse, ChunkStream, EmbeddingsResponse, RequestPreview, StreamEvent};
+
+use async_trait::async_trait;
+
+/// One provider protocol. Implementations hold their base URL and the shared HTTP client.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// A chat completion, streaming when `req.stream` is set.
+    async fn chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<ChatResponse, ProviderError>;
+
+    /// OpenAI-shaped embeddings; providers without an embeddings API say `Unsupported`.
+    async fn embeddings(&self, call: &Call<'_>, req: &ChatRequest) -> Result<EmbeddingsResponse, ProviderError> {
+        let _ = (call, req);
+        Err(ProviderError::Unsupported("this provider has no embeddings endpoint in Keyway".into()))
+    }
+
+    /// The exact request `chat` would send, secrets masked (Test key's curl line).
+    async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError>;
+
+    /// A cheap model to send Test key's one-token request to (upstream id).
+    fn test_model(&self) -> &str;
+}

@@ -1,0 +1,176 @@
+//! The OpenAI-compatible family (OpenAI, Mistral, DeepSeek, xAI, Groq, ...): bearer auth, the
+//! body passed through with only `model` replaced, so unknown fields reach the provider untouched.
+
+use crate::error::ProviderError;
+use crate::http::{self, parse_json, read_body};
+use crate::registry::Timeouts;
+use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview, StreamEvent};
+use crate::Provider;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use keyway_core::{Credential, ProviderSlug};
+use secrecy::ExposeSecret;
+use serde_json::{json, Map, Value};
+
+pub struct OpenAiCompat {
+    slug: ProviderSlug,
+    base_url: String,
+    http: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl OpenAiCompat {
+    pub fn new(slug: ProviderSlug, base_url: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+        Self { slug, base_url, http, timeouts }
+    }
+
+    fn build(&self, call: &Call<'_>, path: &str, body: &Value) -> Result<reqwest::Request, ProviderError> {
+        let key = match call.credential {
+            Credential::ApiKey(k) => k,
+            _ => return Err(ProviderError::Unsupported(format!("{} takes an API key credential", self.slug))),
+        };
+        let body = serde_json::to_vec(body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
+        self.http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(key.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .build()
+            .map_err(|e| ProviderError::Unsupported(format!("could not build the request: {}", e.without_url())))
+    }
+
+    fn chat_body(&self, call: &Call<'_>, req: &ChatRequest) -> Value {
+        let mut body = req.body.clone();
+        body.insert("model".into(), Value::String(call.model.to_owned()));
+        if req.stream() {
+            ask_for_stream_usage(&mut body);
+        }
+        Value::Object(body)
+    }
+}
+
+/// Usage only arrives in OpenAI-style streams that ask for it.
+pub fn ask_for_stream_usage(body: &mut Map<String, Value>) {
+    let opts = body.entry("stream_options").or_insert_with(|| json!({}));
+    if let Some(o) = opts.as_object_mut() {
+        o.insert("include_usage".into(), Value::Bool(true));
+    }
+}
+
+/// Reads an OpenAI-shaped chat answer (whole or SSE, per `stream`) from a 2xx response:
+/// shared by every adapter whose upstream answers in OpenAI's format.
+pub async fn read_chat(resp: reqwest::Response, stream: bool, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
+    if !stream {
+        let body = parse_json(&read_body(resp, t).await?)?;
+        if let Some(err) = stream_error(&body) {
+            return Err(err);
+        }
+        let usage = body.get("usage").and_then(openai_usage);
+        return Ok(ChatResponse::Complete { body, usage });
+    }
+    let events = http::sse_events(resp, t.idle).take_while(|ev| {
+        let done = matches!(ev, Ok(e) if e.data.trim() == "[DONE]");
+        futures::future::ready(!done)
+    });
+    let stream = events.flat_map(|ev| {
+        let items: Vec<Result<StreamEvent, ProviderError>> = match ev {
+            Err(e) => vec![Err(e)],
+            Ok(ev) => match serde_json::from_str::<Value>(&ev.data) {
+                Err(e) => vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))],
+                Ok(v) => match stream_error(&v) {
+                    Some(err) => vec![Err(err)],
+                    None => {
+                        let mut out = Vec::with_capacity(2);
+                        let usage = v.get("usage").and_then(openai_usage);
+                        let content = chunk_has_content(&v);
+                        out.push(Ok(StreamEvent::Chunk { json: Bytes::from(ev.data), content }));
+                        if let Some(u) = usage {
+                            out.push(Ok(StreamEvent::Usage(u)));
+                        }
+                        out
+                    }
+                },
+            },
+        };
+        futures::stream::iter(items)
+    });
+    Ok(ChatResponse::Stream(Box::pin(stream)))
+}
+
+/// Reads an OpenAI-shaped embeddings answer from a 2xx response.
+pub async fn read_embeddings(resp: reqwest::Response, t: &Timeouts) -> Result<EmbeddingsResponse, ProviderError> {
+    let body = parse_json(&read_body(resp, t).await?)?;
+    let usage = body.get("usage").and_then(openai_usage);
+    Ok(EmbeddingsResponse { body, usage })
+}
+
+/// Whether a chunk carries output a client would see (and so forbids a silent retry).
+pub fn chunk_has_content(chunk: &Value) -> bool {
+    chunk.get("choices").and_then(Value::as_array).is_some_and(|choices| {
+        choices.iter().any(|c| {
+            let d = c.get("delta");
+            let text = d.and_then(|d| d.get("content")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            let tools = d.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null());
+            let refusal = d.and_then(|d| d.get("refusal")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            let finish = c.get("finish_reason").is_some_and(|f| !f.is_null());
+            text || tools || refusal || finish
+        })
+    })
+}
+
+/// An `{"error": {...}}` object sent inside a 200 stream.
+pub fn stream_error(v: &Value) -> Option<ProviderError> {
+    let e = v.get("error")?;
+    let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream stream error").to_owned();
+    let kind = [e.get("type"), e.get("code")]
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(if kind.contains("rate_limit") || kind.contains("429") {
+        ProviderError::RateLimited { status: 429, retry_after: None, message }
+    } else {
+        ProviderError::Upstream5xx { status: 502, message }
+    })
+}
+
+#[async_trait]
+impl Provider for OpenAiCompat {
+    async fn chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let request = self.build(call, "/chat/completions", &self.chat_body(call, req))?;
+        let resp = http::send(&self.http, request, &self.timeouts).await?;
+        read_chat(resp, req.stream(), &self.timeouts).await
+    }
+
+    async fn embeddings(&self, call: &Call<'_>, req: &ChatRequest) -> Result<EmbeddingsResponse, ProviderError> {
+        let mut body = req.body.clone();
+        body.insert("model".into(), Value::String(call.model.to_owned()));
+        let request = self.build(call, "/embeddings", &Value::Object(body))?;
+        let resp = http::send(&self.http, request, &self.timeouts).await?;
+        read_embeddings(resp, &self.timeouts).await
+    }
+
+    async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {
+        Ok(RequestPreview::from_request(&self.build(call, "/chat/completions", &self.chat_body(call, req))?))
+    }
+
+    fn test_model(&self) -> &str {
+        match self.slug {
+            ProviderSlug::OpenAi => "gpt-4o-mini",
+            ProviderSlug::Mistral => "mistral-small-latest",
+            ProviderSlug::DeepSeek => "deepseek-chat",
+            ProviderSlug::XAi => "grok-3-mini",
+            ProviderSlug::ZAi => "glm-4.5-flash",
+            ProviderSlug::Groq => "llama-3.1-8b-instant",
+            ProviderSlug::DeepInfra => "meta-llama/Meta-Llama-3.1-8B-Instruct",
+            ProviderSlug::Perplexity => "sonar",
+            ProviderSlug::MoonshotAi => "moonshot-v1-8k",
+            ProviderSlug::Baseten => "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+            ProviderSlug::Fireworks => "accounts/fireworks/models/llama-v3p1-8b-instruct",
+            ProviderSlug::Together => "meta-llama/Llama-3.2-3B-Instruct-Turbo",
+            _ => "gpt-4o-mini",
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Builds every adapter once, with the configured base URLs and one shared, pooled HTTP client.
+
+use crate::openai_compat::OpenAiCompat;
+use crate::Provider;
+use keyway_core::{Protocol, ProviderSlug};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From sending the request to the response head (and to an error body).
+    pub first_byte: Duration,
+    /// Between two chunks of a body or stream.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), first_byte: Duration::from_secs(120), idle: Duration::from_secs(120) }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProvidersConfig {
+    /// Overrides of [`ProviderSlug::default_base_url`] (how tests reach the fakes).
+    pub base_urls: HashMap<ProviderSlug, String>,
+    /// Overrides of Google's OAuth token endpoint host check and AI Studio etc. live in the gateway.
+    pub timeouts: Timeouts,
+}
+
+impl ProvidersConfig {
+    pub fn base_url(&self, p: ProviderSlug) -> String {
+        self.base_urls.get(&p).cloned().unwrap_or_else(|| p.default_base_url().to_owned()).trim_end_matches('/').to_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client: {0}")]
+pub struct BuildError(String);
+
+/// All adapters, by provider slug.
+pub struct Providers {
+    adapters: HashMap<ProviderSlug, Arc<dyn Provider>>,
+    http: reqwest::Client,
+    config: ProvidersConfig,
+}
+
+impl Providers {
+    pub fn new(config: ProvidersConfig) -> Result<Self, BuildError> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(config.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("keyway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError(e.to_string()))?;
+        let mut adapters: HashMap<ProviderSlug, Arc<dyn Provider>> = HashMap::new();
+        for p in ProviderSlug::ALL {
+            let base = config.base_url(p);
+            let t = config.timeouts;
+            let adapter: Option<Arc<dyn Provider>> = match p.protocol() {
+                Protocol::OpenAiCompat => Some(Arc::new(OpenAiCompat::new(p, base, http.clone(), t))),
+                Protocol::Anthropic => Some(Arc::new(crate::anthropic::Anthropic::new(base, http.clone(), t))),
+                // For Azure the base URL is the `{resource}` template.
+                Protocol::Azure => Some(Arc::new(crate::azure::Azure::new(base, http.clone(), t))),
+                Protocol::Bedrock => Some(Arc::new(crate::bedrock::Bedrock::new(base, http.clone(), t))),
+                Protocol::Vertex => Some(Arc::new(crate::vertex::Vertex::new(base, http.clone(), t))),
+                Protocol::Gemini => Some(Arc::new(crate::gemini::GoogleAiStudio::new(base, http.clone(), t))),
+            };
+            if let Some(a) = adapter {
+                adapters.insert(p, a);
+            }
+        }
+        Ok(Self { adapters, http, config })
+    }
+
+    pub fn get(&self, p: ProviderSlug) -> Option<&Arc<dyn Provider>> {
+        self.adapters.get(&p)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn config(&self) -> &ProvidersConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,149 @@
+//! Requests and responses as they cross the `Provider` trait.
+
+use crate::error::ProviderError;
+use bytes::Bytes;
+use futures::Stream;
+use keyway_core::{Credential, ProviderSlug, Usage};
+use serde_json::{Map, Value};
+use std::pin::Pin;
+
+/// Who to call and with what: one attempt of a route plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub provider: ProviderSlug,
+    /// The model id sent upstream (after catalog lookup and model mappings).
+    pub model: &'a str,
+    /// The slug the client asked for (picks Azure deployments).
+    pub gateway_model: &'a str,
+    pub credential: &'a Credential,
+    /// Bedrock region / Vertex location wanted by the request, if any.
+    pub region: Option<&'a str>,
+}
+
+/// An OpenAI chat (or embeddings) request body, routing fields removed. Unknown fields are
+/// passed through untouched by adapters whose protocol is OpenAI's.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub body: Map<String, Value>,
+}
+
+impl ChatRequest {
+    pub fn new(body: Map<String, Value>) -> Self {
+        Self { body }
+    }
+
+    pub fn stream(&self) -> bool {
+        self.body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.body.get(key)
+    }
+}
+
+/// One item of a translated stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// One OpenAI `chat.completion.chunk`, serialised. `content` is true when it carries output
+    /// (text, a tool call, a finish reason) rather than only a role or metadata: the router may
+    /// still fall back while nothing with content has reached the client.
+    Chunk { json: Bytes, content: bool },
+    /// Usage for the whole response (may come alone or after the last chunk).
+    Usage(Usage),
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+pub enum ChatResponse {
+    /// A whole OpenAI `chat.completion` object.
+    Complete { body: Value, usage: Option<Usage> },
+    Stream(ChunkStream),
+}
+
+impl std::fmt::Debug for ChatResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChatResponse::Complete { body, usage } => {
+                f.debug_struct("Complete").field("body", body).field("usage", usage).finish()
+            }
+            ChatResponse::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingsResponse {
+    /// An OpenAI `list` of `embedding` objects.
+    pub body: Value,
+    pub usage: Option<Usage>,
+}
+
+/// A request as sent upstream, with secret headers masked: Test key shows it as a curl line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestPreview {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+const SECRET_HEADERS: [&str; 6] =
+    ["authorization", "x-api-key", "api-key", "x-goog-api-key", "x-amz-security-token", "x-amz-content-sha256"];
+
+impl RequestPreview {
+    pub fn from_request(req: &reqwest::Request) -> Self {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let name = k.as_str().to_owned();
+                let value = if SECRET_HEADERS.contains(&name.as_str()) {
+                    mask_header(v.to_str().unwrap_or(""))
+                } else {
+                    v.to_str().unwrap_or("<binary>").to_owned()
+                };
+                (name, value)
+            })
+            .collect();
+        let body = req
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        Self { method: req.method().to_string(), url: req.url().to_string(), headers, body }
+    }
+
+    /// The equivalent curl command (secrets already masked).
+    pub fn to_curl(&self) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut out = format!("curl -X {} {}", self.method, q(&self.url));
+        for (k, v) in &self.headers {
+            out.push_str(&format!(" \\\n  -H {}", q(&format!("{k}: {v}"))));
+        }
+        if !self.body.is_empty() {
+            out.push_str(&format!(" \\\n  -d {}", q(&self.body)));
+        }
+        out
+    }
+}
+
+fn mask_header(v: &str) -> String {
+    match v.split_once(' ') {
+        // "Bearer sk-..." / "AWS4-HMAC-SHA256 Credential=AKIA.../..., Signature=..."
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => format!("{scheme} {}", keyway_core::credential::mask(rest)),
+        Some((scheme, _)) => format!("{scheme} ***"),
+        None => keyway_core::credential::mask(v),
+    }
+}
+
+/// A usage object in OpenAI's shape -> [`Usage`].
+pub fn openai_usage(v: &Value) -> Option<Usage> {
+    let u = v.as_object()?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let cached = u
+        .get("prompt_tokens_details")
+        .and_then(|d| d.get("cached_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens"), cached_tokens: cached, cache_write_tokens: 0 })
+}

@@ -1,0 +1,566 @@
+//! Bedrock over real HTTP against `keyway_fakes::bedrock`, whose SigV4 verifier is independent of
+//! the `aws-sigv4` signer and is itself checked here against AWS's published test vectors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use aws_smithy_eventstream::frame::write_message_to;
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use futures::StreamExt;
+use keyway_core::{Credential, ProviderSlug, Usage};
+use keyway_fakes::bedrock::sigv4::{self, IamKey, RawRequest};
+use keyway_fakes::bedrock::{self as fake, BedrockConfig};
+use keyway_fakes::server::FakeOptions;
+use keyway_fakes::{Fault, FakeServer};
+use keyway_providers::bedrock::EventStreamDecoder;
+use keyway_providers::{Call, ChatRequest, ChatResponse, ProviderError, Providers, ProvidersConfig, StreamEvent};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+
+const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const AKID_EU: &str = "AKIAI44QH8DHBEXAMPLE";
+const SECRET_EU: &str = "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY";
+const API_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS1mYWtl";
+const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+async fn start(options: FakeOptions) -> FakeServer {
+    let config = BedrockConfig::default().with_key(AKID, SECRET).with_key(AKID_EU, SECRET_EU);
+    fake::start(options, config).await.unwrap()
+}
+
+fn providers_with_base(base: String) -> Providers {
+    Providers::new(ProvidersConfig { base_urls: HashMap::from([(ProviderSlug::AmazonBedrock, base)]), ..Default::default() }).unwrap()
+}
+
+fn providers(f: &FakeServer) -> Providers {
+    providers_with_base(format!("{}/{{region}}", f.url()))
+}
+
+fn cred(v: Value) -> Credential {
+    Credential::parse(ProviderSlug::AmazonBedrock, &v).unwrap()
+}
+
+fn iam() -> Credential {
+    cred(json!({"accessKeyId": AKID, "secretAccessKey": SECRET}))
+}
+
+fn call<'a>(c: &'a Credential, region: Option<&'a str>) -> Call<'a> {
+    Call { provider: ProviderSlug::AmazonBedrock, model: MODEL, gateway_model: "anthropic/claude-3-haiku", credential: c, region }
+}
+
+fn req(v: Value) -> ChatRequest {
+    ChatRequest::new(v.as_object().unwrap().clone())
+}
+
+fn hello(stream: bool) -> ChatRequest {
+    req(json!({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}], "max_tokens": 50, "stream": stream}))
+}
+
+fn weather(stream: bool) -> ChatRequest {
+    req(json!({"messages": [{"role": "user", "content": "weather in Paris?"}], "stream": stream,
+               "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}))
+}
+
+async fn complete(p: &Providers, call: &Call<'_>, r: &ChatRequest) -> Result<(Value, Option<Usage>), ProviderError> {
+    match p.get(ProviderSlug::AmazonBedrock).unwrap().chat(call, r).await? {
+        ChatResponse::Complete { body, usage } => Ok((body, usage)),
+        ChatResponse::Stream(_) => panic!("expected a complete response"),
+    }
+}
+
+/// Every stream item: chunks parsed, usage events, the error that ended it.
+async fn collect(p: &Providers, call: &Call<'_>, r: &ChatRequest) -> (Vec<(Value, bool)>, Option<Usage>, Option<ProviderError>) {
+    let ChatResponse::Stream(mut s) = p.get(ProviderSlug::AmazonBedrock).unwrap().chat(call, r).await.unwrap() else {
+        panic!("expected a stream");
+    };
+    let (mut chunks, mut usage, mut err) = (vec![], None, None);
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(StreamEvent::Chunk { json, content }) => chunks.push((serde_json::from_slice(&json).unwrap(), content)),
+            Ok(StreamEvent::Usage(u)) => usage = Some(u),
+            Err(e) => err = Some(e),
+        }
+    }
+    (chunks, usage, err)
+}
+
+fn text_of(chunks: &[(Value, bool)]) -> String {
+    chunks.iter().filter_map(|(c, _)| c.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect()
+}
+
+fn finish_of(chunks: &[(Value, bool)]) -> Option<String> {
+    chunks.iter().find_map(|(c, _)| c.pointer("/choices/0/finish_reason").and_then(Value::as_str).map(str::to_owned))
+}
+
+#[tokio::test]
+async fn converse_round_trip_signed_with_sigv4() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = iam();
+    let (body, usage) = complete(&p, &call(&c, None), &hello(false)).await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["content"], "Echo: hello there");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let usage = usage.unwrap();
+    assert_eq!(usage.completion_tokens, 3);
+    assert_eq!(body["usage"]["completion_tokens"], 3);
+    let calls = f.calls();
+    assert_eq!(calls.len(), 1);
+    // The id's `:` is percent-encoded in the path; the fake verified the signature over exactly this path.
+    assert_eq!(calls[0].path, "/us-east-1/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+    assert_eq!(calls[0].key, AKID);
+    assert_eq!(calls[0].body["system"], json!([{"text": "be brief"}]));
+    assert_eq!(calls[0].body["messages"], json!([{"role": "user", "content": [{"text": "hello there"}]}]));
+    assert_eq!(calls[0].body["inferenceConfig"], json!({"maxTokens": 50}));
+    let auth = calls[0].headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/"));
+    assert!(auth.contains("/us-east-1/bedrock/aws4_request"));
+}
+
+#[tokio::test]
+async fn converse_stream_round_trip_decodes_event_frames() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = iam();
+    let (chunks, usage, err) = collect(&p, &call(&c, None), &hello(true)).await;
+    assert_eq!(err, None);
+    assert_eq!(text_of(&chunks), "Echo: hello there");
+    assert_eq!(finish_of(&chunks).as_deref(), Some("stop"));
+    // The role chunk carries no content; text and finish chunks do; the usage chunk doesn't.
+    assert_eq!(chunks[0].0["choices"][0]["delta"]["role"], "assistant");
+    assert!(!chunks[0].1);
+    assert!(chunks.iter().filter(|(c, _)| c.pointer("/choices/0/delta/content").and_then(Value::as_str).is_some_and(|s| !s.is_empty())).all(|(_, has)| *has));
+    let last = &chunks.last().unwrap().0;
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 3);
+    assert_eq!(usage.map(|u| u.completion_tokens), Some(3));
+    assert!(chunks.iter().all(|(c, _)| c["object"] == "chat.completion.chunk"));
+    assert_eq!(f.calls()[0].path, "/us-east-1/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream");
+}
+
+#[tokio::test]
+async fn tools_round_trip() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = iam();
+    let (body, _) = complete(&p, &call(&c, None), &weather(false)).await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let tc = &body["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(tc["id"], "tooluse_fake1");
+    assert_eq!(tc["function"]["name"], "get_weather");
+    assert_eq!(serde_json::from_str::<Value>(tc["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Paris"}));
+    assert_eq!(f.calls()[0].body["toolConfig"]["tools"][0]["toolSpec"]["name"], "get_weather");
+
+    // Streamed: the tool call arrives as a start chunk plus argument fragments.
+    let (chunks, _, err) = collect(&p, &call(&c, None), &weather(true)).await;
+    assert_eq!(err, None);
+    assert_eq!(finish_of(&chunks).as_deref(), Some("tool_calls"));
+    let args: String = chunks
+        .iter()
+        .filter_map(|(c, _)| c.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str))
+        .collect();
+    assert_eq!(args, "{\"city\":\"Paris\"}");
+    assert!(chunks.iter().any(|(c, has)| *has && c.pointer("/choices/0/delta/tool_calls/0/id") == Some(&json!("tooluse_fake1"))));
+
+    // The result goes back as a toolResult; the fake then answers in text.
+    let mut follow = weather(false);
+    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    msgs.push(body["choices"][0]["message"].clone());
+    msgs.push(json!({"role": "tool", "tool_call_id": "tooluse_fake1", "content": "sunny, 21C"}));
+    let (body, _) = complete(&p, &call(&c, None), &follow).await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Tool said: sunny, 21C");
+    let sent = &f.calls()[2].body;
+    assert_eq!(sent["messages"][1]["content"][0]["toolUse"]["input"], json!({"city": "Paris"}));
+    assert_eq!(sent["messages"][2]["content"][0]["toolResult"], json!({"toolUseId": "tooluse_fake1", "content": [{"text": "sunny, 21C"}]}));
+}
+
+#[tokio::test]
+async fn cache_usage_is_mapped() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = iam();
+    let r = req(json!({"messages": [{"role": "system", "content": [{"type": "text", "text": "long prompt", "cache_control": {"type": "ephemeral"}}]},
+                                   {"role": "user", "content": "hi"}]}));
+    let (body, usage) = complete(&p, &call(&c, None), &r).await.unwrap();
+    let u = usage.unwrap();
+    assert_eq!((u.cached_tokens, u.cache_write_tokens), (7, 3));
+    let input = f.calls()[0].body["messages"].to_string().split_whitespace().count() as u64;
+    assert_eq!(u.prompt_tokens, input + 10);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 7);
+    assert_eq!(f.calls()[0].body["system"][1], json!({"cachePoint": {"type": "default"}}));
+}
+
+#[tokio::test]
+async fn bedrock_api_key_is_a_bearer_token() {
+    let f = start(FakeOptions { keys: HashSet::from([API_KEY.to_owned()]), ..Default::default() }).await;
+    let p = providers(&f);
+    let good = cred(json!({"apiKey": API_KEY, "region": "us-west-2"}));
+    let (body, _) = complete(&p, &call(&good, None), &hello(false)).await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Echo: hello there");
+    assert_eq!(f.calls()[0].path, "/us-west-2/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+    assert_eq!(f.calls()[0].key, API_KEY);
+    let bad = cred(json!("ABSKnot-the-right-key"));
+    assert!(matches!(complete(&p, &call(&bad, None), &hello(false)).await, Err(ProviderError::Auth { status: 403, .. })));
+}
+
+#[tokio::test]
+async fn region_choice_uses_the_matching_key_set_then_global() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = cred(json!([{"region": "global", "accessKeyId": AKID, "secretAccessKey": SECRET},
+                        {"region": "eu-west-1", "accessKeyId": AKID_EU, "secretAccessKey": SECRET_EU}]));
+    complete(&p, &call(&c, Some("eu-west-1")), &hello(false)).await.unwrap();
+    complete(&p, &call(&c, Some("ap-south-1")), &hello(false)).await.unwrap();
+    complete(&p, &call(&c, None), &hello(false)).await.unwrap();
+    let calls = f.calls();
+    let seen: Vec<(&str, &str)> = calls.iter().map(|c| (c.path.split('/').nth(1).unwrap(), c.key.as_str())).collect();
+    assert_eq!(seen, vec![("eu-west-1", AKID_EU), ("ap-south-1", AKID), ("us-east-1", AKID)]);
+
+    let eu_only = cred(json!([{"region": "eu-west-1", "accessKeyId": AKID_EU, "secretAccessKey": SECRET_EU}]));
+    let e = complete(&p, &call(&eu_only, Some("us-west-2")), &hello(false)).await.unwrap_err();
+    assert_eq!(e, ProviderError::Unsupported("no key set for region us-west-2".into()));
+    assert_eq!(f.calls().len(), 3, "nothing was sent");
+}
+
+#[tokio::test]
+async fn session_tokens_are_sent_and_checked() {
+    let mut config = BedrockConfig::default();
+    config.iam.insert(AKID.into(), IamKey { secret_access_key: SECRET.into(), session_token: Some("FwoGZXIvYXdzEXAMPLETOKEN".into()) });
+    let f = fake::start(FakeOptions::default(), config).await.unwrap();
+    let p = providers(&f);
+    let with = cred(json!({"accessKeyId": AKID, "secretAccessKey": SECRET, "sessionToken": "FwoGZXIvYXdzEXAMPLETOKEN"}));
+    complete(&p, &call(&with, None), &hello(false)).await.unwrap();
+    let without = iam();
+    assert!(matches!(complete(&p, &call(&without, None), &hello(false)).await, Err(ProviderError::Auth { .. })));
+}
+
+#[tokio::test]
+async fn the_fake_is_strict_about_signatures() {
+    let f = start(FakeOptions::default()).await;
+    // A wrong secret.
+    let p = providers(&f);
+    let wrong = cred(json!({"accessKeyId": AKID, "secretAccessKey": "not-the-secret"}));
+    match complete(&p, &call(&wrong, None), &hello(false)).await {
+        Err(ProviderError::Auth { status: 403, message }) => assert!(message.contains("signature we calculated does not match"), "{message}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Signed for eu-west-1, sent to the us-west-2 endpoint.
+    let pinned = providers_with_base(format!("{}/us-west-2", f.url()));
+    let c = iam();
+    match complete(&pinned, &call(&c, Some("eu-west-1")), &hello(false)).await {
+        Err(ProviderError::Auth { message, .. }) => assert!(message.contains("valid region"), "{message}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // An unknown access key id.
+    let unknown = cred(json!({"accessKeyId": "AKIAUNKNOWNKEY000000", "secretAccessKey": SECRET}));
+    assert!(matches!(complete(&p, &call(&unknown, None), &hello(false)).await, Err(ProviderError::Auth { .. })));
+    assert!(f.calls().is_empty(), "rejected calls are not served");
+
+    // Wrong service, and a date 10 minutes off: signed by hand with the official signer.
+    let body = br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
+    let url = format!("{}/us-east-1/model/{}/converse", f.url(), "amazon.nova-micro-v1%3A0");
+    let host = f.url().trim_start_matches("http://").to_owned();
+    let send = |service: &'static str, time: std::time::SystemTime| {
+        let url = url.clone();
+        let host = host.clone();
+        async move {
+            let creds = aws_credential_types::Credentials::new(AKID, SECRET, None, None, "test");
+            let identity = creds.into();
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region("us-east-1")
+                .name(service)
+                .time(time)
+                .settings(aws_sigv4::http_request::SigningSettings::default())
+                .build()
+                .unwrap();
+            let headers = [("host", host.as_str()), ("content-type", "application/json")];
+            let signable = aws_sigv4::http_request::SignableRequest::new("POST", url.as_str(), headers.into_iter(), aws_sigv4::http_request::SignableBody::Bytes(body)).unwrap();
+            let (instructions, _) = aws_sigv4::http_request::sign(signable, &params.into()).unwrap().into_parts();
+            let mut rb = reqwest::Client::new().post(&url).header("content-type", "application/json").header("host", &host);
+            for (k, v) in instructions.headers() {
+                rb = rb.header(k, v);
+            }
+            let resp = rb.body(body.to_vec()).send().await.unwrap();
+            let kind = resp.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), kind, resp.text().await.unwrap())
+        }
+    };
+    let now = std::time::SystemTime::now();
+    let (status, _, _) = send("bedrock", now).await;
+    assert_eq!(status, 200, "a correct hand-signed request passes");
+    let (status, kind, text) = send("s3", now).await;
+    assert_eq!(status, 403);
+    assert!(kind.unwrap().starts_with("InvalidSignatureException"));
+    assert!(text.contains("correct service"), "{text}");
+    let (status, _, text) = send("bedrock", now - std::time::Duration::from_secs(600)).await;
+    assert_eq!(status, 403);
+    assert!(text.contains("5 min"), "{text}");
+    let (status, _, _) = send("bedrock", now + std::time::Duration::from_secs(600)).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn faults_map_to_error_classes() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = iam();
+    f.fail_next(Fault::RateLimit { retry_after_secs: 3 });
+    match complete(&p, &call(&c, None), &hello(false)).await {
+        Err(ProviderError::RateLimited { retry_after, .. }) => assert_eq!(retry_after, Some(std::time::Duration::from_secs(3))),
+        other => panic!("unexpected {other:?}"),
+    }
+    f.fail_next(Fault::ServerError);
+    assert!(matches!(complete(&p, &call(&c, None), &hello(false)).await, Err(ProviderError::Upstream5xx { status: 500, .. })));
+    f.fail_next(Fault::Unauthorized);
+    assert!(matches!(complete(&p, &call(&c, None), &hello(false)).await, Err(ProviderError::Auth { status: 403, .. })));
+    f.fail_next(Fault::BadRequest);
+    assert!(matches!(complete(&p, &call(&c, None), &hello(false)).await, Err(ProviderError::BadRequest { status: 400, .. })));
+    f.fail_next(Fault::InvalidJson);
+    assert!(matches!(complete(&p, &call(&c, None), &hello(false)).await, Err(ProviderError::Protocol(_))));
+
+    // A throttlingException frame after the 200, before any content.
+    f.fail_next(Fault::ErrorEventAfter200);
+    let (chunks, _, err) = collect(&p, &call(&c, None), &hello(true)).await;
+    assert!(matches!(err, Some(ProviderError::RateLimited { .. })), "{err:?}");
+    assert!(chunks.iter().all(|(_, content)| !content));
+    // The connection dropped mid-stream.
+    f.fail_next(Fault::CutStream);
+    let (chunks, usage, err) = collect(&p, &call(&c, None), &hello(true)).await;
+    assert!(matches!(err, Some(ProviderError::Protocol(_))), "{err:?}");
+    assert_eq!(usage, None);
+    assert_eq!(finish_of(&chunks), None);
+    // A frame whose payload is not JSON.
+    f.fail_next(Fault::InvalidJson);
+    let (_, _, err) = collect(&p, &call(&c, None), &hello(true)).await;
+    assert!(matches!(err, Some(ProviderError::Protocol(_))), "{err:?}");
+}
+
+#[tokio::test]
+async fn preview_masks_the_signature() {
+    let p = providers_with_base("https://bedrock-runtime.{region}.amazonaws.com".into());
+    let c = iam();
+    let preview = p.get(ProviderSlug::AmazonBedrock).unwrap().preview_chat(&call(&c, Some("eu-central-1")), &hello(false)).await.unwrap();
+    assert_eq!(preview.url, "https://bedrock-runtime.eu-central-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+    let curl = preview.to_curl();
+    assert!(curl.contains("AWS4-HMAC-SHA256 ***"));
+    assert!(!curl.contains(SECRET));
+    let cross = Call { model: "us.anthropic.claude-3-5-haiku-20241022-v1:0", ..call(&c, None) };
+    let preview = p.get(ProviderSlug::AmazonBedrock).unwrap().preview_chat(&cross, &hello(false)).await.unwrap();
+    assert!(preview.url.ends_with("/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"));
+}
+
+// --- SigV4 test vectors ---------------------------------------------------------------------
+//
+// From AWS's SigV4 signing test suite as shipped in the `aws-sigv4` crate (1.6.4), directory
+// `aws-signing-test-suite/v4/<case>/` (smithy-rs: `aws/rust-runtime/aws-sigv4/aws-signing-test-suite`):
+// `request.txt`, `header-canonical-request.txt`, `header-string-to-sign.txt`,
+// `header-signature.txt`. Credentials AKIDEXAMPLE / wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY,
+// region us-east-1, service `service`, time 2015-08-30T12:36:00Z.
+
+struct Vector {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    query: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static [u8],
+    canonical_request: &'static str,
+    string_to_sign: &'static str,
+    signature: &'static str,
+}
+
+const VECTORS: &[Vector] = &[
+    Vector {
+        name: "get-vanilla",
+        method: "GET",
+        path: "/",
+        query: "",
+        headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
+        body: b"",
+        canonical_request: "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\nbb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63",
+        signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+    },
+    Vector {
+        name: "post-vanilla",
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
+        body: b"",
+        canonical_request: "POST\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n553f88c9e4d10fc9e109e2aeb65f030801b70c2f6468faca261d401ae622fc87",
+        signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+    },
+    Vector {
+        name: "get-vanilla-query-order-key-case",
+        method: "GET",
+        path: "/",
+        query: "Param2=value2&Param1=value1",
+        headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
+        body: b"",
+        canonical_request: "GET\n/\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0",
+        signature: "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+    },
+    Vector {
+        name: "post-x-www-form-urlencoded",
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("host", "example.amazonaws.com"),
+            ("content-length", "13"),
+            ("x-amz-date", "20150830T123600Z"),
+            ("x-amz-content-sha256", "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"),
+        ],
+        body: b"Param1=value1",
+        canonical_request: "POST\n/\n\ncontent-length:13\ncontent-type:application/x-www-form-urlencoded\nhost:example.amazonaws.com\nx-amz-content-sha256:9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e\nx-amz-date:20150830T123600Z\n\ncontent-length;content-type;host;x-amz-content-sha256;x-amz-date\n9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
+        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\nb1edd1d03544c25390e32085d55b57acc9a3961bb59415ff86c45c3d89d16cfb",
+        signature: "d3875051da38690788ef43de4db0d8f280229d82040bfac253562e56c3f20e0b",
+    },
+];
+
+const V_AKID: &str = "AKIDEXAMPLE";
+const V_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const V_SCOPE: &str = "20150830/us-east-1/service/aws4_request";
+
+fn vector_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2015-08-30T12:36:00Z").unwrap().with_timezone(&chrono::Utc)
+}
+
+#[test]
+fn verifier_reproduces_the_aws_sigv4_test_suite() {
+    for v in VECTORS {
+        let headers: Vec<(String, String)> = v.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+        signed.sort();
+        let raw = RawRequest { method: v.method, path: v.path, query: v.query, headers: &headers, body: v.body };
+        let creq = sigv4::canonical_request(&raw, &signed).unwrap();
+        assert_eq!(creq, v.canonical_request, "{}: canonical request", v.name);
+        let sts = sigv4::string_to_sign("20150830T123600Z", V_SCOPE, &creq);
+        assert_eq!(sts, v.string_to_sign, "{}: string to sign", v.name);
+        assert_eq!(sigv4::signature(V_SECRET, "20150830", "us-east-1", "service", &sts), v.signature, "{}: signature", v.name);
+
+        // The whole check passes with the vector's Authorization header, and fails when anything is off.
+        let auth = format!("AWS4-HMAC-SHA256 Credential={V_AKID}/{V_SCOPE}, SignedHeaders={}, Signature={}", signed.join(";"), v.signature);
+        let mut with_auth = headers.clone();
+        with_auth.push(("authorization".into(), auth));
+        let raw = RawRequest { headers: &with_auth, ..raw };
+        let keys = HashMap::from([(V_AKID.to_owned(), IamKey { secret_access_key: V_SECRET.into(), session_token: None })]);
+        assert!(sigv4::verify(&raw, &keys, "service", "us-east-1", vector_time()).is_ok(), "{}", v.name);
+        let wrong = HashMap::from([(V_AKID.to_owned(), IamKey { secret_access_key: "wrong".into(), session_token: None })]);
+        assert_eq!(sigv4::verify(&raw, &wrong, "service", "us-east-1", vector_time()), Err(sigv4::SigError::Mismatch));
+        assert_eq!(sigv4::verify(&raw, &keys, "service", "eu-west-1", vector_time()), Err(sigv4::SigError::WrongRegion));
+        assert_eq!(sigv4::verify(&raw, &keys, "bedrock", "us-east-1", vector_time()), Err(sigv4::SigError::WrongService));
+        let late = vector_time() + chrono::Duration::minutes(6);
+        assert!(matches!(sigv4::verify(&raw, &keys, "service", "us-east-1", late), Err(sigv4::SigError::Skew(_))));
+        let tampered = RawRequest { body: b"Param1=value2", ..raw.clone() };
+        assert_eq!(sigv4::verify(&tampered, &keys, "service", "us-east-1", vector_time()), Err(sigv4::SigError::Mismatch));
+    }
+}
+
+#[test]
+fn the_signer_and_the_verifier_agree_on_encoded_model_paths() {
+    // aws-sigv4 (Keyway's signer) over a path holding `%3A`, checked by the fake's verifier.
+    let set = keyway_core::credential::BedrockKeySet {
+        region: "global".into(),
+        access_key_id: AKID.into(),
+        secret_access_key: secrecy::SecretString::from(SECRET.to_owned()),
+        session_token: None,
+    };
+    let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse";
+    let base = [("host", "bedrock-runtime.us-east-1.amazonaws.com"), ("content-type", "application/json")];
+    let body = b"{}";
+    let now = std::time::SystemTime::now();
+    let signed = keyway_providers::bedrock::sign::sigv4_headers(&set, "us-east-1", "POST", url, &base, body, now).unwrap();
+    let mut headers: Vec<(String, String)> = base.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    headers.extend(signed);
+    let raw = RawRequest { method: "POST", path: "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse", query: "", headers: &headers, body };
+    let keys = HashMap::from([(AKID.to_owned(), IamKey { secret_access_key: SECRET.into(), session_token: None })]);
+    assert!(sigv4::verify(&raw, &keys, "bedrock", "us-east-1", chrono::Utc::now()).is_ok());
+    // The same signature does not cover the path with the `:` left raw.
+    let raw_colon = RawRequest { path: "/model/us.anthropic.claude-3-5-haiku-20241022-v1:0/converse", ..raw };
+    assert_eq!(sigv4::verify(&raw_colon, &keys, "bedrock", "us-east-1", chrono::Utc::now()), Err(sigv4::SigError::Mismatch));
+}
+
+// --- event-stream decoder properties ----------------------------------------------------------
+
+fn frame(kind: &str, payload: &str) -> Vec<u8> {
+    let m = Message::new(payload.as_bytes().to_vec())
+        .add_header(Header::new(":event-type", HeaderValue::String(kind.to_owned().into())))
+        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+        .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
+    let mut out = Vec::new();
+    write_message_to(&m, &mut out).unwrap();
+    out
+}
+
+/// Decodes `parts` in order; the messages as (event type, payload), or the first error.
+fn decode(parts: &[&[u8]]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut d = EventStreamDecoder::new();
+    let mut out = vec![];
+    for p in parts {
+        d.push(p);
+        loop {
+            match d.next_message() {
+                Ok(Some(m)) => {
+                    let kind = m.headers().iter().find(|h| h.name().as_str() == ":event-type").map(|h| format!("{:?}", h.value())).unwrap_or_default();
+                    out.push((kind, m.payload().to_vec()));
+                }
+                Ok(None) => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    d.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn split_at_cuts(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+    let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+    cuts.sort_unstable();
+    let mut prev = 0;
+    let mut parts = vec![];
+    for c in cuts {
+        parts.push(&data[prev..c]);
+        prev = c;
+    }
+    parts.push(&data[prev..]);
+    parts
+}
+
+proptest! {
+    #[test]
+    fn any_split_of_valid_frames_gives_the_same_messages(
+        payloads in proptest::collection::vec("[a-zA-Z0-9 ]{0,40}", 1..6),
+        cuts in proptest::collection::vec(0usize..2000, 0..12),
+    ) {
+        let mut bytes = vec![];
+        for (i, p) in payloads.iter().enumerate() {
+            bytes.extend(frame(&format!("contentBlockDelta{i}"), &json!({"delta": {"text": p}}).to_string()));
+        }
+        let whole = decode(&[&bytes]).unwrap();
+        prop_assert_eq!(whole.len(), payloads.len());
+        let parts = split_at_cuts(&bytes, cuts);
+        prop_assert_eq!(decode(&parts).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_corrupted_byte_is_a_clean_error(payload in "[a-z]{1,30}", at in 0usize..200, flip in 1u8..=255) {
+        let mut bytes = frame("messageStart", &json!({"role": payload}).to_string());
+        let at = at % bytes.len();
+        bytes[at] ^= flip;
+        // Any change breaks a CRC or a length: an error, or waiting for bytes that never come.
+        prop_assert!(decode(&[&bytes]).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), cuts in proptest::collection::vec(0usize..600, 0..6)) {
+        let parts = split_at_cuts(&data, cuts);
+        let _ = decode(&parts);
+    }
+}

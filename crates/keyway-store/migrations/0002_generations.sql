@@ -1,0 +1,28 @@
+CREATE TABLE generations (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    api_key_hash TEXT NOT NULL,
+    user_id TEXT,
+    requested_model TEXT NOT NULL,
+    model TEXT,
+    provider TEXT,
+    credential_id TEXT,
+    is_byok BIGINT NOT NULL,
+    streamed BIGINT NOT NULL,
+    status BIGINT NOT NULL,
+    prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    has_usage BIGINT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    ttft_ms BIGINT,
+    attempts TEXT NOT NULL,
+    finish_reason TEXT,
+    app_referer TEXT,
+    app_title TEXT,
+    cost_micros BIGINT NOT NULL,
+    fee_micros BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX generations_workspace_time ON generations(workspace_id, created_at);

@@ -1,0 +1,293 @@
+use crate::{new_id, now_ms, ByokFields, ByokPatch, ByokRecord, Page, Result, Store, StoreError};
+use keyway_core::{Credential, ProviderSlug};
+use sqlx::Row;
+use zeroize::Zeroizing;
+
+const COLUMNS: &str = "id, workspace_id, provider, name, label, disabled, is_fallback, always_use, is_byok_only, sort_order, \
+     allowed_models, allowed_api_key_hashes, allowed_user_ids, model_mappings, declared_region, declared_zdr, created_at, updated_at";
+
+/// What the sealed secret is bound to: moving it to another row or workspace breaks it.
+fn aad(workspace_id: &str, id: &str) -> Vec<u8> {
+    format!("keyway:byok:{workspace_id}:{id}").into_bytes()
+}
+
+fn json_list<T: serde::de::DeserializeOwned>(r: &sqlx::any::AnyRow, col: &str) -> Result<T> {
+    let s: String = r.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn row_to_byok(r: &sqlx::any::AnyRow) -> Result<ByokRecord> {
+    let provider: String = r.try_get("provider")?;
+    let flag = |c: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(c)? != 0) };
+    Ok(ByokRecord {
+        id: r.try_get("id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        provider: provider.parse::<ProviderSlug>().map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        name: r.try_get("name")?,
+        label: r.try_get("label")?,
+        disabled: flag("disabled")?,
+        is_fallback: flag("is_fallback")?,
+        always_use: flag("always_use")?,
+        is_byok_only: flag("is_byok_only")?,
+        sort_order: r.try_get("sort_order")?,
+        allowed_models: json_list(r, "allowed_models")?,
+        allowed_api_key_hashes: json_list(r, "allowed_api_key_hashes")?,
+        allowed_user_ids: json_list(r, "allowed_user_ids")?,
+        model_mappings: json_list(r, "model_mappings")?,
+        declared_region: r.try_get("declared_region")?,
+        declared_zdr: flag("declared_zdr")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    fn seal_credential(&self, workspace_id: &str, id: &str, cred: &Credential) -> Result<String> {
+        let plain = Zeroizing::new(serde_json::to_vec(&cred.to_secret_json()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        Ok(self.keyring.seal(&plain, &aad(workspace_id, id))?)
+    }
+
+    fn open_credential(&self, rec: &ByokRecord, sealed: &str) -> Result<Credential> {
+        let plain = self.keyring.open(sealed, &aad(&rec.workspace_id, &rec.id))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("sealed credential is not JSON".into()))?;
+        Ok(Credential::parse(rec.provider, &value)?)
+    }
+
+    /// Seals and inserts in one statement: a failure leaves no row behind.
+    pub async fn create_byok(&self, workspace_id: &str, provider: ProviderSlug, f: &ByokFields, cred: &Credential) -> Result<ByokRecord> {
+        let now = now_ms();
+        let rec = ByokRecord {
+            id: new_id(),
+            workspace_id: workspace_id.to_owned(),
+            provider,
+            name: f.name.clone(),
+            label: cred.label(),
+            disabled: f.disabled,
+            is_fallback: f.is_fallback,
+            always_use: f.always_use,
+            is_byok_only: f.is_byok_only,
+            sort_order: f.sort_order,
+            allowed_models: f.allowed_models.clone(),
+            allowed_api_key_hashes: f.allowed_api_key_hashes.clone(),
+            allowed_user_ids: f.allowed_user_ids.clone(),
+            model_mappings: f.model_mappings.clone(),
+            declared_region: f.declared_region.clone(),
+            declared_zdr: f.declared_zdr,
+            created_at: now,
+            updated_at: now,
+        };
+        let sealed = self.seal_credential(workspace_id, &rec.id, cred)?;
+        self.count();
+        sqlx::query(&format!(
+            "INSERT INTO byok_credentials ({COLUMNS}, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        ))
+        .bind(&rec.id)
+        .bind(&rec.workspace_id)
+        .bind(rec.provider.as_str())
+        .bind(&rec.name)
+        .bind(&rec.label)
+        .bind(i64::from(rec.disabled))
+        .bind(i64::from(rec.is_fallback))
+        .bind(i64::from(rec.always_use))
+        .bind(i64::from(rec.is_byok_only))
+        .bind(rec.sort_order)
+        .bind(to_json(&rec.allowed_models)?)
+        .bind(to_json(&rec.allowed_api_key_hashes)?)
+        .bind(to_json(&rec.allowed_user_ids)?)
+        .bind(to_json(&rec.model_mappings)?)
+        .bind(rec.declared_region.clone())
+        .bind(i64::from(rec.declared_zdr))
+        .bind(rec.created_at)
+        .bind(rec.updated_at)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(rec)
+    }
+
+    /// A page of credentials (metadata only), ordered as routing orders them, with the total.
+    pub async fn list_byok(&self, workspace_id: Option<&str>, provider: Option<ProviderSlug>, page: Page) -> Result<(Vec<ByokRecord>, i64)> {
+        let mut filter = String::from("WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(ws) = workspace_id {
+            args.push(ws.to_owned());
+            filter.push_str(&format!(" AND workspace_id = ${}", args.len()));
+        }
+        if let Some(p) = provider {
+            args.push(p.as_str().to_owned());
+            filter.push_str(&format!(" AND provider = ${}", args.len()));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM byok_credentials {filter} ORDER BY provider, is_fallback, sort_order, created_at, id LIMIT ${} OFFSET ${}",
+            args.len() + 1,
+            args.len() + 2
+        );
+        let mut q = sqlx::query(&sql);
+        for a in &args {
+            q = q.bind(a.clone());
+        }
+        self.count();
+        let rows = q.bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
+        let count_sql = format!("SELECT COUNT(*) AS n FROM byok_credentials {filter}");
+        let mut cq = sqlx::query(&count_sql);
+        for a in &args {
+            cq = cq.bind(a.clone());
+        }
+        self.count();
+        let total: i64 = cq.fetch_one(&self.pool).await?.try_get("n")?;
+        Ok((rows.iter().map(row_to_byok).collect::<Result<_>>()?, total))
+    }
+
+    /// Every credential of a workspace, decrypted, for the routing cache. A row that fails to
+    /// open is returned as an error beside the others rather than hiding them all.
+    pub async fn load_byok_for_routing(&self, workspace_id: &str) -> Result<Vec<(ByokRecord, Result<Credential>)>> {
+        self.count();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS}, sealed FROM byok_credentials WHERE workspace_id = $1 ORDER BY provider, is_fallback, sort_order, created_at, id"
+        ))
+        .bind(workspace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let rec = row_to_byok(r)?;
+                let sealed: String = r.try_get("sealed")?;
+                let cred = self.open_credential(&rec, &sealed);
+                Ok((rec, cred))
+            })
+            .collect()
+    }
+
+    pub async fn get_byok(&self, workspace_id: Option<&str>, id: &str) -> Result<ByokRecord> {
+        Ok(self.get_byok_sealed(workspace_id, id).await?.0)
+    }
+
+    async fn get_byok_sealed(&self, workspace_id: Option<&str>, id: &str) -> Result<(ByokRecord, String)> {
+        self.count();
+        let row = sqlx::query(&format!("SELECT {COLUMNS}, sealed FROM byok_credentials WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let rec = row_to_byok(&row)?;
+        if workspace_id.is_some_and(|ws| ws != rec.workspace_id) {
+            return Err(StoreError::NotFound);
+        }
+        Ok((rec, row.try_get("sealed")?))
+    }
+
+    /// The record with its decrypted credential (Test key, the CLI's `byok test`).
+    pub async fn open_byok(&self, workspace_id: Option<&str>, id: &str) -> Result<(ByokRecord, Credential)> {
+        let (rec, sealed) = self.get_byok_sealed(workspace_id, id).await?;
+        let cred = self.open_credential(&rec, &sealed)?;
+        Ok((rec, cred))
+    }
+
+    /// Applies `patch` (and a new secret when `credential` is given) in one transaction.
+    pub async fn update_byok(&self, workspace_id: Option<&str>, id: &str, patch: &ByokPatch, credential: Option<&Credential>) -> Result<ByokRecord> {
+        let mut tx = self.pool.begin().await?;
+        self.count();
+        let row = sqlx::query(&format!("SELECT {COLUMNS}, sealed FROM byok_credentials WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut rec = row_to_byok(&row)?;
+        if workspace_id.is_some_and(|ws| ws != rec.workspace_id) {
+            return Err(StoreError::NotFound);
+        }
+        let mut sealed: String = row.try_get("sealed")?;
+        macro_rules! apply {
+            ($($f:ident),*) => { $( if let Some(v) = &patch.$f { rec.$f = v.clone(); } )* };
+        }
+        apply!(name, disabled, is_fallback, always_use, is_byok_only, sort_order, allowed_models, allowed_api_key_hashes,
+               allowed_user_ids, model_mappings, declared_region, declared_zdr);
+        if let Some(cred) = credential {
+            sealed = self.seal_credential(&rec.workspace_id, &rec.id, cred)?;
+            rec.label = cred.label();
+        }
+        rec.updated_at = now_ms();
+        self.count();
+        sqlx::query(
+            "UPDATE byok_credentials SET name = $1, label = $2, disabled = $3, is_fallback = $4, always_use = $5, is_byok_only = $6, \
+             sort_order = $7, allowed_models = $8, allowed_api_key_hashes = $9, allowed_user_ids = $10, model_mappings = $11, \
+             declared_region = $12, declared_zdr = $13, updated_at = $14, sealed = $15 WHERE id = $16",
+        )
+        .bind(&rec.name)
+        .bind(&rec.label)
+        .bind(i64::from(rec.disabled))
+        .bind(i64::from(rec.is_fallback))
+        .bind(i64::from(rec.always_use))
+        .bind(i64::from(rec.is_byok_only))
+        .bind(rec.sort_order)
+        .bind(to_json(&rec.allowed_models)?)
+        .bind(to_json(&rec.allowed_api_key_hashes)?)
+        .bind(to_json(&rec.allowed_user_ids)?)
+        .bind(to_json(&rec.model_mappings)?)
+        .bind(rec.declared_region.clone())
+        .bind(i64::from(rec.declared_zdr))
+        .bind(rec.updated_at)
+        .bind(sealed)
+        .bind(&rec.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    pub async fn delete_byok(&self, workspace_id: Option<&str>, id: &str) -> Result<ByokRecord> {
+        let rec = self.get_byok(workspace_id, id).await?;
+        self.count();
+        sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(&rec.id).execute(&self.pool).await?;
+        Ok(rec)
+    }
+
+    /// Re-wraps every sealed secret under the keyring's current master key; returns how many
+    /// rows changed. Rows already under the current key are left alone, so it can be re-run.
+    pub async fn reseal_all(&self) -> Result<u64> {
+        self.count();
+        let rows = sqlx::query("SELECT id, workspace_id, sealed FROM byok_credentials").fetch_all(&self.pool).await?;
+        let mut changed = 0;
+        for r in rows {
+            let (id, ws, sealed): (String, String, String) = (r.try_get("id")?, r.try_get("workspace_id")?, r.try_get("sealed")?);
+            if keyway_crypto::Keyring::key_id_of(&sealed) == Some(self.keyring.current_id()) {
+                continue;
+            }
+            let resealed = self.keyring.reseal(&sealed, &aad(&ws, &id))?;
+            self.count();
+            sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2 AND sealed = $3")
+                .bind(resealed)
+                .bind(&id)
+                .bind(&sealed)
+                .execute(&self.pool)
+                .await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
+    /// Test hook: copies one row's sealed secret onto another (proves the binding).
+    #[doc(hidden)]
+    pub async fn debug_copy_sealed(&self, from_id: &str, to_id: &str) -> Result<()> {
+        self.count();
+        let sealed: String = sqlx::query("SELECT sealed FROM byok_credentials WHERE id = $1")
+            .bind(from_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .try_get("sealed")?;
+        sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2").bind(sealed).bind(to_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The raw sealed column (tests assert no plaintext reaches the database).
+    #[doc(hidden)]
+    pub async fn debug_sealed(&self, id: &str) -> Result<String> {
+        Ok(self.get_byok_sealed(None, id).await?.1)
+    }
+}

@@ -1,0 +1,166 @@
+//! The credits ledger: top-ups per workspace, and the sums the gateway loads into memory at
+//! start and re-reads to reconcile (never per request).
+//!
+//! What a generation charged is derived from its row (`CHARGED`), so a charge is written once,
+//! with the generation, in the usage writer's batch.
+
+use crate::{new_id, now_ms, Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// SQL for what one generation row charged to credits: the fee for BYOK, else the full cost.
+pub(crate) const CHARGED: &str = "CASE WHEN is_byok = 1 THEN fee_micros ELSE cost_micros END";
+
+/// `SUM` of a BIGINT is NUMERIC on PostgreSQL, which the Any driver can't read as i64: cast back.
+pub(crate) fn sum(expr: &str) -> String {
+    format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditKind {
+    Topup,
+    Adjustment,
+}
+
+impl CreditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditKind::Topup => "topup",
+            CreditKind::Adjustment => "adjustment",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditEntry {
+    pub id: String,
+    pub workspace_id: String,
+    pub kind: CreditKind,
+    pub amount_micros: i64,
+    pub note: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+}
+
+/// One workspace's money as the database knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreditTotals {
+    /// Sum of top-ups and adjustments.
+    pub credits_micros: i64,
+    /// Sum of what generations charged, all time.
+    pub usage_micros: i64,
+    /// Sum of what generations charged since the `since` instant given.
+    pub usage_since_micros: i64,
+    /// BYOK generations (that reached an upstream) since `since`.
+    pub byok_requests_since: i64,
+}
+
+impl Store {
+    /// Adds a ledger entry (a top-up is positive; an adjustment may be negative).
+    pub async fn add_credits(&self, workspace_id: &str, kind: CreditKind, amount_micros: i64, note: Option<&str>, created_by: Option<&str>) -> Result<CreditEntry> {
+        if kind == CreditKind::Topup && amount_micros <= 0 {
+            return Err(StoreError::Conflict("a top-up must be positive".into()));
+        }
+        let e = CreditEntry {
+            id: new_id(),
+            workspace_id: workspace_id.to_owned(),
+            kind,
+            amount_micros,
+            note: note.map(str::to_owned),
+            created_by: created_by.map(str::to_owned),
+            created_at: now_ms(),
+        };
+        self.count();
+        sqlx::query("INSERT INTO credit_entries (id, workspace_id, kind, amount_micros, note, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(e.id.clone())
+            .bind(e.workspace_id.clone())
+            .bind(kind.as_str())
+            .bind(e.amount_micros)
+            .bind(e.note.clone())
+            .bind(e.created_by.clone())
+            .bind(e.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(e)
+    }
+
+    /// A workspace's ledger entries, newest first.
+    pub async fn list_credit_entries(&self, workspace_id: &str, limit: i64) -> Result<Vec<CreditEntry>> {
+        self.count();
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, kind, amount_micros, note, created_by, created_at FROM credit_entries \
+             WHERE workspace_id = $1 ORDER BY created_at DESC, id LIMIT $2",
+        )
+        .bind(workspace_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(CreditEntry {
+                    id: r.try_get("id")?,
+                    workspace_id: r.try_get("workspace_id")?,
+                    kind: match kind.as_str() {
+                        "topup" => CreditKind::Topup,
+                        "adjustment" => CreditKind::Adjustment,
+                        other => return Err(StoreError::Corrupt(format!("credit kind `{other}`"))),
+                    },
+                    amount_micros: r.try_get("amount_micros")?,
+                    note: r.try_get("note")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every workspace's totals (three aggregate queries; start-up and reconciliation only).
+    pub async fn credit_totals(&self, since_ms: i64) -> Result<HashMap<String, CreditTotals>> {
+        let mut out: HashMap<String, CreditTotals> = HashMap::new();
+        self.count();
+        let rows = sqlx::query(&format!("SELECT workspace_id, {} AS n FROM credit_entries GROUP BY workspace_id", sum("amount_micros")))
+            .fetch_all(&self.pool)
+            .await?;
+        for r in rows {
+            out.entry(r.try_get("workspace_id")?).or_default().credits_micros = r.try_get("n")?;
+        }
+        self.count();
+        let rows = sqlx::query(&format!("SELECT workspace_id, {} AS n FROM generations GROUP BY workspace_id", sum(CHARGED)))
+            .fetch_all(&self.pool)
+            .await?;
+        for r in rows {
+            out.entry(r.try_get("workspace_id")?).or_default().usage_micros = r.try_get("n")?;
+        }
+        self.count();
+        let rows = sqlx::query(&format!(
+            "SELECT workspace_id, {} AS n, {} AS b FROM generations WHERE created_at >= $1 GROUP BY workspace_id",
+            sum(CHARGED),
+            sum("CASE WHEN is_byok = 1 AND provider IS NOT NULL THEN 1 ELSE 0 END"),
+        ))
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            let t = out.entry(r.try_get("workspace_id")?).or_default();
+            t.usage_since_micros = r.try_get("n")?;
+            t.byok_requests_since = r.try_get("b")?;
+        }
+        Ok(out)
+    }
+
+    /// What each key spent (catalog cost plus fee) since `since_ms`, by key hash.
+    pub async fn key_spend_since(&self, since_ms: i64) -> Result<HashMap<String, i64>> {
+        self.count();
+        let rows = sqlx::query(&format!(
+            "SELECT api_key_hash, {} AS n FROM generations WHERE created_at >= $1 GROUP BY api_key_hash",
+            sum("cost_micros + fee_micros")
+        ))
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("api_key_hash")?, r.try_get("n")?))).collect()
+    }
+}

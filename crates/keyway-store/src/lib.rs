@@ -1,0 +1,168 @@
+//! Keyway's persistence.
+//!
+//! One [`Store`] serves both engines through sqlx's `Any` driver: SQLite (the embedded default,
+//! a file in the data dir) and PostgreSQL (when several gateway nodes share state). The schema in
+//! `migrations/` is written once in the dialect both accept, and the same conformance tests run
+//! against both, which is what a second implementation would have had to prove anyway.
+//!
+//! Secrets never reach the database in the clear: [`Store::create_byok`] seals them with the
+//! [`Keyring`] bound to `(workspace_id, id)`, inside the same statement that writes the row.
+
+mod activity;
+mod byok;
+mod credits;
+mod generations;
+mod keys;
+mod records;
+mod workspaces;
+
+pub use activity::{ActivityGroup, ActivityRow};
+pub use credits::{CreditEntry, CreditKind, CreditTotals};
+pub use generations::GenerationRow;
+pub use records::*;
+
+use keyway_crypto::Keyring;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored secret could not be opened: {0}")]
+    Crypto(#[from] keyway_crypto::CryptoError),
+    #[error("stored credential is invalid: {0}")]
+    Credential(#[from] keyway_core::CredentialError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    keyring: Arc<Keyring>,
+    engine: Engine,
+    queries: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and runs pending migrations.
+    pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("postgres:") || url.starts_with("postgresql:") { Engine::Postgres } else { Engine::Sqlite };
+        let pool = match engine {
+            Engine::Sqlite => {
+                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+                // WAL + a busy timeout: concurrent writers wait instead of failing with SQLITE_BUSY.
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Engine::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+        };
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool, keyring, engine, queries: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// A SQLite URL for a file in `dir`.
+    pub fn sqlite_url(dir: &std::path::Path) -> String {
+        format!("sqlite://{}", dir.join("keyway.db").display())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Number of queries issued so far through this handle and its clones (the hot path must
+    /// not move it after warm-up).
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// A handle on the same pool whose queries are counted apart: the background usage writer
+    /// takes one, so that the request path's [`Store::query_count`] shows only what requests cost.
+    pub fn with_separate_count(&self) -> Store {
+        Self { queries: Arc::new(AtomicU64::new(0)), ..self.clone() }
+    }
+
+    fn count(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        self.count();
+        let v: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
+        Ok(v.map(|v| v.0))
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.count();
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A unique-constraint violation, whatever the engine calls it.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            matches!(d.code().as_deref(), Some("23505") | Some("2067") | Some("1555")) || d.message().contains("UNIQUE")
+        }
+        _ => false,
+    }
+}

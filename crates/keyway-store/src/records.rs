@@ -1,0 +1,134 @@
+//! Rows as the rest of Keyway sees them. None of these holds a provider secret.
+
+use keyway_core::credential::ModelMapping;
+use keyway_core::ProviderSlug;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    Inference,
+    Management,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Inference => "inference",
+            KeyKind::Management => "management",
+        }
+    }
+}
+
+/// Per-key limits; absent means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_daily_micros: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_monthly_micros: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub workspace_id: String,
+    /// Hex SHA-256 of the raw key: its public handle.
+    pub hash: String,
+    pub name: String,
+    /// `kw-...abcd`: enough to recognise a key, not to use it.
+    pub label: String,
+    pub kind: KeyKind,
+    /// An admin management key may act in every workspace.
+    pub admin: bool,
+    pub disabled: bool,
+    pub limits: Limits,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored BYOK credential's metadata (the sealed secret stays inside the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByokRecord {
+    pub id: String,
+    pub workspace_id: String,
+    pub provider: ProviderSlug,
+    pub name: String,
+    pub label: String,
+    pub disabled: bool,
+    pub is_fallback: bool,
+    pub always_use: bool,
+    pub is_byok_only: bool,
+    pub sort_order: i64,
+    pub allowed_models: Vec<String>,
+    pub allowed_api_key_hashes: Vec<String>,
+    pub allowed_user_ids: Vec<String>,
+    pub model_mappings: Vec<ModelMapping>,
+    pub declared_region: Option<String>,
+    pub declared_zdr: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Fields of a new credential besides its secret.
+#[derive(Debug, Clone, Default)]
+pub struct ByokFields {
+    pub name: String,
+    pub disabled: bool,
+    pub is_fallback: bool,
+    pub always_use: bool,
+    pub is_byok_only: bool,
+    pub sort_order: i64,
+    pub allowed_models: Vec<String>,
+    pub allowed_api_key_hashes: Vec<String>,
+    pub allowed_user_ids: Vec<String>,
+    pub model_mappings: Vec<ModelMapping>,
+    pub declared_region: Option<String>,
+    pub declared_zdr: bool,
+}
+
+/// A partial update; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct ByokPatch {
+    pub name: Option<String>,
+    pub disabled: Option<bool>,
+    pub is_fallback: Option<bool>,
+    pub always_use: Option<bool>,
+    pub is_byok_only: Option<bool>,
+    pub sort_order: Option<i64>,
+    pub allowed_models: Option<Vec<String>>,
+    pub allowed_api_key_hashes: Option<Vec<String>>,
+    pub allowed_user_ids: Option<Vec<String>>,
+    pub model_mappings: Option<Vec<ModelMapping>>,
+    pub declared_region: Option<Option<String>>,
+    pub declared_zdr: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub disabled: Option<bool>,
+    pub limits: Option<Limits>,
+}
+
+/// A page request: `offset` rows skipped, at most `limit` returned.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+}

@@ -1,0 +1,200 @@
+//! The same behaviour checks against every engine: SQLite always; PostgreSQL when
+//! `KEYWAY_TEST_POSTGRES_URL` names a server (the test script always sets it; without it the
+//! PostgreSQL half is reported as skipped, and under CI=true that is a failure).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use keyway_core::{Credential, ProviderSlug};
+use keyway_crypto::{Keyring, MasterKey};
+use keyway_store::*;
+use serde_json::json;
+use std::sync::Arc;
+
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(Keyring::new(MasterKey::generate()))).await.unwrap();
+    (store, dir)
+}
+
+/// A fresh database per call, so tests never see each other's rows.
+async fn postgres() -> Option<Store> {
+    let Ok(base) = std::env::var("KEYWAY_TEST_POSTGRES_URL") else {
+        assert!(std::env::var("CI").is_err(), "KEYWAY_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("skipping PostgreSQL half: KEYWAY_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+    let name = format!("keyway_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    let url = match base.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("bad KEYWAY_TEST_POSTGRES_URL"),
+    };
+    Some(Store::connect(&url, Arc::new(Keyring::new(MasterKey::generate()))).await.unwrap())
+}
+
+async fn each_engine<F, Fut>(f: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (s, _dir) = sqlite().await;
+    f(s).await;
+    if let Some(p) = postgres().await {
+        f(p).await;
+    }
+}
+
+fn page(offset: i64, limit: i64) -> Page {
+    Page { offset, limit }
+}
+
+#[tokio::test]
+async fn byok_crud_and_secret_sealing() {
+    each_engine(|s| async move {
+        let ws = s.create_workspace("Acme", "acme").await.unwrap();
+        let cred = Credential::parse(ProviderSlug::OpenAi, &json!("sk-test-SECRETVALUE-1234")).unwrap();
+        let f = ByokFields { name: "main".into(), sort_order: 2, allowed_models: vec!["openai/gpt-4o".into()], ..Default::default() };
+        let rec = s.create_byok(&ws.id, ProviderSlug::OpenAi, &f, &cred).await.unwrap();
+        assert_eq!(rec.label, "sk-...1234");
+        let sealed = s.debug_sealed(&rec.id).await.unwrap();
+        assert!(!sealed.contains("SECRETVALUE"), "plaintext reached the database");
+
+        let (got, opened) = s.open_byok(Some(&ws.id), &rec.id).await.unwrap();
+        assert_eq!(got, rec);
+        assert_eq!(opened.secret_strings(), vec!["sk-test-SECRETVALUE-1234"]);
+
+        // patch without a key keeps the secret, with a key rotates it in place
+        let p = ByokPatch { name: Some("renamed".into()), disabled: Some(true), ..Default::default() };
+        let up = s.update_byok(Some(&ws.id), &rec.id, &p, None).await.unwrap();
+        assert!(up.disabled && up.name == "renamed" && up.label == rec.label);
+        assert_eq!(s.open_byok(None, &rec.id).await.unwrap().1.secret_strings(), vec!["sk-test-SECRETVALUE-1234"]);
+        let new = Credential::parse(ProviderSlug::OpenAi, &json!("sk-rotated-9999")).unwrap();
+        let up = s.update_byok(Some(&ws.id), &rec.id, &ByokPatch::default(), Some(&new)).await.unwrap();
+        assert_eq!(up.label, "sk-...9999");
+        assert_eq!(up.id, rec.id);
+        assert_eq!(s.open_byok(None, &rec.id).await.unwrap().1.secret_strings(), vec!["sk-rotated-9999"]);
+
+        s.delete_byok(Some(&ws.id), &rec.id).await.unwrap();
+        assert!(matches!(s.get_byok(None, &rec.id).await, Err(StoreError::NotFound)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workspace_isolation_and_pagination() {
+    each_engine(|s| async move {
+        let a = s.create_workspace("A", "a").await.unwrap();
+        let b = s.create_workspace("B", "b").await.unwrap();
+        assert!(matches!(s.create_workspace("A2", "a").await, Err(StoreError::Conflict(_))));
+        let cred = Credential::parse(ProviderSlug::Anthropic, &json!("sk-ant-abcdefgh1234")).unwrap();
+        for i in 0..5 {
+            let f = ByokFields { name: format!("k{i}"), sort_order: 4 - i, ..Default::default() };
+            s.create_byok(&a.id, ProviderSlug::Anthropic, &f, &cred).await.unwrap();
+        }
+        let oa = Credential::parse(ProviderSlug::OpenAi, &json!("sk-openai-000011112222")).unwrap();
+        let in_b = s.create_byok(&b.id, ProviderSlug::OpenAi, &ByokFields::default(), &oa).await.unwrap();
+
+        let (p1, total) = s.list_byok(Some(&a.id), None, page(0, 2)).await.unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(p1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), vec!["k4", "k3"]);
+        let (p3, _) = s.list_byok(Some(&a.id), None, page(4, 2)).await.unwrap();
+        assert_eq!(p3.len(), 1);
+        let (none, total) = s.list_byok(Some(&a.id), Some(ProviderSlug::OpenAi), page(0, 50)).await.unwrap();
+        assert!(none.is_empty() && total == 0);
+        let (all, total) = s.list_byok(None, None, page(0, 50)).await.unwrap();
+        assert_eq!((all.len(), total), (6, 6));
+
+        // workspace A can't see, change or delete B's credential
+        assert!(matches!(s.get_byok(Some(&a.id), &in_b.id).await, Err(StoreError::NotFound)));
+        assert!(matches!(s.update_byok(Some(&a.id), &in_b.id, &ByokPatch::default(), None).await, Err(StoreError::NotFound)));
+        assert!(matches!(s.delete_byok(Some(&a.id), &in_b.id).await, Err(StoreError::NotFound)));
+        assert!(s.get_byok(Some(&b.id), &in_b.id).await.is_ok());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ciphertext_copied_to_another_row_fails_to_open() {
+    each_engine(|s| async move {
+        let ws = s.create_workspace("W", "w").await.unwrap();
+        let c1 = Credential::parse(ProviderSlug::OpenAi, &json!("sk-one-111122223333")).unwrap();
+        let c2 = Credential::parse(ProviderSlug::OpenAi, &json!("sk-two-444455556666")).unwrap();
+        let r1 = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c1).await.unwrap();
+        let r2 = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c2).await.unwrap();
+        s.debug_copy_sealed(&r1.id, &r2.id).await.unwrap();
+        assert!(matches!(s.open_byok(None, &r2.id).await, Err(StoreError::Crypto(_))));
+        let loaded = s.load_byok_for_routing(&ws.id).await.unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.iter().filter(|(_, c)| c.is_ok()).count(), 1, "the intact row still loads");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_keys_are_stored_as_hashes() {
+    each_engine(|s| async move {
+        let ws = s.create_workspace("W", "w").await.unwrap();
+        let limits = Limits { requests_per_minute: Some(60), ..Default::default() };
+        let (rec, raw) = s.create_key(&ws.id, "ci", KeyKind::Inference, false, &limits).await.unwrap();
+        assert!(raw.starts_with("kw-"));
+        assert_eq!(rec.hash, keyway_crypto::hash_api_key(&raw));
+        assert!(!rec.label.contains(&raw[3..20]));
+        assert_eq!(s.find_key_by_hash(&rec.hash).await.unwrap().unwrap().limits, limits);
+        assert!(s.find_key_by_hash("nope").await.unwrap().is_none());
+        let up = s.update_key(Some(&ws.id), &rec.hash, &KeyPatch { disabled: Some(true), ..Default::default() }).await.unwrap();
+        assert!(up.disabled);
+        let (list, total) = s.list_keys(Some(&ws.id), page(0, 10)).await.unwrap();
+        assert_eq!((list.len(), total), (1, 1));
+        let other = s.create_workspace("O", "o").await.unwrap();
+        assert!(matches!(s.get_key(Some(&other.id), &rec.id).await, Err(StoreError::NotFound)));
+        s.delete_key(Some(&ws.id), &rec.id).await.unwrap();
+        assert!(s.find_key_by_hash(&rec.hash).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn master_key_rotation_reseals_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(dir.path());
+    let old = MasterKey::generate();
+    let old_b64 = old.to_base64();
+    let s = Store::connect(&url, Arc::new(Keyring::new(old))).await.unwrap();
+    let ws = s.create_workspace("W", "w").await.unwrap();
+    let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-rotate-me-0000")).unwrap();
+    let r = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+    s.close().await;
+
+    let ring = Keyring::new(MasterKey::generate()).with_retired(MasterKey::from_base64(&old_b64).unwrap());
+    let s = Store::connect(&url, Arc::new(ring)).await.unwrap();
+    assert_eq!(s.reseal_all().await.unwrap(), 1);
+    assert_eq!(s.reseal_all().await.unwrap(), 0, "re-running changes nothing");
+    s.close().await;
+
+    // only the new key now
+    let new_only = Keyring::new(MasterKey::from_base64(&{
+        let k = MasterKey::generate();
+        k.to_base64()
+    }).unwrap());
+    let s2 = Store::connect(&url, Arc::new(new_only)).await.unwrap();
+    assert!(s2.open_byok(None, &r.id).await.is_err(), "a different key can't open it");
+}
+
+#[tokio::test]
+async fn restart_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(dir.path());
+    let key = MasterKey::generate();
+    let b64 = key.to_base64();
+    let s = Store::connect(&url, Arc::new(Keyring::new(key))).await.unwrap();
+    let ws = s.create_workspace("W", "w").await.unwrap();
+    let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-persist-1234")).unwrap();
+    let r = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+    s.set_meta("bootstrapped", "yes").await.unwrap();
+    s.close().await;
+    let s = Store::connect(&url, Arc::new(Keyring::new(MasterKey::from_base64(&b64).unwrap()))).await.unwrap();
+    assert_eq!(s.get_meta("bootstrapped").await.unwrap().as_deref(), Some("yes"));
+    assert_eq!(s.open_byok(Some(&ws.id), &r.id).await.unwrap().1.secret_strings(), vec!["sk-persist-1234"]);
+}

@@ -1,0 +1,199 @@
+//! `keyway demo`: Keyway in front of fake providers on loopback, showing routing and fallback.
+//!
+//! Everything is real except the upstreams: the gateway is `keyway serve`'s own code on a
+//! temporary data dir, the setup goes through the management API as any client would, and the
+//! fakes speak each provider's wire protocol and check its auth (SigV4 for Bedrock). One BYOK
+//! key is switched to answer 429, so the first request shows a fallback and the next one shows
+//! the key cooling down.
+
+use crate::cli::{text_table, Client, Output, Remote};
+use crate::fakes::{Fakes, BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY};
+use anyhow::Context;
+use keyway_fakes::Fault;
+use keyway_gateway::config::SystemCredentialConfig;
+use keyway_gateway::{AppState, Config};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+struct Step {
+    label: &'static str,
+    path: &'static str,
+    body: Value,
+}
+
+fn steps() -> Vec<Step> {
+    let msg = |t: &str| json!([{"role": "user", "content": t}]);
+    vec![
+        Step { label: "chat gpt-4o-mini", path: "/v1/chat/completions", body: json!({"model": "openai/gpt-4o-mini", "messages": msg("Hello from the demo")}) },
+        Step { label: "chat gpt-4o-mini again", path: "/v1/chat/completions", body: json!({"model": "openai/gpt-4o-mini", "messages": msg("And again")}) },
+        Step {
+            label: "stream gpt-4o-mini",
+            path: "/v1/chat/completions",
+            body: json!({"model": "openai/gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": msg("Stream this")}),
+        },
+        Step { label: "chat claude-sonnet-4.5", path: "/v1/chat/completions", body: json!({"model": "anthropic/claude-sonnet-4.5", "messages": msg("Hi Claude")}) },
+        Step {
+            label: "claude, provider.only=anthropic",
+            path: "/v1/chat/completions",
+            body: json!({"model": "anthropic/claude-sonnet-4.5", "messages": msg("Hi again"), "provider": {"only": ["anthropic"]}}),
+        },
+        Step { label: "embeddings", path: "/v1/embeddings", body: json!({"model": "openai/text-embedding-3-small", "input": ["demo"]}) },
+    ]
+}
+
+fn header(h: &reqwest::header::HeaderMap, name: &str) -> String {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
+}
+
+fn usd(micros: Option<i64>) -> String {
+    match micros {
+        Some(m) => format!("${:.6}", m as f64 / 1e6),
+        None => "-".into(),
+    }
+}
+
+pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    if std::env::var_os("KEYWAY_LOG").is_none() {
+        // The demo's output is its table; only warnings from the server underneath.
+        crate::init_tracing_with("warn", "text");
+    } else {
+        crate::init_tracing_with("", "text");
+    }
+    let tmp = tempfile::Builder::new().prefix("keyway-demo-").tempdir()?;
+    let fakes = Fakes::start().await.context("starting the fake providers")?;
+
+    let mut config = Config { data_dir: tmp.path().to_path_buf(), ..Config::default() };
+    config.listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    for (slug, url) in fakes.base_urls() {
+        config.providers.insert(slug.to_owned(), keyway_gateway::config::ProviderSettings { base_url: Some(url) });
+    }
+    // The operator's own Anthropic key (a literal is fine for a throwaway demo; use env:/file: in real configs).
+    config.system_credentials.push(SystemCredentialConfig {
+        provider: "anthropic".into(),
+        key: "sk-ant-demo-system-key-0001".into(),
+        name: Some("system-anthropic".into()),
+        zdr: false,
+    });
+    let (state, boot) = AppState::build(config.clone()).await?;
+    let mgmt = boot.management_key.as_ref().map(|k| k.as_str().to_owned()).context("the demo store was not fresh")?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(keyway_gateway::serve(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+
+    // Setup through the management API, exactly as `keyway byok add` / `keyway keys create` do.
+    let api = Client::new(&Remote { url: url.clone(), management_key: Some(mgmt.clone()), output: Output::Json })?;
+    let ws = api.call(Method::POST, "/workspaces", Some(&json!({"name": "Demo"}))).await?;
+    let ws_id = ws.pointer("/data/id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let key = api.call(Method::POST, "/keys", Some(&json!({"name": "demo app", "workspace_id": ws_id}))).await?;
+    let inference_key = key.get("key").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let primary_secret = "sk-demo-primary-0000000000000001";
+    let mut names: HashMap<String, String> = HashMap::from([("system".to_owned(), "system".to_owned())]);
+    for (name, body) in [
+        ("openai primary", json!({"provider": "openai", "name": "openai primary", "key": primary_secret, "sort_order": 1, "workspace_id": ws_id})),
+        ("openai backup", json!({"provider": "openai", "name": "openai backup", "key": "sk-demo-backup-0000000000000002", "sort_order": 2, "workspace_id": ws_id})),
+        (
+            "bedrock (IAM)",
+            json!({"provider": "amazon-bedrock", "name": "bedrock (IAM)", "workspace_id": ws_id,
+                   "key": {"accessKeyId": BEDROCK_ACCESS_KEY_ID, "secretAccessKey": BEDROCK_SECRET_ACCESS_KEY, "region": "us-east-1"}}),
+        ),
+    ] {
+        let v = api.call(Method::POST, "/byok", Some(&body)).await?;
+        let id = v.pointer("/data/id").or_else(|| v.get("id")).and_then(Value::as_str).unwrap_or_default().to_owned();
+        names.insert(id, name.to_owned());
+    }
+    // The fault switch: the primary OpenAI key is rate limited from now on.
+    fakes.openai.set_fault_for_key(primary_secret, Fault::RateLimit { retry_after_secs: 30 });
+
+    println!("Keyway demo: gateway {url} in front of fake OpenAI, Anthropic and Bedrock on loopback");
+    println!("workspace \"Demo\": BYOK keys `openai primary` (rate limited by the fake), `openai backup`, `bedrock (IAM)`;");
+    println!("system credential: Anthropic. Data dir: {} (deleted on exit)\n", tmp.path().display());
+
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    for (i, step) in steps().iter().enumerate() {
+        let resp = http.post(format!("{url}{}", step.path)).bearer_auth(&inference_key).json(&step.body).send().await?;
+        let status = resp.status().as_u16();
+        let h = resp.headers().clone();
+        let _ = resp.bytes().await?; // drain (streams end with [DONE])
+        let gen = header(&h, "x-keyway-generation-id");
+        let detail = generation(&api, &gen).await;
+        let cred = header(&h, "x-keyway-credential");
+        let attempts = match detail.as_ref().and_then(|d| d.get("attempts")).and_then(Value::as_array) {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .map(|a| {
+                    let c = a.get("credential_id").and_then(Value::as_str).unwrap_or("-");
+                    let p = a.get("provider").and_then(Value::as_str).unwrap_or("-");
+                    let s = a.get("status").map(|s| s.to_string()).unwrap_or_default();
+                    match names.get(c).map(String::as_str) {
+                        Some("system") | None => format!("{p}:{c} {s}"),
+                        Some(name) => format!("{name} {s}"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            _ => format!("{} attempt(s)", header(&h, "x-keyway-attempts")),
+        };
+        let tokens = detail
+            .as_ref()
+            .map(|d| format!("{}/{}", crate::cli::cell(d.get("tokens_prompt")), crate::cli::cell(d.get("tokens_completion"))))
+            .unwrap_or_else(|| "-".into());
+        let cost = usd(detail.as_ref().and_then(|d| d.get("cost_micros")).and_then(Value::as_i64));
+        rows.push(vec![
+            (i + 1).to_string(),
+            step.label.to_owned(),
+            status.to_string(),
+            header(&h, "x-keyway-provider"),
+            names.get(&cred).cloned().unwrap_or(cred),
+            attempts,
+            tokens,
+            cost,
+        ]);
+    }
+    print!("{}", text_table(&["#", "request", "status", "served by", "credential", "attempts (credential status)", "tokens in/out", "cost"], &rows));
+    println!("\nRequest 1: `openai primary` answered 429, Keyway fell back to `openai backup` in the same request.");
+    println!("Request 2: `openai primary` is cooling down (Retry-After), so `openai backup` goes first.");
+    println!("Requests 4-5: a BYOK key (Bedrock) is tried before the operator's system key; provider.only narrows it.");
+    println!();
+    println!("Gateway:        {url}   (OpenAI SDK: base_url={url}/v1)");
+    if http.get(format!("{url}/")).send().await.is_ok_and(|r| r.status().is_success()) {
+        println!("Dashboard:      {url}/");
+    }
+    println!("Metrics:        {url}/metrics");
+    println!("Management key: {mgmt}");
+    println!("Inference key:  {inference_key}");
+    println!("Try:  curl -s {url}/v1/chat/completions -H \"Authorization: Bearer {inference_key}\" \\");
+    println!("        -H 'content-type: application/json' -d '{{\"model\":\"openai/gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'");
+    println!("      KEYWAY_URL={url} KEYWAY_MANAGEMENT_KEY={mgmt} keyway byok list");
+
+    if !once {
+        println!("\nServing until Ctrl-C.");
+        crate::shutdown_signal().await;
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    drop(fakes);
+    Ok(())
+}
+
+/// The generation record, once the usage writer has stored it (it writes off the request path).
+async fn generation(api: &Client, id: &str) -> Option<Value> {
+    if id == "-" {
+        return None;
+    }
+    for _ in 0..40 {
+        match api.get(&format!("/generation?id={id}")).await {
+            Ok(v) => return Some(v.get("data").cloned().unwrap_or(v)),
+            Err(e) if e.to_string().contains(" 404 ") && !e.to_string().contains("no route") => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => return None,
+        }
+    }
+    None
+}

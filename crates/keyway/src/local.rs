@@ -1,0 +1,88 @@
+//! Commands that open the store directly instead of calling a server: schema migration and
+//! master-key rotation. Both are operator maintenance on the machine that holds the data.
+
+use anyhow::{anyhow, bail, Context};
+use keyway_crypto::{Keyring, MasterKey};
+use keyway_gateway::state::write_private;
+use keyway_gateway::{AppState, Config};
+use keyway_store::Store;
+use std::path::Path;
+use std::sync::Arc;
+
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let (state, boot) = AppState::build(config).await?;
+    if let Some(key) = &boot.management_key {
+        eprintln!("Management key (shown once, store it now): {}", key.as_str());
+    }
+    state.store.close().await;
+    eprintln!("database is up to date");
+    Ok(())
+}
+
+/// Generates a new master key, re-wraps every sealed secret under it, and installs it.
+///
+/// Order matters for a crash halfway: the new key is written (as `master.key.new`) before any
+/// row changes, and rows name the key that sealed them, so with both files present every row
+/// still opens. Stop the server first: a running server would keep sealing with the old key.
+pub async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
+    let dir = config.data_dir.clone();
+    let file = dir.join("master.key");
+    let from_env = config.master_key.is_some();
+    let old = match &config.master_key {
+        Some(b64) => MasterKey::from_base64(b64).map_err(|e| anyhow!("KEYWAY_MASTER_KEY: {e}"))?,
+        None => {
+            let s = std::fs::read_to_string(&file).with_context(|| format!("no master key to rotate at {}", file.display()))?;
+            MasterKey::from_base64(&s).map_err(|e| anyhow!("{}: {e}", file.display()))?
+        }
+    };
+    let old_id = old.id().to_owned();
+    let new = MasterKey::generate();
+    let new_b64 = new.to_base64();
+    let new_id = new.id().to_owned();
+
+    let staged = dir.join("master.key.new");
+    if !from_env {
+        // A leftover from an interrupted rotation holds a key some rows may be sealed with.
+        if staged.exists() {
+            bail!("{} exists (an interrupted rotation?): keep it until you know no row needs it, then remove it and retry", staged.display());
+        }
+        write_private(&staged, new_b64.as_bytes()).with_context(|| format!("cannot write {}", staged.display()))?;
+    }
+
+    let mut ring = Keyring::new(new).with_retired(old);
+    for r in &config.retired_master_keys {
+        ring = ring.with_retired(MasterKey::from_base64(r).map_err(|e| anyhow!("retired_master_keys: {e}"))?);
+    }
+    let store = Store::connect(&config.database_url(), Arc::new(ring)).await?;
+    let changed = store.reseal_all().await?;
+    store.set_meta("master_key_id", &new_id).await?;
+    store.close().await;
+
+    if from_env {
+        println!("Re-sealed {changed} secret(s) from master key {old_id} to {new_id}.");
+        println!("KEYWAY_MASTER_KEY is in use, so no file was written. Set, before the next start:");
+        println!("  KEYWAY_MASTER_KEY={}", new_b64.as_str());
+        println!("The old key is no longer needed once every node runs with the new one.");
+    } else {
+        install(&dir, &file, &staged)?;
+        println!("Re-sealed {changed} secret(s) from master key {old_id} to {new_id}.");
+        println!("New key: {} (0600). Old key kept as {} (0600); delete it once you have a backup of the new one.", file.display(), dir.join("master.key.old").display());
+    }
+    Ok(())
+}
+
+/// master.key -> master.key.old, master.key.new -> master.key (renames are atomic on one filesystem).
+fn install(dir: &Path, file: &Path, staged: &Path) -> anyhow::Result<()> {
+    let old = dir.join("master.key.old");
+    if old.exists() {
+        std::fs::remove_file(&old).with_context(|| format!("cannot replace {}", old.display()))?;
+    }
+    std::fs::rename(file, &old).with_context(|| format!("cannot move {} aside", file.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(staged, file).with_context(|| format!("cannot install {}", file.display()))?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `keyway`: the gateway binary — the server, its local maintenance commands, and a CLI for a
+//! running server's management API.
+
+mod cli;
+mod config_docs;
+mod demo;
+mod fakes;
+mod local;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use cli::{Client, Remote};
+use keyway_gateway::{AppState, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyway",
+    version,
+    about = "Keyway: a self-hosted AI gateway for your own provider keys (BYOK)",
+    after_help = "Start with `keyway demo`, or `keyway serve` and the README's walkthrough.\n\
+                  API commands talk to KEYWAY_URL (default http://127.0.0.1:8080) with KEYWAY_MANAGEMENT_KEY."
+)]
+struct Cli {
+    /// Configuration file (default: ./keyway.toml when present).
+    #[arg(long, short, global = true, env = "KEYWAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Address to listen on (overrides `listen`, KEYWAY_LISTEN).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory for the SQLite file and master key (overrides `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run Keyway against fake providers on loopback and show routing and fallback at work.
+    Demo {
+        /// Print the results and exit instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+        /// Address for the demo gateway (default: a free loopback port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage provider credentials (BYOK) on a running server.
+    #[command(subcommand)]
+    Byok(cli::byok::ByokCommand),
+    /// Manage Keyway API keys on a running server.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+    /// Show credits and spend, or one generation with its attempts.
+    Usage(cli::usage::UsageArgs),
+    /// Export BYOK credential metadata as JSON (never secrets).
+    Export(cli::transfer::ExportArgs),
+    /// Import BYOK credentials from an export whose secrets are given as env:/file: references.
+    Import(cli::transfer::ImportArgs),
+    /// Create or upgrade the database schema, then exit (local: opens the store directly).
+    Migrate {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Generate a new master key and re-seal every stored secret with it (local; stop the server first).
+    RotateMasterKey {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `keyway completions bash > /etc/bash_completion.d/keyway`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Start every fake provider on loopback and print their URLs as one JSON line (test harnesses).
+    #[command(hide = true)]
+    Fakes,
+    /// Print docs/config.md as generated from the configuration struct.
+    #[command(hide = true)]
+    ConfigDocs,
+}
+
+fn init_tracing(format: &str) {
+    init_tracing_with("info,sqlx=warn", format);
+}
+
+/// `KEYWAY_LOG` (or `RUST_LOG`) wins over `default`; `json` gives one JSON object per line.
+pub(crate) fn init_tracing_with(default: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWAY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal: escape codes in a log file or a collector break grep and parsers.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let load = || Config::load(cli.config.as_deref());
+    match cli.command {
+        Command::Serve { listen, data_dir } => {
+            let mut config = load()?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            init_tracing(&config.log_format);
+            let listen = config.listen;
+            let (state, boot) = AppState::build(config).await?;
+            if let Some(key) = &boot.management_key {
+                eprintln!("\nFirst start: created the default workspace and a management key.");
+                eprintln!("Management key (shown once, store it now): {}\n", key.as_str());
+            }
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, "keyway listening");
+            keyway_gateway::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::Demo { once, listen } => demo::run(once, listen).await?,
+        Command::Byok(cmd) => cli::byok::run(&Client::new(&cli.remote)?, cmd).await?,
+        Command::Keys(cmd) => cli::keys::run(&Client::new(&cli.remote)?, cmd).await?,
+        Command::Usage(args) => cli::usage::run(&Client::new(&cli.remote)?, args).await?,
+        Command::Export(args) => cli::transfer::export(&Client::new(&cli.remote)?, args).await?,
+        Command::Import(args) => cli::transfer::import(&Client::new(&cli.remote)?, args).await?,
+        Command::Migrate { data_dir } => {
+            let mut config = load()?;
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            init_tracing(&config.log_format);
+            local::migrate(config).await?;
+        }
+        Command::RotateMasterKey { data_dir } => {
+            let mut config = load()?;
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            init_tracing(&config.log_format);
+            local::rotate_master_key(config).await?;
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "keyway", &mut std::io::stdout());
+        }
+        Command::Fakes => fakes::run().await?,
+        Command::ConfigDocs => print!("{}", config_docs::render()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,243 @@
+//! The CLI against a real `keyway serve` (the built binary) in front of the OpenAI fake.
+// Test helpers outside #[test] fns: failing loudly is their job. Children are killed and
+// waited for in `Server::drop`.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::zombie_processes)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyway");
+const MGMT: &str = "kw-mgmt-cli-test-0123456789abcdef0123";
+const SECRET: &str = "sk-cli-test-secret-value-0000000000AbCd";
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+fn base_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYWAY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("KEYWAY_LOG", "warn")
+}
+
+async fn start(data: &Path, fake: &str) -> Server {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    base_env(&mut cmd)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .env("KEYWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT)
+        .env("KEYWAY_PROVIDERS__OPENAI__BASE_URL", format!("{fake}/v1"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{url}/health")).await.is_ok_and(|r| r.status().is_success()) {
+            return Server { child, url };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("keyway serve did not come up");
+}
+
+/// Runs the CLI off the async runtime (the fake serves on it meanwhile).
+async fn cli(url: &str, key: &str, args: &[&str]) -> Output {
+    let (url, key) = (url.to_owned(), key.to_owned());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(BIN);
+        base_env(&mut cmd).env("KEYWAY_URL", url).env("KEYWAY_MANAGEMENT_KEY", key).env("CLI_TEST_SECRET", SECRET).args(&args);
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "command failed: {}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_round_trip_through_the_management_api() {
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &fake.url()).await;
+    let url = server.url.clone();
+
+    // byok add/list/show/update/test
+    let added = json(&cli(&url, MGMT, &["byok", "add", "--provider", "openai", "--name", "cli-key", "--key-env", "CLI_TEST_SECRET", "-o", "json"]).await);
+    let id = added["data"]["id"].as_str().unwrap().to_owned();
+    let list = cli(&url, MGMT, &["byok", "list"]).await;
+    let out = text(&list);
+    assert!(list.status.success() && out.contains("cli-key") && out.contains("AbCd"), "{out}");
+    assert!(!out.contains(SECRET));
+    assert_eq!(json(&cli(&url, MGMT, &["byok", "show", &id, "-o", "json"]).await)["data"]["name"], "cli-key");
+    let upd = json(&cli(&url, MGMT, &["byok", "update", &id, "--name", "renamed", "--sort-order", "3", "-o", "json"]).await);
+    assert_eq!(upd["data"]["name"], "renamed");
+    let tested = cli(&url, MGMT, &["byok", "test", &id]).await;
+    assert!(tested.status.success(), "{}", text(&tested));
+    assert!(fake.calls_with_key(SECRET) >= 1, "the test call used the stored key");
+
+    // keys create/list/rm
+    let created = json(&cli(&url, MGMT, &["keys", "create", "--name", "app", "--rpm", "60", "-o", "json"]).await);
+    let raw = created["key"].as_str().unwrap();
+    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
+    assert!(raw.starts_with("kw-"));
+    let keys = text(&cli(&url, MGMT, &["keys", "list"]).await);
+    assert!(keys.contains("app") && keys.contains(&hash) && !keys.contains(raw), "{keys}");
+    assert!(cli(&url, MGMT, &["keys", "rm", &hash]).await.status.success());
+    assert!(!text(&cli(&url, MGMT, &["keys", "list"]).await).contains(&hash));
+
+    // usage (credits + activity)
+    let usage = cli(&url, MGMT, &["usage"]).await;
+    assert!(usage.status.success(), "{}", text(&usage));
+
+    // export (metadata only) -> rm -> import with a secret reference
+    let file = dir.path().join("export.json");
+    let exp = cli(&url, MGMT, &["export", "-f", file.to_str().unwrap()]).await;
+    assert!(exp.status.success(), "{}", text(&exp));
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(exported.contains("renamed") && !exported.contains(SECRET), "{exported}");
+    assert!(cli(&url, MGMT, &["byok", "rm", &id]).await.status.success());
+    let refused = cli(&url, MGMT, &["import", file.to_str().unwrap()]).await;
+    assert!(!refused.status.success() && text(&refused).contains("no secret for: renamed"), "{}", text(&refused));
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"renamed": "env:CLI_TEST_SECRET"}"#).unwrap();
+    let imp = cli(&url, MGMT, &["import", file.to_str().unwrap(), "--secrets", secrets.to_str().unwrap()]).await;
+    assert!(imp.status.success(), "{}", text(&imp));
+    let after = json(&cli(&url, MGMT, &["byok", "list", "-o", "json"]).await);
+    assert_eq!(after["total_count"], 1);
+    assert_eq!(after["data"][0]["sort_order"], 3);
+    let new_id = after["data"][0]["id"].as_str().unwrap().to_owned();
+
+    // wrong key: a clear error, non-zero exit, no secret echoed
+    let bad = cli(&url, "kw-mgmt-wrong-000000000000000000000", &["byok", "list"]).await;
+    assert!(!bad.status.success() && text(&bad).contains("401"), "{}", text(&bad));
+
+    // rotate-master-key: stop, rotate, restart, the stored secret still opens
+    drop(server);
+    let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let rot = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || base_env(&mut Command::new(BIN)).args(["rotate-master-key", "--data-dir"]).arg(&data).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(rot.status.success(), "{}", text(&rot));
+    assert!(text(&rot).contains("Re-sealed 1 secret"), "{}", text(&rot));
+    assert_eq!(std::fs::read_to_string(data.join("master.key.old")).unwrap(), old_key);
+    assert_ne!(std::fs::read_to_string(data.join("master.key")).unwrap(), old_key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["master.key", "master.key.old"] {
+            assert_eq!(std::fs::metadata(data.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+        }
+    }
+    std::fs::remove_file(data.join("master.key.old")).unwrap(); // proves the old key isn't needed
+    let server = start(&data, &fake.url()).await;
+    let tested = cli(&server.url, MGMT, &["byok", "test", &new_id, "-o", "json"]).await;
+    assert_eq!(json(&tested)["ok"], true, "{}", text(&tested));
+}
+
+#[test]
+fn help_and_completions() {
+    for args in [&["--help"][..], &["byok", "--help"], &["byok", "add", "--help"], &["keys", "create", "--help"], &["usage", "--help"], &["import", "--help"]] {
+        let o = base_env(&mut Command::new(BIN)).args(args).output().unwrap();
+        assert!(o.status.success() && !o.stdout.is_empty(), "{args:?}");
+    }
+    let o = base_env(&mut Command::new(BIN)).args(["completions", "bash"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("_keyway"));
+    // API commands without a management key say what to set.
+    let o = base_env(&mut Command::new(BIN)).args(["byok", "list"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("KEYWAY_MANAGEMENT_KEY"));
+}
+
+#[test]
+fn demo_once_shows_a_fallback_and_exits() {
+    let o = base_env(&mut Command::new(BIN)).args(["demo", "--once"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("openai primary 429 -> openai backup 200"), "{out}");
+    assert!(out.contains("bedrock (IAM)"), "{out}");
+    assert!(out.contains("Management key: kw-mgmt-"), "{out}");
+    assert!(!out.contains(" 502 ") && !out.contains(" 500 "), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_have_one_request_line_with_the_generation_id() {
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    base_env(&mut cmd)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("KEYWAY_LOG", "info")
+        .env("KEYWAY_LOG_FORMAT", "json")
+        .env("KEYWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT)
+        .env("KEYWAY_PROVIDERS__OPENAI__BASE_URL", format!("{}/v1", fake.url()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = Server { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http.get(format!("{}/health", server.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let byok = serde_json::json!({"provider": "openai", "name": "k", "key": SECRET});
+    http.post(format!("{}/api/v1/byok", server.url)).bearer_auth(MGMT).json(&byok).send().await.unwrap();
+    let resp = http
+        .post(format!("{}/v1/chat/completions", server.url))
+        .bearer_auth(MGMT)
+        .json(&serde_json::json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let gen = resp.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let mut found = None;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        found = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["generation_id"] == gen.as_str());
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = found.unwrap_or_else(|| panic!("no JSON line with {gen}:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    assert_eq!(line["message"], "request");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["provider"], "openai");
+    let all = std::fs::read_to_string(&log).unwrap();
+    assert!(all.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "every line is JSON:\n{all}");
+    assert!(!all.contains(SECRET) && !all.contains(MGMT));
+}
