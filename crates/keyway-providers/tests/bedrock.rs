@@ -242,7 +242,7 @@ async fn the_fake_is_strict_about_signatures() {
     let p = providers(&f);
     let wrong = cred(json!({"accessKeyId": AKID, "secretAccessKey": "not-the-secret"}));
     match complete(&p, &call(&wrong, None), &hello(false)).await {
-        Err(ProviderError::Auth { status: 403, message }) => assert!(message.contains("signature we calculated does not match"), "{message}"),
+        Err(ProviderError::Auth { status: 403, message, .. }) => assert!(message.contains("signature we calculated does not match"), "{message}"),
         other => panic!("unexpected {other:?}"),
     }
     // Signed for eu-west-1, sent to the us-west-2 endpoint.
@@ -353,114 +353,204 @@ async fn preview_masks_the_signature() {
 
 // --- SigV4 test vectors ---------------------------------------------------------------------
 //
-// From AWS's SigV4 signing test suite as shipped in the `aws-sigv4` crate (1.6.4), directory
-// `aws-signing-test-suite/v4/<case>/` (smithy-rs: `aws/rust-runtime/aws-sigv4/aws-signing-test-suite`):
-// `request.txt`, `header-canonical-request.txt`, `header-string-to-sign.txt`,
-// `header-signature.txt`. Credentials AKIDEXAMPLE / wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY,
-// region us-east-1, service `service`, time 2015-08-30T12:36:00Z.
+// AWS's SigV4 signing test suite (v4, header signing) as shipped in the `aws-sigv4` crate 1.6.4,
+// copied unmodified to `tests/testdata/aws-sigv4-test-suite/v4/` (Apache-2.0; see its README).
+// Each case's `header-signed-request.txt` is fed to the fake's verifier as the request a server
+// would receive; the verifier's canonical request, string to sign and signature must equal the
+// published ones, and its whole check must accept the request and refuse it when the secret,
+// region, service, time or body is off.
 
-struct Vector {
-    name: &'static str,
-    method: &'static str,
-    path: &'static str,
-    query: &'static str,
-    headers: &'static [(&'static str, &'static str)],
-    body: &'static [u8],
-    canonical_request: &'static str,
-    string_to_sign: &'static str,
-    signature: &'static str,
+const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/aws-sigv4-test-suite/v4");
+
+/// A request as the suite writes it: `METHOD target [HTTP/1.1]`, `Name:value` lines (a line
+/// starting with whitespace continues the previous value), a blank line, the body.
+struct SuiteRequest {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
-const VECTORS: &[Vector] = &[
-    Vector {
-        name: "get-vanilla",
-        method: "GET",
-        path: "/",
-        query: "",
-        headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
-        body: b"",
-        canonical_request: "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\nbb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63",
-        signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
-    },
-    Vector {
-        name: "post-vanilla",
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
-        body: b"",
-        canonical_request: "POST\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n553f88c9e4d10fc9e109e2aeb65f030801b70c2f6468faca261d401ae622fc87",
-        signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
-    },
-    Vector {
-        name: "get-vanilla-query-order-key-case",
-        method: "GET",
-        path: "/",
-        query: "Param2=value2&Param1=value1",
-        headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
-        body: b"",
-        canonical_request: "GET\n/\nParam1=value1&Param2=value2\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0",
-        signature: "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
-    },
-    Vector {
-        name: "post-x-www-form-urlencoded",
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("host", "example.amazonaws.com"),
-            ("content-length", "13"),
-            ("x-amz-date", "20150830T123600Z"),
-            ("x-amz-content-sha256", "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"),
-        ],
-        body: b"Param1=value1",
-        canonical_request: "POST\n/\n\ncontent-length:13\ncontent-type:application/x-www-form-urlencoded\nhost:example.amazonaws.com\nx-amz-content-sha256:9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e\nx-amz-date:20150830T123600Z\n\ncontent-length;content-type;host;x-amz-content-sha256;x-amz-date\n9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
-        string_to_sign: "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\nb1edd1d03544c25390e32085d55b57acc9a3961bb59415ff86c45c3d89d16cfb",
-        signature: "d3875051da38690788ef43de4db0d8f280229d82040bfac253562e56c3f20e0b",
-    },
-];
+fn parse_suite_request(text: &str) -> SuiteRequest {
+    let (head, body) = text.split_once("\n\n").unwrap_or((text, ""));
+    let mut lines = head.lines();
+    let first = lines.next().unwrap();
+    let (method, target) = first.split_once(' ').unwrap();
+    let target = target.strip_suffix(" HTTP/1.1").unwrap_or(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut headers: Vec<(String, String)> = vec![];
+    for line in lines {
+        if line.starts_with(' ') || line.starts_with('\t') {
+            headers.last_mut().unwrap().1.push_str(&format!(" {}", line.trim()));
+        } else {
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.to_ascii_lowercase(), v.to_owned()));
+        }
+    }
+    SuiteRequest { method: method.into(), path: path.into(), query: query.into(), headers, body: body.as_bytes().to_vec() }
+}
 
-const V_AKID: &str = "AKIDEXAMPLE";
-const V_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const V_SCOPE: &str = "20150830/us-east-1/service/aws4_request";
+/// What a case was signed with.
+struct SuiteContext {
+    access_key_id: String,
+    secret: String,
+    token: Option<String>,
+    region: String,
+    service: String,
+    time: chrono::DateTime<chrono::Utc>,
+    normalize: bool,
+}
 
-fn vector_time() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339("2015-08-30T12:36:00Z").unwrap().with_timezone(&chrono::Utc)
+fn suite_context(name: &str, dir: &std::path::Path) -> SuiteContext {
+    let time = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+    match std::fs::read_to_string(dir.join("context.json")) {
+        Ok(text) => {
+            let c: Value = serde_json::from_str(&text).unwrap();
+            SuiteContext {
+                access_key_id: c["credentials"]["access_key_id"].as_str().unwrap().into(),
+                secret: c["credentials"]["secret_access_key"].as_str().unwrap().into(),
+                token: c["credentials"]["token"].as_str().map(str::to_owned),
+                region: c["region"].as_str().unwrap().into(),
+                service: c["service"].as_str().unwrap().into(),
+                time: time(c["timestamp"].as_str().unwrap()),
+                normalize: c["normalize"].as_bool().unwrap(),
+            }
+        }
+        // The two older-format cases carry no context; aws-sigv4's own tests sign them with
+        // `Credentials::for_tests()` (double-encode-path) and the suite's example key (double-url-encode).
+        Err(_) if name == "double-encode-path" => SuiteContext {
+            access_key_id: "ANOTREAL".into(),
+            secret: "notrealrnrELgWzOk3IfjzDKtFBhDby".into(),
+            token: None,
+            region: "us-east-1".into(),
+            service: "service".into(),
+            time: time("2015-08-30T12:36:00Z"),
+            normalize: true,
+        },
+        Err(_) if name == "double-url-encode" => SuiteContext {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            token: None,
+            region: "us-east-2".into(),
+            service: "lambda".into(),
+            time: time("2021-05-11T15:40:45Z"),
+            normalize: true,
+        },
+        Err(e) => panic!("{name}: no context.json: {e}"),
+    }
+}
+
+/// Checks one case; `Err` says which step disagreed.
+fn check_suite_case(name: &str) -> Result<(), String> {
+    let dir = std::path::Path::new(SUITE).join(name);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    let cx = suite_context(name, &dir);
+    let req = parse_suite_request(&read("header-signed-request.txt").ok_or("no header-signed-request.txt")?);
+    // The suite's CRT cases other than `get-space-normalized` hold no `%` in their paths, so
+    // single and double encoding agree on them; that one case is written for single encoding
+    // (aws-sigv4 skips it for this reason). Everything else is checked with Bedrock's rules.
+    let rules = sigv4::UriRules { normalize: cx.normalize, double_encode: name != "get-space-normalized" };
+    let raw = RawRequest { method: &req.method, path: &req.path, query: &req.query, headers: &req.headers, body: &req.body };
+    let auth_value = req.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.trim().to_owned()).ok_or("no Authorization")?;
+    let auth = sigv4::parse_authorization(&auth_value).map_err(|e| format!("Authorization: {e}"))?;
+    let creq = sigv4::canonical_request_with(&raw, &auth.signed_headers, rules).map_err(|e| format!("canonical request: {e}"))?;
+    let want_creq = read("header-canonical-request.txt").ok_or("no header-canonical-request.txt")?;
+    if name == "double-encode-path" {
+        // This legacy file was generated at another time (its x-amz-date is 20210511T154045Z while
+        // the signed request's is 20150830T123600Z): compare the canonical URI, and let the
+        // published signature below cover the rest.
+        if creq.lines().nth(1) != want_creq.lines().nth(1) {
+            return Err(format!("canonical URI {:?} != {:?}", creq.lines().nth(1), want_creq.lines().nth(1)));
+        }
+    } else if creq != want_creq.trim_end_matches('\n') {
+        return Err(format!("canonical request\n{creq}\n!=\n{want_creq}"));
+    }
+    let amz_date = req.headers.iter().find(|(k, _)| k == "x-amz-date").map(|(_, v)| v.trim().to_owned()).ok_or("no x-amz-date")?;
+    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let sts = sigv4::string_to_sign(&amz_date, &scope, &creq);
+    if let Some(want) = read("header-string-to-sign.txt") {
+        if sts != want.trim_end_matches('\n') {
+            return Err(format!("string to sign\n{sts}\n!=\n{want}"));
+        }
+    }
+    let sig = sigv4::signature(&cx.secret, &auth.date, &auth.region, &auth.service, &sts);
+    if sig != auth.signature {
+        return Err(format!("signature {sig} != the published request's {}", auth.signature));
+    }
+    if let Some(want) = read("header-signature.txt") {
+        if sig != want.trim() {
+            return Err(format!("signature {sig} != header-signature.txt {want}"));
+        }
+    }
+
+    // The whole check accepts the published request, and refuses it when anything is off.
+    let key = |secret: &str| HashMap::from([(cx.access_key_id.clone(), IamKey { secret_access_key: secret.into(), session_token: cx.token.clone() })]);
+    let verify = |raw: &RawRequest<'_>, keys: &HashMap<String, IamKey>, service: &str, region: &str, now| sigv4::verify_with(raw, keys, service, region, now, rules);
+    let good = key(&cx.secret);
+    let ok = verify(&raw, &good, &cx.service, &cx.region, cx.time).map_err(|e| format!("verify: {e}"))?;
+    if ok.access_key_id != cx.access_key_id {
+        return Err("verify: wrong key id".into());
+    }
+    let refusals = [
+        ("wrong secret", verify(&raw, &key("wrong"), &cx.service, &cx.region, cx.time), Err(sigv4::SigError::Mismatch)),
+        ("wrong region", verify(&raw, &good, &cx.service, "eu-west-1", cx.time), Err(sigv4::SigError::WrongRegion)),
+        ("wrong service", verify(&raw, &good, "bedrock", &cx.region, cx.time), Err(sigv4::SigError::WrongService)),
+    ];
+    for (what, got, want) in refusals {
+        if got != want {
+            return Err(format!("{what}: {got:?}"));
+        }
+    }
+    if !matches!(verify(&raw, &good, &cx.service, &cx.region, cx.time + chrono::Duration::minutes(6)), Err(sigv4::SigError::Skew(_))) {
+        return Err("a stale x-amz-date passed".into());
+    }
+    let tampered_body = [req.body.as_slice(), b"x"].concat();
+    if verify(&RawRequest { body: &tampered_body, ..raw.clone() }, &good, &cx.service, &cx.region, cx.time).is_ok() {
+        return Err("a changed body passed".into());
+    }
+    let tampered_path = format!("{}x", req.path);
+    if verify(&RawRequest { path: &tampered_path, ..raw.clone() }, &good, &cx.service, &cx.region, cx.time).is_ok() {
+        return Err("a changed path passed".into());
+    }
+    if let Some(token) = &cx.token {
+        // A key with a session token needs that token on the request.
+        let other = HashMap::from([(cx.access_key_id.clone(), IamKey { secret_access_key: cx.secret.clone(), session_token: Some(format!("{token}x")) })]);
+        if verify(&raw, &other, &cx.service, &cx.region, cx.time) != Err(sigv4::SigError::UnknownKey) {
+            return Err("a wrong session token passed".into());
+        }
+    }
+    Ok(())
 }
 
 #[test]
 fn verifier_reproduces_the_aws_sigv4_test_suite() {
-    for v in VECTORS {
-        let headers: Vec<(String, String)> = v.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-        signed.sort();
-        let raw = RawRequest { method: v.method, path: v.path, query: v.query, headers: &headers, body: v.body };
-        let creq = sigv4::canonical_request(&raw, &signed).unwrap();
-        assert_eq!(creq, v.canonical_request, "{}: canonical request", v.name);
-        let sts = sigv4::string_to_sign("20150830T123600Z", V_SCOPE, &creq);
-        assert_eq!(sts, v.string_to_sign, "{}: string to sign", v.name);
-        assert_eq!(sigv4::signature(V_SECRET, "20150830", "us-east-1", "service", &sts), v.signature, "{}: signature", v.name);
-
-        // The whole check passes with the vector's Authorization header, and fails when anything is off.
-        let auth = format!("AWS4-HMAC-SHA256 Credential={V_AKID}/{V_SCOPE}, SignedHeaders={}, Signature={}", signed.join(";"), v.signature);
-        let mut with_auth = headers.clone();
-        with_auth.push(("authorization".into(), auth));
-        let raw = RawRequest { headers: &with_auth, ..raw };
-        let keys = HashMap::from([(V_AKID.to_owned(), IamKey { secret_access_key: V_SECRET.into(), session_token: None })]);
-        assert!(sigv4::verify(&raw, &keys, "service", "us-east-1", vector_time()).is_ok(), "{}", v.name);
-        let wrong = HashMap::from([(V_AKID.to_owned(), IamKey { secret_access_key: "wrong".into(), session_token: None })]);
-        assert_eq!(sigv4::verify(&raw, &wrong, "service", "us-east-1", vector_time()), Err(sigv4::SigError::Mismatch));
-        assert_eq!(sigv4::verify(&raw, &keys, "service", "eu-west-1", vector_time()), Err(sigv4::SigError::WrongRegion));
-        assert_eq!(sigv4::verify(&raw, &keys, "bedrock", "us-east-1", vector_time()), Err(sigv4::SigError::WrongService));
-        let late = vector_time() + chrono::Duration::minutes(6);
-        assert!(matches!(sigv4::verify(&raw, &keys, "service", "us-east-1", late), Err(sigv4::SigError::Skew(_))));
-        let tampered = RawRequest { body: b"Param1=value2", ..raw.clone() };
-        assert_eq!(sigv4::verify(&tampered, &keys, "service", "us-east-1", vector_time()), Err(sigv4::SigError::Mismatch));
+    let mut names: Vec<String> = std::fs::read_dir(SUITE).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    // Every v4 case of aws-sigv4 1.6.4's suite; the ones the issue names among them.
+    assert_eq!(names.len(), 40, "{names:?}");
+    for must in ["double-encode-path", "double-url-encode", "get-header-value-trim", "get-header-key-duplicate", "get-vanilla-with-session-token",
+                 "get-utf8", "get-space-unnormalized", "post-vanilla", "post-header-key-case", "post-sts-header-after", "post-x-www-form-urlencoded-parameters"] {
+        assert!(names.iter().any(|n| n == must), "{must} missing");
     }
+    let failures: Vec<String> = names.iter().filter_map(|n| check_suite_case(n).err().map(|e| format!("{n}: {e}"))).collect();
+    println!("SigV4 suite: {} of {} vectors pass", names.len() - failures.len(), names.len());
+    assert!(failures.is_empty(), "{} of {} vectors fail:\n{}", failures.len(), names.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn bedrock_model_ids_are_double_encoded_and_s3_style_single_encoding_differs() {
+    // Bedrock model ids hold `:`; Keyway sends it as `%3A`, and SigV4 (outside S3) signs `%253A`.
+    let path = "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse";
+    assert_eq!(sigv4::canonical_uri(path), "/model/us.anthropic.claude-3-5-haiku-20241022-v1%253A0/converse");
+    let single = sigv4::UriRules { normalize: true, double_encode: false };
+    assert_eq!(sigv4::canonical_uri_with(path, single), "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse");
+    // `get-space-normalized` is written for single encoding: Bedrock's rules give another URI.
+    assert_eq!(sigv4::canonical_uri("/example%20space/"), "/example%2520space/");
+    assert_eq!(sigv4::canonical_uri_with("/example%20space/", single), "/example%20space/");
+    // Dot segments and empty segments go before encoding; unnormalized rules keep them.
+    assert_eq!(sigv4::canonical_uri("//example/./a/../b//"), "/example/b/");
+    assert_eq!(sigv4::canonical_uri_with("//example//", sigv4::UriRules { normalize: false, double_encode: true }), "//example//");
 }
 
 #[test]

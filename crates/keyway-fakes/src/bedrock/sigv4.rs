@@ -105,12 +105,59 @@ fn encode(s: &str) -> String {
     utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
-/// The path as sent, each segment encoded again.
+/// How a service builds the canonical URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UriRules {
+    /// Remove `.`/`..` segments and empty segments (RFC 3986 5.2.4) first.
+    pub normalize: bool,
+    /// Encode the path as sent once more (`%3A` -> `%253A`); else decode it and encode it once
+    /// (S3's single encoding).
+    pub double_encode: bool,
+}
+
+impl UriRules {
+    /// Every service but S3, Bedrock included.
+    pub const DEFAULT: UriRules = UriRules { normalize: true, double_encode: true };
+}
+
+/// RFC 3986 remove-dot-segments, also dropping empty segments, as AWS does; a trailing slash stays.
+fn normalize_path(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut r = format!("/{}", out.join("/"));
+    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
+    if trailing && !r.ends_with('/') {
+        r.push('/');
+    }
+    r
+}
+
+/// The canonical URI under [`UriRules::DEFAULT`]: the path as sent, each segment encoded again.
 pub fn canonical_uri(path: &str) -> String {
+    canonical_uri_with(path, UriRules::DEFAULT)
+}
+
+pub fn canonical_uri_with(path: &str, rules: UriRules) -> String {
     if path.is_empty() {
         return "/".to_owned();
     }
-    path.split('/').map(encode).collect::<Vec<_>>().join("/")
+    let path = if rules.normalize { normalize_path(path) } else { path.to_owned() };
+    let enc = |seg: &str| {
+        if rules.double_encode {
+            encode(seg)
+        } else {
+            encode(&percent_decode_str(seg).decode_utf8_lossy())
+        }
+    };
+    path.split('/').map(enc).collect::<Vec<_>>().join("/")
 }
 
 /// Parameters decoded, re-encoded the SigV4 way, and sorted by name then value.
@@ -151,10 +198,14 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 pub fn canonical_request(req: &RawRequest<'_>, signed: &[String]) -> Result<String, SigError> {
+    canonical_request_with(req, signed, UriRules::DEFAULT)
+}
+
+pub fn canonical_request_with(req: &RawRequest<'_>, signed: &[String], rules: UriRules) -> Result<String, SigError> {
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
-        canonical_uri(req.path),
+        canonical_uri_with(req.path, rules),
         canonical_query(req.query),
         canonical_headers(req.headers, signed)?,
         signed.join(";"),
@@ -202,17 +253,30 @@ pub struct Verified {
     pub region: String,
 }
 
+/// A header's value without the optional whitespace HTTP allows around it.
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
 }
 
-/// Checks a request's SigV4 signature for `service` in `region` at `now`.
+/// Checks a request's SigV4 signature for `service` in `region` at `now`, with the canonical URI
+/// rules of every service but S3 (Bedrock's).
 pub fn verify(
     req: &RawRequest<'_>,
     keys: &HashMap<String, IamKey>,
     service: &str,
     region: &str,
     now: DateTime<Utc>,
+) -> Result<Verified, SigError> {
+    verify_with(req, keys, service, region, now, UriRules::DEFAULT)
+}
+
+pub fn verify_with(
+    req: &RawRequest<'_>,
+    keys: &HashMap<String, IamKey>,
+    service: &str,
+    region: &str,
+    now: DateTime<Utc>,
+    rules: UriRules,
 ) -> Result<Verified, SigError> {
     let auth = parse_authorization(header(req.headers, "authorization").ok_or(SigError::Missing)?)?;
     let key = keys.get(&auth.access_key_id).ok_or(SigError::UnknownKey)?;
@@ -240,7 +304,7 @@ pub fn verify(
         return Err(SigError::Mismatch);
     }
     let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let creq = canonical_request(req, &auth.signed_headers)?;
+    let creq = canonical_request_with(req, &auth.signed_headers, rules)?;
     let expected = signature(&key.secret_access_key, &auth.date, &auth.region, &auth.service, &string_to_sign(amz_date, &scope, &creq));
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(SigError::Mismatch);
