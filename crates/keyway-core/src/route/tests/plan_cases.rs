@@ -250,6 +250,28 @@ case!(pinned_key_scoped_to_other_model_does_not_pin:
     systems().key_with("k1", OpenAi, |m| { m.always_use = true; m.allowed_models = vec![MINI.into()] }), GPT4O
     => ["openai:system#0", "azure:system#1"]);
 
+// A pin is its owner's "never the system key" for the traffic the key serves: a key limited to
+// other Keyway keys or users serves none of this request, so it does not pin it either.
+case!(pinned_key_scoped_to_other_api_key_does_not_pin:
+    systems().key_with("k1", OpenAi, |m| { m.always_use = true; m.allowed_api_key_hashes = vec!["h-other".into()] }).api_key("h-me"), GPT4O
+    => ["openai:system#0", "azure:system#1"]);
+
+case!(pinned_key_scoped_to_calling_api_key_pins:
+    systems().key_with("k1", OpenAi, |m| { m.always_use = true; m.allowed_api_key_hashes = vec!["h-me".into()] }).api_key("h-me"), GPT4O
+    => ["openai:byok:k1", "azure:system#1"]);
+
+case!(pinned_key_scoped_to_other_user_does_not_pin:
+    systems().key_with("k1", OpenAi, |m| { m.always_use = true; m.allowed_user_ids = vec!["alice".into()] }).user("bob"), GPT4O
+    => ["openai:system#0", "azure:system#1"]);
+
+case!(pinned_key_scoped_to_calling_user_pins:
+    systems().key_with("k1", OpenAi, |m| { m.always_use = true; m.allowed_user_ids = vec!["alice".into()] }).user("alice"), GPT4O
+    => ["openai:byok:k1", "azure:system#1"]);
+
+case!(byok_only_key_scoped_to_other_api_key_does_not_pin:
+    systems().key_with("k1", OpenAi, |m| { m.is_byok_only = true; m.allowed_api_key_hashes = vec!["h-other".into()] }).api_key("h-me"), GPT4O
+    => ["openai:system#0", "azure:system#1"]);
+
 case!(always_use_on_fallback_key_does_not_pin:
     systems().key_with("f1", OpenAi, |m| { m.always_use = true; m.is_fallback = true }), GPT4O
     => ["openai:system#0", "azure:system#1", "openai:byok:f1"]);
