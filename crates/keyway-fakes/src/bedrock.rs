@@ -29,11 +29,13 @@ pub struct BedrockConfig {
     pub iam: HashMap<String, IamKey>,
     /// The region of the un-prefixed `/model/...` routes.
     pub region: String,
+    /// Streams send this many good frames, then one whose message CRC is wrong (and stop).
+    pub corrupt_crc_after: Option<usize>,
 }
 
 impl Default for BedrockConfig {
     fn default() -> Self {
-        Self { iam: HashMap::new(), region: "us-east-1".into() }
+        Self { iam: HashMap::new(), region: "us-east-1".into(), corrupt_crc_after: None }
     }
 }
 
@@ -130,7 +132,7 @@ async fn handle(f: Arc<Fake>, region: String, model: String, op: String, method:
         return (StatusCode::OK, [("content-type", "application/json")], answer.converse(&model).to_string()).into_response();
     }
     let opts = f.state.options();
-    event_stream(answer.events(opts.chunks), fault, opts.chunk_delay)
+    event_stream(answer.events(opts.chunks), fault, opts.chunk_delay, f.config.corrupt_crc_after)
 }
 
 async fn pre_fault(fault: &Option<Fault>, stream: bool) -> Option<Response> {
@@ -286,7 +288,7 @@ fn frame(m: Message) -> Vec<u8> {
 }
 
 /// Streams frames, each split across two writes so that clients must reassemble them.
-fn event_stream(events: Vec<(&'static str, Value)>, fault: Option<Fault>, delay: std::time::Duration) -> Response {
+fn event_stream(events: Vec<(&'static str, Value)>, fault: Option<Fault>, delay: std::time::Duration, corrupt_after: Option<usize>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         let mut frames: Vec<Vec<u8>> = events.into_iter().map(|(k, p)| event_frame(k, p)).collect();
@@ -304,6 +306,15 @@ fn event_stream(events: Vec<(&'static str, Value)>, fault: Option<Fault>, delay:
                 ));
             }
             _ => {}
+        }
+        if let Some(n) = corrupt_after {
+            frames.truncate(n + 1);
+            if let Some(last) = frames.get_mut(n) {
+                // Flip a bit of the trailing message CRC: the frame is whole but fails its check.
+                if let Some(b) = last.last_mut() {
+                    *b ^= 0x01;
+                }
+            }
         }
         let cut_at = (fault == Some(Fault::CutStream)).then_some(frames.len() / 2);
         for (i, f) in frames.into_iter().enumerate() {

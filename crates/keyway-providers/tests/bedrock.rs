@@ -335,6 +335,57 @@ async fn faults_map_to_error_classes() {
     f.fail_next(Fault::InvalidJson);
     let (_, _, err) = collect(&p, &call(&c, None), &hello(true)).await;
     assert!(matches!(err, Some(ProviderError::Protocol(_))), "{err:?}");
+
+    // Good frames (the role and a first text delta), then one whose CRC is wrong: the text so far
+    // arrives, then the stream ends with a Protocol error and nothing after it.
+    let config = BedrockConfig { corrupt_crc_after: Some(2), ..BedrockConfig::default().with_key(AKID, SECRET) };
+    let bad = fake::start(FakeOptions { chunks: 3, ..Default::default() }, config).await.unwrap();
+    let p = providers(&bad);
+    let ChatResponse::Stream(mut s) = p.get(ProviderSlug::AmazonBedrock).unwrap().chat(&call(&c, None), &hello(true)).await.unwrap() else {
+        panic!("expected a stream");
+    };
+    let mut items = vec![];
+    while let Some(item) = tokio::time::timeout(std::time::Duration::from_secs(5), s.next()).await.expect("the stream ends instead of hanging") {
+        items.push(item);
+    }
+    let (last, before) = items.split_last().unwrap();
+    match last {
+        Err(ProviderError::Protocol(m)) => assert!(m.contains("event-stream") || m.to_lowercase().contains("crc"), "{m}"),
+        other => panic!("expected a Protocol error last, got {other:?}"),
+    }
+    assert!(before.iter().all(Result::is_ok), "{before:?}");
+    let text: String = before
+        .iter()
+        .filter_map(|i| match i {
+            Ok(StreamEvent::Chunk { json, .. }) => serde_json::from_slice::<Value>(json).ok(),
+            _ => None,
+        })
+        .filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert!(!text.is_empty() && "Echo: hello there".starts_with(&text) && text != "Echo: hello there", "{text:?}");
+    assert!(!before.iter().any(|i| matches!(i, Ok(StreamEvent::Usage(_)))));
+}
+
+#[tokio::test]
+async fn inference_profile_prefixes_pass_through() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = iam();
+    for model in ["us.anthropic.claude-3-5-haiku-20241022-v1:0", "eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+                  "global.anthropic.claude-sonnet-4-20250514-v1:0", "apac.amazon.nova-micro-v1:0"] {
+        let m = Call { model, ..call(&c, Some("eu-west-1")) };
+        // Signed over the encoded id and accepted by the fake's verifier.
+        let (body, _) = complete(&p, &m, &hello(false)).await.unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], "Echo: hello there");
+        let path = f.calls().last().unwrap().path.clone();
+        assert_eq!(path, format!("/eu-west-1/model/{}/converse", model.replace(':', "%3A")));
+    }
+    // The real host: the profile id is the path segment as given, the region picks the host.
+    let real = providers_with_base("https://bedrock-runtime.{region}.amazonaws.com".into());
+    for (model, region) in [("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", "eu-central-1"), ("global.anthropic.claude-sonnet-4-20250514-v1:0", "us-east-1")] {
+        let preview = real.get(ProviderSlug::AmazonBedrock).unwrap().preview_chat(&Call { model, ..call(&c, Some(region)) }, &hello(false)).await.unwrap();
+        assert_eq!(preview.url, format!("https://bedrock-runtime.{region}.amazonaws.com/model/{}/converse", model.replace(':', "%3A")));
+    }
 }
 
 #[tokio::test]
