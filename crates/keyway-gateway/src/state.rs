@@ -7,7 +7,7 @@ use keyway_core::catalog::Catalog;
 use keyway_core::{Credential, ProviderSlug};
 use keyway_crypto::{Keyring, MasterKey};
 use keyway_providers::{Providers, ProvidersConfig, Timeouts};
-use keyway_store::{KeyKind, Limits, Store};
+use keyway_store::Store;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,8 @@ pub enum StartError {
     DataDir { path: String, error: std::io::Error },
     #[error("master key: {0}")]
     MasterKey(String),
+    #[error("bootstrap_management_key (KEYWAY_BOOTSTRAP_MANAGEMENT_KEY): {0}")]
+    BootstrapKey(String),
     #[error(transparent)]
     Store(#[from] keyway_store::StoreError),
     #[error("catalog: {0}")]
@@ -173,36 +175,26 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 async fn bootstrap(store: &Store, config: &Config, key_id: &str) -> Result<Bootstrap, StartError> {
-    if let Some(ws) = store.get_meta("default_workspace").await? {
-        // Refuse to start with a master key that can't open what the store holds.
-        if let Some(sealed_with) = store.get_meta("master_key_id").await? {
-            if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k).is_ok_and(|m| m.id() == sealed_with)) {
-                return Err(StartError::MasterKey(format!(
-                    "this store was sealed with master key `{sealed_with}`, but the configured key is `{key_id}` \
-                     (set KEYWAY_MASTER_KEY to the original key, or list it in retired_master_keys after a rotation)"
-                )));
-            }
+    let given = config.bootstrap_management_key.as_deref();
+    if let Some(raw) = given {
+        if !raw.starts_with(keyway_crypto::MANAGEMENT_PREFIX) || raw.len() < 24 {
+            return Err(StartError::BootstrapKey("must start with `kw-mgmt-` and be at least 24 characters".into()));
         }
-        return Ok(Bootstrap { workspace_id: ws, management_key: None });
     }
-    let ws = match store.get_workspace("default").await {
-        Ok(ws) => ws,
-        Err(keyway_store::StoreError::NotFound) => store.create_workspace("Default", "default").await?,
-        Err(e) => return Err(e.into()),
-    };
-    let management_key = match &config.bootstrap_management_key {
-        Some(raw) => {
-            if !raw.starts_with(keyway_crypto::MANAGEMENT_PREFIX) || raw.len() < 24 {
-                return Err(StartError::MasterKey(
-                    "KEYWAY_BOOTSTRAP_MANAGEMENT_KEY must start with `kw-mgmt-` and be at least 24 characters".into(),
-                ));
+    // One transaction: a crash part-way leaves nothing behind, and the next start redoes it.
+    match store.bootstrap(key_id, given).await? {
+        keyway_store::Bootstrapped::Created { workspace_id, raw_key, .. } => Ok(Bootstrap { workspace_id, management_key: raw_key }),
+        keyway_store::Bootstrapped::Existing { workspace_id, master_key_id } => {
+            // Refuse to start with a master key that can't open what the store holds.
+            if let Some(sealed_with) = master_key_id {
+                if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k).is_ok_and(|m| m.id() == sealed_with)) {
+                    return Err(StartError::MasterKey(format!(
+                        "this store was sealed with master key `{sealed_with}`, but the configured key is `{key_id}` \
+                         (set KEYWAY_MASTER_KEY to the original key, or list it in retired_master_keys after a rotation)"
+                    )));
+                }
             }
-            store.insert_key(&ws.id, "bootstrap", KeyKind::Management, true, &Limits::default(), raw).await?;
-            None
+            Ok(Bootstrap { workspace_id, management_key: None })
         }
-        None => Some(store.create_key(&ws.id, "bootstrap", KeyKind::Management, true, &Limits::default()).await?.1),
-    };
-    store.set_meta("master_key_id", key_id).await?;
-    store.set_meta("default_workspace", &ws.id).await?;
-    Ok(Bootstrap { workspace_id: ws.id, management_key })
+    }
 }

@@ -279,3 +279,55 @@ async fn first_start_bootstrap_and_restart_keeps_data() {
     let err = keyway_gateway::AppState::build(wrong).await.err().expect("wrong master key must refuse to start");
     assert!(err.to_string().contains("sealed with master key"), "{err}");
 }
+
+#[tokio::test]
+async fn restart_with_the_same_bootstrap_key_starts_and_keeps_one_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    for _ in 0..2 {
+        let (state, boot) = keyway_gateway::AppState::build(cfg.clone()).await.unwrap();
+        assert!(boot.management_key.is_none(), "a supplied key is never printed");
+        assert_eq!(state.store.count_keys().await.unwrap(), 1);
+        state.store.close().await;
+    }
+    // It authenticates after the restart.
+    let g = Gateway::start_with(cfg, dir).await;
+    let (s, v) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!((s, v["total_count"].as_i64()), (200, Some(1)), "{v}");
+}
+
+/// The state an older, non-transactional first start left when it crashed between writes:
+/// the workspace and the supplied key exist, the meta that marks the store as set up doesn't.
+#[tokio::test]
+async fn start_after_an_interrupted_bootstrap_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        // What the old code had written when it crashed before its two set_meta calls.
+        let ring = std::sync::Arc::new(keyway_crypto::Keyring::new(keyway_crypto::MasterKey::generate()));
+        let store = keyway_store::Store::connect(&cfg.database_url(), ring).await.unwrap();
+        let ws = store.create_workspace("Default", "default").await.unwrap();
+        store.insert_key(&ws.id, "bootstrap", keyway_store::KeyKind::Management, true, &Default::default(), MGMT).await.unwrap();
+        assert_eq!(store.get_meta("default_workspace").await.unwrap(), None);
+        store.close().await;
+    }
+    let g = Gateway::start_with(cfg, dir).await;
+    let (s, v) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!((s, v["total_count"].as_i64()), (200, Some(1)), "{v}");
+    assert!(g.state.store.get_meta("default_workspace").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_malformed_bootstrap_key_is_reported_as_such() {
+    for bad in ["not-a-management-key-0000000000", "kw-mgmt-short"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.bootstrap_management_key = Some(bad.into());
+        let err = keyway_gateway::AppState::build(cfg).await.err().expect("a malformed bootstrap key must refuse to start");
+        assert!(matches!(err, keyway_gateway::state::StartError::BootstrapKey(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY") && msg.contains("kw-mgmt-"), "{msg}");
+        assert!(!msg.contains("master key"), "{msg}");
+        assert!(!msg.contains(bad), "the value itself is not echoed: {msg}");
+    }
+}

@@ -34,6 +34,24 @@ fn key_label(raw: &str) -> String {
     format!("{prefix}...{tail}")
 }
 
+/// A new, enabled key record for `raw` (which is hashed, never kept).
+pub(crate) fn new_key_record(workspace_id: &str, name: &str, kind: KeyKind, admin: bool, limits: &Limits, raw: &str) -> ApiKeyRecord {
+    let now = now_ms();
+    ApiKeyRecord {
+        id: new_id(),
+        workspace_id: workspace_id.to_owned(),
+        hash: hash_api_key(raw),
+        name: name.to_owned(),
+        label: key_label(raw),
+        kind,
+        admin,
+        disabled: false,
+        limits: limits.clone(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 impl Store {
     /// Creates a key and returns it with its raw value (shown once, never stored).
     pub async fn create_key(
@@ -59,21 +77,15 @@ impl Store {
         limits: &Limits,
         raw: &str,
     ) -> Result<ApiKeyRecord> {
+        let rec = new_key_record(workspace_id, name, kind, admin, limits, raw);
+        let mut conn = self.pool.acquire().await?;
+        self.insert_key_row(&mut conn, &rec).await?;
+        Ok(rec)
+    }
+
+    /// Writes `rec` on `conn`, so that [`Store::bootstrap`] can do it inside its transaction.
+    pub(crate) async fn insert_key_row(&self, conn: &mut sqlx::AnyConnection, rec: &ApiKeyRecord) -> Result<()> {
         self.count();
-        let now = now_ms();
-        let rec = ApiKeyRecord {
-            id: new_id(),
-            workspace_id: workspace_id.to_owned(),
-            hash: hash_api_key(raw),
-            name: name.to_owned(),
-            label: key_label(raw),
-            kind,
-            admin,
-            disabled: false,
-            limits: limits.clone(),
-            created_at: now,
-            updated_at: now,
-        };
         let limits_json = serde_json::to_string(&rec.limits).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO api_keys (id, workspace_id, hash, name, label, kind, admin, disabled, limits, created_at, updated_at) \
@@ -86,14 +98,21 @@ impl Store {
         .bind(&rec.label)
         .bind(rec.kind.as_str())
         .bind(i64::from(rec.admin))
-        .bind(0i64)
+        .bind(i64::from(rec.disabled))
         .bind(limits_json)
         .bind(rec.created_at)
         .bind(rec.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(|e| if crate::is_unique_violation(&e) { StoreError::Conflict("that key already exists".into()) } else { e.into() })?;
-        Ok(rec)
+        Ok(())
+    }
+
+    /// The key with this hash, read on `conn` (inside a transaction).
+    pub(crate) async fn find_key_by_hash_on(&self, conn: &mut sqlx::AnyConnection, hash: &str) -> Result<Option<ApiKeyRecord>> {
+        self.count();
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE hash = $1")).bind(hash).fetch_optional(&mut *conn).await?;
+        row.as_ref().map(row_to_key).transpose()
     }
 
     pub async fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {

@@ -19,6 +19,7 @@ mod workspaces;
 pub use activity::{ActivityGroup, ActivityRow};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
 pub use generations::GenerationRow;
+pub use workspaces::Bootstrapped;
 pub use records::*;
 
 use keyway_crypto::Keyring;
