@@ -279,13 +279,24 @@ impl Credential {
             let g = cx.obj(gc, "`googleCredentials`")?;
             let private_key = cx.string(g, &["privateKey", "private_key"])?;
             check_pem(cx, &private_key)?;
+            // The same checks as a service-account file's.
+            let client_email = cx.string(g, &["clientEmail", "client_email"])?;
+            if !client_email.contains('@') {
+                return cx.err("`googleCredentials.clientEmail` must be an email address");
+            }
+            let token_uri = cx.opt_string(g, &["tokenUri", "token_uri"])?.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned());
+            check_https_url(cx, "googleCredentials.tokenUri", &token_uri)?;
+            let location = cx.opt_string(m, &["location", "region"])?.unwrap_or_else(|| "global".to_owned());
+            if !valid_region(&location) {
+                return cx.err(format!("`location` `{location}` is not a location name"));
+            }
             return Ok(VertexCredential {
                 project_id: cx.string(m, &["project", "project_id"])?,
-                client_email: cx.string(g, &["clientEmail", "client_email"])?,
+                client_email,
                 private_key: SecretString::from(private_key),
                 private_key_id: cx.opt_string(g, &["privateKeyId", "private_key_id"])?,
-                token_uri: cx.opt_string(g, &["tokenUri", "token_uri"])?.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned()),
-                location: cx.opt_string(m, &["location", "region"])?.unwrap_or_else(|| "global".to_owned()),
+                token_uri,
+                location,
             });
         }
         match cx.opt_string(m, &["type"])?.as_deref() {
@@ -519,6 +530,47 @@ mod tests {
         assert!(parse(ProviderSlug::GoogleVertex, wrong).is_err());
         let vercel = json!({"project": "p", "location": "us-central1", "googleCredentials": {"privateKey": PEM, "clientEmail": "a@b"}});
         assert!(parse(ProviderSlug::GoogleVertex, vercel).is_ok());
+    }
+
+    #[test]
+    fn vertex_vercel_shape_maps_and_is_checked_like_a_service_account() {
+        let base = json!({"project": "proj-7", "googleCredentials": {"privateKey": PEM, "clientEmail": "sa@proj-7.iam.gserviceaccount.com"}});
+        match parse(ProviderSlug::GoogleVertex, base.clone()) {
+            Ok(Credential::Vertex(v)) => {
+                assert_eq!(v.project_id, "proj-7");
+                assert_eq!(v.location, "global", "no location -> global");
+                assert_eq!(v.token_uri, GOOGLE_TOKEN_URI);
+                assert_eq!(v.client_email, "sa@proj-7.iam.gserviceaccount.com");
+                assert_eq!(v.private_key_id, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut located = base.clone();
+        located["location"] = json!("europe-west4");
+        located["googleCredentials"]["tokenUri"] = json!("https://oauth2.example.test/token");
+        match parse(ProviderSlug::GoogleVertex, located) {
+            Ok(Credential::Vertex(v)) => assert_eq!((v.location.as_str(), v.token_uri.as_str()), ("europe-west4", "https://oauth2.example.test/token")),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Also as a JSON string, and its stored form parses back as a service account.
+        let Ok(c) = parse(ProviderSlug::GoogleVertex, Value::String(base.to_string())) else { panic!("string form") };
+        assert!(matches!(parse(ProviderSlug::GoogleVertex, c.to_secret_json()), Ok(Credential::Vertex(v)) if v.project_id == "proj-7"));
+
+        let refused = |patch: &dyn Fn(&mut Value), want: &str| {
+            let mut v = base.clone();
+            patch(&mut v);
+            let e = parse(ProviderSlug::GoogleVertex, v).err().map(|e| e.message).unwrap_or_default();
+            assert!(e.contains(want), "{e:?} should mention {want:?}");
+            assert!(!e.contains("PRIVATE KEY"));
+        };
+        refused(&|v| v["location"] = json!("us-central1/../x"), "is not a location name");
+        refused(&|v| v["location"] = json!("US_CENTRAL1"), "is not a location name");
+        refused(&|v| v["googleCredentials"]["clientEmail"] = json!("not-an-email"), "email address");
+        refused(&|v| v["googleCredentials"]["tokenUri"] = json!("file:///etc/passwd"), "tokenUri");
+        refused(&|v| v["googleCredentials"]["tokenUri"] = json!("not a url"), "tokenUri");
+        refused(&|v| v["googleCredentials"]["privateKey"] = json!("nope"), "RSA private key");
+        refused(&|v| { v.as_object_mut().map(|m| m.remove("project")); }, "`project` is required");
+        refused(&|v| v["googleCredentials"] = json!("x"), "must be a JSON object");
     }
 
     #[test]
