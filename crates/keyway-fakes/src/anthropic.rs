@@ -5,7 +5,7 @@
 
 mod validate;
 
-use crate::openai::stream_frames;
+use crate::openai::{stream_break, stream_frames, stream_frames_with};
 use crate::server::{count_tokens, header_pairs, reply_for, split_text, FakeOptions, FakeServer, FakeState, Fault, RecordedCall};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -55,9 +55,10 @@ fn pre_fault_response(fault: &Fault, server_error: StatusCode) -> Option<Respons
         Fault::ServerError if server_error.as_u16() == 529 => Some(error(server_error, "overloaded_error", "Overloaded")),
         Fault::ServerError => Some(error(server_error, "api_error", "Internal server error")),
         Fault::Unauthorized => Some(error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key")),
+        Fault::Forbidden => Some(error(StatusCode::FORBIDDEN, "permission_error", "Your API key does not have permission to use the specified resource.")),
         Fault::BadRequest => Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", "Invalid request: injected fault.")),
         Fault::InvalidJson => Some((StatusCode::OK, [("content-type", "application/json")], "{not json").into_response()),
-        Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 => None,
+        Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 | Fault::StallMidStream(_) => None,
     }
 }
 
@@ -191,8 +192,8 @@ impl Answer {
             "delta": {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence},
             "usage": {"output_tokens": self.usage["output_tokens"]}})));
         frames.push(frame("message_stop", &json!({"type": "message_stop"})));
-        let cut_at = (fault == Some(&Fault::CutStream)).then_some(frames.len() / 2);
-        stream_frames(frames, opts.chunk_delay, cut_at)
+        let (cut_at, stall) = stream_break(fault, frames.len());
+        stream_frames_with(frames, opts.chunk_delay, cut_at, stall)
     }
 }
 

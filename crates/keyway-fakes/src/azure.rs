@@ -5,7 +5,7 @@
 //! fake, as Azure's bodies are OpenAI's.
 
 use crate::openai::{answer_chat, answer_embeddings};
-use crate::server::{header_pairs, FakeOptions, FakeServer, FakeState, RecordedCall};
+use crate::server::{header_pairs, FakeOptions, FakeServer, FakeState, Fault, RecordedCall};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -90,6 +90,13 @@ async fn handle(
     let deployment = params.get("deployment").cloned().unwrap_or_default();
     let call = RecordedCall { method: "POST".into(), path: uri.path().to_owned(), key, headers: header_pairs(headers), body: req.clone() };
     let fault = state.record(call);
+    if fault == Some(Fault::Forbidden) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": {"code": "PermissionDenied", "message": "Principal does not have access to API/Operation."}})),
+        )
+            .into_response();
+    }
     // Azure routes by deployment and doesn't need `model`; the OpenAI fake does.
     if let Some(o) = req.as_object_mut() {
         o.entry("model").or_insert(Value::String(deployment));

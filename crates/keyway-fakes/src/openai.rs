@@ -50,6 +50,12 @@ pub async fn pre_fault(fault: &Option<Fault>) -> Option<Response> {
         }
         Some(Fault::ServerError) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, "The server had an error while processing your request.")),
         Some(Fault::Unauthorized) => Some(error(StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), "Incorrect API key provided.")),
+        Some(Fault::Forbidden) => Some(error(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("unsupported_country_region_territory"),
+            "Country, region, or territory not supported",
+        )),
         Some(Fault::BadRequest) => Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", None, "Invalid request: injected fault.")),
         Some(Fault::SlowFirstByte(d)) => {
             tokio::time::sleep(*d).await;
@@ -164,17 +170,37 @@ pub fn sse_response<T: Send + Sync + 'static>(
         let e = json!({"error": {"message": "Rate limit reached (injected)", "type": "rate_limit_error", "code": "rate_limit_exceeded"}});
         return stream_frames(vec![Bytes::from(format!("data: {e}\n\n"))], delay, None);
     }
-    let cut_at = (fault == Some(Fault::CutStream)).then_some(events.len() / 2);
+    let (cut_at, stall) = stream_break(fault.as_ref(), events.len());
     let mut frames: Vec<Bytes> = events.iter().map(|e| Bytes::from(format!("data: {}\n\n", render(e)))).collect();
     if done {
         frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
-    stream_frames(frames, delay, cut_at)
+    stream_frames_with(frames, delay, cut_at, stall)
+}
+
+/// Where a stream fault strikes in a stream of `n` frames: (cut before frame, stall before frame).
+pub fn stream_break(fault: Option<&Fault>, n: usize) -> (Option<usize>, Option<(usize, std::time::Duration)>) {
+    match fault {
+        Some(Fault::CutStream) => (Some(n / 2), None),
+        Some(Fault::StallMidStream(d)) => (None, Some((n / 2, *d))),
+        _ => (None, None),
+    }
 }
 
 /// Streams pre-rendered SSE frames as a 200 `text/event-stream`, waiting `delay` between two
 /// frames; with `cut_at`, the connection breaks instead of sending that frame.
 pub fn stream_frames(frames: Vec<Bytes>, delay: std::time::Duration, cut_at: Option<usize>) -> Response {
+    stream_frames_with(frames, delay, cut_at, None)
+}
+
+/// As [`stream_frames`]; with `stall`, waits that long (connection open, nothing sent) before
+/// sending frame `stall.0`.
+pub fn stream_frames_with(
+    frames: Vec<Bytes>,
+    delay: std::time::Duration,
+    cut_at: Option<usize>,
+    stall: Option<(usize, std::time::Duration)>,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         for (i, frame) in frames.into_iter().enumerate() {
@@ -187,6 +213,9 @@ pub fn stream_frames(frames: Vec<Bytes>, delay: std::time::Duration, cut_at: Opt
             }
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            if let Some((_, d)) = stall.filter(|(at, _)| *at == i) {
+                tokio::time::sleep(d).await;
             }
             if tx.send(Ok(frame)).await.is_err() {
                 return;

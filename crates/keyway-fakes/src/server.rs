@@ -16,6 +16,8 @@ pub enum Fault {
     ServerError,
     /// 401 as if the key were wrong.
     Unauthorized,
+    /// 403 as if the key were valid but lacked access (permission / region / model).
+    Forbidden,
     /// 400 with the provider's invalid-request body.
     BadRequest,
     /// Wait this long before sending the response head.
@@ -26,6 +28,8 @@ pub enum Fault {
     ErrorEventAfter200,
     /// Answer 200 with a body that is not JSON.
     InvalidJson,
+    /// Send half of the stream, then go silent this long before sending the rest.
+    StallMidStream(Duration),
 }
 
 /// One request as the fake saw it.
@@ -202,8 +206,8 @@ pub fn key_hint(key: &str) -> String {
 /// `POST /__fake/fault` body.
 #[derive(Debug, serde::Deserialize)]
 struct FaultRequest {
-    /// `rate_limit`, `server_error`, `unauthorized`, `bad_request`, `slow`, `cut_stream`,
-    /// `error_event`, `invalid_json`, or null to clear (all faults, or only `key`'s).
+    /// `rate_limit`, `server_error`, `unauthorized`, `forbidden`, `bad_request`, `slow`, `cut_stream`,
+    /// `stall` (`ms`), `error_event`, `invalid_json`, or null to clear (all faults, or only `key`'s).
     fault: Option<String>,
     /// Only calls made with this key.
     key: Option<String>,
@@ -220,9 +224,11 @@ fn parse_fault(r: &FaultRequest) -> Result<Option<Fault>, String> {
         "rate_limit" => Fault::RateLimit { retry_after_secs: r.retry_after_secs.unwrap_or(1) },
         "server_error" => Fault::ServerError,
         "unauthorized" => Fault::Unauthorized,
+        "forbidden" => Fault::Forbidden,
         "bad_request" => Fault::BadRequest,
         "slow" => Fault::SlowFirstByte(Duration::from_millis(r.ms.unwrap_or(1000))),
         "cut_stream" => Fault::CutStream,
+        "stall" => Fault::StallMidStream(Duration::from_millis(r.ms.unwrap_or(1000))),
         "error_event" => Fault::ErrorEventAfter200,
         "invalid_json" => Fault::InvalidJson,
         other => return Err(format!("unknown fault `{other}`")),

@@ -92,6 +92,10 @@ async fn test_key_reports_ok_and_failure_without_a_500() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["ok"], false);
     assert_eq!(v["status"], 401);
+    // `response` is the upstream's own error body, and the error names its message.
+    assert_eq!(v["response"]["error"]["message"], "Incorrect API key provided.", "{v}");
+    assert_eq!(v["response"]["error"]["code"], "invalid_api_key", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Incorrect API key provided."), "{v}");
     assert!(!v.to_string().contains("sk-wrong-key-00000002"));
 
     // unsaved credential, same body as create
@@ -103,11 +107,76 @@ async fn test_key_reports_ok_and_failure_without_a_500() {
     fake.set_fault(Fault::RateLimit { retry_after_secs: 3 });
     let (_, v) = g.mgmt("POST", &format!("/api/v1/byok/{good}/test"), None).await;
     assert_eq!((v["ok"].as_bool(), v["status"].as_u64()), (Some(false), Some(429)));
+    assert_eq!(v["response"]["error"]["code"], "rate_limit_exceeded", "{v}");
+    fake.set_fault(Fault::Forbidden);
+    let (_, v) = g.mgmt("POST", &format!("/api/v1/byok/{good}/test"), None).await;
+    assert_eq!((v["ok"].as_bool(), v["status"].as_u64()), (Some(false), Some(403)), "{v}");
+    assert_eq!(v["response"]["error"]["message"], "Country, region, or territory not supported", "{v}");
+}
+
+#[tokio::test]
+async fn test_key_azure_deployments_and_resource_stored_and_unsaved() {
+    const GOOD: &str = "azure-good-key-00000000001";
+    const WRONG: &str = "azure-wrong-key-0000000002";
+    let fake = keyway_fakes::azure::start(FakeOptions { keys: [GOOD.to_owned()].into(), ..FakeOptions::default() }).await.unwrap();
+    let template = format!("{}/r/{{resource}}", fake.url());
+    let g = Gateway::start(|c| {
+        c.providers.insert("azure".into(), ProviderSettings { base_url: Some(template.clone()) });
+        c.security.allowed_upstream_hosts.push("127.0.0.1".into());
+    })
+    .await;
+    let deployments = |key: &str| {
+        json!([{"model_slug": "openai/gpt-4o-mini", "endpoint_url": fake.url(), "api_key": key, "model_id": "mini-dep"},
+               {"model_slug": "openai/gpt-4o", "endpoint_url": fake.url(), "api_key": key, "model_id": "big-dep"}])
+    };
+
+    // Stored deployment list: the first deployment is tested unless a model is named.
+    let id = g.add_byok(json!({"provider": "azure", "key": deployments(GOOD)})).await;
+    let (s, v) = g.mgmt("POST", &format!("/api/v1/byok/{id}/test"), None).await;
+    assert_eq!((s, v["ok"].as_bool(), v["status"].as_u64()), (200, Some(true), Some(200)), "{v}");
+    assert_eq!(v["model"], "mini-dep");
+    assert_eq!(v["response"]["object"], "chat.completion", "{v}");
+    let curl = v["request"].as_str().unwrap();
+    assert!(curl.contains("/openai/deployments/mini-dep/chat/completions?api-version=") && !curl.contains(GOOD), "{curl}");
+    let (_, v) = g.mgmt("POST", &format!("/api/v1/byok/{id}/test"), Some(json!({"model": "openai/gpt-4o"}))).await;
+    assert_eq!((v["ok"].as_bool(), v["model"].as_str()), (Some(true), Some("big-dep")), "{v}");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!((calls[0].path.as_str(), calls[0].key.as_str()), ("/openai/deployments/mini-dep/chat/completions", GOOD));
+    assert_eq!(calls[1].path, "/openai/deployments/big-dep/chat/completions");
+    assert_eq!(calls[0].body["max_tokens"], 1);
+
+    // Unsaved deployment list with a wrong key: the upstream's status and message, no secret.
+    let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "azure", "key": deployments(WRONG)}))).await;
+    assert_eq!((s, v["ok"].as_bool(), v["status"].as_u64()), (200, Some(false), Some(401)), "{v}");
+    assert!(v["response"]["error"]["message"].as_str().unwrap().starts_with("Access denied due to invalid subscription key"), "{v}");
+    assert!(!v.to_string().contains(WRONG), "{v}");
+
+    // Resource credentials, through the `{resource}` template: a mapping, then the default model.
+    let res = json!({"provider": "azure", "key": {"api_key": GOOD, "resource_name": "myres", "model_mappings": {"openai/gpt-4o": "prod-4o"}}});
+    let (_, v) = g.mgmt("POST", "/api/v1/byok/test", Some(res)).await;
+    assert_eq!((v["ok"].as_bool(), v["model"].as_str()), (Some(true), Some("prod-4o")), "{v}");
+    let id = g.add_byok(json!({"provider": "azure", "key": {"api_key": GOOD, "resource_name": "other"}})).await;
+    let (_, v) = g.mgmt("POST", &format!("/api/v1/byok/{id}/test"), None).await;
+    assert_eq!((v["ok"].as_bool(), v["model"].as_str()), (Some(true), Some("gpt-4o-mini")), "{v}");
+    let paths: Vec<String> = fake.calls().iter().skip(2).map(|c| c.path.clone()).collect();
+    assert_eq!(paths, ["/r/myres/openai/deployments/prod-4o/chat/completions", "/r/other/openai/deployments/gpt-4o-mini/chat/completions"]);
+    let wrong = json!({"provider": "azure", "key": {"api_key": WRONG, "resource_name": "myres"}});
+    let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(wrong)).await;
+    assert_eq!((s, v["ok"].as_bool(), v["status"].as_u64()), (200, Some(false), Some(401)), "{v}");
+    assert!(!v.to_string().contains(WRONG), "{v}");
 }
 
 #[tokio::test]
 async fn test_key_refuses_caller_urls_outside_the_allow_list_and_literal_refs() {
-    let g = Gateway::start(|_| {}).await;
+    // Accepts any key, so that it records the one it was sent.
+    let fake = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    // Loopback is reachable as the OpenAI base URL (operator config), not as a caller's URL.
+    let g = Gateway::start(|c| {
+        c.providers.insert("openai".into(), ProviderSettings { base_url: Some(base.clone()) });
+    })
+    .await;
     let (s, v) = g
         .mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "azure", "key": [{"model_slug": "openai/gpt-4o", "endpoint_url": "http://127.0.0.1:1/x", "api_key": "k", "model_id": "d"}]})))
         .await;
@@ -123,5 +192,11 @@ async fn test_key_refuses_caller_urls_outside_the_allow_list_and_literal_refs() 
     std::env::set_var("KW_TEST_SHOULD_NOT_LEAK", "sk-operator-secret-xyz");
     let (_, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "openai", "key": "env:KW_TEST_SHOULD_NOT_LEAK"}))).await;
     assert!(!v.to_string().contains("sk-operator-secret-xyz"));
-    assert_eq!(v["ok"], false);
+    assert_eq!(v["ok"], true, "{v}");
+    // The upstream was sent the reference itself as the key: proof it was not resolved.
+    let keys: Vec<String> = fake.calls().iter().map(|c| c.key.clone()).collect();
+    assert_eq!(keys, ["env:KW_TEST_SHOULD_NOT_LEAK"]);
+    let (_, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "openai", "key": "file:/etc/hostname"}))).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(fake.calls()[1].key, "file:/etc/hostname");
 }

@@ -93,6 +93,30 @@ impl Azure {
     }
 }
 
+/// What Test key sends to with an Azure credential, as (upstream model, gateway model slug): the
+/// deployment or mapping the caller names (by slug or deployment id), else the credential's
+/// first one, else `fallback` as the deployment's name. The slug is what [`Azure`] looks the
+/// deployment up by, so a test reaches a deployment the credential really has.
+pub fn test_target(cred: &AzureCredential, requested: Option<&str>, fallback: &str) -> (String, String) {
+    let named = |slug: &str, id: &str| requested.is_none_or(|r| r == slug || r == id);
+    let found = match cred {
+        AzureCredential::Deployments(list) => {
+            list.iter().find(|d| named(&d.model_slug, &d.model_id)).map(|d| (d.model_id.clone(), d.model_slug.clone()))
+        }
+        AzureCredential::Resource { model_mappings, .. } => model_mappings
+            .iter()
+            .find(|m| named(&m.gateway_model_slug, &m.custom_model_id))
+            .map(|m| (m.custom_model_id.clone(), m.gateway_model_slug.clone())),
+    };
+    found.unwrap_or_else(|| {
+        let slug = requested.unwrap_or(fallback);
+        // `openai/gpt-4o` names the model `gpt-4o`; a bare name is the deployment itself.
+        let model = slug.rsplit('/').next().unwrap_or(slug);
+        let slug = if slug.contains('/') { slug.to_owned() } else { format!("azure/{slug}") };
+        (model.to_owned(), slug)
+    })
+}
+
 fn deployment_path(deployment: &str, op: Op) -> String {
     format!("/openai/deployments/{}{}?api-version={API_VERSION}", utf8_percent_encode(deployment, SEGMENT), op.path())
 }
@@ -145,6 +169,35 @@ impl Provider for Azure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_target_picks_a_deployment_the_credential_has() {
+        let deps = Credential::parse(
+            keyway_core::ProviderSlug::Azure,
+            &serde_json::json!([
+                {"model_slug": "openai/gpt-4o-mini", "endpoint_url": "https://x.openai.azure.com", "api_key": "k", "model_id": "mini-dep"},
+                {"model_slug": "openai/gpt-4o", "endpoint_url": "https://x.openai.azure.com", "api_key": "k", "model_id": "big-dep"}
+            ]),
+        );
+        let Ok(Credential::Azure(deps)) = deps else { panic!("parses") };
+        let t = |c: &AzureCredential, r: Option<&str>| test_target(c, r, "gpt-4o-mini");
+        assert_eq!(t(&deps, None), ("mini-dep".into(), "openai/gpt-4o-mini".into()));
+        assert_eq!(t(&deps, Some("openai/gpt-4o")), ("big-dep".into(), "openai/gpt-4o".into()));
+        assert_eq!(t(&deps, Some("big-dep")), ("big-dep".into(), "openai/gpt-4o".into()));
+        // A model it has no deployment for stays as asked (and the call says so).
+        assert_eq!(t(&deps, Some("openai/o3")), ("o3".into(), "openai/o3".into()));
+
+        let res = Credential::parse(
+            keyway_core::ProviderSlug::Azure,
+            &serde_json::json!({"api_key": "k", "resource_name": "r", "model_mappings": {"openai/gpt-4o": "prod-4o"}}),
+        );
+        let Ok(Credential::Azure(res)) = res else { panic!("parses") };
+        assert_eq!(t(&res, None), ("prod-4o".into(), "openai/gpt-4o".into()));
+        let bare = Credential::parse(keyway_core::ProviderSlug::Azure, &serde_json::json!({"api_key": "k", "resource_name": "r"}));
+        let Ok(Credential::Azure(bare)) = bare else { panic!("parses") };
+        assert_eq!(t(&bare, None), ("gpt-4o-mini".into(), "azure/gpt-4o-mini".into()));
+        assert_eq!(t(&bare, Some("my-dep")), ("my-dep".into(), "azure/my-dep".into()));
+    }
 
     #[test]
     fn endpoint_forms() {

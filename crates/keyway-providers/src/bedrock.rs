@@ -113,12 +113,12 @@ fn reclassify(e: ProviderError, kind: &str) -> ProviderError {
     };
     match kind {
         "ThrottlingException" | "TooManyRequestsException" if !matches!(e, ProviderError::RateLimited { .. }) => {
-            ProviderError::RateLimited { status: 429, retry_after: None, message: message(&e) }
+            ProviderError::RateLimited { status: 429, retry_after: None, message: message(&e), body: None }
         }
         "UnrecognizedClientException" | "InvalidSignatureException" | "AccessDeniedException" | "ExpiredTokenException"
             if !matches!(e, ProviderError::Auth { .. }) =>
         {
-            ProviderError::Auth { status: 403, message: message(&e) }
+            ProviderError::Auth { status: 403, message: message(&e), body: None }
         }
         _ => e,
     }

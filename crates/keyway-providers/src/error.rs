@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 /// Messages here come from upstreams; the gateway scrubs credential secrets out of them
-/// before they reach a client or a log line.
+/// before they reach a client or a log line. `body` is the upstream's raw error answer (bounded),
+/// kept for Test key, which shows it; the gateway scrubs it the same way.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
     /// 429 or a throttling event; move on to the next attempt, cool this key down.
     #[error("rate limited by upstream ({status}): {message}")]
-    RateLimited { status: u16, retry_after: Option<Duration>, message: String },
+    RateLimited { status: u16, retry_after: Option<Duration>, message: String, body: Option<String> },
     /// 401/403: the credential is wrong or lacks access.
     #[error("upstream rejected the credential ({status}): {message}")]
-    Auth { status: u16, message: String },
+    Auth { status: u16, message: String, body: Option<String> },
     /// 4xx other than 401/403/429: the request itself is wrong; never retried.
     #[error("upstream refused the request ({status}): {message}")]
     BadRequest { status: u16, message: String, body: Option<String> },
@@ -48,6 +49,16 @@ impl std::fmt::Display for TimeoutKind {
 }
 
 impl ProviderError {
+    /// The upstream's raw error answer, where one was kept.
+    pub fn body(&self) -> Option<&str> {
+        match self {
+            ProviderError::RateLimited { body, .. } | ProviderError::Auth { body, .. } | ProviderError::BadRequest { body, .. } => {
+                body.as_deref()
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the router may try the next attempt after this error.
     pub fn is_retryable(&self) -> bool {
         !matches!(self, ProviderError::BadRequest { .. } | ProviderError::Unsupported(_))
@@ -81,8 +92,8 @@ impl ProviderError {
     /// Classifies a non-2xx upstream answer. `message` is the upstream's own error text.
     pub fn from_status(status: u16, retry_after: Option<Duration>, message: String, body: Option<String>) -> Self {
         match status {
-            429 => ProviderError::RateLimited { status, retry_after, message },
-            401 | 403 => ProviderError::Auth { status, message },
+            429 => ProviderError::RateLimited { status, retry_after, message, body },
+            401 | 403 => ProviderError::Auth { status, message, body },
             408 => ProviderError::Timeout(TimeoutKind::FirstByte),
             400..=499 => ProviderError::BadRequest { status, message, body },
             _ => ProviderError::Upstream5xx { status, message },

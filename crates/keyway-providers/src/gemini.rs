@@ -71,7 +71,7 @@ impl GoogleAiStudio {
 fn api_key_invalid_is_auth(e: ProviderError) -> ProviderError {
     match e {
         ProviderError::BadRequest { message, body: Some(b), .. } if b.contains("API_KEY_INVALID") => {
-            ProviderError::Auth { status: 401, message }
+            ProviderError::Auth { status: 401, message, body: None }
         }
         other => other,
     }

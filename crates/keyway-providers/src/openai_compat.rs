@@ -69,33 +69,44 @@ pub async fn read_chat(resp: reqwest::Response, stream: bool, t: &Timeouts) -> R
         let usage = body.get("usage").and_then(openai_usage);
         return Ok(ChatResponse::Complete { body, usage });
     }
-    let events = http::sse_events(resp, t.idle).take_while(|ev| {
-        let done = matches!(ev, Ok(e) if e.data.trim() == "[DONE]");
-        futures::future::ready(!done)
-    });
-    let stream = events.flat_map(|ev| {
-        let items: Vec<Result<StreamEvent, ProviderError>> = match ev {
-            Err(e) => vec![Err(e)],
-            Ok(ev) => match serde_json::from_str::<Value>(&ev.data) {
-                Err(e) => vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))],
-                Ok(v) => match stream_error(&v) {
-                    Some(err) => vec![Err(err)],
-                    None => {
-                        let mut out = Vec::with_capacity(2);
-                        let usage = v.get("usage").and_then(openai_usage);
-                        let content = chunk_has_content(&v);
-                        out.push(Ok(StreamEvent::Chunk { json: Bytes::from(ev.data), content }));
-                        if let Some(u) = usage {
-                            out.push(Ok(StreamEvent::Usage(u)));
-                        }
-                        out
-                    }
-                },
-            },
+    let events = http::sse_events(resp, t.idle).boxed();
+    // (events, events seen so far, finished): the stream ends at `[DONE]` or after the first error.
+    let stream = futures::stream::unfold((events, 0usize, false), |(mut events, seen, finished)| async move {
+        if finished {
+            return None;
+        }
+        let items = match events.next().await {
+            Some(Ok(ev)) if ev.data.trim() == "[DONE]" => return None,
+            Some(Ok(ev)) => chunk_items(ev.data),
+            Some(Err(e)) => vec![Err(e)],
+            // A cut connection or a body that isn't an event stream: never a success.
+            None if seen == 0 => vec![Err(ProviderError::Protocol("the upstream answered 200 without an event stream".into()))],
+            None => vec![Err(ProviderError::Protocol("the stream ended before [DONE]".into()))],
         };
-        futures::stream::iter(items)
-    });
+        let failed = items.iter().any(Result::is_err);
+        Some((futures::stream::iter(items), (events, seen + 1, failed)))
+    })
+    .flatten();
     Ok(ChatResponse::Stream(Box::pin(stream)))
+}
+
+/// One `data:` payload of an OpenAI stream as stream items: the chunk (and its usage), or an error.
+fn chunk_items(data: String) -> Vec<Result<StreamEvent, ProviderError>> {
+    let v = match serde_json::from_str::<Value>(&data) {
+        Ok(v) => v,
+        Err(e) => return vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))],
+    };
+    if let Some(err) = stream_error(&v) {
+        return vec![Err(err)];
+    }
+    let mut out = Vec::with_capacity(2);
+    let usage = v.get("usage").and_then(openai_usage);
+    let content = chunk_has_content(&v);
+    out.push(Ok(StreamEvent::Chunk { json: Bytes::from(data), content }));
+    if let Some(u) = usage {
+        out.push(Ok(StreamEvent::Usage(u)));
+    }
+    out
 }
 
 /// Reads an OpenAI-shaped embeddings answer from a 2xx response.
@@ -130,7 +141,7 @@ pub fn stream_error(v: &Value) -> Option<ProviderError> {
         .collect::<Vec<_>>()
         .join(" ");
     Some(if kind.contains("rate_limit") || kind.contains("429") {
-        ProviderError::RateLimited { status: 429, retry_after: None, message }
+        ProviderError::RateLimited { status: 429, retry_after: None, message, body: None }
     } else {
         ProviderError::Upstream5xx { status: 502, message }
     })

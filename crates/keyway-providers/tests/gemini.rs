@@ -156,7 +156,7 @@ async fn a_wrong_key_is_an_auth_error() {
     let (f, p) = start().await;
     let c = key("AIzaSyWrongKey");
     match complete(&p, &c, &hello(false)).await {
-        Err(ProviderError::Auth { status: 401, message }) => assert!(message.contains("API key not valid")),
+        Err(ProviderError::Auth { status: 401, message, .. }) => assert!(message.contains("API key not valid")),
         other => panic!("unexpected {other:?}"),
     }
     assert!(f.calls().is_empty());

@@ -174,10 +174,10 @@ fn round_trip_reaches_a_fixpoint_and_keeps_the_turns() {
 
 #[test]
 fn error_bodies_in_anthropic_shape() {
-    let e = ProviderError::RateLimited { status: 429, retry_after: None, message: "m".into() };
+    let e = ProviderError::RateLimited { status: 429, retry_after: None, message: "m".into(), body: None };
     assert_eq!(anthropic_error_body(&e, "slow down"), json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
     let e = ProviderError::Upstream5xx { status: 529, message: "m".into() };
     assert_eq!(anthropic_error_body(&e, "x")["error"]["type"], "overloaded_error");
-    let e = ProviderError::Auth { status: 401, message: "m".into() };
+    let e = ProviderError::Auth { status: 401, message: "m".into(), body: None };
     assert_eq!(anthropic_error_body(&e, "x")["error"]["type"], "authentication_error");
 }

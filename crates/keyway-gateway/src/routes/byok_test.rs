@@ -38,9 +38,17 @@ fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, Ap
 
 async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential, opts: &Map<String, Value>) -> Result<Value, ApiError> {
     let adapter = state.providers.get(provider).ok_or_else(|| ApiError::BadRequest(format!("Keyway has no adapter for {provider}")))?;
-    let model = opt_str(opts, "model")?.unwrap_or(adapter.test_model()).to_owned();
+    let requested = opt_str(opts, "model")?;
     let region = opt_str(opts, "region")?;
-    let gateway_model = format!("{provider}/{model}");
+    // Azure serves the deployments the credential names, looked up by gateway slug.
+    let (model, gateway_model) = match cred {
+        Credential::Azure(azure) => keyway_providers::azure::test_target(azure, requested, adapter.test_model()),
+        _ => {
+            let model = requested.unwrap_or(adapter.test_model()).to_owned();
+            let slug = format!("{provider}/{model}");
+            (model, slug)
+        }
+    };
     let call = Call { provider, model: &model, gateway_model: &gateway_model, credential: cred, region };
     let mut body = Map::new();
     body.insert("model".into(), Value::String(model.clone()));
@@ -62,10 +70,11 @@ async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential
         }
         Ok(ChatResponse::Stream(_)) => json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": null}),
         Err(e) => {
-            let response = match &e {
-                ProviderError::BadRequest { body: Some(b), .. } => serde_json::from_str::<Value>(b).unwrap_or(Value::String(scrub(b, &secrets))),
-                _ => Value::Null,
-            };
+            // The upstream's own answer, secrets scrubbed before it is parsed or shown.
+            let response = e.body().map_or(Value::Null, |b| {
+                let b = scrub(b, &secrets);
+                serde_json::from_str::<Value>(&b).unwrap_or(Value::String(b))
+            });
             json!({"ok": false, "status": upstream_status(&e), "latency_ms": latency_ms, "model": model, "request": curl,
                    "response": response, "error": scrub(&e.to_string(), &secrets), "error_class": e.class()})
         }

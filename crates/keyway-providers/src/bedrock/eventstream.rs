@@ -123,11 +123,11 @@ pub fn exception_error(kind: &str, message: String) -> ProviderError {
     let lower = kind.to_ascii_lowercase();
     let message = if message.is_empty() { kind.to_owned() } else { message };
     if lower.contains("throttling") || lower.contains("toomanyrequests") {
-        ProviderError::RateLimited { status: 429, retry_after: None, message }
+        ProviderError::RateLimited { status: 429, retry_after: None, message, body: None }
     } else if lower.contains("validation") {
         ProviderError::BadRequest { status: 400, message, body: None }
     } else if lower.contains("accessdenied") {
-        ProviderError::Auth { status: 403, message }
+        ProviderError::Auth { status: 403, message, body: None }
     } else {
         // serviceUnavailable, internalServer, modelStreamError, and anything new.
         ProviderError::Upstream5xx { status: 502, message }

@@ -247,8 +247,8 @@ pub fn stream_error(v: &Value) -> Option<ProviderError> {
     let code = e.get("code").and_then(Value::as_u64).unwrap_or(500);
     let status = e.get("status").and_then(Value::as_str).unwrap_or("");
     Some(match (code, status) {
-        (429, _) | (_, "RESOURCE_EXHAUSTED") => ProviderError::RateLimited { status: 429, retry_after: None, message },
-        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => ProviderError::Auth { status: code.clamp(401, 403) as u16, message },
+        (429, _) | (_, "RESOURCE_EXHAUSTED") => ProviderError::RateLimited { status: 429, retry_after: None, message, body: None },
+        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => ProviderError::Auth { status: code.clamp(401, 403) as u16, message, body: None },
         (400..=499, _) => ProviderError::BadRequest { status: code as u16, message, body: None },
         _ => ProviderError::Upstream5xx { status: 502, message },
     })

@@ -105,12 +105,12 @@ pub fn token_endpoint(cred: &VertexCredential) -> &str {
 /// The signed assertion for `cred` at `now` (seconds since the epoch).
 pub fn assertion(cred: &VertexCredential, now: i64) -> Result<String, ProviderError> {
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(cred.private_key.expose_secret().as_bytes())
-        .map_err(|_| ProviderError::Auth { status: 401, message: "the service account's private_key is not a usable RSA key".into() })?;
+        .map_err(|_| ProviderError::Auth { status: 401, message: "the service account's private_key is not a usable RSA key".into(), body: None })?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = cred.private_key_id.clone();
     let claims = Claims { iss: &cred.client_email, scope: SCOPE, aud: token_endpoint(cred), iat: now, exp: now + ASSERTION_LIFETIME_SECS };
     jsonwebtoken::encode(&header, &claims, &key)
-        .map_err(|_| ProviderError::Auth { status: 401, message: "could not sign the service-account assertion".into() })
+        .map_err(|_| ProviderError::Auth { status: 401, message: "could not sign the service-account assertion".into(), body: None })
 }
 
 impl TokenCache {
@@ -184,7 +184,7 @@ impl TokenCache {
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form)
             .build()
-            .map_err(|_| ProviderError::Auth { status: 401, message: "the service account's token_uri is not a valid URL".into() })?;
+            .map_err(|_| ProviderError::Auth { status: 401, message: "the service account's token_uri is not a valid URL".into(), body: None })?;
         let started = Instant::now();
         let resp = match tokio::time::timeout(self.timeouts.first_byte, self.http.execute(request)).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::FirstByte)),
@@ -197,12 +197,12 @@ impl TokenCache {
             return Err(refresh_error(status, &body));
         }
         let v: Value = serde_json::from_slice(&body)
-            .map_err(|_| ProviderError::Auth { status: 401, message: "the token endpoint answered something other than JSON".into() })?;
+            .map_err(|_| ProviderError::Auth { status: 401, message: "the token endpoint answered something other than JSON".into(), body: None })?;
         let token = v
             .get("access_token")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ProviderError::Auth { status: 401, message: "the token endpoint answered without an access_token".into() })?;
+            .ok_or_else(|| ProviderError::Auth { status: 401, message: "the token endpoint answered without an access_token".into(), body: None })?;
         let expires_in = v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600);
         Ok(Cached { token: SecretString::from(token.to_owned()), expires_at: started + Duration::from_secs(expires_in) })
     }
@@ -220,9 +220,9 @@ fn refresh_error(status: u16, body: &[u8]) -> ProviderError {
         .unwrap_or("no detail");
     let message = format!("service-account token refresh failed ({status}): {detail}");
     match status {
-        429 => ProviderError::RateLimited { status, retry_after: None, message },
+        429 => ProviderError::RateLimited { status, retry_after: None, message, body: None },
         500..=599 => ProviderError::Upstream5xx { status, message },
-        _ => ProviderError::Auth { status: 401, message },
+        _ => ProviderError::Auth { status: 401, message, body: None },
     }
 }
 

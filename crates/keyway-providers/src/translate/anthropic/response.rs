@@ -102,10 +102,10 @@ pub fn anthropic_error(v: &Value) -> ProviderError {
     let kind = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
     let message = e.get("message").and_then(Value::as_str).unwrap_or(kind).to_owned();
     match kind {
-        "rate_limit_error" => ProviderError::RateLimited { status: 429, retry_after: None, message },
+        "rate_limit_error" => ProviderError::RateLimited { status: 429, retry_after: None, message, body: None },
         "overloaded_error" => ProviderError::Upstream5xx { status: 529, message },
-        "authentication_error" => ProviderError::Auth { status: 401, message },
-        "permission_error" => ProviderError::Auth { status: 403, message },
+        "authentication_error" => ProviderError::Auth { status: 401, message, body: None },
+        "permission_error" => ProviderError::Auth { status: 403, message, body: None },
         "invalid_request_error" => ProviderError::BadRequest { status: 400, message, body: None },
         "not_found_error" => ProviderError::BadRequest { status: 404, message, body: None },
         "request_too_large" => ProviderError::BadRequest { status: 413, message, body: None },
