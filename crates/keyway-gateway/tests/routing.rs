@@ -444,6 +444,54 @@ async fn e2e_stream_error_event_before_content_falls_back_and_cools_the_key() {
 }
 
 #[tokio::test]
+async fn e2e_stream_cut_midway_ends_with_error_event_no_silent_retry() {
+    let (fake, g, key) = openai_setup().await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-cut-00000039", "sort_order": 1})).await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-spare-000040", "sort_order": 2})).await;
+    fake.set_fault_for_key("sk-byok-cut-00000039", Fault::CutStream);
+    let r = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&streaming("openai/gpt-4o-mini")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let content_at = data.iter().position(|d| d.contains("\"content\":\"") && !d.contains("\"content\":\"\"")).expect("content was forwarded");
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].is_string(), "a final SSE error event: {text}");
+    assert!(content_at < data.len() - 1 && !text.contains("[DONE]"), "{text}");
+    assert_eq!(fake.calls_with_key("sk-byok-spare-000040") + fake.calls_with_key(SYSTEM_KEY), 0, "no silent retry after content");
+}
+
+#[tokio::test]
+async fn e2e_gateway_shows_what_served_and_every_attempt() {
+    let (fake, g, key) = openai_setup().await;
+    let k1 = g.add_byok(json!({"provider": "openai", "key": "sk-byok-shown-000041"})).await;
+    fake.set_fault_for_key("sk-byok-shown-000041", Fault::RateLimit { retry_after_secs: 9 });
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+    assert_eq!(s, 200, "{v}");
+    let shown: Vec<&str> = ["x-keyway-provider", "x-keyway-credential", "x-keyway-byok", "x-keyway-attempts", "x-keyway-model"]
+        .iter()
+        .map(|n| h[*n].to_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["openai", "system", "false", "2", "openai/gpt-4o-mini"]);
+    assert_eq!(v["provider"], "OpenAI");
+    let id = h["x-keyway-generation-id"].to_str().unwrap();
+    assert_eq!(v["id"], id);
+    let gen = generation(&g, id).await;
+    assert_eq!((gen["provider"].as_str(), gen["credential_id"].as_str(), gen["is_byok"].as_bool()), (Some("openai"), Some("system"), Some(false)));
+    assert_eq!(gen["attempts"][0]["credential_id"].as_str(), Some(k1.as_str()));
+    // a request that fails says so too, and its attempts are readable the same way
+    fake.set_fault_for_key(SYSTEM_KEY, Fault::ServerError);
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+    assert_error(s, &v, 502);
+    // the cooling key moved to the end of its section, which is still before the system's
+    assert_eq!(h["x-keyway-attempts"], "2");
+    let gen = generation(&g, h["x-keyway-generation-id"].to_str().unwrap()).await;
+    assert_eq!(gen["status"], 502);
+    assert!(gen["provider"].is_null());
+    let classes: Vec<&str> = gen["attempts"].as_array().unwrap().iter().map(|a| a["error"].as_str().unwrap()).collect();
+    assert_eq!(classes, ["rate_limited", "upstream_5xx"], "the last failure decides the status");
+}
+
+#[tokio::test]
 async fn e2e_anthropic_overloaded_event_before_content_falls_back() {
     const SYSTEM_ANT: &str = "sk-ant-system-0000029";
     let fake = keyway_fakes::anthropic::start(FakeOptions::default()).await.unwrap();
