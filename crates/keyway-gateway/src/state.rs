@@ -33,6 +33,8 @@ pub struct AppState {
     /// The planner's view of `system` (same order).
     pub system_metas: Vec<keyway_core::route::SystemCredential>,
     pub health: HealthBoard,
+    /// Observed latency and throughput per endpoint, for `provider.sort` (`stats.rs`).
+    pub stats: crate::stats::StatsBoard,
     pub usage: crate::usage::UsageRecorder,
     /// Credits, BYOK waiver counts and key spend, in memory (`billing.rs`).
     pub billing: Arc<crate::billing::Ledger>,
@@ -125,6 +127,7 @@ impl AppState {
             keys: KeyCache::new(Duration::from_secs(30)),
             credentials: CredentialCache::new(Duration::from_secs(30)),
             health: HealthBoard::default(),
+            stats: crate::stats::StatsBoard::default(),
             providers: Arc::new(providers),
             system,
             store,

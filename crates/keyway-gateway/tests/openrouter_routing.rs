@@ -231,3 +231,108 @@ async fn attribution_headers_are_recorded_never_forwarded() {
         call.headers
     );
 }
+
+/// groq made slow (its first byte waits), deepinfra fast; together never measured. Warm-up with
+/// `only` so each endpoint is observed, then `sort` must reorder catalog order (groq first).
+async fn slow_groq_fast_deepinfra() -> Setup {
+    let s = setup().await;
+    for (p, k) in [("groq", "gsk-groq-slow-0001"), ("deepinfra", "sk-deepinfra-fast-0001"), ("together", "sk-together-unmeasured")] {
+        s.g.add_byok(json!({"provider": p, "key": k})).await;
+    }
+    s.openai.set_fault_for_key("gsk-groq-slow-0001", Fault::SlowFirstByte(std::time::Duration::from_millis(250)));
+    for p in ["groq", "deepinfra"] {
+        for _ in 0..3 {
+            let mut body = chat(LLAMA);
+            body["provider"] = json!({"only": [p]});
+            let (st, v, h) = s.send(body).await;
+            assert_eq!(st, 200, "{v}");
+            assert_eq!(h["x-keyway-provider"], p);
+        }
+    }
+    s.openai.clear_calls();
+    s
+}
+
+#[tokio::test]
+async fn sort_latency_puts_the_observed_fastest_endpoint_first() {
+    let s = slow_groq_fast_deepinfra().await;
+    let (st, _, h) = s.send(chat(LLAMA)).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["x-keyway-provider"], "groq", "catalog order without sort");
+
+    let mut body = chat(LLAMA);
+    body["provider"] = json!({"sort": "latency"});
+    let (st, v, h) = s.send(body.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h["x-keyway-provider"], "deepinfra");
+
+    // Falling back goes to the next measured endpoint (groq), before the unmeasured one.
+    s.openai.clear_calls();
+    s.openai.fail_next(Fault::ServerError);
+    let (st, v, _) = s.send(body).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.keys_seen(), ["sk-deepinfra-fast-0001", "gsk-groq-slow-0001"]);
+}
+
+#[tokio::test]
+async fn sort_throughput_puts_the_observed_fastest_endpoint_first() {
+    let s = slow_groq_fast_deepinfra().await;
+    let stats = |p| s.g.state.stats.get(LLAMA, p).unwrap().throughput_tps.unwrap();
+    let (slow, fast) = (stats(keyway_core::ProviderSlug::Groq), stats(keyway_core::ProviderSlug::DeepInfra));
+    assert!(fast > slow, "deepinfra {fast} tok/s vs groq {slow} tok/s");
+    assert!(s.g.state.stats.get(LLAMA, keyway_core::ProviderSlug::Together).is_none());
+
+    let mut body = chat(LLAMA);
+    body["provider"] = json!({"sort": {"by": "throughput"}});
+    let (st, v, h) = s.send(body).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h["x-keyway-provider"], "deepinfra");
+    assert_eq!(s.keys_seen(), ["sk-deepinfra-fast-0001"]);
+}
+
+#[tokio::test]
+async fn a_stream_feeds_the_window_when_it_ends() {
+    let s = setup().await;
+    s.g.add_byok(json!({"provider": "groq", "key": "gsk-groq-stream-0001"})).await;
+    assert!(s.g.state.stats.get(LLAMA, keyway_core::ProviderSlug::Groq).is_none());
+    let mut body = chat(LLAMA);
+    body["stream"] = json!(true);
+    let (st, v, _) = s.send(body).await; // reads the whole stream
+    assert_eq!(st, 200, "{v}");
+    assert!(v.as_str().is_some_and(|t| t.contains("[DONE]")), "{v}");
+    // The stream's end is recorded when the forwarder drops, just after the last frame.
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = s.g.state.stats.get(LLAMA, keyway_core::ProviderSlug::Groq).and_then(|x| x.throughput_tps.zip(x.latency_ms));
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (tps, ms) = seen.expect("latency and throughput observed for the streamed endpoint");
+    assert!(tps > 0.0 && ms >= 0.0);
+}
+
+#[tokio::test]
+async fn x_keyway_ignored_is_set_on_failures_and_plan_errors_too() {
+    let s = setup().await;
+    // Every attempt fails.
+    s.openai.set_fault(Fault::ServerError);
+    let mut body = chat(MODEL);
+    body["provider"] = json!({"quantizations": ["fp8"]});
+    let (st, v, h) = s.send(body).await;
+    assert_eq!(st, 502, "{v}");
+    assert_eq!(h["x-keyway-ignored"], "provider.quantizations");
+
+    // The planner refuses (nothing under max_price): a 402, still naming the unknown option.
+    let mut body = chat("openai/gpt-4o");
+    body["provider"] = json!({"max_price": {"prompt": 0.01}, "preferred_min_throughput": 50});
+    let (st, v, h) = s.send(body).await;
+    assert_eq!(st, 402, "{v}");
+    assert_eq!(h["x-keyway-ignored"], "provider.preferred_min_throughput");
+
+    // No unknown option: no header.
+    let (st, _, h) = s.send(chat("no-such-provider/model")).await;
+    assert!(st >= 400);
+    assert!(h.get("x-keyway-ignored").is_none());
+}

@@ -137,7 +137,7 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
     };
     let requested = requested_parameters(&body);
     // The planner's input holds `&dyn` sources that aren't `Send`; it must not live across an await.
-    let route = plan(&PlanInput {
+    let route = match plan(&PlanInput {
         stored: &stored.metas,
         request_scoped: &scoped_inputs,
         system: &state.system_metas,
@@ -146,13 +146,17 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
         user: user.as_deref(),
         requested_parameters: &requested,
         health: &state.health,
+        stats: &state.stats,
         ..PlanInput::new(&model, &options, &state.catalog, SystemTime::now())
-    })?;
+    }) {
+        Ok(r) => r,
+        Err(e) => return Ok(Served::Failed(with_ignored(ApiError::from(e).into_response(), &options.ignored))),
+    };
     tracing::debug!(plan = %route.explain(), "route planned");
     // Limits and credits, from memory; a refused request never reaches an upstream.
     let mut admission = match crate::limits::admit_request(&state, &caller, &body, &route) {
         Ok(a) => a,
-        Err(refusal) => return Ok(Served::Failed(refusal.into_response())),
+        Err(refusal) => return Ok(Served::Failed(with_ignored(refusal.into_response(), route.ignored))),
     };
 
     // v7: time-ordered, so the generations primary key grows at its end instead of at random pages.
@@ -229,6 +233,7 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
                 if let Some(k) = attempt.credential.health_key() {
                     state.health.record(k, Outcome::Success);
                 }
+                state.stats.record_latency(attempt.model, attempt.provider, latency);
                 record.attempts.push(attempt_record(attempt, None, latency.as_millis() as u64));
                 record.model = Some(attempt.model.to_owned());
                 record.provider = Some(attempt.provider.as_str().to_owned());
@@ -265,6 +270,8 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
                         include_usage,
                         prices,
                         admission,
+                        provider: attempt.provider,
+                        attempt_started: t0,
                     };
                     return Ok(Served::Stream { headers: hdrs, stream: Box::new(stream::Pending::new(ctx, buffered, rest)) });
                 }
@@ -283,6 +290,9 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
                         .and_then(|c| c.get("finish_reason"))
                         .and_then(Value::as_str)
                         .map(str::to_owned);
+                }
+                if let Some(u) = usage {
+                    state.stats.record_throughput(attempt.model, attempt.provider, u.completion_tokens, latency);
                 }
                 record.usage = usage;
                 record.latency_ms = started.elapsed().as_millis() as u64;
@@ -312,7 +322,17 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
         resp.headers_mut().insert("x-keyway-generation-id", v);
     }
     resp.headers_mut().insert("x-keyway-attempts", HeaderValue::from(attempts));
-    Ok(Served::Failed(resp))
+    Ok(Served::Failed(with_ignored(resp, route.ignored)))
+}
+
+/// Names unknown routing options on an error too: the caller learns of them either way.
+fn with_ignored(mut resp: Response, ignored: &[String]) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&ignored.join(", ")) {
+        if !ignored.is_empty() {
+            resp.headers_mut().insert("x-keyway-ignored", v);
+        }
+    }
+    resp
 }
 
 fn attempt_record(a: &Attempt<'_>, e: Option<&ProviderError>, latency_ms: u64) -> AttemptRecord {

@@ -48,6 +48,9 @@ pub struct StreamContext {
     pub prices: Option<keyway_core::pricing::Prices>,
     /// The request's concurrency slot and token reservation, held until the stream ends.
     pub admission: crate::limits::Admission,
+    /// The serving endpoint's provider, and when its attempt was sent: for its throughput sample.
+    pub provider: keyway_core::ProviderSlug,
+    pub attempt_started: Instant,
 }
 
 /// How frames are written for the client.
@@ -102,6 +105,10 @@ impl Drop for Forwarder {
             record.status = 499; // the client closed the stream early
         }
         record.latency_ms = self.ctx.started.elapsed().as_millis() as u64;
+        // Only a stream that ran to its end says how fast the endpoint generates.
+        if let (true, 200, Some(u)) = (self.finished, record.status, record.usage) {
+            self.ctx.state.stats.record_throughput(&self.ctx.model, self.ctx.provider, u.completion_tokens, self.ctx.attempt_started.elapsed());
+        }
         self.ctx.state.billing.settle(&mut record, self.ctx.prices);
         if let Some(u) = record.usage {
             self.ctx.admission.settle_tokens(u.total());
