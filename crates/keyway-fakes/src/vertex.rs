@@ -316,18 +316,48 @@ fn claude(req: &Value, model: &str, stream: bool, fault: Option<Fault>, opts: &F
         return anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", "messages: at least one message is required");
     };
     let last_user = msgs.iter().rev().find(|m| m["role"] == "user");
+    // A tool_result answers the assistant's tool_use of the same id, as the real API insists.
+    let tool_result = match last_user.and_then(|m| m.get("content")) {
+        Some(Value::Array(parts)) => parts.iter().find(|p| p["type"] == "tool_result").cloned(),
+        _ => None,
+    };
+    if let Some(tr) = &tool_result {
+        let id = tr.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
+        let asked = msgs.iter().filter(|m| m["role"] == "assistant").flat_map(|m| m["content"].as_array().into_iter().flatten()).any(|b| b["type"] == "tool_use" && b["id"] == id);
+        if !asked {
+            return anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &format!("messages: unexpected `tool_use_id` found in `tool_result` blocks: {id}"));
+        }
+    }
+    let tool = req
+        .pointer("/tools/0/name")
+        .and_then(Value::as_str)
+        .filter(|_| req.pointer("/tool_choice/type").and_then(Value::as_str) != Some("none") && tool_result.is_none())
+        .map(str::to_owned);
     let said = match last_user.and_then(|m| m.get("content")) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
         _ => String::new(),
     };
-    let text = format!("Echo: {said}");
+    let text = match (&tool_result, &tool) {
+        (Some(tr), _) => format!("Tool said: {}", match tr.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
+            _ => String::new(),
+        }),
+        (None, Some(_)) => String::new(),
+        (None, None) => format!("Echo: {said}"),
+    };
+    let stop_reason = if tool.is_some() { "tool_use" } else { "end_turn" };
     let input = count_tokens(&Value::Array(msgs.clone()).to_string()).max(1);
-    let output = count_tokens(&text);
+    let output = count_tokens(&text) + if tool.is_some() { 5 } else { 0 };
     let id = format!("msg_vrtx_{}", uuid::Uuid::new_v4().simple());
     if !stream {
+        let content = match &tool {
+            Some(name) => json!([{"type": "tool_use", "id": "toolu_vrtx_1", "name": name, "input": {"city": "Paris"}}]),
+            None => json!([{"type": "text", "text": text}]),
+        };
         return Json(json!({"id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": null,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": null,
             "usage": {"input_tokens": input, "output_tokens": output, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}))
         .into_response();
     }
@@ -335,16 +365,28 @@ fn claude(req: &Value, model: &str, stream: bool, fault: Option<Fault>, opts: &F
         let e = ("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded (injected)"}}));
         return sse_response(vec![e], None, opts.chunk_delay, |(k, v)| format!("{v}\nevent: {k}"), false);
     }
-    let mut events: Vec<(&str, Value)> = vec![
-        ("message_start", json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}})),
-        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-    ];
-    for piece in split_text(&text, opts.chunks) {
-        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+    let mut events: Vec<(&str, Value)> = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
+    )];
+    match &tool {
+        Some(name) => {
+            events.push(("content_block_start", json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_vrtx_1", "name": name, "input": {}}})));
+            for part in ["{\"city\":", "\"Paris\"}"] {
+                events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}})));
+            }
+        }
+        None => {
+            events.push(("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            for piece in split_text(&text, opts.chunks) {
+                events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+            }
+        }
     }
     events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
-    events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}})));
+    events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output}})));
     events.push(("message_stop", json!({"type": "message_stop"})));
     // `data: {..}\nevent: name\n\n`: SSE allows the fields of an event in any order.
     sse_response(events, fault, opts.chunk_delay, |(k, v)| format!("{v}\nevent: {k}"), false)

@@ -255,6 +255,58 @@ async fn claude_on_vertex_round_trip() {
     assert!(matches!(err, Some(ProviderError::Upstream5xx { .. })), "{err:?}");
 }
 
+#[tokio::test]
+async fn claude_on_vertex_tools_round_trip() {
+    let (f, p) = start().await;
+    let c = service_account(&f, PEM);
+    let model = "claude-sonnet-4-5@20250929";
+    let weather = |stream: bool| {
+        req(json!({"messages": [{"role": "user", "content": "weather in Paris?"}], "stream": stream, "max_tokens": 100,
+                   "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}))
+    };
+    let (body, _) = complete(&p, &call(&c, model, Some("us-east5")), &weather(false)).await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let tc = &body["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(tc["id"], "toolu_vrtx_1");
+    assert_eq!(tc["function"]["name"], "get_weather");
+    assert_eq!(serde_json::from_str::<Value>(tc["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Paris"}));
+    // Sent as Anthropic tools, with the Vertex version and no model.
+    let sent = &f.server.calls()[0];
+    assert_eq!(sent.body["tools"][0]["name"], "get_weather");
+    assert_eq!(sent.body["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
+    assert_eq!(sent.body["anthropic_version"], "vertex-2023-10-16");
+
+    // Streamed: a tool-call start chunk, then argument fragments.
+    let (chunks, usage, err) = collect(&p, &call(&c, model, Some("us-east5")), &weather(true)).await;
+    assert_eq!(err, None);
+    assert!(usage.is_some());
+    let finish = chunks.iter().find_map(|(c, _)| c.pointer("/choices/0/finish_reason").and_then(Value::as_str).map(str::to_owned));
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    assert!(chunks.iter().any(|(c, _)| c.pointer("/choices/0/delta/tool_calls/0/id") == Some(&json!("toolu_vrtx_1"))));
+    let args: String = chunks.iter().filter_map(|(c, _)| c.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str)).collect();
+    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "Paris"}));
+    assert!(f.server.calls()[1].path.ends_with(":streamRawPredict"));
+
+    // The result goes back as a tool_result for that tool_use; the fake answers in text.
+    let mut follow = weather(false);
+    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    msgs.push(body["choices"][0]["message"].clone());
+    msgs.push(json!({"role": "tool", "tool_call_id": "toolu_vrtx_1", "content": "sunny, 21C"}));
+    let (answer, _) = complete(&p, &call(&c, model, Some("us-east5")), &follow).await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "Tool said: sunny, 21C");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    let sent = &f.server.calls()[2].body;
+    assert_eq!(sent["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "toolu_vrtx_1");
+
+    // A tool_result for a call that was never made is refused, as the real API does.
+    let mut orphan = weather(false);
+    orphan.body.get_mut("messages").unwrap().as_array_mut().unwrap()
+        .push(json!({"role": "tool", "tool_call_id": "toolu_never", "content": "x"}));
+    assert!(matches!(complete(&p, &call(&c, model, Some("us-east5")), &orphan).await, Err(ProviderError::BadRequest { .. })));
+}
+
 /// The fake's token endpoint refuses assertions a real one would.
 #[tokio::test]
 async fn the_token_endpoint_is_strict() {
