@@ -331,3 +331,232 @@ async fn a_malformed_bootstrap_key_is_reported_as_such() {
         assert!(!msg.contains(bad), "the value itself is not echoed: {msg}");
     }
 }
+
+#[tokio::test]
+async fn failed_byok_patches_leave_the_record_unchanged() {
+    let g = Gateway::start(|_| {}).await;
+    let id = g.add_byok(json!({"provider": "openai", "name": "keep", "key": SECRET, "sort_order": 1})).await;
+    let (_, before) = g.mgmt("GET", &format!("/api/v1/byok/{id}"), None).await;
+    let path = format!("/api/v1/byok/{id}");
+    // Each body also carries a valid change, which must not be applied either.
+    let cases = [
+        (json!({"name": "changed", "disabled": "yes"}), 400),
+        (json!({"name": "", "sort_order": 9}), 400),
+        (json!({"name": "   ", "sort_order": 9}), 400),
+        (json!({"name": "changed", "is_fallback": true, "is_byok_only": true}), 400),
+        (json!({"name": "changed", "sort_order": "first"}), 400),
+        (json!({"name": "changed", "provider": "anthropic"}), 400),
+        (json!({"name": "changed", "key": {"not": "a string"}}), 422),
+        (json!({"name": "changed", "key": 42}), 422),
+    ];
+    for (body, want) in cases {
+        let (s, v) = g.mgmt("PATCH", &path, Some(body.clone())).await;
+        assert_error(s, &v, want);
+        let (_, after) = g.mgmt("GET", &path, None).await;
+        assert_eq!(after["data"], before["data"], "{body} changed the record");
+        let (_, opened) = g.state.store.open_byok(None, &id).await.unwrap();
+        assert_eq!(opened.secret_strings(), vec![SECRET], "{body} changed the secret");
+    }
+    assert_eq!((before["data"]["name"].as_str(), before["data"]["label"].as_str()), (Some("keep"), Some("sk-...9876")));
+    let unknown = uuid::Uuid::new_v4();
+    let (s, v) = g.mgmt("PATCH", &format!("/api/v1/byok/{unknown}"), Some(json!({"name": "ghost"}))).await;
+    assert_error(s, &v, 404);
+    let (_, list) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(list["total_count"], 1, "a 404 patch creates nothing");
+    assert_eq!(list["data"][0], before["data"]);
+}
+
+#[tokio::test]
+async fn list_limits_default_to_50_and_cap_at_100() {
+    let g = Gateway::start(|_| {}).await;
+    for i in 0..55 {
+        g.add_byok(json!({"provider": "openai", "name": format!("k{i}"), "key": format!("sk-page-test-{i:04}")})).await;
+    }
+    let (s, v) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(s, 200);
+    assert_eq!((v["data"].as_array().unwrap().len(), v["total_count"].as_i64()), (50, Some(55)));
+    let (_, rest) = g.mgmt("GET", "/api/v1/byok?offset=50", None).await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 5);
+    let (s, v) = g.mgmt("GET", "/api/v1/byok?limit=100", None).await;
+    assert_eq!((s, v["data"].as_array().unwrap().len()), (200, 55));
+    let (s, v) = g.mgmt("GET", "/api/v1/byok?limit=101", None).await;
+    assert_error(s, &v, 400);
+
+    // Keys share the same paging: 1 bootstrap key + 54 created.
+    for i in 0..54 {
+        let (s, v) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": format!("k{i}")}))).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (_, v) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!((v["data"].as_array().unwrap().len(), v["total_count"].as_i64()), (50, Some(55)));
+    let (_, v) = g.mgmt("GET", "/api/v1/keys?limit=100", None).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 55);
+    let (s, v) = g.mgmt("GET", "/api/v1/keys?limit=101", None).await;
+    assert_error(s, &v, 400);
+}
+
+/// A second workspace with a (non-admin) management key of its own.
+async fn workspace_b(g: &Gateway) -> (String, String) {
+    let (s, ws) = g.mgmt("POST", "/api/v1/workspaces", Some(json!({"name": "Team B"}))).await;
+    assert_eq!(s, 201, "{ws}");
+    let ws_b = ws["data"]["id"].as_str().unwrap().to_owned();
+    let (s, kb) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "b-manager", "workspace_id": ws_b, "management": true}))).await;
+    assert_eq!(s, 201, "{kb}");
+    (ws_b, kb["key"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn workspaces_list_is_scoped_and_create_validates() {
+    let g = Gateway::start(|_| {}).await;
+    let (ws_b, mgmt_b) = workspace_b(&g).await;
+    let (s, v) = g.mgmt("POST", "/api/v1/workspaces", Some(json!({"name": "Gamma", "slug": "gamma-2"}))).await;
+    assert_eq!((s, v["data"]["slug"].as_str()), (201, Some("gamma-2")), "{v}");
+
+    let (s, all) = g.mgmt("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(s, 200);
+    let slugs: Vec<&str> = all["data"].as_array().unwrap().iter().map(|w| w["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["default", "team-b", "gamma-2"]);
+    assert_eq!(all["total_count"], 3);
+    let (s, own, _) = g.req("GET", "/api/v1/workspaces", Some(&mgmt_b), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(own["total_count"], 1);
+    assert_eq!(own["data"][0]["id"], ws_b.as_str());
+
+    for body in [json!({"name": ""}), json!({"name": "   "}), json!({"name": "Ok", "slug": "Bad Slug"}), json!({"name": "Ok", "slug": "UPPER"}), json!({"name": "Ok", "slug": ""}), json!({"name": "!!!"}), json!({"slug": "no-name"})] {
+        let (s, v) = g.mgmt("POST", "/api/v1/workspaces", Some(body.clone())).await;
+        assert_eq!(s, 400, "{body} -> {v}");
+        assert_error(s, &v, 400);
+    }
+    for body in [json!({"name": "Team B"}), json!({"name": "Other", "slug": "gamma-2"}), json!({"name": "x", "slug": "default"})] {
+        let (s, v) = g.mgmt("POST", "/api/v1/workspaces", Some(body.clone())).await;
+        assert_error(s, &v, 409);
+    }
+    let (_, after) = g.mgmt("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(after["total_count"], 3, "failed creates stored nothing");
+}
+
+#[tokio::test]
+async fn keys_api_errors_over_http() {
+    let g = Gateway::start(|_| {}).await;
+    let (_, mgmt_b) = workspace_b(&g).await;
+    let (_, hash_a) = g.inference_key().await;
+    let as_b = |m: &'static str, path: String, body: Option<Value>| {
+        let (g, k) = (&g, mgmt_b.clone());
+        async move {
+            let (s, v, _) = g.req(m, &path, Some(&k), body).await;
+            (s, v)
+        }
+    };
+
+    // Workspace B can't see or touch A's keys, by hash or id.
+    let id_a = g.mgmt("GET", &format!("/api/v1/keys/{hash_a}"), None).await.1["data"]["id"].as_str().unwrap().to_owned();
+    for handle in [&hash_a, &id_a] {
+        let (s, v) = as_b("GET", format!("/api/v1/keys/{handle}"), None).await;
+        assert_error(s, &v, 404);
+        let (s, v) = as_b("PATCH", format!("/api/v1/keys/{handle}"), Some(json!({"disabled": true}))).await;
+        assert_error(s, &v, 404);
+        let (s, v) = as_b("DELETE", format!("/api/v1/keys/{handle}"), None).await;
+        assert_error(s, &v, 404);
+    }
+    let (_, a) = g.mgmt("GET", &format!("/api/v1/keys/{hash_a}"), None).await;
+    assert_eq!(a["data"]["disabled"], false, "B's attempts changed nothing");
+    let (_, b_list) = as_b("GET", "/api/v1/keys".into(), None).await;
+    assert_eq!(b_list["total_count"], 1, "B lists only its own key: {b_list}");
+    let default_ws = g.state.store.get_workspace("default").await.unwrap().id;
+    let (s, v) = as_b("GET", format!("/api/v1/keys?workspace_id={default_ws}"), None).await;
+    assert_error(s, &v, 404);
+    let (s, v) = as_b("POST", "/api/v1/keys".into(), Some(json!({"name": "sneak", "workspace_id": default_ws}))).await;
+    assert_error(s, &v, 404);
+
+    // Only an admin key mints management keys.
+    let (s, v) = as_b("POST", "/api/v1/keys".into(), Some(json!({"name": "escalate", "management": true}))).await;
+    assert_error(s, &v, 403);
+    let (s, v) = as_b("POST", "/api/v1/keys".into(), Some(json!({"name": "app"}))).await;
+    assert_eq!((s, v["data"]["kind"].as_str()), (201, Some("inference")), "{v}");
+
+    // Bad names, unknown keys, a key deleting itself.
+    for name in ["", "   "] {
+        let (s, v) = g.mgmt("PATCH", &format!("/api/v1/keys/{hash_a}"), Some(json!({"name": name}))).await;
+        assert_error(s, &v, 400);
+        let (s, v) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": name}))).await;
+        assert_error(s, &v, 400);
+    }
+    let (_, a) = g.mgmt("GET", &format!("/api/v1/keys/{hash_a}"), None).await;
+    assert_eq!(a["data"]["name"], "test");
+    for m in ["GET", "PATCH", "DELETE"] {
+        let body = (m == "PATCH").then(|| json!({"name": "ghost"}));
+        let (s, v) = g.mgmt(m, "/api/v1/keys/0000000000000000000000000000000000000000000000000000000000000000", body).await;
+        assert_error(s, &v, 404);
+    }
+    let own = keyway_crypto::hash_api_key(MGMT);
+    let (s, v) = g.mgmt("DELETE", &format!("/api/v1/keys/{own}"), None).await;
+    assert_error(s, &v, 409);
+    let own_b = keyway_crypto::hash_api_key(&mgmt_b);
+    let (s, v) = as_b("DELETE", format!("/api/v1/keys/{own_b}"), None).await;
+    assert_error(s, &v, 409);
+    // Disabling itself would lock the caller out just the same; renaming itself is fine.
+    let own_id = g.mgmt("GET", &format!("/api/v1/keys/{own}"), None).await.1["data"]["id"].as_str().unwrap().to_owned();
+    for handle in [&own, &own_id] {
+        let (s, v) = g.mgmt("PATCH", &format!("/api/v1/keys/{handle}"), Some(json!({"disabled": true}))).await;
+        assert_error(s, &v, 409);
+    }
+    let (s, v) = g.mgmt("PATCH", &format!("/api/v1/keys/{own}"), Some(json!({"name": "root", "disabled": false}))).await;
+    assert_eq!((s, v["data"]["name"].as_str()), (200, Some("root")), "{v}");
+    // Another key may disable it (the admin disables B's manager).
+    let (s, v) = g.mgmt("PATCH", &format!("/api/v1/keys/{own_b}"), Some(json!({"disabled": true}))).await;
+    assert_eq!((s, v["data"]["disabled"].as_bool()), (200, Some(true)), "{v}");
+    let (s, v) = as_b("GET", "/api/v1/keys".into(), None).await;
+    assert_error(s, &v, 401);
+    let (s, _) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!(s, 200, "the admin key still works");
+}
+
+#[tokio::test]
+async fn every_management_route_needs_a_valid_key() {
+    let g = Gateway::start(|_| {}).await;
+    let id = g.add_byok(json!({"provider": "openai", "key": SECRET})).await;
+    let (_, hash) = g.inference_key().await;
+    let routes = [
+        ("GET", "/api/v1/byok".to_owned()),
+        ("POST", "/api/v1/byok".to_owned()),
+        ("POST", "/api/v1/byok/test".to_owned()),
+        ("GET", format!("/api/v1/byok/{id}")),
+        ("PATCH", format!("/api/v1/byok/{id}")),
+        ("DELETE", format!("/api/v1/byok/{id}")),
+        ("POST", format!("/api/v1/byok/{id}/test")),
+        ("GET", "/api/v1/keys".to_owned()),
+        ("POST", "/api/v1/keys".to_owned()),
+        ("GET", format!("/api/v1/keys/{hash}")),
+        ("PATCH", format!("/api/v1/keys/{hash}")),
+        ("DELETE", format!("/api/v1/keys/{hash}")),
+        ("GET", "/api/v1/key".to_owned()),
+        ("GET", "/api/v1/workspaces".to_owned()),
+        ("POST", "/api/v1/workspaces".to_owned()),
+        ("GET", "/api/v1/credits".to_owned()),
+        ("POST", "/api/v1/credits".to_owned()),
+        ("GET", "/api/v1/generation?id=gen-1".to_owned()),
+        ("GET", "/api/v1/activity".to_owned()),
+    ];
+    let bodies = |m: &str, p: &str| match (m, p) {
+        ("POST", "/api/v1/byok") | ("POST", "/api/v1/byok/test") => Some(json!({"provider": "openai", "name": "intruder", "key": "sk-intruder-0001"})),
+        ("POST", "/api/v1/keys") | ("POST", "/api/v1/workspaces") => Some(json!({"name": "intruder"})),
+        ("POST", "/api/v1/credits") => Some(json!({"amount": 10})),
+        ("PATCH", _) => Some(json!({"name": "intruder"})),
+        _ => None,
+    };
+    for key in [None, Some(""), Some("kw-mgmt-not-a-real-key-0000000000000000"), Some("kw-not-a-real-key-0000000000000000"), Some("sk-proj-someone-elses")] {
+        for (m, p) in &routes {
+            let (s, v, _) = g.req(m, p, key, bodies(m, p)).await;
+            assert_eq!(s, 401, "{m} {p} with {key:?}: {v}");
+            assert_error(s, &v, 401);
+        }
+    }
+    // Nothing was created, changed or deleted along the way.
+    let (_, byok) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(byok["total_count"], 1);
+    assert_ne!(byok["data"][0]["name"], "intruder");
+    let (_, keys) = g.mgmt("GET", "/api/v1/keys", None).await;
+    assert_eq!(keys["total_count"], 2);
+    let (_, ws) = g.mgmt("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(ws["total_count"], 1);
+}

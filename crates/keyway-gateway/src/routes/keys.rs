@@ -178,6 +178,10 @@ pub async fn patch(
             return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
         }
     }
+    // Like deleting itself: a key that disables itself locks its caller out of the API.
+    if body.disabled == Some(true) && (id == m.0.id || id == m.0.hash) {
+        return Err(ApiError::Conflict("a key can't disable itself".into()));
+    }
     if let Some(ws) = &body.workspace_id {
         let current = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
         if *ws != current.workspace_id {
