@@ -241,3 +241,125 @@ async fn json_logs_have_one_request_line_with_the_generation_id() {
     assert!(all.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "every line is JSON:\n{all}");
     assert!(!all.contains(SECRET) && !all.contains(MGMT));
 }
+
+/// `keyway serve --listen ADDR --data-dir DIR` with `env`, stderr into `log`; waits for /health.
+async fn serve_logged(data: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(BIN);
+    base_env(&mut cmd).args(["serve", "--listen", &addr, "--data-dir"]).arg(data).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut server = Server { child: cmd.spawn().unwrap(), url: format!("http://{addr}") };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{}/health", server.url)).await.is_ok_and(|r| r.status().is_success()) {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("keyway serve exited ({status}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "keyway serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+/// Runs `keyway serve` expecting it to refuse to start; returns its output.
+async fn serve_fails(data: &Path, env: &[(&str, &str)]) -> String {
+    let data = data.to_owned();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let o = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(BIN);
+        base_env(&mut cmd).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data).envs(env);
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!o.status.success(), "serve should have failed: {}", text(&o));
+    text(&o)
+}
+
+/// Every `kw-mgmt-...` token in `s`.
+fn management_keys(s: &str) -> Vec<String> {
+    s.split(|c: char| c.is_whitespace()).filter(|w| w.starts_with("kw-mgmt-")).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_a_management_key_once_and_restart_prints_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log1 = dir.path().join("first.log");
+    let http = reqwest::Client::new();
+
+    let server = serve_logged(&data, &log1, &[]).await;
+    let out = std::fs::read_to_string(&log1).unwrap();
+    let keys = management_keys(&out);
+    assert_eq!(keys.len(), 1, "exactly one management key printed on first start:\n{out}");
+    let key = keys[0].clone();
+    let created = http
+        .post(format!("{}/api/v1/byok", server.url))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"provider": "openai", "name": "first", "key": SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "the printed key manages BYOK credentials");
+    let id = created.json::<Value>().await.unwrap()["data"]["id"].as_str().unwrap().to_owned();
+    let master = data.join("master.key");
+    assert!(master.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&master).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    drop(server);
+
+    let log2 = dir.path().join("second.log");
+    let server = serve_logged(&data, &log2, &[]).await;
+    let out = std::fs::read_to_string(&log2).unwrap();
+    assert!(!out.contains("kw-mgmt-"), "a later start prints no key:\n{out}");
+    let got = http.get(format!("{}/api/v1/byok/{id}", server.url)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.json::<Value>().await.unwrap()["data"]["name"], "first");
+    let list: Value = http.get(format!("{}/api/v1/keys", server.url)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["total_count"], 1, "no second bootstrap key: {list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_key_from_the_environment_writes_no_file_and_reopens_data() {
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let master = keyway_crypto::MasterKey::generate().to_base64();
+    let env = [("KEYWAY_MASTER_KEY", master.as_str()), ("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT), ("KEYWAY_PROVIDERS__OPENAI__BASE_URL", base.as_str())];
+
+    let server = serve_logged(&data, &dir.path().join("1.log"), &env).await;
+    let added = json(&cli(&server.url, MGMT, &["byok", "add", "--provider", "openai", "--name", "env-mk", "--key-env", "CLI_TEST_SECRET", "-o", "json"]).await);
+    let id = added["data"]["id"].as_str().unwrap().to_owned();
+    drop(server);
+    assert!(!data.join("master.key").exists(), "KEYWAY_MASTER_KEY given: no key file");
+
+    // Same key: the sealed secret opens (the test call reaches the fake with it).
+    let server = serve_logged(&data, &dir.path().join("2.log"), &env).await;
+    let tested = cli(&server.url, MGMT, &["byok", "test", &id, "-o", "json"]).await;
+    assert_eq!(json(&tested)["ok"], true, "{}", text(&tested));
+    assert!(fake.calls_with_key(SECRET) >= 1);
+    drop(server);
+    assert!(!data.join("master.key").exists());
+
+    // Another key: refused at start with a clear message, not a decryption error later.
+    let other = keyway_crypto::MasterKey::generate().to_base64();
+    let out = serve_fails(&data, &[("KEYWAY_MASTER_KEY", other.as_str())]).await;
+    assert!(out.contains("sealed with master key"), "{out}");
+    assert!(!out.contains(other.as_str()) && !out.contains(master.as_str()), "no key material in the error: {out}");
+}
+
+#[tokio::test]
+async fn malformed_keys_in_the_environment_are_refused_with_their_own_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve_fails(&dir.path().join("a"), &[("KEYWAY_MASTER_KEY", "bm90LTMyLWJ5dGVz")]).await;
+    assert!(out.contains("master key"), "{out}");
+    let out = serve_fails(&dir.path().join("b"), &[("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", "kw-mgmt-short")]).await;
+    assert!(out.contains("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY") && !out.contains("master key"), "{out}");
+    assert!(!out.contains("kw-mgmt-short"), "the value is not echoed: {out}");
+}
