@@ -1,4 +1,5 @@
-//! Planner table tests, grouped by the rule of `docs/routing.md` they back.
+//! Planner table tests, grouped by the rule of `docs/routing.md` they back (numbered as issue 5's
+//! rules; rule 4, what moves to the next attempt, is the gateway's and tested end to end).
 
 use super::fixture::*;
 use crate::credential::{AzureCredential, AzureDeployment};
@@ -304,7 +305,7 @@ fn byok_only_without_usable_key_names_the_pin() {
     assert!(msg.contains("1 system credential(s) not used: an always-use or byok-only key pins the provider"), "{msg}");
 }
 
-// ---- Rule 4: scoping --------------------------------------------------------------------------
+// ---- Rule 6: scoping --------------------------------------------------------------------------
 
 case!(disabled_key_never_used:
     systems().key_with("k1", OpenAi, |m| m.disabled = true), GPT4O => ["openai:system#0", "azure:system#1"]);
@@ -386,7 +387,7 @@ case!(cooled_key_stays_within_its_providers_section:
 case!(cooled_system_credential_moves_after_other_system_credentials:
     fx().system(OpenAi).system(OpenAi).cooled_system(0), GPT4O => ["openai:system#1", "openai:system#0"]);
 
-// ---- Rule 6: request-scoped BYOK --------------------------------------------------------------
+// ---- Rule 7: request-scoped BYOK --------------------------------------------------------------
 
 case!(request_scoped_overrides_stored:
     fx().key("k1", OpenAi).always_use("k2", Azure).scoped(OpenAi), GPT4O => ["openai:request:openai#0"]);
@@ -413,7 +414,7 @@ fn request_scoped_for_other_provider_without_system_is_no_credentials() {
     assert!(msg.contains("the operator does not add system credentials after request-scoped ones"), "{msg}");
 }
 
-// ---- Rule 7: model mappings -------------------------------------------------------------------
+// ---- Rule 8: model mappings -------------------------------------------------------------------
 
 #[test]
 fn model_mapping_sends_mapped_id() {
@@ -474,7 +475,7 @@ fn system_credential_model_mapping_applies() {
     assert_eq!(f.plan_detailed(GPT4O), ["openai/gpt-4o azure:system#0 ops-gpt4o"]);
 }
 
-// ---- Rule 8: `models` fallback ----------------------------------------------------------------
+// ---- Rule 10: `models` fallback ---------------------------------------------------------------
 
 #[test]
 fn models_fallback_concatenates_plans_in_order() {
