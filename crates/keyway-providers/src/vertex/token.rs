@@ -222,7 +222,9 @@ fn refresh_error(status: u16, body: &[u8]) -> ProviderError {
     match status {
         429 => ProviderError::RateLimited { status, retry_after: None, message, body: None },
         500..=599 => ProviderError::Upstream5xx { status, message },
-        _ => ProviderError::Auth { status: 401, message, body: None },
+        // The token endpoint's own status and answer (`invalid_grant`, ...), so that Test key shows
+        // them; the answer never holds the assertion or the key.
+        _ => ProviderError::Auth { status, message, body: Some(String::from_utf8_lossy(body).into_owned()) },
     }
 }
 
@@ -264,7 +266,14 @@ mod tests {
         let dbg = format!("{k:?}");
         assert!(dbg.contains("sa@p.iam"));
         assert!(!dbg.contains("PRIVATE"));
-        assert!(matches!(refresh_error(400, br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#), ProviderError::Auth { .. }));
+        match refresh_error(400, br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#) {
+            ProviderError::Auth { status, message, body } => {
+                assert_eq!(status, 400);
+                assert!(message.contains("Invalid JWT Signature."), "{message}");
+                assert!(body.is_some_and(|b| b.contains("invalid_grant")));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         assert!(matches!(refresh_error(503, b""), ProviderError::Upstream5xx { .. }));
     }
 }
