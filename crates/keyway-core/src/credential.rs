@@ -489,6 +489,12 @@ mod tests {
         // also as a JSON string
         assert!(parse(ProviderSlug::Azure, Value::String(dep.to_string())).is_ok());
         assert!(parse(ProviderSlug::Azure, json!({"api_key": "k", "resource_name": "res"})).is_ok());
+        assert!(parse(ProviderSlug::Azure, json!({"api_key": "k", "resource_name": "my-res-01"})).is_ok());
+        // The name is filled into `https://{resource}.openai.azure.com`: nothing may steer the host.
+        for bad in ["evil.com/", "evil.com", "a.b", "res:8443", "res@evil.com", "res/x", "res?x=1", "res#", "re s", "", "\u{0430}pple"] {
+            let e = parse(ProviderSlug::Azure, json!({"api_key": "k", "resource_name": bad}));
+            assert!(e.is_err(), "resource_name {bad:?} must be refused");
+        }
         let e = parse(ProviderSlug::Azure, json!({"api_key": "k"})).err().map(|e| e.message);
         assert_eq!(e.as_deref(), Some("`resource_name` is required"));
         assert!(parse(ProviderSlug::Azure, json!([{"model_slug": "m", "endpoint_url": "not a url", "api_key": "k", "model_id": "d"}])).is_err());

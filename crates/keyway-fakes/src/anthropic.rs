@@ -58,7 +58,7 @@ fn pre_fault_response(fault: &Fault, server_error: StatusCode) -> Option<Respons
         Fault::Forbidden => Some(error(StatusCode::FORBIDDEN, "permission_error", "Your API key does not have permission to use the specified resource.")),
         Fault::BadRequest => Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", "Invalid request: injected fault.")),
         Fault::InvalidJson => Some((StatusCode::OK, [("content-type", "application/json")], "{not json").into_response()),
-        Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 | Fault::StallMidStream(_) => None,
+        Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 | Fault::StallMidStream(_) | Fault::EndStreamEarly => None,
     }
 }
 
@@ -192,6 +192,9 @@ impl Answer {
             "delta": {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence},
             "usage": {"output_tokens": self.usage["output_tokens"]}})));
         frames.push(frame("message_stop", &json!({"type": "message_stop"})));
+        if fault == Some(&Fault::EndStreamEarly) {
+            frames.truncate(frames.len() / 2);
+        }
         let (cut_at, stall) = stream_break(fault, frames.len());
         stream_frames_with(frames, opts.chunk_delay, cut_at, stall)
     }

@@ -172,7 +172,9 @@ pub fn sse_response<T: Send + Sync + 'static>(
     }
     let (cut_at, stall) = stream_break(fault.as_ref(), events.len());
     let mut frames: Vec<Bytes> = events.iter().map(|e| Bytes::from(format!("data: {}\n\n", render(e)))).collect();
-    if done {
+    if fault == Some(Fault::EndStreamEarly) {
+        frames.truncate(frames.len() / 2);
+    } else if done {
         frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
     stream_frames_with(frames, delay, cut_at, stall)

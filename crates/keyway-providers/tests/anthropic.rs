@@ -237,6 +237,36 @@ async fn stream_faults() {
 }
 
 #[tokio::test]
+async fn forbidden_closed_port_early_end_and_idle_stall() {
+    let (fake, p, cred) = setup(FakeOptions::default()).await;
+    // 403 permission_error: Auth, with Anthropic's own body kept.
+    fake.fail_next(Fault::Forbidden);
+    let e = error_of(&p, &cred, hello(false)).await;
+    assert!(matches!(&e, ProviderError::Auth { status: 403, .. }), "{e:?}");
+    let body: Value = serde_json::from_str(e.body().unwrap()).unwrap();
+    assert_eq!(body["error"]["type"], "permission_error");
+    let e = error_of(&p, &api_key("sk-ant-wrong-key-xyz"), hello(false)).await;
+    assert!(e.body().unwrap().contains("authentication_error"), "{e:?}");
+
+    // A body that ends cleanly before message_stop: content, then a protocol error.
+    fake.fail_next(Fault::EndStreamEarly);
+    let c = call(ProviderSlug::Anthropic, MODEL, SLUG, &cred);
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    assert!(matches!(error_after_content(&items), ProviderError::Protocol(_)), "{items:?}");
+
+    let closed = providers(ProviderSlug::Anthropic, closed_port_url());
+    let e = error_of(&closed, &cred, hello(true)).await;
+    assert!(matches!(e, ProviderError::Connect(_)) && e.is_retryable(), "{e:?}");
+
+    let idle = providers_with(ProviderSlug::Anthropic, fake.url(), short_idle());
+    fake.fail_next(Fault::StallMidStream(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let items = collect(chat(&idle, &c, hello(true)).await.unwrap()).await;
+    assert_eq!(error_after_content(&items), &ProviderError::Timeout(TimeoutKind::Idle));
+    assert!(started.elapsed() < Duration::from_secs(4), "gave up only after {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn streams_chunk_by_chunk() {
     let delay = Duration::from_millis(200);
     let (_fake, p, cred) = setup(FakeOptions { chunk_delay: delay, chunks: 4, ..FakeOptions::default() }).await;

@@ -168,6 +168,39 @@ async fn upstream_error_classes() {
 }
 
 #[tokio::test]
+async fn forbidden_closed_port_early_end_and_idle_stall() {
+    let fake = start(FakeOptions::default()).await;
+    let p = resource_providers(&fake);
+    let cred = resource(Value::Null);
+    fake.fail_next(Fault::Forbidden);
+    let e = error_of(&p, &cred, hello(false)).await;
+    assert!(matches!(&e, ProviderError::Auth { status: 403, message, .. } if message.contains("does not have access")), "{e:?}");
+    assert_eq!(serde_json::from_str::<Value>(e.body().unwrap()).unwrap()["error"]["code"], "PermissionDenied");
+
+    // A stream that ends cleanly before [DONE] is not a success.
+    fake.fail_next(Fault::EndStreamEarly);
+    let c = call(ProviderSlug::Azure, "gpt-4o", SLUG, &cred);
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    assert!(matches!(error_after_content(&items), ProviderError::Protocol(_)), "{items:?}");
+    fake.fail_next(Fault::InvalidJson);
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    assert!(matches!(items.as_slice(), [Err(ProviderError::Protocol(_))]), "{items:?}");
+
+    // Closed port, both through the template and a deployment's own endpoint_url.
+    let closed = providers(ProviderSlug::Azure, format!("{}/r/{{resource}}", closed_port_url()));
+    assert!(matches!(error_of(&closed, &cred, hello(false)).await, ProviderError::Connect(_)));
+    let dep = Credential::parse(ProviderSlug::Azure, &json!([{"model_slug": SLUG, "endpoint_url": closed_port_url(), "api_key": KEY, "model_id": "d"}])).unwrap();
+    assert!(matches!(error_of(&p, &dep, hello(true)).await, ProviderError::Connect(_)));
+
+    let idle = providers_with(ProviderSlug::Azure, format!("{}/r/{{resource}}", fake.url()), short_idle());
+    fake.fail_next(Fault::StallMidStream(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let items = collect(chat(&idle, &c, hello(true)).await.unwrap()).await;
+    assert_eq!(error_after_content(&items), &ProviderError::Timeout(TimeoutKind::Idle));
+    assert!(started.elapsed() < Duration::from_secs(4), "gave up only after {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn slow_first_byte_times_out() {
     let fake = start(FakeOptions::default()).await;
     let p = providers_with(ProviderSlug::Azure, format!("{}/r/{{resource}}", fake.url()), short_first_byte());

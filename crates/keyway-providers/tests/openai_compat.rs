@@ -133,6 +133,121 @@ async fn upstream_error_classes() {
 }
 
 #[tokio::test]
+async fn a_stream_that_ends_without_done_is_not_a_success() {
+    let (fake, p, cred) = setup(FakeOptions::default()).await;
+    let c = call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &cred);
+    // Half the chunks, then a clean end of the body: no [DONE], no HTTP-level error.
+    fake.fail_next(Fault::EndStreamEarly);
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    let e = error_after_content(&items);
+    assert!(matches!(e, ProviderError::Protocol(m) if m.contains("[DONE]")), "{e:?}");
+    // A 200 whose body is not an event stream at all: an error before any content (falls back).
+    fake.fail_next(Fault::InvalidJson);
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    assert!(matches!(items.as_slice(), [Err(ProviderError::Protocol(_))]), "{items:?}");
+    // The complete stream still ends cleanly, with no error item.
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+}
+
+#[tokio::test]
+async fn forbidden_is_auth_and_keeps_the_upstream_body() {
+    let (fake, p, cred) = setup(FakeOptions::default()).await;
+    fake.fail_next(Fault::Forbidden);
+    let e = error_of(&p, &cred, hello(false)).await;
+    assert!(matches!(&e, ProviderError::Auth { status: 403, message, .. } if message == "Country, region, or territory not supported"), "{e:?}");
+    let body: Value = serde_json::from_str(e.body().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_country_region_territory");
+    // 401 and 429 keep theirs too (Test key shows them).
+    let e = error_of(&p, &api_key("sk-wrong-key-555555"), hello(false)).await;
+    assert!(e.body().unwrap().contains("invalid_api_key"), "{e:?}");
+    fake.fail_next(Fault::RateLimit { retry_after_secs: 1 });
+    assert!(error_of(&p, &cred, hello(false)).await.body().unwrap().contains("rate_limit_exceeded"));
+}
+
+#[tokio::test]
+async fn closed_port_is_a_connect_error() {
+    let p = providers(ProviderSlug::OpenAi, format!("{}/v1", closed_port_url()));
+    let e = error_of(&p, &api_key(KEY), hello(false)).await;
+    assert!(matches!(e, ProviderError::Connect(_)) && e.is_retryable(), "{e:?}");
+    assert!(matches!(error_of(&p, &api_key(KEY), hello(true)).await, ProviderError::Connect(_)));
+}
+
+#[tokio::test]
+async fn a_stall_between_chunks_is_an_idle_timeout() {
+    let fake = openai::start(FakeOptions::default()).await.unwrap();
+    let p = providers_with(ProviderSlug::OpenAi, format!("{}/v1", fake.url()), short_idle());
+    fake.fail_next(Fault::StallMidStream(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let items = collect(chat(&p, &call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &api_key(KEY)), hello(true)).await.unwrap()).await;
+    assert_eq!(error_after_content(&items), &ProviderError::Timeout(TimeoutKind::Idle));
+    assert!(started.elapsed() < Duration::from_secs(4), "gave up after the idle limit, not the stall: {:?}", started.elapsed());
+    // Without the stall the same timeouts serve the whole stream.
+    let items = collect(chat(&p, &call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &api_key(KEY)), hello(true)).await.unwrap()).await;
+    assert_eq!(stream_text(&items), "Echo: hello there");
+}
+
+/// Every member of the OpenAI-compatible family: (slug, public base URL, Test key's model).
+const FAMILY: [(ProviderSlug, &str, &str); 12] = [
+    (ProviderSlug::OpenAi, "https://api.openai.com/v1", "gpt-4o-mini"),
+    (ProviderSlug::Mistral, "https://api.mistral.ai/v1", "mistral-small-latest"),
+    (ProviderSlug::DeepSeek, "https://api.deepseek.com/v1", "deepseek-chat"),
+    (ProviderSlug::XAi, "https://api.x.ai/v1", "grok-3-mini"),
+    (ProviderSlug::ZAi, "https://api.z.ai/api/paas/v4", "glm-4.5-flash"),
+    (ProviderSlug::Groq, "https://api.groq.com/openai/v1", "llama-3.1-8b-instant"),
+    (ProviderSlug::DeepInfra, "https://api.deepinfra.com/v1/openai", "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+    (ProviderSlug::Perplexity, "https://api.perplexity.ai", "sonar"),
+    (ProviderSlug::MoonshotAi, "https://api.moonshot.ai/v1", "moonshot-v1-8k"),
+    (ProviderSlug::Baseten, "https://inference.baseten.co/v1", "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
+    (ProviderSlug::Fireworks, "https://api.fireworks.ai/inference/v1", "accounts/fireworks/models/llama-v3p1-8b-instruct"),
+    (ProviderSlug::Together, "https://api.together.xyz/v1", "meta-llama/Llama-3.2-3B-Instruct-Turbo"),
+];
+
+#[tokio::test]
+async fn every_family_member_chats_and_streams_with_its_own_bearer_key() {
+    use keyway_core::Protocol;
+    let family: Vec<ProviderSlug> = ProviderSlug::ALL.into_iter().filter(|p| p.protocol() == Protocol::OpenAiCompat).collect();
+    assert_eq!(family, FAMILY.map(|(s, _, _)| s), "the table covers the whole family");
+    let fake = openai::start(FakeOptions::default()).await.unwrap();
+    // Each member's base URL ends in a different path on a real host; here all point at the fake.
+    let p = providers_for(&family, &format!("{}/v1", fake.url()));
+    for (i, (slug, public_base, test_model)) in FAMILY.into_iter().enumerate() {
+        assert_eq!(slug.default_base_url(), public_base, "{slug}");
+        assert!(url::Url::parse(public_base).is_ok_and(|u| u.scheme() == "https"), "{slug}");
+        let adapter = p.get(slug).unwrap_or_else(|| panic!("{slug} has an adapter"));
+        assert_eq!(adapter.test_model(), test_model, "{slug}");
+
+        let key = format!("{slug}-key-{i:04}");
+        let cred = api_key(&key);
+        let gateway = format!("{slug}/{test_model}");
+        let c = call(slug, test_model, &gateway, &cred);
+        let (body, usage) = complete(chat(&p, &c, hello(false)).await.unwrap());
+        assert_eq!(body["choices"][0]["message"]["content"], "Echo: hello there", "{slug}");
+        assert_eq!(body["model"], test_model, "{slug}");
+        assert!(usage.is_some(), "{slug}");
+        let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+        assert_eq!(stream_text(&items), "Echo: hello there", "{slug}");
+        assert!(stream_usage(&items).is_some(), "{slug}");
+
+        let calls = fake.calls();
+        let sent = &calls[calls.len() - 2..];
+        for (n, call) in sent.iter().enumerate() {
+            assert_eq!((call.path.as_str(), call.key.as_str()), ("/v1/chat/completions", key.as_str()), "{slug} call {n}");
+            let auth = call.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str());
+            assert_eq!(auth, Some(format!("Bearer {key}").as_str()), "{slug}");
+            assert_eq!(call.body["model"], test_model, "{slug}");
+            assert_eq!(call.body["vendor_extension"], json!([1, 2]), "{slug}: unknown fields pass through");
+        }
+        assert_eq!(sent[1].body["stream_options"], json!({"include_usage": true}), "{slug}");
+        // The preview (Test key's curl line) names the same URL with the key masked.
+        let preview = adapter.preview_chat(&c, &request(hello(false))).await.unwrap();
+        assert_eq!(preview.url, format!("{}/v1/chat/completions", fake.url()), "{slug}");
+        assert!(!preview.to_curl().contains(&key), "{slug}");
+    }
+    assert_eq!(fake.calls().len(), 2 * FAMILY.len());
+}
+
+#[tokio::test]
 async fn slow_first_byte_times_out() {
     let fake = openai::start(FakeOptions::default()).await.unwrap();
     let p = providers_with(ProviderSlug::OpenAi, format!("{}/v1", fake.url()), short_first_byte());

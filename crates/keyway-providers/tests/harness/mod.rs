@@ -20,6 +20,33 @@ pub fn providers_with(slug: ProviderSlug, base: String, timeouts: Timeouts) -> P
     Providers::new(config).unwrap()
 }
 
+/// Providers with every slug in `slugs` pointed at `base`.
+pub fn providers_for(slugs: &[ProviderSlug], base: &str) -> Providers {
+    let config = ProvidersConfig { base_urls: slugs.iter().map(|s| (*s, base.to_owned())).collect(), timeouts: Timeouts::default() };
+    Providers::new(config).unwrap()
+}
+
+/// Timeouts with a short idle limit between stream chunks (and a generous first byte).
+pub fn short_idle() -> Timeouts {
+    Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(10), idle: Duration::from_millis(300) }
+}
+
+/// A loopback URL nothing listens on: a port bound then released.
+pub fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The error a stream ended with, asserting content arrived before it and nothing after.
+pub fn error_after_content(items: &[Result<StreamEvent, ProviderError>]) -> &ProviderError {
+    let at = items.iter().position(Result::is_err).unwrap_or_else(|| panic!("no error in {items:?}"));
+    assert!(items[..at].iter().any(|i| matches!(i, Ok(StreamEvent::Chunk { content: true, .. }))), "no content before the error: {items:?}");
+    assert_eq!(at, items.len() - 1, "the stream ends at its first error: {items:?}");
+    items[at].as_ref().err().unwrap()
+}
+
 /// Timeouts short enough to see a slow first byte fail fast.
 pub fn short_first_byte() -> Timeouts {
     Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_millis(400), idle: Duration::from_secs(10) }
