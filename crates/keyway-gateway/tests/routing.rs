@@ -550,6 +550,28 @@ async fn e2e_pinned_key_scoped_to_other_caller_does_not_pin() {
     assert_eq!(fake.calls_with_key(SYSTEM_KEY), 1, "only bob's request");
 }
 
+#[tokio::test]
+async fn e2e_pinned_key_fails_then_other_provider_fails_last_error_decides() {
+    let azure = keyway_fakes::azure::start(FakeOptions::default()).await.unwrap();
+    let openai = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let (g, key) = gateway_for(&openai, |c| c.security.allowed_upstream_hosts.push("127.0.0.1".into())).await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-pinned-00042", "is_required": true})).await;
+    g.add_byok(json!({"provider": "azure", "key": [
+        {"model_slug": "openai/gpt-4o-mini", "endpoint_url": azure.url(), "api_key": "azure-key-000043", "model_id": "mini"}]})).await;
+    openai.set_fault_for_key("sk-byok-pinned-00042", Fault::RateLimit { retry_after_secs: 44 });
+    azure.set_fault(Fault::ServerError);
+    // the pin bars OpenAI's system key only; Azure is still tried, and its failure is the last
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+    assert_error(s, &v, 502);
+    assert_eq!(h["x-keyway-attempts"], "2");
+    assert!(h.get("retry-after").is_none());
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("all 2 attempts failed; last: "), "{v}");
+    assert_eq!(openai.calls_with_key(SYSTEM_KEY), 0);
+    let gen = generation(&g, h["x-keyway-generation-id"].to_str().unwrap()).await;
+    let got: Vec<(&str, u64)> = gen["attempts"].as_array().unwrap().iter().map(|a| (a["provider"].as_str().unwrap(), a["status"].as_u64().unwrap())).collect();
+    assert_eq!(got, [("openai", 429), ("azure", 502)], "the pinned key's 429 is in the record");
+}
+
 // ---- Rule 6: workspace isolation --------------------------------------------------------------
 
 #[tokio::test]
