@@ -146,6 +146,11 @@ async fn test_key_vertex_wrong_key_and_unsaved() {
     let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "google-vertex", "key": vercel}))).await;
     assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "{v}");
     assert!(vertex.server.calls().last().unwrap().path.starts_with("/europe-west4/v1/projects/proj-9/locations/europe-west4/"));
+    // Claude on Vertex through Test key's `model` / `region` override.
+    let body = json!({"provider": "google-vertex", "key": sa("kid-live"), "model": "claude-haiku-4-5@20251001", "region": "us-east5"});
+    let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(body)).await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    assert!(vertex.server.calls().last().unwrap().path.ends_with("/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5@20251001:rawPredict"));
     // Nothing unsaved was stored.
     let (_, listed) = g.mgmt("GET", "/api/v1/byok", None).await;
     assert_eq!(listed["total_count"], 1, "{listed}");

@@ -114,6 +114,35 @@ async fn gemini_stream_and_tools() {
 }
 
 #[tokio::test]
+async fn gemini_tools_streamed_and_the_result_sent_back() {
+    let (f, p) = start().await;
+    let c = service_account(&f, PEM);
+    let weather = |stream: bool| {
+        req(json!({"messages": [{"role": "user", "content": "weather in Paris?"}], "stream": stream,
+                   "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}))
+    };
+    let (chunks, _, err) = collect(&p, &call(&c, MODEL, None), &weather(true)).await;
+    assert_eq!(err, None);
+    let finish = chunks.iter().find_map(|(c, _)| c.pointer("/choices/0/finish_reason").and_then(Value::as_str).map(str::to_owned));
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    let streamed = chunks.iter().find_map(|(c, _)| c.pointer("/choices/0/delta/tool_calls/0").cloned()).unwrap();
+    assert_eq!(streamed["function"]["name"], "get_weather");
+    assert_eq!(serde_json::from_str::<Value>(streamed["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Paris"}));
+    assert!(f.server.calls()[0].path.ends_with(":streamGenerateContent?alt=sse"));
+    assert_eq!(f.server.calls()[0].body["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+
+    let (body, _) = complete(&p, &call(&c, MODEL, None), &weather(false)).await.unwrap();
+    let tc = body["choices"][0]["message"]["tool_calls"][0].clone();
+    let mut follow = weather(false);
+    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    msgs.push(body["choices"][0]["message"].clone());
+    msgs.push(json!({"role": "tool", "tool_call_id": tc["id"], "content": "{\"temp\": 21}"}));
+    let (body, _) = complete(&p, &call(&c, MODEL, None), &follow).await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Tool said: {\"temp\":21}");
+    assert_eq!(f.server.calls()[2].body["contents"][2]["parts"][0]["functionResponse"], json!({"name": "get_weather", "response": {"temp": 21}}));
+}
+
+#[tokio::test]
 async fn the_request_location_overrides_the_credentials() {
     let (f, p) = start().await;
     let c = service_account(&f, PEM);
