@@ -10,7 +10,7 @@ pub enum Bootstrapped {
     /// Set up by this call: the default workspace, its first management key and the store's meta.
     Created {
         workspace_id: String,
-        key: ApiKeyRecord,
+        key: Box<ApiKeyRecord>,
         /// The generated key, to be shown once; `None` when the caller supplied it.
         raw_key: Option<Zeroizing<String>>,
     },
@@ -104,6 +104,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Bootstrapped::Created { workspace_id: ws, key, raw_key: generated.then_some(raw) })
+        Ok(Bootstrapped::Created { workspace_id: ws, key: Box::new(key), raw_key: generated.then_some(raw) })
     }
 }

@@ -46,7 +46,7 @@ where
     }
 }
 
-fn created(b: Bootstrapped) -> (String, ApiKeyRecord, Option<zeroize::Zeroizing<String>>) {
+fn created(b: Bootstrapped) -> (String, Box<ApiKeyRecord>, Option<zeroize::Zeroizing<String>>) {
     match b {
         Bootstrapped::Created { workspace_id, key, raw_key } => (workspace_id, key, raw_key),
         Bootstrapped::Existing { .. } => panic!("expected a fresh bootstrap"),
@@ -84,7 +84,7 @@ async fn bootstrap_generates_a_key_shown_once() {
         let (ws, key, raw) = created(s.bootstrap("mk-1", None).await.unwrap());
         let raw = raw.expect("a generated key is returned");
         assert!(raw.starts_with("kw-mgmt-"));
-        assert_eq!(s.find_key_by_hash(&hash_api_key(&raw)).await.unwrap().unwrap(), key);
+        assert_eq!(s.find_key_by_hash(&hash_api_key(&raw)).await.unwrap().unwrap(), *key);
         assert_eq!(key.workspace_id, ws);
         assert!(matches!(s.bootstrap("mk-1", None).await.unwrap(), Bootstrapped::Existing { .. }));
         assert_eq!(s.count_keys().await.unwrap(), 1);
