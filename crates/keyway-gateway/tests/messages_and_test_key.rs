@@ -200,3 +200,47 @@ async fn test_key_refuses_caller_urls_outside_the_allow_list_and_literal_refs() 
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(fake.calls()[1].key, "file:/etc/hostname");
 }
+
+#[tokio::test]
+async fn test_key_anthropic_and_every_openai_compatible_provider() {
+    const GOOD: &str = "sk-ant-api03-good-key-0001";
+    let anthropic = keyway_fakes::anthropic::start(FakeOptions { keys: [GOOD.to_owned()].into(), ..FakeOptions::default() }).await.unwrap();
+    let openai = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let family = ["openai", "mistral", "deepseek", "xai", "z-ai", "groq", "deepinfra", "perplexity", "moonshotai", "baseten", "fireworks", "together"];
+    let (au, ou) = (anthropic.url(), format!("{}/v1", openai.url()));
+    let g = Gateway::start(|c| {
+        c.providers.insert("anthropic".into(), ProviderSettings { base_url: Some(au.clone()) });
+        for p in family {
+            c.providers.insert(p.into(), ProviderSettings { base_url: Some(ou.clone()) });
+        }
+    })
+    .await;
+
+    let id = g.add_byok(json!({"provider": "anthropic", "key": GOOD})).await;
+    let (s, v) = g.mgmt("POST", &format!("/api/v1/byok/{id}/test"), None).await;
+    assert_eq!((s, v["ok"].as_bool(), v["status"].as_u64()), (200, Some(true), Some(200)), "{v}");
+    assert_eq!(v["model"], "claude-haiku-4-5");
+    let curl = v["request"].as_str().unwrap();
+    assert!(curl.contains("/v1/messages") && curl.contains("anthropic-version: 2023-06-01") && !curl.contains(GOOD), "{curl}");
+    let sent = &anthropic.calls()[0];
+    assert_eq!((sent.key.as_str(), &sent.body["max_tokens"]), (GOOD, &json!(1)));
+    let wrong = "sk-ant-api03-wrong-key-002";
+    let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "anthropic", "key": wrong}))).await;
+    assert_eq!((s, v["ok"].as_bool(), v["status"].as_u64()), (200, Some(false), Some(401)), "{v}");
+    assert_eq!(v["response"]["error"]["type"], "authentication_error", "{v}");
+    assert_eq!(v["response"]["error"]["message"], "invalid x-api-key", "{v}");
+    assert!(!v.to_string().contains(wrong), "{v}");
+
+    for (i, p) in family.into_iter().enumerate() {
+        let key = format!("{p}-test-key-{i:04}");
+        let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": p, "key": key}))).await;
+        assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "{p}: {v}");
+        let model = v["model"].as_str().unwrap();
+        assert_eq!(v["response"]["model"], model, "{p}");
+        assert!(!v["request"].as_str().unwrap().contains(&key), "{p}: key masked");
+        let calls = openai.calls();
+        let sent = calls.last().unwrap();
+        assert_eq!((sent.key.as_str(), sent.path.as_str(), &sent.body["model"], &sent.body["max_tokens"]), (key.as_str(), "/v1/chat/completions", &json!(model), &json!(1)), "{p}");
+    }
+    assert_eq!(openai.calls().len(), family.len());
+}

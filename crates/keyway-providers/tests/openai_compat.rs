@@ -204,7 +204,7 @@ const FAMILY: [(ProviderSlug, &str, &str); 12] = [
 ];
 
 #[tokio::test]
-async fn every_family_member_chats_and_streams_with_its_own_bearer_key() {
+async fn every_family_member_chats_streams_calls_tools_and_embeds_with_its_own_bearer_key() {
     use keyway_core::Protocol;
     let family: Vec<ProviderSlug> = ProviderSlug::ALL.into_iter().filter(|p| p.protocol() == Protocol::OpenAiCompat).collect();
     assert_eq!(family, FAMILY.map(|(s, _, _)| s), "the table covers the whole family");
@@ -239,12 +239,23 @@ async fn every_family_member_chats_and_streams_with_its_own_bearer_key() {
             assert_eq!(call.body["vendor_extension"], json!([1, 2]), "{slug}: unknown fields pass through");
         }
         assert_eq!(sent[1].body["stream_options"], json!({"include_usage": true}), "{slug}");
+
+        // Tools and embeddings go through the same adapter, path and key.
+        let tools = json!({"messages": [{"role": "user", "content": "weather?"}],
+                           "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]});
+        let (resp, _) = complete(chat(&p, &c, tools).await.unwrap());
+        assert_eq!(resp["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather", "{slug}");
+        let emb = adapter.embeddings(&c, &request(json!({"input": "one two"}))).await.unwrap();
+        assert_eq!(emb.usage.map(|u| u.prompt_tokens), Some(2), "{slug}");
+        let calls = fake.calls();
+        let last = &calls[calls.len() - 1];
+        assert_eq!((last.path.as_str(), last.key.as_str(), &last.body["model"]), ("/v1/embeddings", key.as_str(), &json!(test_model)), "{slug}");
         // The preview (Test key's curl line) names the same URL with the key masked.
         let preview = adapter.preview_chat(&c, &request(hello(false))).await.unwrap();
         assert_eq!(preview.url, format!("{}/v1/chat/completions", fake.url()), "{slug}");
         assert!(!preview.to_curl().contains(&key), "{slug}");
     }
-    assert_eq!(fake.calls().len(), 2 * FAMILY.len());
+    assert_eq!(fake.calls().len(), 4 * FAMILY.len());
 }
 
 #[tokio::test]
