@@ -258,3 +258,51 @@ async fn a_token_uri_off_the_allow_list_is_refused_everywhere() {
     assert!(s.off_list.server.calls().is_empty());
     assert_eq!(s.vertex.auth.token_requests(), 1);
 }
+
+#[tokio::test]
+async fn bedrock_chat_and_stream_with_region_choice_through_the_gateway() {
+    const AKID: &str = "AKIAE2ETESTKEY000001";
+    const AKID_EU: &str = "AKIAE2ETESTKEY0000EU";
+    let fake = keyway_fakes::bedrock::start(
+        FakeOptions::default(),
+        keyway_fakes::bedrock::BedrockConfig::default().with_key(AKID, "e2e-global-secret").with_key(AKID_EU, "e2e-eu-secret"),
+    )
+    .await
+    .unwrap();
+    let base = format!("{}/{{region}}", fake.url());
+    let g = Gateway::start(|c| {
+        c.providers.insert("amazon-bedrock".into(), ProviderSettings { base_url: Some(base.clone()) });
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    let id = g
+        .add_byok(json!({"provider": "amazon-bedrock", "key": [
+            {"region": "global", "accessKeyId": AKID, "secretAccessKey": "e2e-global-secret"},
+            {"region": "eu-west-1", "accessKeyId": AKID_EU, "secretAccessKey": "e2e-eu-secret"}]}))
+        .await;
+    let ask = |region: Option<&str>, stream: bool| {
+        let mut b = json!({"model": "amazon/nova-micro-v1", "messages": [{"role": "user", "content": "hello there"}], "stream": stream});
+        if let Some(r) = region {
+            b["providerOptions"] = json!({"bedrock": {"region": r}});
+        }
+        b
+    };
+    // The catalog's default region (us-east-1), served by the `global` key set.
+    let (st, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(ask(None, false))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "Echo: hello there");
+    assert_eq!((h["x-keyway-provider"].to_str().unwrap(), h["x-keyway-credential"].to_str().unwrap()), ("amazon-bedrock", id.as_str()));
+    assert_eq!(fake.calls()[0].path, "/us-east-1/model/amazon.nova-micro-v1%3A0/converse");
+    assert_eq!(fake.calls()[0].key, AKID);
+    // providerOptions.bedrock.region picks that region's key set; streamed over event-stream frames.
+    let (st, _, text, done) = stream(&g, &key, ask(Some("eu-west-1"), true), None).await;
+    assert_eq!((st, text.as_str(), done), (200, "Echo: hello there", true));
+    assert_eq!(fake.calls()[1].path, "/eu-west-1/model/amazon.nova-micro-v1%3A0/converse-stream");
+    assert_eq!(fake.calls()[1].key, AKID_EU);
+    // Another region falls back to the global set.
+    let (st, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(ask(Some("ap-south-1"), false))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!((fake.calls()[2].path.as_str(), fake.calls()[2].key.as_str()), ("/ap-south-1/model/amazon.nova-micro-v1%3A0/converse", AKID));
+    let l = logs();
+    assert!(!l.contains("e2e-global-secret") && !l.contains("e2e-eu-secret"));
+}
