@@ -1,6 +1,6 @@
 //! In-memory caches that keep the database off the hot path: Keyway keys by hash, and each
-//! workspace's BYOK credentials decrypted. Entries live for a short TTL (so other nodes' writes
-//! show up) and are dropped at once when this node changes them.
+//! workspace's BYOK credentials (its own and the global ones) decrypted. Entries live for a
+//! short TTL (so other nodes' writes show up) and are dropped at once when this node changes them.
 
 use keyway_core::route::CredentialMeta;
 use keyway_core::Credential;
@@ -35,7 +35,7 @@ impl KeyCache {
                 return Ok(Some(rec.clone()));
             }
         }
-        let found = store.find_key_by_hash(hash).await?.map(Arc::new);
+        let found = store.find_key_by_hash(hash).await.inspect_err(|e| store.note_error(e))?.map(Arc::new);
         let mut map = write(&self.map);
         match &found {
             Some(rec) => {
@@ -106,7 +106,7 @@ impl CredentialCache {
             return Ok(c);
         }
         let mut entries = Vec::new();
-        for (rec, cred) in store.load_byok_for_routing(workspace_id).await? {
+        for (rec, cred) in store.load_byok_for_routing(workspace_id).await.inspect_err(|e| store.note_error(e))? {
             match cred {
                 Ok(c) => entries.push((rec, Arc::new(c))),
                 // Never fail every request because one row is damaged; say which row, not its secret.
@@ -121,5 +121,18 @@ impl CredentialCache {
 
     pub fn invalidate(&self, workspace_id: &str) {
         write(&self.map).remove(workspace_id);
+    }
+
+    /// Drops every workspace's entry: a global credential is part of each of them.
+    pub fn invalidate_all(&self) {
+        write(&self.map).clear();
+    }
+
+    /// Drops what a change to `rec` affects: its workspace, or every workspace for a global one.
+    pub fn invalidate_for(&self, rec: &ByokRecord) {
+        match &rec.workspace_id {
+            Some(ws) => self.invalidate(ws),
+            None => self.invalidate_all(),
+        }
     }
 }

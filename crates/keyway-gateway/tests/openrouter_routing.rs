@@ -336,3 +336,70 @@ async fn x_keyway_ignored_is_set_on_failures_and_plan_errors_too() {
     assert!(st >= 400);
     assert!(h.get("x-keyway-ignored").is_none());
 }
+
+#[tokio::test]
+async fn global_byok_key_serves_every_workspace_and_only_an_admin_manages_it() {
+    let s = setup().await;
+    // A second workspace with its own inference key and a (non-admin) management key.
+    let (st, w) = s.g.mgmt("POST", "/api/v1/workspaces", Some(json!({"name": "Team B"}))).await;
+    assert_eq!(st, 201, "{w}");
+    let ws_b = w["data"]["id"].as_str().unwrap().to_owned();
+    let (st, k) = s.g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "b", "workspace_id": ws_b}))).await;
+    assert_eq!(st, 201, "{k}");
+    let key_b = k["key"].as_str().unwrap().to_owned();
+    let (st, k) = s.g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "b-mgmt", "workspace_id": ws_b, "management": true}))).await;
+    assert_eq!(st, 201, "{k}");
+    let mgmt_b = k["key"].as_str().unwrap().to_owned();
+    let send_b = |body: Value| s.g.req("POST", "/api/v1/chat/completions", Some(&key_b), Some(body));
+
+    // Warm both workspaces' credential caches: only the system key so far.
+    assert_eq!(s.send(chat(MODEL)).await.0, 200);
+    assert_eq!(send_b(chat(MODEL)).await.0, 200);
+    assert_eq!(s.keys_seen(), [SYSTEM_OPENAI, SYSTEM_OPENAI]);
+
+    // `workspace_id: null` from a workspace's own management key: refused.
+    let global = json!({"provider": "openai", "key": "sk-global-every-ws-01", "workspace_id": null});
+    let (st, v, _) = s.g.req("POST", "/api/v1/byok", Some(&mgmt_b), Some(global.clone())).await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = s.g.mgmt("POST", "/api/v1/byok", Some(global)).await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v["data"]["workspace_id"].is_null(), "{v}");
+    let id = v["data"]["id"].as_str().unwrap().to_owned();
+
+    // Both workspaces route with it at once (each cache was dropped), before the system key.
+    s.openai.clear_calls();
+    assert_eq!(s.send(chat(MODEL)).await.0, 200);
+    let (st, v, h) = send_b(chat(MODEL)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(h["x-keyway-credential"], id.as_str());
+    assert_eq!(s.keys_seen(), ["sk-global-every-ws-01", "sk-global-every-ws-01"]);
+
+    // Workspace B sees it in its list and can read it, but can't change or delete it.
+    let (st, v, _) = s.g.req("GET", "/api/v1/byok", Some(&mgmt_b), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["total_count"], 1);
+    assert!(v["data"][0]["workspace_id"].is_null());
+    let path = format!("/api/v1/byok/{id}");
+    assert_eq!(s.g.req("GET", &path, Some(&mgmt_b), None).await.0, 200);
+    assert_eq!(s.g.req("PATCH", &path, Some(&mgmt_b), Some(json!({"disabled": true}))).await.0, 403);
+    assert_eq!(s.g.req("DELETE", &path, Some(&mgmt_b), None).await.0, 403);
+
+    // B's own key at the same sort_order goes first in B; the default workspace keeps the global one.
+    let (st, v, _) = s.g.req("POST", "/api/v1/byok", Some(&mgmt_b), Some(json!({"provider": "openai", "key": "sk-team-b-own-0001"}))).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["data"]["workspace_id"], ws_b.as_str());
+    s.openai.clear_calls();
+    assert_eq!(send_b(chat(MODEL)).await.0, 200);
+    assert_eq!(s.send(chat(MODEL)).await.0, 200);
+    assert_eq!(s.keys_seen(), ["sk-team-b-own-0001", "sk-global-every-ws-01"]);
+
+    // The admin disables it: every workspace's cache drops it at once.
+    let (st, v) = s.g.mgmt("PATCH", &path, Some(json!({"disabled": true}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["data"]["workspace_id"].is_null());
+    s.openai.clear_calls();
+    assert_eq!(s.send(chat(MODEL)).await.0, 200);
+    assert_eq!(s.keys_seen(), [SYSTEM_OPENAI]);
+    let (st, v) = s.g.mgmt("DELETE", &path, None).await;
+    assert_eq!((st, v["deleted"].clone()), (200, json!(true)), "{v}");
+}

@@ -6,10 +6,28 @@ use zeroize::Zeroizing;
 const COLUMNS: &str = "id, workspace_id, provider, name, label, disabled, is_fallback, always_use, is_byok_only, sort_order, \
      allowed_models, allowed_api_key_hashes, allowed_user_ids, model_mappings, declared_region, declared_zdr, created_at, updated_at";
 
-/// What the sealed secret is bound to: moving it to another row or workspace breaks it.
-fn aad(workspace_id: &str, id: &str) -> Vec<u8> {
-    format!("keyway:byok:{workspace_id}:{id}").into_bytes()
+/// The workspace position of a global credential's AAD. Workspace ids are UUIDs, never `*`.
+const GLOBAL_MARKER: &str = "*";
+
+/// What the sealed secret is bound to: moving it to another row or workspace (or between a
+/// workspace and global) breaks it.
+fn aad(workspace_id: Option<&str>, id: &str) -> Vec<u8> {
+    format!("keyway:byok:{}:{id}", workspace_id.unwrap_or(GLOBAL_MARKER)).into_bytes()
 }
+
+/// Read access from `scope`: `None` (admin) sees every row; a workspace sees its own and global ones.
+fn visible(scope: Option<&str>, rec: &ByokRecord) -> bool {
+    scope.is_none_or(|ws| rec.usable_in(ws))
+}
+
+/// Write access from `scope`: a workspace changes only its own rows (globals are admin-only).
+fn writable(scope: Option<&str>, rec: &ByokRecord) -> bool {
+    scope.is_none_or(|ws| rec.workspace_id.as_deref() == Some(ws))
+}
+
+/// Routing order: provider, section, `sort_order`; at equal `sort_order` a workspace's own
+/// credentials before global ones, then creation order.
+const ORDER: &str = "ORDER BY provider, is_fallback, sort_order, CASE WHEN workspace_id IS NULL THEN 1 ELSE 0 END, created_at, id";
 
 fn json_list<T: serde::de::DeserializeOwned>(r: &sqlx::any::AnyRow, col: &str) -> Result<T> {
     let s: String = r.try_get(col)?;
@@ -46,13 +64,13 @@ fn row_to_byok(r: &sqlx::any::AnyRow) -> Result<ByokRecord> {
 }
 
 impl Store {
-    fn seal_credential(&self, workspace_id: &str, id: &str, cred: &Credential) -> Result<String> {
+    fn seal_credential(&self, workspace_id: Option<&str>, id: &str, cred: &Credential) -> Result<String> {
         let plain = Zeroizing::new(serde_json::to_vec(&cred.to_secret_json()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         Ok(self.keyring.seal(&plain, &aad(workspace_id, id))?)
     }
 
     fn open_credential(&self, rec: &ByokRecord, sealed: &str) -> Result<Credential> {
-        let plain = self.keyring.open(sealed, &aad(&rec.workspace_id, &rec.id))?;
+        let plain = self.keyring.open(sealed, &aad(rec.workspace_id.as_deref(), &rec.id))?;
         let value: serde_json::Value =
             serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("sealed credential is not JSON".into()))?;
         Ok(Credential::parse(rec.provider, &value)?)
@@ -60,10 +78,15 @@ impl Store {
 
     /// Seals and inserts in one statement: a failure leaves no row behind.
     pub async fn create_byok(&self, workspace_id: &str, provider: ProviderSlug, f: &ByokFields, cred: &Credential) -> Result<ByokRecord> {
+        self.create_byok_in(Some(workspace_id), provider, f, cred).await
+    }
+
+    /// As [`Store::create_byok`]; `None` creates a global credential, usable in every workspace.
+    pub async fn create_byok_in(&self, workspace_id: Option<&str>, provider: ProviderSlug, f: &ByokFields, cred: &Credential) -> Result<ByokRecord> {
         let now = now_ms();
         let rec = ByokRecord {
             id: new_id(),
-            workspace_id: workspace_id.to_owned(),
+            workspace_id: workspace_id.map(str::to_owned),
             provider,
             name: f.name.clone(),
             label: cred.label(),
@@ -111,19 +134,20 @@ impl Store {
     }
 
     /// A page of credentials (metadata only), ordered as routing orders them, with the total.
+    /// `workspace_id`: the credentials usable there (its own and the global ones); `None`: all.
     pub async fn list_byok(&self, workspace_id: Option<&str>, provider: Option<ProviderSlug>, page: Page) -> Result<(Vec<ByokRecord>, i64)> {
         let mut filter = String::from("WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         if let Some(ws) = workspace_id {
             args.push(ws.to_owned());
-            filter.push_str(&format!(" AND workspace_id = ${}", args.len()));
+            filter.push_str(&format!(" AND (workspace_id = ${} OR workspace_id IS NULL)", args.len()));
         }
         if let Some(p) = provider {
             args.push(p.as_str().to_owned());
             filter.push_str(&format!(" AND provider = ${}", args.len()));
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM byok_credentials {filter} ORDER BY provider, is_fallback, sort_order, created_at, id LIMIT ${} OFFSET ${}",
+            "SELECT {COLUMNS} FROM byok_credentials {filter} {ORDER} LIMIT ${} OFFSET ${}",
             args.len() + 1,
             args.len() + 2
         );
@@ -143,12 +167,13 @@ impl Store {
         Ok((rows.iter().map(row_to_byok).collect::<Result<_>>()?, total))
     }
 
-    /// Every credential of a workspace, decrypted, for the routing cache. A row that fails to
-    /// open is returned as an error beside the others rather than hiding them all.
+    /// Every credential usable in a workspace (its own and the global ones), decrypted, in
+    /// routing order, for the routing cache. A row that fails to open is returned as an error
+    /// beside the others rather than hiding them all.
     pub async fn load_byok_for_routing(&self, workspace_id: &str) -> Result<Vec<(ByokRecord, Result<Credential>)>> {
         self.count();
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS}, sealed FROM byok_credentials WHERE workspace_id = $1 ORDER BY provider, is_fallback, sort_order, created_at, id"
+            "SELECT {COLUMNS}, sealed FROM byok_credentials WHERE workspace_id = $1 OR workspace_id IS NULL {ORDER}"
         ))
         .bind(workspace_id)
         .fetch_all(&self.pool)
@@ -175,7 +200,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         let rec = row_to_byok(&row)?;
-        if workspace_id.is_some_and(|ws| ws != rec.workspace_id) {
+        if !visible(workspace_id, &rec) {
             return Err(StoreError::NotFound);
         }
         Ok((rec, row.try_get("sealed")?))
@@ -189,6 +214,7 @@ impl Store {
     }
 
     /// Applies `patch` (and a new secret when `credential` is given) in one transaction.
+    /// A workspace scope changes only that workspace's own credentials, never a global one.
     pub async fn update_byok(&self, workspace_id: Option<&str>, id: &str, patch: &ByokPatch, credential: Option<&Credential>) -> Result<ByokRecord> {
         let mut tx = self.pool.begin().await?;
         self.count();
@@ -198,7 +224,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         let mut rec = row_to_byok(&row)?;
-        if workspace_id.is_some_and(|ws| ws != rec.workspace_id) {
+        if !writable(workspace_id, &rec) {
             return Err(StoreError::NotFound);
         }
         let mut sealed: String = row.try_get("sealed")?;
@@ -208,7 +234,7 @@ impl Store {
         apply!(name, disabled, is_fallback, always_use, is_byok_only, sort_order, allowed_models, allowed_api_key_hashes,
                allowed_user_ids, model_mappings, declared_region, declared_zdr);
         if let Some(cred) = credential {
-            sealed = self.seal_credential(&rec.workspace_id, &rec.id, cred)?;
+            sealed = self.seal_credential(rec.workspace_id.as_deref(), &rec.id, cred)?;
             rec.label = cred.label();
         }
         rec.updated_at = now_ms();
@@ -240,8 +266,12 @@ impl Store {
         Ok(rec)
     }
 
+    /// As [`Store::update_byok`], a workspace scope deletes only its own credentials.
     pub async fn delete_byok(&self, workspace_id: Option<&str>, id: &str) -> Result<ByokRecord> {
-        let rec = self.get_byok(workspace_id, id).await?;
+        let rec = self.get_byok(None, id).await?;
+        if !writable(workspace_id, &rec) {
+            return Err(StoreError::NotFound);
+        }
         self.count();
         sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(&rec.id).execute(&self.pool).await?;
         Ok(rec)
@@ -254,11 +284,11 @@ impl Store {
         let rows = sqlx::query("SELECT id, workspace_id, sealed FROM byok_credentials").fetch_all(&self.pool).await?;
         let mut changed = 0;
         for r in rows {
-            let (id, ws, sealed): (String, String, String) = (r.try_get("id")?, r.try_get("workspace_id")?, r.try_get("sealed")?);
+            let (id, ws, sealed): (String, Option<String>, String) = (r.try_get("id")?, r.try_get("workspace_id")?, r.try_get("sealed")?);
             if keyway_crypto::Keyring::key_id_of(&sealed) == Some(self.keyring.current_id()) {
                 continue;
             }
-            let resealed = self.keyring.reseal(&sealed, &aad(&ws, &id))?;
+            let resealed = self.keyring.reseal(&sealed, &aad(ws.as_deref(), &id))?;
             self.count();
             sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2 AND sealed = $3")
                 .bind(resealed)

@@ -66,7 +66,8 @@ pub struct ApiKeyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ByokRecord {
     pub id: String,
-    pub workspace_id: String,
+    /// `None`: a global credential, usable in every workspace (OpenRouter's `workspace_id: null`).
+    pub workspace_id: Option<String>,
     pub provider: ProviderSlug,
     pub name: String,
     pub label: String,
@@ -83,6 +84,18 @@ pub struct ByokRecord {
     pub declared_zdr: bool,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl ByokRecord {
+    /// Shared by every workspace (only an admin management key may change it).
+    pub fn is_global(&self) -> bool {
+        self.workspace_id.is_none()
+    }
+
+    /// Whether routing in `workspace_id` may use it: its own workspace's, or a global one.
+    pub fn usable_in(&self, workspace_id: &str) -> bool {
+        self.workspace_id.as_deref().is_none_or(|ws| ws == workspace_id)
+    }
 }
 
 /// Fields of a new credential besides its secret.

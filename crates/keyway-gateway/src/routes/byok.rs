@@ -1,5 +1,9 @@
 //! `/api/v1/byok`: provider credentials, compatible with OpenRouter's BYOK API.
 //! The raw secret goes in (`key`) and never comes out; objects show a masked `label`.
+//!
+//! A credential with `workspace_id: null` is global: every workspace's routing uses it (after
+//! that workspace's own keys at equal `sort_order`). Only an admin management key may create,
+//! change or delete one; any management key of a workspace sees it in its lists.
 
 use crate::auth::Manager;
 use crate::error::ApiError;
@@ -155,6 +159,7 @@ pub fn parse_credential(state: &SharedState, provider: ProviderSlug, key: &Value
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
     let page = page_params(&q)?;
     let provider = q.provider.as_deref().map(|p| parse_provider(Some(&Value::String(p.to_owned())))).transpose()?;
+    // A workspace's list holds what its routing may use: its own credentials and the global ones.
     let ws = match q.workspace_id.as_deref() {
         Some(ws) => Some(m.target_workspace(Some(ws))?),
         None => m.scope(),
@@ -172,13 +177,20 @@ pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body)
     };
     let p = parse_patch(&body)?;
     let name = p.name.clone().unwrap_or_else(|| format!("{} key", provider.display_name()));
-    let asked_ws = match body.get("workspace_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err(ApiError::BadRequest("`workspace_id` must be a string".into())),
+    // Absent: the key's own workspace. An explicit `null`: every workspace (admin only).
+    let ws = match body.get("workspace_id") {
+        None => Some(m.target_workspace(None)?),
+        Some(Value::Null) => {
+            require_admin(&m)?;
+            None
+        }
+        Some(Value::String(s)) => Some(m.target_workspace(Some(s.as_str()))?),
+        Some(_) => return Err(ApiError::BadRequest("`workspace_id` must be a string or null".into())),
     };
-    let ws = m.target_workspace(asked_ws)?;
-    let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
+    let ws = match ws {
+        Some(ws) => Some(state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id),
+        None => None,
+    };
     let fields = ByokFields {
         name,
         disabled: p.disabled.unwrap_or(false),
@@ -195,9 +207,9 @@ pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body)
     };
     check_combination(fields.is_fallback, fields.is_byok_only)?;
     let cred = parse_credential(&state, provider, key)?;
-    let rec = state.store.create_byok(&ws, provider, &fields, &cred).await?;
-    state.credentials.invalidate(&ws);
-    tracing::info!(credential_id = %rec.id, provider = %provider, workspace_id = %ws, "byok credential created");
+    let rec = state.store.create_byok_in(ws.as_deref(), provider, &fields, &cred).await?;
+    state.credentials.invalidate_for(&rec);
+    tracing::info!(credential_id = %rec.id, provider = %provider, workspace_id = ws.as_deref().unwrap_or("*"), "byok credential created");
     Ok((StatusCode::CREATED, Json(json!({"data": byok_json(&rec, &state)}))))
 }
 
@@ -213,6 +225,12 @@ pub async fn patch(
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let current = state.store.get_byok(m.scope(), &id).await.map_err(not_found)?;
+    if current.is_global() {
+        require_admin(&m)?;
+    }
+    if body.get("workspace_id").is_some_and(|w| w.as_str() != current.workspace_id.as_deref()) {
+        return Err(ApiError::BadRequest("`workspace_id` can't be changed; create a new credential".into()));
+    }
     if body.get("provider").is_some_and(|p| parse_provider(Some(p)).ok() != Some(current.provider)) {
         return Err(ApiError::BadRequest("`provider` can't be changed; create a new credential".into()));
     }
@@ -225,7 +243,7 @@ pub async fn patch(
         Some(k) => Some(parse_credential(&state, current.provider, k)?),
     };
     let rec = state.store.update_byok(m.scope(), &id, &p, cred.as_ref()).await.map_err(not_found)?;
-    state.credentials.invalidate(&rec.workspace_id);
+    state.credentials.invalidate_for(&rec);
     if cred.is_some() {
         state.health.reset(&rec.id);
     }
@@ -233,10 +251,21 @@ pub async fn patch(
 }
 
 pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    if state.store.get_byok(m.scope(), &id).await.map_err(not_found)?.is_global() {
+        require_admin(&m)?;
+    }
     let rec = state.store.delete_byok(m.scope(), &id).await.map_err(not_found)?;
-    state.credentials.invalidate(&rec.workspace_id);
+    state.credentials.invalidate_for(&rec);
     state.health.reset(&rec.id);
     Ok(Json(json!({"deleted": true, "id": rec.id})))
+}
+
+/// Global credentials are every workspace's: only an admin key may write them.
+fn require_admin(m: &Manager) -> Result<(), ApiError> {
+    if m.0.admin {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden("only an admin management key can manage a credential shared by every workspace (`workspace_id: null`)".into()))
 }
 
 fn not_found(e: keyway_store::StoreError) -> ApiError {
