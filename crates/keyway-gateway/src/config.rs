@@ -23,13 +23,13 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Base64 of a 32-byte master key; else `data_dir/master.key` (created on first start).
     #[serde(skip_serializing)]
-    pub master_key: Option<String>,
+    pub master_key: Option<SecretString>,
     /// Retired master keys (base64), still able to open records sealed before a rotation.
     #[serde(skip_serializing)]
-    pub retired_master_keys: Vec<String>,
+    pub retired_master_keys: Vec<SecretString>,
     /// A management key to register on first start instead of generating one (automation).
     #[serde(skip_serializing)]
-    pub bootstrap_management_key: Option<String>,
+    pub bootstrap_management_key: Option<SecretString>,
     /// Per-provider settings, by slug.
     pub providers: BTreeMap<String, ProviderSettings>,
     /// The operator's own credentials, used after BYOK keys.
@@ -233,6 +233,28 @@ mod tests {
             let urls = c.base_urls();
             assert_eq!(urls.get(&ProviderSlug::OpenAi).map(String::as_str), Some("http://127.0.0.1:1/v1"));
             assert_eq!(urls.get(&ProviderSlug::AmazonBedrock).map(String::as_str), Some("http://127.0.0.1:2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_load_from_env_and_file_but_never_debug_print() {
+        use secrecy::ExposeSecret;
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEYWAY_MASTER_KEY", "TUFTVEVSLUtFWS1TRUNSRVQ=");
+            jail.set_env("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", "kw-mgmt-BOOTSTRAP-SECRET-000000");
+            jail.create_file("keyway.toml", "retired_master_keys = [\"UkVUSVJFRC1TRUNSRVQ=\"]\n")?;
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.master_key.as_ref().map(|k| k.expose_secret()), Some("TUFTVEVSLUtFWS1TRUNSRVQ="));
+            assert_eq!(c.bootstrap_management_key.as_ref().map(|k| k.expose_secret()), Some("kw-mgmt-BOOTSTRAP-SECRET-000000"));
+            assert_eq!(c.retired_master_keys.iter().map(|k| k.expose_secret()).collect::<Vec<_>>(), ["UkVUSVJFRC1TRUNSRVQ="]);
+            let shown = format!("{c:?} {:?}", c.clone());
+            for secret in ["TUFTVEVS", "BOOTSTRAP-SECRET", "UkVUSVJF"] {
+                assert!(!shown.contains(secret), "{secret} in Debug output: {shown}");
+            }
+            // Never written back either (`skip_serializing`).
+            let written = serde_json::to_string(&c).map_err(|e| e.to_string())?;
+            assert!(!written.contains("TUFTVEVS") && !written.contains("BOOTSTRAP") && !written.contains("UkVUSVJF"), "{written}");
             Ok(())
         });
     }

@@ -8,6 +8,7 @@ use keyway_core::{Credential, ProviderSlug};
 use keyway_crypto::{Keyring, MasterKey};
 use keyway_providers::{Providers, ProvidersConfig, Timeouts};
 use keyway_store::Store;
+use secrecy::ExposeSecret;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +141,7 @@ impl AppState {
 fn load_keyring(config: &Config, data_dir: &Path) -> Result<Keyring, StartError> {
     let bad = |e: keyway_crypto::CryptoError| StartError::MasterKey(e.to_string());
     let current = match &config.master_key {
-        Some(b64) => MasterKey::from_base64(b64).map_err(bad)?,
+        Some(b64) => MasterKey::from_base64(b64.expose_secret()).map_err(bad)?,
         None => {
             let path = data_dir.join("master.key");
             match std::fs::read_to_string(&path) {
@@ -157,7 +158,7 @@ fn load_keyring(config: &Config, data_dir: &Path) -> Result<Keyring, StartError>
     };
     let mut ring = Keyring::new(current);
     for old in &config.retired_master_keys {
-        ring = ring.with_retired(MasterKey::from_base64(old).map_err(bad)?);
+        ring = ring.with_retired(MasterKey::from_base64(old.expose_secret()).map_err(bad)?);
     }
     Ok(ring)
 }
@@ -178,7 +179,7 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 async fn bootstrap(store: &Store, config: &Config, key_id: &str) -> Result<Bootstrap, StartError> {
-    let given = config.bootstrap_management_key.as_deref();
+    let given = config.bootstrap_management_key.as_ref().map(|k| k.expose_secret());
     if let Some(raw) = given {
         if !raw.starts_with(keyway_crypto::MANAGEMENT_PREFIX) || raw.len() < 24 {
             return Err(StartError::BootstrapKey("must start with `kw-mgmt-` and be at least 24 characters".into()));
@@ -190,7 +191,7 @@ async fn bootstrap(store: &Store, config: &Config, key_id: &str) -> Result<Boots
         keyway_store::Bootstrapped::Existing { workspace_id, master_key_id } => {
             // Refuse to start with a master key that can't open what the store holds.
             if let Some(sealed_with) = master_key_id {
-                if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k).is_ok_and(|m| m.id() == sealed_with)) {
+                if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k.expose_secret()).is_ok_and(|m| m.id() == sealed_with)) {
                     return Err(StartError::MasterKey(format!(
                         "this store was sealed with master key `{sealed_with}`, but the configured key is `{key_id}` \
                          (set KEYWAY_MASTER_KEY to the original key, or list it in retired_master_keys after a rotation)"

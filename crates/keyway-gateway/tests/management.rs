@@ -274,7 +274,7 @@ async fn first_start_bootstrap_and_restart_keeps_data() {
 
     // a different master key is refused with a clear message instead of failing later
     let mut wrong = cfg;
-    wrong.master_key = Some(keyway_crypto::MasterKey::generate().to_base64().to_string());
+    wrong.master_key = Some(keyway_crypto::MasterKey::generate().to_base64().as_str().into());
     g.state.store.close().await;
     let err = keyway_gateway::AppState::build(wrong).await.err().expect("wrong master key must refuse to start");
     assert!(err.to_string().contains("sealed with master key"), "{err}");

@@ -90,7 +90,7 @@ fn type_name(ty: &str) -> String {
         return format!("table of {}", type_name(t.split_once(',').map(|(_, v)| v.trim()).unwrap_or(t)));
     }
     match ty {
-        "String" => "string".into(),
+        "String" | "SecretString" => "string".into(),
         "bool" => "boolean".into(),
         "u8" | "u16" | "u32" | "u64" | "usize" | "i64" => "integer".into(),
         "f64" => "number".into(),

@@ -6,6 +6,7 @@ use keyway_crypto::{Keyring, MasterKey};
 use keyway_gateway::state::write_private;
 use keyway_gateway::{AppState, Config};
 use keyway_store::Store;
+use secrecy::ExposeSecret;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
     let file = dir.join("master.key");
     let from_env = config.master_key.is_some();
     let old = match &config.master_key {
-        Some(b64) => MasterKey::from_base64(b64).map_err(|e| anyhow!("KEYWAY_MASTER_KEY: {e}"))?,
+        Some(b64) => MasterKey::from_base64(b64.expose_secret()).map_err(|e| anyhow!("KEYWAY_MASTER_KEY: {e}"))?,
         None => {
             let s = std::fs::read_to_string(&file).with_context(|| format!("no master key to rotate at {}", file.display()))?;
             MasterKey::from_base64(&s).map_err(|e| anyhow!("{}: {e}", file.display()))?
@@ -51,7 +52,7 @@ pub async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
 
     let mut ring = Keyring::new(new).with_retired(old);
     for r in &config.retired_master_keys {
-        ring = ring.with_retired(MasterKey::from_base64(r).map_err(|e| anyhow!("retired_master_keys: {e}"))?);
+        ring = ring.with_retired(MasterKey::from_base64(r.expose_secret()).map_err(|e| anyhow!("retired_master_keys: {e}"))?);
     }
     let store = Store::connect(&config.database_url(), Arc::new(ring)).await?;
     let changed = store.reseal_all().await?;
