@@ -4,7 +4,8 @@
 //! It starts `keyway-upstream` (lean mode), then `keyway serve` (release build) with a fresh data
 //! dir and a bootstrap management key, and sets up the realistic BYOK path over the management
 //! API: two stored, encrypted BYOK credentials plus a system credential (a route plan with three
-//! candidates for `openai/gpt-4o-mini`), a Keyway key with limits, usage recording on (always on).
+//! candidates for `openai/gpt-4o-mini`), a Keyway key with limits, usage recording on (the
+//! `usage` scenario starts a second gateway with `[usage] record = false` to measure its cost).
 //! Load comes from `keyway-load` (open and closed loop). Processes are pinned with `taskset`
 //! when there are cores to spare. See bench/README.md.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -36,7 +37,7 @@ struct Args {
     /// Do not pin processes to cores.
     #[arg(long)]
     no_pin: bool,
-    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload).
+    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload,usage).
     #[arg(long)]
     only: Option<String>,
     /// Number of streams held open in the idle-streams scenario (default 5000).
@@ -197,7 +198,8 @@ fn read_listening(child: &mut Child) -> anyhow::Result<SocketAddr> {
     line.trim().strip_prefix("listening ").ok_or_else(|| anyhow!("upstream said `{line}`"))?.parse().context("upstream address")
 }
 
-async fn start_env(args: &Args) -> anyhow::Result<Env> {
+/// Upstream + Keyway with the realistic path; `record_usage: false` sets `[usage] record = false`.
+async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().ok_or_else(|| anyhow!("no bin dir"))?.to_path_buf();
     let keyway = args.keyway.clone().unwrap_or_else(|| bin_dir.join("keyway"));
@@ -216,13 +218,13 @@ async fn start_env(args: &Args) -> anyhow::Result<Env> {
     let upstream = read_listening(&mut up)?;
     procs.0.push(("upstream".into(), up));
 
-    let dir = std::env::temp_dir().join(format!("keyway-bench-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("keyway-bench-{}-{}", std::process::id(), if record_usage { "on" } else { "off" }));
     std::fs::create_dir_all(&dir)?;
     let dir = TempDir(dir);
     let port = free_port()?;
     let gateway: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let config = format!(
-        "listen = \"{gateway}\"\ndata_dir = \"{}\"\n\n[providers.openai]\nbase_url = \"http://{upstream}/v1\"\n\n[[system_credentials]]\nprovider = \"openai\"\nkey = \"env:KEYWAY_BENCH_SYSTEM_KEY\"\n",
+        "listen = \"{gateway}\"\ndata_dir = \"{}\"\n\n[usage]\nrecord = {record_usage}\n\n[providers.openai]\nbase_url = \"http://{upstream}/v1\"\n\n[[system_credentials]]\nprovider = \"openai\"\nkey = \"env:KEYWAY_BENCH_SYSTEM_KEY\"\n",
         dir.0.join("data").display()
     );
     let config_path = dir.0.join("keyway.toml");
@@ -505,6 +507,42 @@ async fn overload(env: &Env, plan: &Plan, max_rps: f64) -> anyhow::Result<Value>
     }))
 }
 
+/// Usage recording on vs off: the same closed loop (c=64) through this gateway (recording on)
+/// and a second one started with `[usage] record = false`, in alternating rounds so that drift
+/// on a shared machine hits both alike. Only one gateway is loaded at a time.
+async fn usage_on_off(on: &Env, plan: &Plan) -> anyhow::Result<Value> {
+    let off = start_env(&on.args, false).await?;
+    let warm = [s("--mode"), s("closed"), s("--connections"), s(8), s("--duration"), s(1)];
+    off.load(Side::Keyway, false, &warm)?;
+    let extra = [s("--mode"), s("closed"), s("--connections"), s(64), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
+    const ROUNDS: usize = 3;
+    let (mut on_runs, mut off_runs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        eprintln!("scenario: usage recording on vs off, round {}/{ROUNDS}", round + 1);
+        // Alternate which side goes first.
+        if round % 2 == 0 {
+            on_runs.push(on.measured(false, &extra).await?);
+            off_runs.push(off.measured(false, &extra).await?);
+        } else {
+            off_runs.push(off.measured(false, &extra).await?);
+            on_runs.push(on.measured(false, &extra).await?);
+        }
+    }
+    let mean = |runs: &[Value], p: &str| runs.iter().map(|r| pct(r, p)).sum::<f64>() / runs.len().max(1) as f64;
+    let (on_rps, off_rps) = (mean(&on_runs, "/throughput_rps"), mean(&off_runs, "/throughput_rps"));
+    let (on_cpu, off_cpu) = (mean(&on_runs, "/gateway/cpu_us_per_request"), mean(&off_runs, "/gateway/cpu_us_per_request"));
+    let written_on: u64 = on_runs.iter().map(|r| r["gateway"]["usage_records_written"].as_u64().unwrap_or(0)).sum();
+    let written_off: u64 = off_runs.iter().map(|r| r["gateway"]["usage_records_written"].as_u64().unwrap_or(0)).sum();
+    Ok(json!({
+        "connections": 64, "rounds": ROUNDS, "secs_per_run": plan.closed_secs,
+        "on": {"throughput_rps": round(on_rps, 1), "cpu_us_per_request": round(on_cpu, 1), "usage_records_written": written_on, "runs": on_runs},
+        "off": {"throughput_rps": round(off_rps, 1), "cpu_us_per_request": round(off_cpu, 1), "usage_records_written": written_off, "runs": off_runs},
+        // Positive = recording costs throughput; the target is under 5.
+        "throughput_cost_percent": round((off_rps - on_rps) / off_rps * 100.0, 2),
+        "cpu_cost_us_per_request": round(on_cpu - off_cpu, 1),
+    }))
+}
+
 fn want(args: &Args, name: &str) -> bool {
     args.only.as_deref().is_none_or(|o| o.split(',').any(|x| x.trim() == name))
 }
@@ -544,7 +582,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     } else {
         Plan { closed_secs: 10.0, open_secs: 20.0, stream_secs: 10.0, hold_secs: args.hold_secs.unwrap_or(30.0), hold_streams: args.hold_streams.unwrap_or(5000), overload_secs: 10.0 }
     };
-    let env = start_env(&args).await?;
+    let env = start_env(&args, true).await?;
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     eprintln!("keyway-bench: upstream {} keyway {} (pid {}); {}", env.upstream, env.gateway, env.gateway_pid, env.pins.note);
@@ -597,6 +635,13 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     if want(&args, "overload") {
         eprintln!("scenario: overload at 2x {max_rps:.0}/s");
         out["overload"] = overload(&env, &plan, max_rps).await?;
+    }
+    if want(&args, "usage") {
+        out["usage"] = usage_on_off(&env, &plan).await?;
+        eprintln!(
+            "usage recording: on {} req/s, off {} req/s, cost {}% throughput, {} µs CPU/request",
+            f(&out, "/usage/on/throughput_rps"), f(&out, "/usage/off/throughput_rps"), f(&out, "/usage/throughput_cost_percent"), f(&out, "/usage/cpu_cost_us_per_request")
+        );
     }
     if want(&args, "callgrind") && args.wrap.is_some() {
         eprintln!("scenario: callgrind, {} requests", args.callgrind_requests);
@@ -703,6 +748,18 @@ fn markdown(r: &Value) -> String {
             f(o, "/rate"), f(o, "/connections"), status_counts(&o["keyway"]), f(o, "/keyway/answered"), f(o, "/keyway/sent"),
             f(o, "/keyway/latency/p50_us"), f(o, "/keyway/latency/p99_us"), mb(o, "/rss_before_kb"), mb(o, "/rss_peak_kb"), mb(o, "/rss_after_kb"),
             f(o, "/probe_after_status"), f(o, "/probe_after_ms")
+        ));
+    }
+    if r["usage"].is_object() {
+        let u = &r["usage"];
+        let _ = writeln_str(w, &format!("## 6. Usage recording on vs off (closed loop c={}, {} alternating rounds of {} s)\n", f(u, "/connections"), f(u, "/rounds"), f(u, "/secs_per_run")));
+        let _ = writeln_str(w, "| recording | Keyway req/s (mean) | gateway CPU µs/req (mean) | usage records written |\n|---|---|---|---|");
+        for side in ["on", "off"] {
+            let _ = writeln_str(w, &format!("| {side} | {} | {} | {} |", f(u, &format!("/{side}/throughput_rps")), f(u, &format!("/{side}/cpu_us_per_request")), f(u, &format!("/{side}/usage_records_written"))));
+        }
+        let _ = writeln_str(w, &format!(
+            "\n**Recording costs {}% of throughput** ((off − on) / off; target < 5%) and {} µs of gateway CPU per request.\n",
+            f(u, "/throughput_cost_percent"), f(u, "/cpu_cost_us_per_request")
         ));
     }
     let _ = writeln_str(w, &format!("Idle RSS after warm-up: {} MB; at the end: {} MB. Run took {} s.", mb(r, "/rss_idle_kb"), mb(r, "/rss_end_kb"), f(r, "/elapsed_s")));

@@ -13,7 +13,7 @@
 use crate::limits::Refusal;
 use crate::usage::{GenerationRecord, UsageHook};
 use keyway_core::pricing::{self, Charge, FeeRules, Month, MonthlyCounter, Prices};
-use keyway_store::{ApiKeyRecord, GenerationRow, Store, StoreError};
+use keyway_store::{ApiKeyRecord, GenerationRow, Limits, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,6 +31,8 @@ struct Account {
     usage: i64,
     /// Charged here but not yet in the store.
     pending: i64,
+    /// Estimates held by admitted requests still running (see [`Reservation`]).
+    reserved: i64,
     month: Month,
     month_usage: i64,
     byok: MonthlyCounter,
@@ -56,6 +58,8 @@ struct Spend {
     day_micros: u64,
     month: Month,
     month_micros: u64,
+    /// Estimates held by admitted requests still running, counted against both periods.
+    reserved: u64,
 }
 
 impl Spend {
@@ -87,6 +91,8 @@ pub struct Ledger {
     credits_enabled: bool,
     accounts: RwLock<HashMap<String, Arc<Mutex<Account>>>>,
     spend: RwLock<HashMap<String, Arc<Mutex<Spend>>>>,
+    /// Each workspace's daily and monthly spend (for `[limits]` budgets).
+    ws_spend: RwLock<HashMap<String, Arc<Mutex<Spend>>>>,
     /// Odd while the usage writer is committing a batch (see the module doc).
     seq: AtomicU64,
 }
@@ -98,6 +104,7 @@ impl Ledger {
             credits_enabled: cfg.credits_enabled,
             accounts: RwLock::new(HashMap::new()),
             spend: RwLock::new(HashMap::new()),
+            ws_spend: RwLock::new(HashMap::new()),
             seq: AtomicU64::new(0),
         }
     }
@@ -118,83 +125,73 @@ impl Ledger {
     }
 
     fn spend_of(&self, key_hash: &str) -> Arc<Mutex<Spend>> {
-        if let Some(s) = self.spend.read().unwrap_or_else(|p| p.into_inner()).get(key_hash) {
-            return s.clone();
-        }
-        self.spend.write().unwrap_or_else(|p| p.into_inner()).entry(key_hash.to_owned()).or_default().clone()
+        spend_in(&self.spend, key_hash)
     }
 
-    /// The most `attempts` (prices, is BYOK) could charge the workspace if the request uses
-    /// `prompt_tokens` and `max_output_tokens`: fallback may reach any attempt, so the maximum.
-    pub fn estimate(&self, ws: &str, prompt_tokens: u64, max_output_tokens: u64, attempts: impl Iterator<Item = (Prices, bool)>, now_ms: i64) -> u64 {
+    fn ws_spend_of(&self, ws: &str) -> Arc<Mutex<Spend>> {
+        spend_in(&self.ws_spend, ws)
+    }
+
+    /// The most `attempts` (prices, is BYOK) could charge the workspace, and count toward
+    /// budgets, if the request uses `prompt_tokens` and `max_output_tokens`: fallback may reach
+    /// any attempt, so the maximum of each.
+    pub fn estimate(&self, ws: &str, prompt_tokens: u64, max_output_tokens: u64, attempts: impl Iterator<Item = (Prices, bool)>, now_ms: i64) -> Estimate {
         let ordinal = lock(&self.account(ws)).byok.current(now_ms) + 1;
-        attempts
-            .map(|(p, byok)| pricing::charge(pricing::estimate_micros(&p, prompt_tokens, max_output_tokens), byok, ordinal, &self.rules).charged_micros)
-            .max()
-            .unwrap_or(0)
+        attempts.fold(Estimate::default(), |e, (p, byok)| {
+            let c = pricing::charge(pricing::estimate_micros(&p, prompt_tokens, max_output_tokens), byok, ordinal, &self.rules);
+            Estimate { charged_micros: e.charged_micros.max(c.charged_micros), spend_micros: e.spend_micros.max(c.cost_micros.saturating_add(c.fee_micros)) }
+        })
     }
 
-    /// 402 when credits are on and the balance is not positive or can't cover `estimate`
-    /// (a positive balance is required even when the request would be served by a BYOK key).
-    pub fn check_credits(&self, ws: &str, estimate: u64, now_ms: i64) -> Result<(), Refusal> {
-        if !self.credits_enabled {
-            return Ok(());
-        }
-        let account = self.account(ws);
-        let mut a = lock(&account);
-        a.roll(now_ms);
-        let balance = a.balance();
-        let needed = i64::try_from(estimate).unwrap_or(i64::MAX);
-        if balance <= 0 || balance < needed {
-            return Err(Refusal::Payment(format!(
-                "insufficient credits: the balance is {} USD and this request may cost up to {} USD; add credits (POST /api/v1/credits)",
-                usd(balance),
-                usd(needed)
-            )));
-        }
-        Ok(())
-    }
-
-    /// 429 when the key has spent its daily or monthly budget (catalog cost plus fee).
-    pub fn check_budgets(&self, key: &ApiKeyRecord, now_ms: i64) -> Result<(), Refusal> {
-        let (daily, monthly) = (key.limits.budget_daily_micros, key.limits.budget_monthly_micros);
-        if daily.is_none() && monthly.is_none() {
-            return Ok(());
-        }
-        let s = {
-            let spend = self.spend_of(&key.hash);
-            let mut s = lock(&spend);
-            s.roll(now_ms);
-            *s
-        };
-        let refuse = |what: &str, limit: u64, spent: u64, until_ms: i64| {
-            let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0).max(1));
-            let mut headers = axum::http::HeaderMap::new();
-            if let Ok(v) = axum::http::HeaderValue::from_str(&limit.to_string()) {
-                headers.insert(axum::http::HeaderName::from_static("x-ratelimit-limit-budget-micros"), v);
+    /// Admits a request's money or refuses it: 402 when credits are on and the balance, less
+    /// what running requests hold, is not positive or can't cover `estimate.charged_micros` (a
+    /// positive balance is required even when a BYOK key would serve); 429 when the key's or the
+    /// workspace's daily or monthly budget is spent or held. What passes is held until the
+    /// returned reservation drops, so requests admitted at the same moment can't all pass on
+    /// the same balance: they over-admit by at most one request's estimate error.
+    pub fn reserve(&self, key: &ApiKeyRecord, ws_limits: Option<&Limits>, estimate: Estimate, now_ms: i64) -> Result<Reservation, Refusal> {
+        let mut r = Reservation::default();
+        if self.credits_enabled {
+            let account = self.account(&key.workspace_id);
+            let needed = i64::try_from(estimate.charged_micros).unwrap_or(i64::MAX);
+            {
+                let mut a = lock(&account);
+                a.roll(now_ms);
+                let available = a.balance().saturating_sub(a.reserved);
+                if available <= 0 || available < needed {
+                    return Err(Refusal::Payment(format!(
+                        "insufficient credits: the balance is {} USD ({} USD held by requests in flight) and this request may cost up to {} USD; add credits (POST /api/v1/credits)",
+                        usd(a.balance()),
+                        usd(a.reserved),
+                        usd(needed)
+                    )));
+                }
+                a.reserved = a.reserved.saturating_add(needed);
             }
-            Err(Refusal::Limited {
-                message: format!("this key's {what} budget of {} USD is spent ({} USD used)", usd(limit as i64), usd(spent as i64)),
-                retry_after: wait,
-                headers: Box::new(headers),
-            })
-        };
-        if let Some(limit) = daily.filter(|l| s.day_micros >= *l) {
-            return refuse("daily", limit, s.day_micros, pricing::day_start_ms(s.day + 1));
+            r.account = Some((account, needed));
         }
-        if let Some(limit) = monthly.filter(|l| s.month_micros >= *l) {
-            return refuse("monthly", limit, s.month_micros, s.month.next().start_ms());
+        let want = estimate.spend_micros.max(1);
+        if crate::limits::has_budget(&key.limits) {
+            r.key = Some(hold_budget(self.spend_of(&key.hash), "key", &key.limits, want, now_ms)?);
         }
-        Ok(())
+        if let Some(l) = ws_limits.filter(|l| crate::limits::has_budget(l)) {
+            r.workspace = Some(hold_budget(self.ws_spend_of(&key.workspace_id), "workspace", l, want, now_ms)?);
+        }
+        Ok(r)
     }
 
     /// Prices a finished generation, fills its `cost_micros`/`fee_micros`, and charges it.
     /// Only generations an upstream served are charged (and count toward the BYOK waiver).
     pub fn settle(&self, rec: &mut GenerationRecord, prices: Option<Prices>) -> Charge {
+        let now_ms = rec.created_at_ms.max(chrono::Utc::now().timestamp_millis());
+        self.settle_at(rec, prices, now_ms)
+    }
+
+    /// [`Ledger::settle`] at `now_ms` (UTC ms): the clock decides the day and month charged.
+    pub fn settle_at(&self, rec: &mut GenerationRecord, prices: Option<Prices>, now_ms: i64) -> Charge {
         if rec.provider.is_none() {
             return Charge::default();
         }
-        let now_ms = rec.created_at_ms.max(chrono::Utc::now().timestamp_millis());
         let cost = prices.map(|p| pricing::cost_micros(&rec.usage.unwrap_or_default(), &p)).unwrap_or(0);
         let charge = {
             let account = self.account(&rec.workspace_id);
@@ -208,11 +205,10 @@ impl Ledger {
             a.month_usage = a.month_usage.saturating_add(c);
             charge
         };
-        {
-            let spend = self.spend_of(&rec.api_key_hash);
+        let total = charge.cost_micros.saturating_add(charge.fee_micros);
+        for spend in [self.spend_of(&rec.api_key_hash), self.ws_spend_of(&rec.workspace_id)] {
             let mut s = lock(&spend);
             s.roll(now_ms);
-            let total = charge.cost_micros.saturating_add(charge.fee_micros);
             s.day_micros = s.day_micros.saturating_add(total);
             s.month_micros = s.month_micros.saturating_add(total);
         }
@@ -254,6 +250,7 @@ impl Ledger {
         let totals = store.credit_totals(month.start_ms()).await?;
         let by_day = store.key_spend_since(day_start).await?;
         let by_month = store.key_spend_since(month.start_ms()).await?;
+        let by_ws = store.workspace_spend_since(day_start, month.start_ms()).await?;
         if self.seq.load(Ordering::Acquire) != s0 {
             return Ok(false);
         }
@@ -281,6 +278,13 @@ impl Ledger {
             let spend = self.spend_of(&key);
             let mut s = lock(&spend);
             s.roll(now_ms);
+            s.month_micros = s.month_micros.max(u64::try_from(month_spend).unwrap_or(0));
+        }
+        for (ws, (day_spend, month_spend)) in by_ws {
+            let spend = self.ws_spend_of(&ws);
+            let mut s = lock(&spend);
+            s.roll(now_ms);
+            s.day_micros = s.day_micros.max(u64::try_from(day_spend).unwrap_or(0));
             s.month_micros = s.month_micros.max(u64::try_from(month_spend).unwrap_or(0));
         }
         Ok(self.seq.load(Ordering::Acquire) == s0)
@@ -331,6 +335,78 @@ impl UsageHook for Ledger {
     fn dropped(&self, rec: &GenerationRecord) {
         // The charge stays in memory; the store will never see it (reconcile gives it back).
         self.release_pending(&rec.workspace_id, Charge::charged(rec.cost_micros, rec.fee_micros, rec.is_byok));
+    }
+}
+
+fn spend_in(map: &RwLock<HashMap<String, Arc<Mutex<Spend>>>>, id: &str) -> Arc<Mutex<Spend>> {
+    if let Some(s) = map.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+        return s.clone();
+    }
+    map.write().unwrap_or_else(|p| p.into_inner()).entry(id.to_owned()).or_default().clone()
+}
+
+/// 429 when the daily or monthly budget in `limits` is spent or held by requests in flight
+/// (catalog cost plus fee); else holds `want` against it.
+fn hold_budget(spend: Arc<Mutex<Spend>>, scope: &str, limits: &Limits, want: u64, now_ms: i64) -> Result<(Arc<Mutex<Spend>>, u64), Refusal> {
+    {
+        let mut s = lock(&spend);
+        s.roll(now_ms);
+        let refuse = |what: &str, limit: u64, spent: u64, until_ms: i64| {
+            let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0).max(1));
+            let mut headers = axum::http::HeaderMap::new();
+            crate::limits::put(&mut headers, "x-ratelimit-limit-budget-micros", limit.to_string());
+            crate::limits::put(&mut headers, "x-ratelimit-remaining-budget-micros", limit.saturating_sub(spent.saturating_add(s.reserved)).to_string());
+            crate::limits::put(&mut headers, "x-ratelimit-reset-budget", crate::limits::format_reset(wait));
+            Err(Refusal::Limited {
+                message: format!(
+                    "this {scope}'s {what} budget of {} USD is spent ({} USD used, {} USD held by requests in flight)",
+                    usd(limit as i64),
+                    usd(spent as i64),
+                    usd(s.reserved as i64)
+                ),
+                retry_after: wait,
+                headers: Box::new(headers),
+            })
+        };
+        if let Some(limit) = limits.budget_daily_micros.filter(|l| s.day_micros.saturating_add(s.reserved) >= *l) {
+            return refuse("daily", limit, s.day_micros, pricing::day_start_ms(s.day + 1));
+        }
+        if let Some(limit) = limits.budget_monthly_micros.filter(|l| s.month_micros.saturating_add(s.reserved) >= *l) {
+            return refuse("monthly", limit, s.month_micros, s.month.next().start_ms());
+        }
+        s.reserved = s.reserved.saturating_add(want);
+    }
+    Ok((spend, want))
+}
+
+/// What a request may cost before it runs (see [`Ledger::estimate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Charged to the workspace's credits: the full price for system traffic, the fee for BYOK.
+    pub charged_micros: u64,
+    /// Counted toward spend budgets: catalog cost plus fee.
+    pub spend_micros: u64,
+}
+
+/// Money an admitted request holds against credits and budgets until it ends; dropping it
+/// gives the hold back (the real charge is applied by [`Ledger::settle`]).
+#[derive(Debug, Default)]
+pub struct Reservation {
+    account: Option<(Arc<Mutex<Account>>, i64)>,
+    key: Option<(Arc<Mutex<Spend>>, u64)>,
+    workspace: Option<(Arc<Mutex<Spend>>, u64)>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some((a, n)) = self.account.take() {
+            let mut a = lock(&a);
+            a.reserved = a.reserved.saturating_sub(n);
+        }
+        for (s, n) in [self.key.take(), self.workspace.take()].into_iter().flatten() {
+            let mut s = lock(&s);
+            s.reserved = s.reserved.saturating_sub(n);
+        }
     }
 }
 
@@ -425,27 +501,8 @@ mod tests {
         assert_eq!(l.settle(&mut r, Some(MINI)), Charge::default());
     }
 
-    #[test]
-    fn credits_check_needs_a_positive_balance_that_covers_the_estimate() {
-        let l = Ledger::new(&Billing { credits_enabled: true, byok_fee_percent: 5, byok_free_requests_per_month: 0, ..Billing::default() });
-        let now = chrono::Utc::now().timestamp_millis();
-        assert!(matches!(l.check_credits("w", 0, now), Err(Refusal::Payment(_))), "zero balance refuses even a free request");
-        l.credit("w", 1000);
-        assert!(l.check_credits("w", 1000, now).is_ok());
-        assert!(l.check_credits("w", 1001, now).is_err());
-        // The estimate over a plan is the worst attempt: a BYOK fee or a full system price.
-        let e = l.estimate("w", 1000, 1000, [(MINI, true), (MINI, false)].into_iter(), now);
-        assert_eq!(e, 750);
-        let e = l.estimate("w", 1000, 1000, [(MINI, true)].into_iter(), now);
-        assert_eq!(e, 38);
-        let off = Ledger::new(&Billing::default());
-        assert!(off.check_credits("w", u64::MAX, now).is_ok(), "credits are off by default");
-    }
-
-    #[test]
-    fn budgets_refuse_once_spent_with_retry_after_until_the_period_ends() {
-        let l = Ledger::new(&Billing::default());
-        let key = ApiKeyRecord {
+    fn key(limits: Limits) -> ApiKeyRecord {
+        ApiKeyRecord {
             id: "id".into(),
             workspace_id: "w".into(),
             hash: "k".into(),
@@ -454,21 +511,126 @@ mod tests {
             kind: keyway_store::KeyKind::Inference,
             admin: false,
             disabled: false,
-            limits: Limits { budget_daily_micros: Some(900), ..Limits::default() },
+            limits,
             created_at: 0,
             updated_at: 0,
-        };
+        }
+    }
+
+    fn est(charged_micros: u64) -> Estimate {
+        Estimate { charged_micros, spend_micros: charged_micros }
+    }
+
+    #[test]
+    fn credits_check_needs_a_positive_balance_that_covers_the_estimate() {
+        let l = Ledger::new(&Billing { credits_enabled: true, byok_fee_percent: 5, byok_free_requests_per_month: 0, ..Billing::default() });
         let now = chrono::Utc::now().timestamp_millis();
-        assert!(l.check_budgets(&key, now).is_ok());
+        let k = key(Limits::default());
+        assert!(matches!(l.reserve(&k, None, est(0), now), Err(Refusal::Payment(_))), "zero balance refuses even a free request");
+        l.credit("w", 1000);
+        assert!(l.reserve(&k, None, est(1000), now).is_ok());
+        assert!(l.reserve(&k, None, est(1001), now).is_err());
+        // The estimate over a plan is the worst attempt: a BYOK fee or a full system price.
+        let e = l.estimate("w", 1000, 1000, [(MINI, true), (MINI, false)].into_iter(), now);
+        assert_eq!(e, Estimate { charged_micros: 750, spend_micros: 788 });
+        let e = l.estimate("w", 1000, 1000, [(MINI, true)].into_iter(), now);
+        assert_eq!(e, Estimate { charged_micros: 38, spend_micros: 788 });
+        let off = Ledger::new(&Billing::default());
+        assert!(off.reserve(&k, None, est(u64::MAX), now).is_ok(), "credits are off by default");
+    }
+
+    #[test]
+    fn credit_reservations_hold_the_balance_until_dropped() {
+        let l = Ledger::new(&Billing { credits_enabled: true, ..Billing::default() });
+        let now = chrono::Utc::now().timestamp_millis();
+        let k = key(Limits::default());
+        l.credit("w", 1000);
+        let r1 = l.reserve(&k, None, est(400), now).unwrap();
+        let r2 = l.reserve(&k, None, est(400), now).unwrap();
+        assert!(matches!(l.reserve(&k, None, est(400), now), Err(Refusal::Payment(_))), "800 of 1000 held: a third 400 doesn't fit");
+        assert!(l.reserve(&k, None, est(200), now).is_ok(), "exactly the rest fits (and is given back at once)");
+        // The first request ends having cost 100: settled, then its hold drops.
+        let mut r = rec("w", false, Usage { prompt_tokens: 0, completion_tokens: 167, ..Usage::default() });
+        assert_eq!(l.settle(&mut r, Some(MINI)).charged_micros, 100);
+        drop(r1);
+        assert!(l.reserve(&k, None, est(500), now).is_ok(), "1000 - 100 charged - 400 held = 500");
+        assert!(l.reserve(&k, None, est(501), now).is_err());
+        drop(r2);
+        assert!(l.reserve(&k, None, est(900), now).is_ok());
+        assert_eq!(lock(&l.account("w")).reserved, 0);
+    }
+
+    #[test]
+    fn budgets_refuse_once_spent_with_retry_after_until_the_period_ends() {
+        let l = Ledger::new(&Billing::default());
+        let k = key(Limits { budget_daily_micros: Some(900), ..Limits::default() });
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(l.reserve(&k, None, est(1), now).is_ok());
         l.settle(&mut rec("w", false, U), Some(MINI));
-        assert!(l.check_budgets(&key, now).is_ok(), "450 of 900 spent");
+        assert!(l.reserve(&k, None, est(1), now).is_ok(), "450 of 900 spent");
         l.settle(&mut rec("w", false, U), Some(MINI));
-        match l.check_budgets(&key, now) {
-            Err(Refusal::Limited { retry_after, .. }) => assert!(retry_after <= Duration::from_secs(86_400)),
+        match l.reserve(&k, None, est(1), now) {
+            Err(Refusal::Limited { retry_after, headers, .. }) => {
+                assert!(retry_after <= Duration::from_secs(86_400));
+                assert_eq!(headers["x-ratelimit-limit-budget-micros"], "900");
+                assert_eq!(headers["x-ratelimit-remaining-budget-micros"], "0");
+            }
             other => panic!("expected a 429, got {other:?}"),
         }
         // The next UTC day starts afresh.
-        assert!(l.check_budgets(&key, now + 86_400_000).is_ok());
+        assert!(l.reserve(&k, None, est(1), now + 86_400_000).is_ok());
+    }
+
+    #[test]
+    fn budget_reservations_bound_concurrent_admission() {
+        let l = Ledger::new(&Billing::default());
+        let now = chrono::Utc::now().timestamp_millis();
+        let k = key(Limits { budget_monthly_micros: Some(1000), ..Limits::default() });
+        let ws = Limits { budget_daily_micros: Some(10_000), ..Limits::default() };
+        // Admitted while spent + held < budget: 300 + 300 + 300 + 300 (the last crosses it).
+        let held: Vec<_> = (0..10).filter_map(|_| l.reserve(&k, Some(&ws), est(300), now).ok()).collect();
+        assert_eq!(held.len(), 4);
+        assert_eq!(lock(&l.ws_spend_of("w")).reserved, 1200, "the workspace holds the same estimates");
+        drop(held);
+        assert_eq!(lock(&l.spend_of("k")).reserved, 0);
+        assert_eq!(lock(&l.ws_spend_of("w")).reserved, 0);
+        // A workspace budget refuses every key of the workspace, with its own message.
+        let ws = Limits { budget_monthly_micros: Some(400), ..Limits::default() };
+        l.settle(&mut rec("w", false, U), Some(MINI));
+        match l.reserve(&key(Limits::default()), Some(&ws), est(1), now) {
+            Err(Refusal::Limited { message, retry_after, .. }) => {
+                assert!(message.contains("workspace's monthly budget"), "{message}");
+                assert!(retry_after <= Duration::from_secs(31 * 86_400));
+            }
+            other => panic!("expected a 429, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn month_rollover_resets_monthly_usage_and_the_byok_waiver() {
+        let l = Ledger::new(&Billing { credits_enabled: true, byok_fee_percent: 5, byok_free_requests_per_month: 1, ..Billing::default() });
+        let feb_1 = Month::of(1_769_904_000_000).start_ms(); // 2026-02-01T00:00Z
+        assert_eq!(feb_1, 1_769_904_000_000);
+        let jan_31 = feb_1 - 60_000;
+        l.credit("w", 100_000);
+        let settle = |byok: bool, at: i64| l.settle_at(&mut rec("w", byok, U), Some(MINI), at);
+        assert_eq!(settle(true, jan_31).fee_micros, 0, "January's first BYOK request is waived");
+        assert_eq!(settle(true, jan_31).fee_micros, 23);
+        assert_eq!(settle(false, jan_31).charged_micros, 450);
+        let jan = l.balance("w", jan_31);
+        assert_eq!((jan.used_this_month_micros, jan.byok_requests_this_month), (473, 2));
+        let k = key(Limits { budget_monthly_micros: Some(1000), ..Limits::default() });
+        assert!(l.reserve(&k, None, est(1), jan_31).is_err(), "January: 450 + 473 + 450 = 1373 spent of 1000");
+        // February: nothing used yet, and the waiver counts from 1 again.
+        let feb = l.balance("w", feb_1);
+        assert_eq!((feb.used_this_month_micros, feb.byok_requests_this_month), (0, 0));
+        assert_eq!(feb.balance_micros, 100_000 - 473, "the balance itself carries over");
+        assert_eq!(settle(true, feb_1).fee_micros, 0, "February's first BYOK request is waived");
+        assert_eq!(settle(true, feb_1 + 1).fee_micros, 23);
+        let feb = l.balance("w", feb_1 + 1);
+        assert_eq!((feb.used_this_month_micros, feb.byok_requests_this_month, feb.usage_micros), (23, 2, 496));
+        // A key's monthly budget restarts with the month too.
+        assert!(l.reserve(&k, None, est(1), feb_1 + 2).is_ok(), "February: 450 + 473 = 923 spent");
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct Config {
     /// The operator's own credentials, used after BYOK keys.
     pub system_credentials: Vec<SystemCredentialConfig>,
     pub billing: Billing,
+    /// Per-workspace limits (per-key limits are set on each key over the management API).
+    pub limits: LimitsConfig,
+    /// Generation records (the usage writer).
+    pub usage: UsageConfig,
     /// Catalog price overrides (`[[pricing]]`, see `keyway_core::pricing::PriceOverride`).
     pub pricing: Vec<keyway_core::pricing::PriceOverride>,
     pub security: Security,
@@ -83,6 +87,31 @@ pub struct Billing {
 impl Default for Billing {
     fn default() -> Self {
         Self { credits_enabled: false, byok_fee_percent: 5, byok_free_requests_per_month: 1_000_000, reconcile_interval_secs: 60 }
+    }
+}
+
+/// Limits on a whole workspace, checked in addition to each key's own (see docs/billing.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Limits for every workspace not named in `workspaces` (`requests_per_minute`, `tokens_per_minute`, `max_concurrent`, `budget_daily_micros`, `budget_monthly_micros`).
+    pub workspace_default: Option<keyway_store::Limits>,
+    /// Limits for one workspace, by id or slug (`[limits.workspaces.team-a]`); replaces `workspace_default` for it.
+    pub workspaces: BTreeMap<String, keyway_store::Limits>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UsageConfig {
+    /// Write a generation record for every request. A benchmarking and diagnostic switch: with it off there is no usage history, activity or BYOK waiver count in the store. Keep it on.
+    pub record: bool,
+    /// Records waiting for the writer; past it new records are dropped and counted (`keyway_usage_dropped_total`), never waited for.
+    pub queue_capacity: usize,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { record: true, queue_capacity: 65_536 }
     }
 }
 
@@ -140,6 +169,8 @@ impl Default for Config {
             providers: BTreeMap::new(),
             system_credentials: Vec::new(),
             billing: Billing::default(),
+            limits: LimitsConfig::default(),
+            usage: UsageConfig::default(),
             pricing: Vec::new(),
             security: Security::default(),
             timeouts: TimeoutsConfig::default(),

@@ -1,6 +1,7 @@
-//! Per-key limits, checked in memory before a request is planned upstream: requests per minute
-//! and tokens per minute (GCRA), concurrent requests, and daily/monthly spend budgets. Credits
-//! (402) are checked here too, from the in-memory ledger in [`crate::billing`].
+//! Limits per Keyway key and per workspace, checked in memory before a request goes upstream:
+//! requests per minute and tokens per minute (GCRA), concurrent requests, and daily/monthly spend
+//! budgets. A request must pass its key's limits and its workspace's (`[limits]` in the config).
+//! Credits (402) and budgets are reserved here too, from the in-memory ledger in [`crate::billing`].
 //!
 //! **GCRA.** Each rate is a "theoretical arrival time" (TAT) advanced by `n × T` per admitted
 //! cell, `T = 60 s / per_minute`; a request is refused when the new TAT would lie more than
@@ -20,7 +21,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use keyway_core::pricing::Prices;
 use keyway_core::route::RoutePlan;
-use keyway_store::{ApiKeyRecord, Limits};
+use keyway_store::{ApiKeyRecord, Limits, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -88,16 +89,16 @@ impl Gcra {
     }
 }
 
-/// One key's live limiter state, rebuilt when the key's limits change.
+/// One key's or one workspace's live limiter state, rebuilt when its limits change.
 #[derive(Debug)]
-pub struct KeyLimiter {
+pub struct Bucket {
     limits: Limits,
     requests: Option<Gcra>,
     tokens: Option<Gcra>,
     in_flight: AtomicU64,
 }
 
-impl KeyLimiter {
+impl Bucket {
     fn new(limits: &Limits) -> Self {
         Self {
             limits: limits.clone(),
@@ -112,41 +113,101 @@ impl KeyLimiter {
     }
 }
 
-/// All keys' limiters; a key with no limits never gets one.
+fn has_rates(l: &Limits) -> bool {
+    l.requests_per_minute.is_some() || l.tokens_per_minute.is_some() || l.max_concurrent.is_some()
+}
+
+pub fn has_budget(l: &Limits) -> bool {
+    l.budget_daily_micros.is_some() || l.budget_monthly_micros.is_some()
+}
+
+/// Whose limit a check enforces, for messages.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Key,
+    Workspace,
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::Workspace => "workspace",
+        }
+    }
+}
+
+/// All keys' and workspaces' limiters; a key or workspace with no limits never gets one.
 pub struct Limiter {
     epoch: Instant,
-    keys: RwLock<HashMap<String, Arc<KeyLimiter>>>,
+    keys: RwLock<HashMap<String, Arc<Bucket>>>,
+    workspaces: RwLock<HashMap<String, Arc<Bucket>>>,
+    /// `[limits.workspaces]`, by workspace id.
+    workspace_limits: HashMap<String, Limits>,
+    /// `[limits.workspace_default]`: every workspace not in `workspace_limits`.
+    workspace_default: Option<Limits>,
 }
 
 impl Default for Limiter {
     fn default() -> Self {
-        Self { epoch: Instant::now(), keys: RwLock::new(HashMap::new()) }
+        Self { epoch: Instant::now(), keys: RwLock::default(), workspaces: RwLock::default(), workspace_limits: HashMap::new(), workspace_default: None }
     }
 }
 
+fn bucket(map: &RwLock<HashMap<String, Arc<Bucket>>>, id: &str, l: &Limits) -> Arc<Bucket> {
+    if let Some(k) = map.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+        if k.limits == *l {
+            return k.clone();
+        }
+    }
+    let mut map = map.write().unwrap_or_else(|p| p.into_inner());
+    let entry = map.entry(id.to_owned()).or_insert_with(|| Arc::new(Bucket::new(l)));
+    if entry.limits != *l {
+        // New limits start a fresh window; requests in flight keep their own counter handle.
+        *entry = Arc::new(Bucket::new(l));
+    }
+    entry.clone()
+}
+
 impl Limiter {
+    /// `[limits]` of the config. Workspaces may be named by id or slug; slugs are resolved here,
+    /// once, so a name that matches no workspace yet is kept as an id (and warned about).
+    pub async fn from_config(cfg: &crate::config::LimitsConfig, store: &Store) -> Result<Self, keyway_store::StoreError> {
+        let mut workspace_limits = HashMap::new();
+        if !cfg.workspaces.is_empty() {
+            let all = store.list_workspaces().await?;
+            for (name, l) in &cfg.workspaces {
+                let id = match all.iter().find(|w| w.id == *name || w.slug == *name) {
+                    Some(w) => w.id.clone(),
+                    None => {
+                        tracing::warn!(workspace = %name, "[limits.workspaces]: no workspace has this id or slug (yet); it applies to a workspace with this id");
+                        name.clone()
+                    }
+                };
+                workspace_limits.insert(id, l.clone());
+            }
+        }
+        Ok(Self { workspace_limits, workspace_default: cfg.workspace_default.clone(), ..Self::default() })
+    }
+
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The limits configured for a workspace (its own entry, else the default), if any.
+    pub fn workspace_limits(&self, workspace_id: &str) -> Option<&Limits> {
+        self.workspace_limits.get(workspace_id).or(self.workspace_default.as_ref())
+    }
+
     /// The limiter for this key, (re)built when its limits differ from the cached record's.
-    pub fn for_key(&self, key: &ApiKeyRecord) -> Option<Arc<KeyLimiter>> {
-        let l = &key.limits;
-        if l.requests_per_minute.is_none() && l.tokens_per_minute.is_none() && l.max_concurrent.is_none() {
-            return None;
-        }
-        if let Some(k) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&key.hash) {
-            if k.limits == *l {
-                return Some(k.clone());
-            }
-        }
-        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(key.hash.clone()).or_insert_with(|| Arc::new(KeyLimiter::new(l)));
-        if entry.limits != *l {
-            // New limits start a fresh window; requests in flight keep their own counter handle.
-            *entry = Arc::new(KeyLimiter::new(l));
-        }
-        Some(entry.clone())
+    pub fn for_key(&self, key: &ApiKeyRecord) -> Option<Arc<Bucket>> {
+        has_rates(&key.limits).then(|| bucket(&self.keys, &key.hash, &key.limits))
+    }
+
+    /// The limiter shared by every key of a workspace.
+    pub fn for_workspace(&self, workspace_id: &str) -> Option<Arc<Bucket>> {
+        let l = self.workspace_limits(workspace_id).filter(|l| has_rates(l))?;
+        Some(bucket(&self.workspaces, workspace_id, l))
     }
 }
 
@@ -158,6 +219,15 @@ pub enum Refusal {
     Limited { message: String, retry_after: Duration, headers: Box<HeaderMap> },
     /// 402: the workspace's credits can't cover the request.
     Payment(String),
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Limited { .. } => 429,
+            Refusal::Payment(_) => 402,
+        }
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -173,34 +243,63 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// What a request holds while it runs: its concurrency slot and its token reservation.
-/// Dropping it (when the response, or the stream, ends) frees the slot.
+/// What one request took from one bucket. Dropping it frees the concurrency slot.
+#[derive(Debug)]
+struct Hold {
+    bucket: Arc<Bucket>,
+    slot: bool,
+    request_cell: bool,
+    tokens: u64,
+}
+
+impl Hold {
+    /// Gives back the rate cells of a request that a later check refused.
+    fn give_back(&mut self) {
+        if std::mem::take(&mut self.request_cell) {
+            if let Some(r) = &self.bucket.requests {
+                r.adjust(-1);
+            }
+        }
+        let tokens = std::mem::take(&mut self.tokens);
+        if let (Some(t), true) = (&self.bucket.tokens, tokens > 0) {
+            t.adjust(-i64::try_from(tokens).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn settle_tokens(&mut self, actual: u64) {
+        if let Some(t) = &self.bucket.tokens {
+            let delta = i64::try_from(actual).unwrap_or(i64::MAX).saturating_sub(i64::try_from(self.tokens).unwrap_or(i64::MAX));
+            t.adjust(delta);
+            self.tokens = actual;
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.slot {
+            self.bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What a request holds while it runs: its concurrency slots, its token reservations, and the
+/// money reserved against credits and budgets. Dropping it (when the response, or the stream,
+/// ends) frees the slots and the reserved money; the real charge is settled by then.
 #[derive(Debug, Default)]
 pub struct Admission {
-    key: Option<Arc<KeyLimiter>>,
-    reserved_tokens: u64,
-    holds_slot: bool,
+    key: Option<Hold>,
+    workspace: Option<Hold>,
+    money: Option<crate::billing::Reservation>,
     /// `x-ratelimit-*` headers for the response.
     pub headers: HeaderMap,
 }
 
 impl Admission {
-    /// Corrects the token reservation with what the upstream reported.
+    /// Corrects the token reservations with what the upstream reported.
     pub fn settle_tokens(&mut self, actual: u64) {
-        if let Some(t) = self.key.as_ref().and_then(|k| k.tokens.as_ref()) {
-            let delta = i64::try_from(actual).unwrap_or(i64::MAX).saturating_sub(i64::try_from(self.reserved_tokens).unwrap_or(i64::MAX));
-            t.adjust(delta);
-            self.reserved_tokens = actual;
-        }
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if self.holds_slot {
-            if let Some(k) = &self.key {
-                k.in_flight.fetch_sub(1, Ordering::AcqRel);
-            }
+        for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
+            h.settle_tokens(actual);
         }
     }
 }
@@ -221,20 +320,84 @@ pub fn format_reset(d: Duration) -> String {
     format!("{}m{}s", whole / 60, whole % 60)
 }
 
-fn put(h: &mut HeaderMap, name: &'static str, v: String) {
+pub(crate) fn put(h: &mut HeaderMap, name: &'static str, v: String) {
     if let Ok(v) = HeaderValue::from_str(&v) {
         h.insert(HeaderName::from_static(name), v);
     }
 }
 
-fn rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
-    let (limit, remaining, reset) = match kind {
+fn rate_header_names(kind: &str) -> (&'static str, &'static str, &'static str) {
+    match kind {
         "requests" => ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
         _ => ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
-    };
+    }
+}
+
+fn rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
+    let (limit, remaining, reset) = rate_header_names(kind);
     put(h, limit, s.limit.to_string());
     put(h, remaining, s.remaining.to_string());
     put(h, reset, format_reset(s.reset));
+}
+
+/// A key and its workspace may both limit the same rate: the headers show the tighter one.
+fn tighter_rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
+    let (_, remaining, _) = rate_header_names(kind);
+    let current = h.get(remaining).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if current.is_none_or(|c| s.remaining < c) {
+        rate_headers(h, kind, s);
+    }
+}
+
+/// Takes one request's share of `bucket`, or refuses (giving back what it took).
+fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, headers: &mut HeaderMap) -> Result<Hold, Refusal> {
+    let mut hold = Hold { bucket, slot: false, request_cell: false, tokens: 0 };
+    let b = hold.bucket.clone();
+    if let Some(max) = b.limits.max_concurrent {
+        let before = b.in_flight.fetch_add(1, Ordering::AcqRel);
+        hold.slot = true; // released by Drop, also on refusal below
+        if before >= max {
+            let mut headers = HeaderMap::new();
+            put(&mut headers, "x-ratelimit-limit-concurrent", max.to_string());
+            put(&mut headers, "x-ratelimit-remaining-concurrent", "0".into());
+            return Err(Refusal::Limited {
+                message: format!("this {} allows {max} concurrent requests; retry when one finishes", scope.name()),
+                retry_after: Duration::from_secs(1),
+                headers: Box::new(headers),
+            });
+        }
+    }
+    if let Some(r) = &b.requests {
+        match r.check_n(1, now) {
+            Ok(s) => {
+                hold.request_cell = true;
+                tighter_rate_headers(headers, "requests", &s);
+            }
+            Err((s, wait)) => {
+                let mut headers = headers.clone();
+                rate_headers(&mut headers, "requests", &s);
+                let message = format!("rate limit reached: {} requests per minute for this {}", s.limit, scope.name());
+                return Err(Refusal::Limited { message, retry_after: wait, headers: Box::new(headers) });
+            }
+        }
+    }
+    if let Some(t) = &b.tokens {
+        let want = tokens.max(1);
+        match t.check_n(want, now) {
+            Ok(s) => {
+                hold.tokens = want.min(s.limit);
+                tighter_rate_headers(headers, "tokens", &s);
+            }
+            Err((s, wait)) => {
+                hold.give_back(); // this request won't run: its request cell goes back
+                let mut headers = headers.clone();
+                rate_headers(&mut headers, "tokens", &s);
+                let message = format!("rate limit reached: {} tokens per minute for this {}", s.limit, scope.name());
+                return Err(Refusal::Limited { message, retry_after: wait, headers: Box::new(headers) });
+            }
+        }
+    }
+    Ok(hold)
 }
 
 /// What the limits need to know about a request before it runs.
@@ -242,76 +405,54 @@ fn rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
 pub struct Demand {
     pub prompt_tokens: u64,
     pub max_output_tokens: u64,
-    /// The most the request could charge to credits (see [`crate::billing::estimate`]).
-    pub charge_micros: u64,
+    /// The most the request could charge to credits and count toward budgets
+    /// (see [`crate::billing::Ledger::estimate`]).
+    pub money: crate::billing::Estimate,
 }
 
-/// Checks every limit for `key` and reserves its share, or refuses. No database query.
+/// Checks every limit of `key` and of its workspace and reserves the request's share, or
+/// refuses. No database query.
 pub fn admit(state: &SharedState, key: &ApiKeyRecord, demand: &Demand) -> Result<Admission, Refusal> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    // Credits first: a 402 is the more useful answer when both apply.
-    state.billing.check_credits(&key.workspace_id, demand.charge_micros, now_ms)?;
-    state.billing.check_budgets(key, now_ms)?;
-
-    let Some(k) = state.limiter.for_key(key) else { return Ok(Admission::default()) };
-    let mut adm = Admission { key: Some(k.clone()), reserved_tokens: 0, holds_slot: false, headers: HeaderMap::new() };
-    if let Some(max) = k.limits.max_concurrent {
-        let before = k.in_flight.fetch_add(1, Ordering::AcqRel);
-        adm.holds_slot = true; // released by Drop, also on refusal below
-        if before >= max {
-            let mut headers = HeaderMap::new();
-            put(&mut headers, "x-ratelimit-limit-concurrent", max.to_string());
-            return Err(Refusal::Limited {
-                message: format!("this key allows {max} concurrent requests; retry when one finishes"),
-                retry_after: Duration::from_secs(1),
-                headers: Box::new(headers),
-            });
-        }
+    let ws_limits = state.limiter.workspace_limits(&key.workspace_id);
+    let mut adm = Admission::default();
+    // Money first: a 402 is the more useful answer when both apply.
+    if state.billing.credits_enabled() || has_budget(&key.limits) || ws_limits.is_some_and(has_budget) {
+        adm.money = Some(state.billing.reserve(key, ws_limits, demand.money, now_ms)?);
     }
+    let tokens = demand.prompt_tokens.saturating_add(demand.max_output_tokens);
     let now = state.limiter.now();
-    if let Some(r) = &k.requests {
-        match r.check_n(1, now) {
-            Ok(s) => rate_headers(&mut adm.headers, "requests", &s),
-            Err((s, wait)) => {
-                let mut headers = HeaderMap::new();
-                rate_headers(&mut headers, "requests", &s);
-                return Err(Refusal::Limited { message: format!("rate limit reached: {} requests per minute for this key", s.limit), retry_after: wait, headers: Box::new(headers) });
-            }
-        }
+    if let Some(b) = state.limiter.for_key(key) {
+        adm.key = Some(take(b, Scope::Key, tokens, now, &mut adm.headers)?);
     }
-    if let Some(t) = &k.tokens {
-        let want = demand.prompt_tokens.saturating_add(demand.max_output_tokens).max(1);
-        match t.check_n(want, now) {
-            Ok(s) => {
-                adm.reserved_tokens = want.min(s.limit);
-                rate_headers(&mut adm.headers, "tokens", &s);
-            }
-            Err((s, wait)) => {
-                // This request won't run: give its request cell back.
-                if let Some(r) = &k.requests {
-                    r.adjust(-1);
+    if let Some(b) = state.limiter.for_workspace(&key.workspace_id) {
+        match take(b, Scope::Workspace, tokens, now, &mut adm.headers) {
+            Ok(h) => adm.workspace = Some(h),
+            Err(refusal) => {
+                if let Some(h) = adm.key.as_mut() {
+                    h.give_back();
                 }
-                let mut headers = adm.headers.clone();
-                rate_headers(&mut headers, "tokens", &s);
-                return Err(Refusal::Limited { message: format!("rate limit reached: {} tokens per minute for this key", s.limit), retry_after: wait, headers: Box::new(headers) });
+                return Err(refusal);
             }
         }
     }
     Ok(adm)
 }
 
-/// [`admit`] for an inference request about to walk `route`. The token estimate is only
-/// computed when a tokens-per-minute limit or credits need it.
+/// [`admit`] for an inference request about to walk `route`. The token and money estimates are
+/// only computed when a tokens-per-minute limit, a budget or credits need them.
 pub fn admit_request(state: &SharedState, key: &ApiKeyRecord, body: &serde_json::Map<String, serde_json::Value>, route: &RoutePlan<'_>) -> Result<Admission, Refusal> {
-    let credits = state.billing.credits_enabled();
-    let (prompt_tokens, max_output_tokens) = if credits || key.limits.tokens_per_minute.is_some() { crate::billing::demand_of(body) } else { (0, 0) };
-    let charge_micros = if credits {
+    let ws = state.limiter.workspace_limits(&key.workspace_id);
+    let money = state.billing.credits_enabled() || has_budget(&key.limits) || ws.is_some_and(has_budget);
+    let tpm = key.limits.tokens_per_minute.is_some() || ws.is_some_and(|l| l.tokens_per_minute.is_some());
+    let (prompt_tokens, max_output_tokens) = if money || tpm { crate::billing::demand_of(body) } else { (0, 0) };
+    let estimate = if money {
         let attempts = route.attempts.iter().map(|a| (a.endpoint.map(Prices::from).unwrap_or_default(), a.credential.is_byok()));
         state.billing.estimate(&key.workspace_id, prompt_tokens, max_output_tokens, attempts, chrono::Utc::now().timestamp_millis())
     } else {
-        0
+        crate::billing::Estimate::default()
     };
-    admit(state, key, &Demand { prompt_tokens, max_output_tokens, charge_micros })
+    admit(state, key, &Demand { prompt_tokens, max_output_tokens, money: estimate })
 }
 
 #[cfg(test)]

@@ -117,14 +117,17 @@ impl AppState {
         billing.reconcile(&store).await?;
         // Its own query counter: periodic reconciling is not request-path traffic.
         billing.spawn_reconciler(store.clone().with_separate_count(), Duration::from_secs(config.billing.reconcile_interval_secs.max(1)));
-        let usage = crate::usage::UsageRecorder::start(store.clone(), 65_536).with_metrics(metrics.clone()).with_hook(billing.clone());
+        // `[usage] record = false` is for benchmarks only: requests run as usual, nothing is stored.
+        let usage = if config.usage.record { crate::usage::UsageRecorder::start(store.clone(), config.usage.queue_capacity.max(1)) } else { crate::usage::UsageRecorder::disabled() };
+        let usage = usage.with_metrics(metrics.clone()).with_hook(billing.clone());
+        let limiter = crate::limits::Limiter::from_config(&config.limits, &store).await?;
         let state = AppState {
             system_metas,
             usage,
             metrics,
             catalog: keyway_core::pricing::apply_overrides(&Catalog::builtin()?, &config.pricing)?,
             billing,
-            limiter: crate::limits::Limiter::default(),
+            limiter,
             keys: KeyCache::new(Duration::from_secs(30)),
             credentials: CredentialCache::new(Duration::from_secs(30)),
             health: HealthBoard::default(),

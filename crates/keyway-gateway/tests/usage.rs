@@ -355,9 +355,200 @@ async fn usage_rows_complete_after_a_burst_of_10000_requests() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(g.state.usage.dropped(), 0);
+    // Every row is complete, not only counted: tokens, cost from those tokens, the credential.
+    let rows = g.state.store.list_generations(&ws).await.unwrap();
+    assert_eq!(rows.len(), N);
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), N, "one row per request");
+    for r in &rows {
+        assert_eq!((r.status, r.provider.as_deref(), r.credential_id.as_deref(), r.model.as_deref()), (200, Some("openai"), Some("system"), Some("openai/gpt-4o-mini")), "{r:?}");
+        assert!(r.has_usage && r.prompt_tokens > 0 && r.completion_tokens > 0, "{r:?}");
+        let scaled = r.prompt_tokens * 150_000 + r.completion_tokens * 600_000;
+        assert_eq!(r.cost_micros, scaled / 1_000_000 + i64::from(scaled % 1_000_000 >= 500_000), "{r:?}");
+        assert_eq!((r.fee_micros, r.is_byok), (0, false));
+        assert_eq!(r.attempts.matches("\"status\":200").count(), 1, "{r:?}");
+        assert_eq!(r.requested_model, "openai/gpt-4o-mini");
+    }
     let b = g.state.billing.balance(&ws, chrono::Utc::now().timestamp_millis());
     // Every row was charged; the store's sum equals the in-memory ledger after reconciling.
     assert!(g.state.billing.reconcile(&g.state.store).await.unwrap());
     assert_eq!(g.state.billing.balance(&ws, chrono::Utc::now().timestamp_millis()), b);
     eprintln!("10,000 requests in {sent:?}; all rows stored {:?} after the start", t0.elapsed());
+}
+
+async fn default_workspace(g: &Gateway) -> String {
+    g.state.store.list_workspaces().await.unwrap().into_iter().find(|w| w.slug == "default").unwrap().id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_cannot_overdraw_credits() {
+    let (fake, g) = start(true, |c| c.billing.credits_enabled = true).await;
+    let (key, _) = g.inference_key().await;
+    let body = chat(Some(1000));
+    let (p, o) = keyway_gateway::billing::demand_of(body.as_object().unwrap());
+    // gpt-4o-mini, system traffic: the whole estimate is charged.
+    let scaled = p * 150_000 + o * 600_000;
+    let estimate = (scaled / 1_000_000 + u64::from(scaled % 1_000_000 >= 500_000)) as i64;
+    let top_up = 5 * estimate + estimate / 2;
+    let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": top_up}))).await;
+    assert_eq!(s, 201, "{v}");
+    // Slow answers keep every admitted request in flight while the rest arrive.
+    fake.set_fault(Fault::SlowFirstByte(Duration::from_millis(2000)));
+    let url = g.url("/v1/chat/completions");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(200));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (url, key, body, barrier) = (url.clone(), key.clone(), body.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+                barrier.wait().await;
+                let r = client.post(&url).bearer_auth(&key).json(&body).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    fake.clear_faults();
+    let served: Vec<&Value> = results.iter().filter(|r| r.0 == 200).map(|r| &r.1).collect();
+    let refused = results.iter().filter(|r| r.0 == 402).count();
+    assert_eq!((served.len(), refused), (5, 195), "the balance covers 5 estimates; without reservations all 200 pass the same check");
+    let spent: i64 = served.iter().map(|v| mini_cost(v)).sum();
+    let (_, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert_eq!(c["data"]["balance_micros"].as_i64().unwrap(), top_up - spent, "{c}");
+    assert!(top_up - spent >= 0);
+    // The holds were given back when the requests ended: the rest of the balance is usable.
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(body)).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn refused_requests_are_recorded_without_cost() {
+    let (_fake, g) = start(true, |c| c.billing.credits_enabled = true).await;
+    let (key, hash) = g.inference_key().await;
+    let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&chat(Some(10))).send().await.unwrap();
+    assert_eq!(resp.status(), 402);
+    let id = resp.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let d = generation(&g, &key, &id).await;
+    assert_eq!((d["status"].as_i64(), d["cost_micros"].as_i64(), d["fee_micros"].as_i64()), (Some(402), Some(0), Some(0)), "{d}");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 0);
+    assert_eq!(d["api_key_hash"], hash);
+    assert_eq!(d["model"], "openai/gpt-4o-mini");
+
+    // A 429 from a key's limit too.
+    let (s, _) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 1_000_000}))).await;
+    assert_eq!(s, 201);
+    let (s, v) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "one", "limits": {"requests_per_minute": 1}}))).await;
+    assert_eq!(s, 201, "{v}");
+    let limited = v["key"].as_str().unwrap().to_owned();
+    assert_eq!(g.req("POST", "/v1/chat/completions", Some(&limited), Some(chat(Some(10)))).await.0, 200);
+    let (s, _, h) = g.req("POST", "/v1/chat/completions", Some(&limited), Some(chat(Some(10)))).await;
+    assert_eq!(s, 429);
+    let d = generation(&g, &limited, h["x-keyway-generation-id"].to_str().unwrap()).await;
+    assert_eq!((d["status"].as_i64(), d["cost_micros"].as_i64()), (Some(429), Some(0)), "{d}");
+    // Refusals are charged nothing: the balance moved by the one served request only.
+    let (_, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert!(c["data"]["balance_micros"].as_i64().unwrap() > 1_000_000 - 100, "{c}");
+}
+
+/// A full queue drops records rather than block requests: counted, reported in `/metrics`, and
+/// the ledger is told (a dropped charge is not kept pending for a store that will never see it).
+#[tokio::test]
+async fn full_usage_queue_drops_and_counts_records() {
+    let (_fake, g) = start(true, |c| c.usage.queue_capacity = 4).await;
+    let ws = default_workspace(&g).await;
+    let prices = keyway_core::pricing::Prices { input_per_mtok_micros: 150_000, output_per_mtok_micros: 600_000, cached_input_per_mtok_micros: None, per_request_micros: 0 };
+    let usage = keyway_core::Usage { prompt_tokens: 1000, completion_tokens: 500, ..keyway_core::Usage::default() };
+    // This test's runtime has one thread: the writer can't drain the queue until we await.
+    for i in 0..100 {
+        let mut rec = keyway_gateway::usage::GenerationRecord {
+            id: format!("gen-drop-{i:03}"),
+            workspace_id: ws.clone(),
+            api_key_hash: "h".into(),
+            user: None,
+            requested_model: "openai/gpt-4o-mini".into(),
+            model: Some("openai/gpt-4o-mini".into()),
+            provider: Some("openai".into()),
+            credential_id: Some("system".into()),
+            is_byok: false,
+            streamed: false,
+            status: 200,
+            usage: Some(usage),
+            latency_ms: 1,
+            ttft_ms: None,
+            attempts: vec![],
+            finish_reason: None,
+            app_referer: None,
+            app_title: None,
+            created_at_ms: chrono::Utc::now().timestamp_millis(),
+            cost_micros: 0,
+            fee_micros: 0,
+        };
+        assert_eq!(g.state.billing.settle(&mut rec, Some(prices)).charged_micros, 450);
+        g.state.usage.record(rec);
+    }
+    assert_eq!(g.state.usage.dropped(), 96);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while g.state.store.count_generations(&ws).await.unwrap() < 4 {
+        assert!(Instant::now() < deadline, "the 4 queued records were never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = g.http.get(g.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "keyway_usage_dropped_total 96"), "{metrics}");
+    // In memory all 100 were charged; once reconciled, the ledger agrees with the store (4 rows),
+    // which it only can because the drop hook released the 96 dropped charges from `pending`.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(g.state.billing.balance(&ws, now).usage_micros, 100 * 450);
+    assert!(g.state.billing.reconcile(&g.state.store).await.unwrap());
+    assert_eq!(g.state.billing.balance(&ws, now).usage_micros, 4 * 450);
+}
+
+#[tokio::test]
+async fn pricing_override_reaches_models_and_the_charged_cost() {
+    // The shipped catalog first: prices in micros per million tokens beside OpenRouter's strings.
+    let (_fake, g) = start(true, |_| {}).await;
+    let (key, _) = g.inference_key().await;
+    let (s, v, _) = g.req("GET", "/v1/models", Some(&key), None).await;
+    assert_eq!(s, 200, "{v}");
+    let m = v["data"].as_array().unwrap().iter().find(|m| m["id"] == "openai/gpt-4o-mini").unwrap().clone();
+    assert_eq!(m["pricing"]["input_per_mtok_micros"], 150_000, "{m}");
+    assert_eq!(m["pricing"]["output_per_mtok_micros"], 600_000);
+    assert_eq!(m["pricing"]["cached_input_per_mtok_micros"], 75_000);
+    assert_eq!(m["pricing"]["prompt"], "0.00000015");
+    assert_eq!(m["pricing"]["completion"], "0.0000006");
+    drop(g);
+
+    let (_fake, g) = start(true, |c| {
+        c.pricing.push(keyway_core::pricing::PriceOverride {
+            model: "openai/gpt-4o-mini".into(),
+            provider: "openai".into(),
+            input_per_mtok_micros: Some(1_000_000),
+            output_per_mtok_micros: Some(2_000_000),
+            cached_input_per_mtok_micros: None,
+            per_request_micros: Some(7),
+        })
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    let (_, v, _) = g.req("GET", "/v1/models", Some(&key), None).await;
+    let m = v["data"].as_array().unwrap().iter().find(|m| m["id"] == "openai/gpt-4o-mini").unwrap().clone();
+    // The override is on the `openai` endpoint (the model's headline price may be another provider's).
+    let openai = &m["providers"].as_array().unwrap().iter().find(|p| p["provider"] == "openai").unwrap()["pricing"];
+    assert_eq!(openai["input_per_mtok_micros"], 1_000_000, "{m}");
+    assert_eq!(openai["output_per_mtok_micros"], 2_000_000);
+    assert_eq!(openai["cached_input_per_mtok_micros"], 75_000, "unset fields keep the catalog's");
+    assert_eq!(openai["prompt"], "0.000001");
+    assert_eq!(openai["completion"], "0.000002");
+    assert_eq!(openai["request"], "0.000007");
+    let azure = &m["providers"].as_array().unwrap().iter().find(|p| p["provider"] == "azure").unwrap()["pricing"];
+    assert_eq!(azure["input_per_mtok_micros"], 150_000, "other endpoints keep their prices");
+    // $1 / $2 per Mtok is exactly 1 / 2 micros a token, plus 7 micros a request.
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(None))).await;
+    assert_eq!(s, 200, "{v}");
+    let d = generation(&g, &key, v["id"].as_str().unwrap()).await;
+    let want = v["usage"]["prompt_tokens"].as_i64().unwrap() + 2 * v["usage"]["completion_tokens"].as_i64().unwrap() + 7;
+    assert_eq!(d["cost_micros"].as_i64().unwrap(), want, "{d}");
 }

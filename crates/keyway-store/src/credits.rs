@@ -163,4 +163,21 @@ impl Store {
         .await?;
         rows.iter().map(|r| Ok((r.try_get("api_key_hash")?, r.try_get("n")?))).collect()
     }
+
+    /// What each workspace spent (catalog cost plus fee) since `day_ms` and since `month_ms`.
+    pub async fn workspace_spend_since(&self, day_ms: i64, month_ms: i64) -> Result<HashMap<String, (i64, i64)>> {
+        self.count();
+        let since = day_ms.min(month_ms);
+        let rows = sqlx::query(&format!(
+            "SELECT workspace_id, {} AS d, {} AS m FROM generations WHERE created_at >= $3 GROUP BY workspace_id",
+            sum("CASE WHEN created_at >= $1 THEN cost_micros + fee_micros ELSE 0 END"),
+            sum("CASE WHEN created_at >= $2 THEN cost_micros + fee_micros ELSE 0 END"),
+        ))
+        .bind(day_ms)
+        .bind(month_ms)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("workspace_id")?, (r.try_get("d")?, r.try_get("m")?)))).collect()
+    }
 }

@@ -157,4 +157,14 @@ impl Store {
             .await?
             .try_get("n")?)
     }
+
+    /// Every generation of a workspace, oldest first (exports and tests; not for the request path).
+    pub async fn list_generations(&self, workspace_id: &str) -> Result<Vec<GenerationRow>> {
+        self.count();
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM generations WHERE workspace_id = $1 ORDER BY created_at, id"))
+            .bind(workspace_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_gen).collect()
+    }
 }

@@ -153,11 +153,6 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
         Err(e) => return Ok(Served::Failed(with_ignored(ApiError::from(e).into_response(), &options.ignored))),
     };
     tracing::debug!(plan = %route.explain(), "route planned");
-    // Limits and credits, from memory; a refused request never reaches an upstream.
-    let mut admission = match crate::limits::admit_request(&state, &caller, &body, &route) {
-        Ok(a) => a,
-        Err(refusal) => return Ok(Served::Failed(with_ignored(refusal.into_response(), route.ignored))),
-    };
 
     // v7: time-ordered, so the generations primary key grows at its end instead of at random pages.
     let generation_id = format!("gen-{}", uuid::Uuid::now_v7().simple());
@@ -183,6 +178,21 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
         created_at_ms: chrono::Utc::now().timestamp_millis(),
         cost_micros: 0,
         fee_micros: 0,
+    };
+    // Limits and credits, from memory; a refused request never reaches an upstream, but it is
+    // recorded (no attempt, no cost) like every other request.
+    let mut admission = match crate::limits::admit_request(&state, &caller, &body, &route) {
+        Ok(a) => a,
+        Err(refusal) => {
+            record.status = refusal.status();
+            record.latency_ms = started.elapsed().as_millis() as u64;
+            state.usage.record(record);
+            let mut resp = refusal.into_response();
+            if let Ok(v) = HeaderValue::from_str(&generation_id) {
+                resp.headers_mut().insert("x-keyway-generation-id", v);
+            }
+            return Ok(Served::Failed(with_ignored(resp, route.ignored)));
+        }
     };
     let ignored = route.ignored.join(", ");
     let request = ChatRequest::new(body);
