@@ -58,7 +58,7 @@ fn pre_fault_response(fault: &Fault, server_error: StatusCode) -> Option<Respons
         Fault::Forbidden => Some(error(StatusCode::FORBIDDEN, "permission_error", "Your API key does not have permission to use the specified resource.")),
         Fault::BadRequest => Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", "Invalid request: injected fault.")),
         Fault::InvalidJson => Some((StatusCode::OK, [("content-type", "application/json")], "{not json").into_response()),
-        Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 | Fault::StallMidStream(_) | Fault::EndStreamEarly => None,
+        Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 | Fault::StallMidStream(_) | Fault::EndStreamEarly | Fault::NoDoneMarker => None,
     }
 }
 

@@ -174,7 +174,7 @@ pub fn sse_response<T: Send + Sync + 'static>(
     let mut frames: Vec<Bytes> = events.iter().map(|e| Bytes::from(format!("data: {}\n\n", render(e)))).collect();
     if fault == Some(Fault::EndStreamEarly) {
         frames.truncate(frames.len() / 2);
-    } else if done {
+    } else if done && fault != Some(Fault::NoDoneMarker) {
         frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
     stream_frames_with(frames, delay, cut_at, stall)

@@ -31,6 +31,8 @@ pub enum Fault {
     /// Send half of the stream, then end the body cleanly, without the final event (`[DONE]`,
     /// `message_stop`): a 200 that stops early without an error at the HTTP level.
     EndStreamEarly,
+    /// Send the whole stream but no closing `data: [DONE]` (as Perplexity's streams end).
+    NoDoneMarker,
     /// Send half of the stream, then go silent this long before sending the rest.
     StallMidStream(Duration),
 }
@@ -210,7 +212,7 @@ pub fn key_hint(key: &str) -> String {
 #[derive(Debug, serde::Deserialize)]
 struct FaultRequest {
     /// `rate_limit`, `server_error`, `unauthorized`, `forbidden`, `bad_request`, `slow`, `cut_stream`,
-    /// `end_early`, `stall` (`ms`), `error_event`, `invalid_json`, or null to clear (all faults, or only `key`'s).
+    /// `end_early`, `no_done`, `stall` (`ms`), `error_event`, `invalid_json`, or null to clear (all faults, or only `key`'s).
     fault: Option<String>,
     /// Only calls made with this key.
     key: Option<String>,
@@ -232,6 +234,7 @@ fn parse_fault(r: &FaultRequest) -> Result<Option<Fault>, String> {
         "slow" => Fault::SlowFirstByte(Duration::from_millis(r.ms.unwrap_or(1000))),
         "cut_stream" => Fault::CutStream,
         "end_early" => Fault::EndStreamEarly,
+        "no_done" => Fault::NoDoneMarker,
         "stall" => Fault::StallMidStream(Duration::from_millis(r.ms.unwrap_or(1000))),
         "error_event" => Fault::ErrorEventAfter200,
         "invalid_json" => Fault::InvalidJson,

@@ -69,36 +69,58 @@ pub async fn read_chat(resp: reqwest::Response, stream: bool, t: &Timeouts) -> R
         let usage = body.get("usage").and_then(openai_usage);
         return Ok(ChatResponse::Complete { body, usage });
     }
-    let events = http::sse_events(resp, t.idle).boxed();
-    // (events, events seen so far, finished): the stream ends at `[DONE]` or after the first error.
-    let stream = futures::stream::unfold((events, 0usize, false), |(mut events, seen, finished)| async move {
-        if finished {
+    let state = OpenAiStream { events: http::sse_events(resp, t.idle).boxed(), seen: 0, finished: false, over: false };
+    let stream = futures::stream::unfold(state, |mut st| async move {
+        if st.over {
             return None;
         }
-        let items = match events.next().await {
+        let items = match st.events.next().await {
             Some(Ok(ev)) if ev.data.trim() == "[DONE]" => return None,
-            Some(Ok(ev)) => chunk_items(ev.data),
+            Some(Ok(ev)) => {
+                let (items, finish) = chunk_items(ev.data);
+                st.finished |= finish;
+                items
+            }
             Some(Err(e)) => vec![Err(e)],
+            // Perplexity ends its streams without [DONE]: the answer is whole once a choice finished.
+            None if st.finished => return None,
             // A cut connection or a body that isn't an event stream: never a success.
-            None if seen == 0 => vec![Err(ProviderError::Protocol("the upstream answered 200 without an event stream".into()))],
-            None => vec![Err(ProviderError::Protocol("the stream ended before [DONE]".into()))],
+            None if st.seen == 0 => vec![Err(ProviderError::Protocol("the upstream answered 200 without an event stream".into()))],
+            None => vec![Err(ProviderError::Protocol("the stream ended before [DONE] and before any finish_reason".into()))],
         };
-        let failed = items.iter().any(Result::is_err);
-        Some((futures::stream::iter(items), (events, seen + 1, failed)))
+        st.seen += 1;
+        // The stream ends at its first error.
+        st.over = items.iter().any(Result::is_err);
+        Some((futures::stream::iter(items), st))
     })
     .flatten();
     Ok(ChatResponse::Stream(Box::pin(stream)))
 }
 
-/// One `data:` payload of an OpenAI stream as stream items: the chunk (and its usage), or an error.
-fn chunk_items(data: String) -> Vec<Result<StreamEvent, ProviderError>> {
+struct OpenAiStream {
+    events: futures::stream::BoxStream<'static, Result<crate::sse::SseEvent, ProviderError>>,
+    /// Events read so far.
+    seen: usize,
+    /// A choice carried a `finish_reason`.
+    finished: bool,
+    /// An error was passed on; nothing follows it.
+    over: bool,
+}
+
+/// One `data:` payload of an OpenAI stream as stream items (the chunk and its usage, or an
+/// error), and whether a choice finished in it.
+fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
     let v = match serde_json::from_str::<Value>(&data) {
         Ok(v) => v,
-        Err(e) => return vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))],
+        Err(e) => return (vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))], false),
     };
     if let Some(err) = stream_error(&v) {
-        return vec![Err(err)];
+        return (vec![Err(err)], false);
     }
+    let finish = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null())));
     let mut out = Vec::with_capacity(2);
     let usage = v.get("usage").and_then(openai_usage);
     let content = chunk_has_content(&v);
@@ -106,7 +128,7 @@ fn chunk_items(data: String) -> Vec<Result<StreamEvent, ProviderError>> {
     if let Some(u) = usage {
         out.push(Ok(StreamEvent::Usage(u)));
     }
-    out
+    (out, finish)
 }
 
 /// Reads an OpenAI-shaped embeddings answer from a 2xx response.

@@ -141,6 +141,7 @@ async fn a_stream_that_ends_without_done_is_not_a_success() {
     let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
     let e = error_after_content(&items);
     assert!(matches!(e, ProviderError::Protocol(m) if m.contains("[DONE]")), "{e:?}");
+    assert!(finish_reason(&items[..items.len() - 1]).is_none(), "cut before the choice finished");
     // A 200 whose body is not an event stream at all: an error before any content (falls back).
     fake.fail_next(Fault::InvalidJson);
     let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
@@ -148,6 +149,12 @@ async fn a_stream_that_ends_without_done_is_not_a_success() {
     // The complete stream still ends cleanly, with no error item.
     let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
     assert!(items.iter().all(Result::is_ok), "{items:?}");
+    // Perplexity never sends [DONE]: a stream whose choice finished (and usage came) is whole.
+    fake.fail_next(Fault::NoDoneMarker);
+    let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    assert_eq!((stream_text(&items).as_str(), finish_reason(&items).as_deref()), ("Echo: hello there", Some("stop")));
+    assert!(stream_usage(&items).is_some());
 }
 
 #[tokio::test]
