@@ -30,6 +30,7 @@ Fixtures
     gw.calls(fake) -> list  what the fake saw: [{method, path, key_hint, body}] (key_hint masked).
     gw.reset_fakes()        clears faults and call logs on every fake.
     gw.system_keys          {"openai": raw, "anthropic": raw}: the system credentials' keys.
+                            (The gateway runs with ``timeouts.first_byte_ms = FIRST_BYTE_MS``.)
     gw.metrics() -> str     ``GET /metrics`` text.
     gw.log_text() -> str    the server's stderr so far (to check no secret is logged).
 
@@ -58,6 +59,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("KEYWAY_BIN", ROOT / "target" / "debug" / "keyway"))
+# The gateway's upstream first-byte timeout in these tests (milliseconds).
+FIRST_BYTE_MS = 3000
 FAKE_NAMES = ("openai", "anthropic", "bedrock", "azure", "gemini")
 
 
@@ -215,6 +218,9 @@ def gw():
                 "KW_SDK_OPENAI_KEY": system_keys["openai"],
                 "KW_SDK_ANTHROPIC_KEY": system_keys["anthropic"],
                 "KEYWAY_LOG": os.environ.get("KEYWAY_SDK_LOG", "info,sqlx=warn"),
+                # Short enough that the "slow" fault can show Keyway's own 504 in a test; the
+                # fakes answer on loopback in milliseconds.
+                "KEYWAY_TIMEOUTS__FIRST_BYTE_MS": str(FIRST_BYTE_MS),
             }
         )
         for slug, url in fakes["base_urls"].items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import openai
 import pytest
@@ -167,6 +168,45 @@ def test_server_error_falls_back_to_system_credential(ws, gw):
     assert raw.headers["x-keyway-credential"] == "system"
 
 
+def test_every_attempt_failing_with_5xx_is_internal_server_error(ws, gw):
+    ws.add_byok("openai")
+    gw.set_fault("openai", "server_error")  # the BYOK key and the system key alike
+    with pytest.raises(openai.InternalServerError) as e:
+        ws.openai().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code in (502, 503)
+    assert e.value.response.headers["x-keyway-attempts"] == "2"
+    assert "all 2 attempts failed" in e.value.message
+
+
+def test_upstream_timeout_is_504_internal_server_error(gw):
+    from conftest import FIRST_BYTE_MS
+
+    gw.set_fault("openai", "slow", ms=FIRST_BYTE_MS + 3000)
+    with pytest.raises(openai.InternalServerError) as e:
+        client(gw, timeout=FIRST_BYTE_MS / 1000 + 20).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 504
+    assert e.value.body["code"] == "upstream_timeout"
+
+
+def test_client_side_timeout_is_api_timeout_error(gw):
+    gw.set_fault("openai", "slow", ms=2000)
+    with pytest.raises(openai.APITimeoutError):
+        client(gw, timeout=0.3).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+
+
+def test_max_price_below_every_provider_is_402_api_status_error(gw):
+    with pytest.raises(openai.APIStatusError) as e:
+        client(gw).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"provider": {"max_price": {"prompt": 0.001, "completion": 0.001}}},
+        )
+    assert e.value.status_code == 402
+    # The SDK has no class of its own for 402: the base status error, nothing more specific.
+    assert type(e.value) is openai.APIStatusError
+    assert "max_price" in e.value.message
+
+
 def test_extra_body_provider_routing_options(gw):
     c = client(gw)
     raw = c.chat.completions.with_raw_response.create(
@@ -217,22 +257,37 @@ def test_no_secret_in_logs(ws, gw):
 
 def test_metrics_count_the_request_and_log_has_its_generation_id(ws, gw):
     k1 = ws.add_byok("openai", sort_order=1)
-    ws.add_byok("openai", sort_order=2)
+    k2 = ws.add_byok("openai", sort_order=2)
     gw.set_fault("openai", "rate_limit", key=k1["raw_key"])
     raw = ws.openai().chat.completions.with_raw_response.create(model=MODEL, messages=[{"role": "user", "content": "metrics"}])
     gen = raw.headers["x-keyway-generation-id"]
     text = gw.metrics()
     assert 'keyway_requests_total{provider="openai",status="200"' in text
-    assert f'keyway_cooldowns_total{{provider="openai",credential="{k1["id"]}",status="429"}}' in text
-    assert 'keyway_fallbacks_total{from_provider="openai",to_provider="openai"}' in text
+    # The cooldown the health board started, and the key it left cooling.
+    assert f'keyway_cooldowns_total{{provider="openai",credential="{k1["id"]}",reason="rate_limited"}} 1' in text
+    cooling = re.search(r'^keyway_credentials_cooling\{provider="openai"\} (\d+)', text, re.M)
+    assert cooling and int(cooling.group(1)) >= 1, "the 429'd key is counted as cooling now"
+    assert (
+        f'keyway_fallbacks_total{{from_provider="openai",from_credential="{k1["id"]}",to_provider="openai",to_credential="{k2["id"]}"}} 1'
+        in text
+    )
+    assert 'keyway_db_errors_total{source="store"} 0' in text
     assert "keyway_gateway_overhead_seconds_bucket" in text and "keyway_usage_queue_depth" in text
     # Ids only: no secret and no Keyway key in any label.
     assert k1["raw_key"] not in text and ws.key not in text
     import time
 
+    def request_lines():
+        return [l for l in gw.log_text().splitlines() if gen in l and "keyway::request:" in l]
+
     for _ in range(50):
-        if gen in gw.log_text():
+        if request_lines():
             break
         time.sleep(0.05)
-    line = next(l for l in gw.log_text().splitlines() if gen in l)
-    assert "request" in line and "status=200" in line and "attempts=2" in line
+    lines = request_lines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert "status=200" in line and "attempts=2" in line
+    # Lines logged inside the request (the failed attempt) carry its generation id through the span.
+    failed = [l for l in gw.log_text().splitlines() if "attempt failed" in l and k1["id"] in l]
+    assert failed and all(gen in l for l in failed), failed

@@ -19,7 +19,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PostgreSQL URL; SQLite in `data_dir` when absent.
     pub database_url: Option<String>,
-    /// Redis URL for counters shared by several nodes.
+    /// Reserved: Redis for counters shared by several nodes is not built yet; a value here is accepted and ignored.
     pub redis_url: Option<String>,
     /// Base64 of a 32-byte master key; else `data_dir/master.key` (created on first start).
     #[serde(skip_serializing)]
@@ -47,6 +47,25 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `text` or `json`.
     pub log_format: String,
+    pub telemetry: TelemetryConfig,
+}
+
+/// OpenTelemetry trace export (`[telemetry]`): off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP (protobuf) collector base URL, e.g. `http://127.0.0.1:4318`; spans go to `/v1/traces` under it. No export when absent.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` on every exported span.
+    pub service_name: String,
+    /// Per-export timeout, in milliseconds.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: "keyway".into(), export_timeout_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -176,6 +195,7 @@ impl Default for Config {
             timeouts: TimeoutsConfig::default(),
             max_body_bytes: 4 * 1024 * 1024,
             log_format: "text".into(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod routes;
 pub mod security;
 pub mod state;
+pub mod telemetry;
 pub mod stats;
 pub mod usage;
 

@@ -8,9 +8,14 @@
 //! The recorder belongs to the [`AppState`](crate::AppState), not to a process-global: several
 //! gateways in one test process keep separate numbers.
 
+use crate::health::HealthBoard;
 use crate::usage::GenerationRecord;
+use keyway_core::route::{CredentialHealth, HealthKey};
 use metrics::{counter, gauge, histogram, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 /// Seconds: from sub-millisecond gateway overhead to multi-minute streams.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
@@ -19,6 +24,30 @@ const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0];
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Every credential whose health this node has recorded, by (provider, credential id): the
+    /// scrape reads the health board for each to fill the cooling/unhealthy gauges.
+    health_keys: Mutex<BTreeMap<(String, String), OwnedHealthKey>>,
+}
+
+#[derive(Debug, Clone)]
+enum OwnedHealthKey {
+    Byok(String),
+    System(usize),
+}
+
+impl OwnedHealthKey {
+    fn of(k: HealthKey<'_>) -> Self {
+        match k {
+            HealthKey::Byok(id) => Self::Byok(id.to_owned()),
+            HealthKey::System(i) => Self::System(i),
+        }
+    }
+    fn key(&self) -> HealthKey<'_> {
+        match self {
+            Self::Byok(id) => HealthKey::Byok(id),
+            Self::System(i) => HealthKey::System(*i),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -41,6 +70,8 @@ pub struct Snapshot {
     pub usage_recorded: u64,
     pub usage_write_errors: u64,
     pub store_queries: u64,
+    /// Store errors on the request path (key lookups, credential loads).
+    pub store_errors: u64,
 }
 
 fn secs(ms: u64) -> f64 {
@@ -57,7 +88,51 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        Self { recorder, handle }
+        Self { recorder, handle, health_keys: Mutex::default() }
+    }
+
+    /// Called with a credential's health before and after the attempt loop recorded a failure
+    /// (a success can't start a cooldown, and this keeps the hot path free of it):
+    /// counts the transitions the health board actually made (a cooldown starting, a key turning
+    /// unhealthy), not the statuses that might cause one.
+    pub fn health_changed(&self, provider: &str, credential: &str, key: HealthKey<'_>, before: Option<CredentialHealth>, after: &CredentialHealth) {
+        let now = SystemTime::now();
+        let before = before.unwrap_or_default();
+        // A 429 while already cooling extends the cooldown; that is not a new one.
+        let started_cooling = after.is_cooling(now) && !before.is_cooling(now);
+        let turned_unhealthy = after.unhealthy && !before.unhealthy;
+        if started_cooling || turned_unhealthy {
+            let reason = after.last_failure.map(|(_, k)| k.as_str()).unwrap_or("unknown");
+            with_local_recorder(&self.recorder, || {
+                if started_cooling {
+                    counter!("keyway_cooldowns_total", "provider" => provider.to_owned(), "credential" => credential.to_owned(), "reason" => reason).increment(1);
+                }
+                if turned_unhealthy {
+                    counter!("keyway_credentials_marked_unhealthy_total", "provider" => provider.to_owned(), "credential" => credential.to_owned()).increment(1);
+                }
+            });
+        }
+        let mut keys = self.health_keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.entry((provider.to_owned(), credential.to_owned())).or_insert_with(|| OwnedHealthKey::of(key));
+    }
+
+    /// Sets `keyway_credentials_cooling` and `keyway_credentials_unhealthy` (per provider) from
+    /// the health board as it is now, so a key reset over the API or a cooldown that ran out shows at once.
+    pub fn read_health(&self, board: &HealthBoard) {
+        let now = SystemTime::now();
+        let mut by_provider: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for ((provider, _), key) in self.health_keys.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let h = board.get(key.key()).unwrap_or_default();
+            let e = by_provider.entry(provider.clone()).or_default();
+            e.0 += u64::from(h.is_cooling(now));
+            e.1 += u64::from(h.unhealthy);
+        }
+        with_local_recorder(&self.recorder, || {
+            for (provider, (cooling, unhealthy)) in by_provider {
+                gauge!("keyway_credentials_cooling", "provider" => provider.clone()).set(cooling as f64);
+                gauge!("keyway_credentials_unhealthy", "provider" => provider).set(unhealthy as f64);
+            }
+        });
     }
 
     /// Counts and times one finished request, and writes its log line.
@@ -95,19 +170,17 @@ impl Metrics {
                 counter!("keyway_fee_micros_total", "provider" => provider.clone()).increment(r.fee_micros);
             }
             if fell_back {
-                let first = r.attempts.first().map(|a| a.provider.clone()).unwrap_or_default();
-                counter!("keyway_fallbacks_total", "from_provider" => first, "to_provider" => provider.clone()).increment(1);
+                // From the credential tried first to the one that served (ids, never secrets).
+                let (first, first_cred) = r.attempts.first().map(|a| (a.provider.clone(), a.credential_id.clone())).unwrap_or_default();
+                let to_cred = r.credential_id.clone().unwrap_or_default();
+                counter!("keyway_fallbacks_total", "from_provider" => first, "from_credential" => first_cred, "to_provider" => provider.clone(), "to_credential" => to_cred)
+                    .increment(1);
             }
             for a in &r.attempts {
                 let outcome = if a.status == 200 { "ok".to_owned() } else { a.error.clone().unwrap_or_else(|| a.status.to_string()) };
                 counter!("keyway_attempts_total", "provider" => a.provider.clone(), "credential" => a.credential_id.clone(), "outcome" => outcome)
                     .increment(1);
                 histogram!("keyway_attempt_duration_seconds", "provider" => a.provider.clone()).record(secs(a.latency_ms));
-                // The health rules cool a key down on 429 and on 401/403 (see docs/routing.md, rule 5).
-                if matches!(a.status, 429 | 401 | 403) {
-                    counter!("keyway_cooldowns_total", "provider" => a.provider.clone(), "credential" => a.credential_id.clone(), "status" => a.status.to_string())
-                        .increment(1);
-                }
             }
         });
         tracing::info!(
@@ -151,6 +224,7 @@ impl Metrics {
             counter!("keyway_usage_dropped_total").absolute(s.usage_dropped);
             counter!("keyway_usage_recorded_total").absolute(s.usage_recorded);
             counter!("keyway_db_errors_total", "source" => "usage_writer").absolute(s.usage_write_errors);
+            counter!("keyway_db_errors_total", "source" => "store").absolute(s.store_errors);
             counter!("keyway_store_queries_total").absolute(s.store_queries);
         });
         self.handle.run_upkeep();
@@ -166,7 +240,9 @@ pub async fn endpoint(axum::extract::State(state): axum::extract::State<crate::S
         usage_recorded: state.usage.recorded(),
         usage_write_errors: state.usage.write_errors(),
         store_queries: state.store.query_count(),
+        store_errors: state.store.error_count(),
     };
+    state.metrics.read_health(&state.health);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(snap))
 }
 
@@ -195,6 +271,7 @@ pub async fn track(
 mod tests {
     use super::*;
     use crate::usage::AttemptRecord;
+    use keyway_core::route::Outcome;
 
     fn rec() -> GenerationRecord {
         GenerationRecord {
@@ -229,12 +306,12 @@ mod tests {
     fn a_request_with_a_fallback_is_counted_everywhere() {
         let m = Metrics::new();
         m.observe(&rec());
-        let text = m.render(Snapshot { usage_queue_depth: 2, store_queries: 9, ..Default::default() });
+        let text = m.render(Snapshot { usage_queue_depth: 2, store_queries: 9, store_errors: 4, ..Default::default() });
         for needle in [
             "keyway_requests_total{provider=\"openai\",status=\"200\",streamed=\"false\"} 1",
-            "keyway_fallbacks_total{from_provider=\"openai\",to_provider=\"openai\"} 1",
+            "keyway_fallbacks_total{from_provider=\"openai\",from_credential=\"cred-1\",to_provider=\"openai\",to_credential=\"cred-2\"} 1",
             "keyway_attempts_total{provider=\"openai\",credential=\"cred-1\",outcome=\"rate_limited\"} 1",
-            "keyway_cooldowns_total{provider=\"openai\",credential=\"cred-1\",status=\"429\"} 1",
+            "keyway_db_errors_total{source=\"store\"} 4",
             "keyway_cost_micros_total{provider=\"openai\",byok=\"true\"} 1234",
             "keyway_tokens_total{provider=\"openai\",model=\"openai/gpt-4o-mini\",kind=\"completion\"} 5",
             "keyway_usage_queue_depth 2",
@@ -244,6 +321,36 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        // A 429 in a record is not a cooldown: only the health board's transitions count.
+        assert!(!text.contains("keyway_cooldowns_total"), "{text}");
+    }
+
+    /// Feeds the health board as the attempt loop does.
+    fn fail(m: &Metrics, board: &HealthBoard, id: &str, outcome: Outcome) {
+        let k = HealthKey::Byok(id);
+        let before = board.get(k);
+        let after = board.record(k, outcome);
+        m.health_changed("openai", id, k, before, &after);
+    }
+
+    #[test]
+    fn cooldowns_follow_the_health_board() {
+        let (m, board) = (Metrics::new(), HealthBoard::default());
+        let limited = Outcome::RateLimited { retry_after: Some(std::time::Duration::from_secs(60)) };
+        fail(&m, &board, "cred-1", limited);
+        // A second 429 while cooling extends the cooldown; it does not start another.
+        fail(&m, &board, "cred-1", limited);
+        fail(&m, &board, "cred-2", Outcome::UpstreamError);
+        m.read_health(&board);
+        let text = m.render(Snapshot::default());
+        assert!(text.contains("keyway_cooldowns_total{provider=\"openai\",credential=\"cred-1\",reason=\"rate_limited\"} 1"), "{text}");
+        assert!(!text.contains("credential=\"cred-2\""), "a 5xx cools nothing down: {text}");
+        assert!(text.contains("keyway_credentials_cooling{provider=\"openai\"} 1"), "{text}");
+        assert!(text.contains("keyway_credentials_unhealthy{provider=\"openai\"} 0"), "{text}");
+        // Reset over the API (key replaced): the gauge reads the board, so it drops at once.
+        board.reset("cred-1");
+        m.read_health(&board);
+        assert!(m.render(Snapshot::default()).contains("keyway_credentials_cooling{provider=\"openai\"} 0"));
     }
 
     #[test]
@@ -251,6 +358,9 @@ mod tests {
         let m = Metrics::new();
         m.observe(&GenerationRecord { streamed: true, ttft_ms: Some(5), ..rec() });
         m.observe_http("management", 500);
+        let board = HealthBoard::default();
+        fail(&m, &board, "cred-1", Outcome::RateLimited { retry_after: None });
+        m.read_health(&board);
         let text = m.render(Snapshot::default());
         let dash = include_str!("../../../docs/grafana-keyway.json");
         let mut names: Vec<&str> = dash

@@ -61,6 +61,8 @@ pub struct Store {
     keyring: Arc<Keyring>,
     engine: Engine,
     queries: Arc<AtomicU64>,
+    /// Errors reported with [`Store::note_error`] (shared by clones).
+    errors: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -97,7 +99,7 @@ impl Store {
             Engine::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, keyring, engine, queries: Arc::new(AtomicU64::new(0)) })
+        Ok(Self { pool, keyring, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default() })
     }
 
     /// A SQLite URL for a file in `dir`.
@@ -123,6 +125,19 @@ impl Store {
     /// takes one, so that the request path's [`Store::query_count`] shows only what requests cost.
     pub fn with_separate_count(&self) -> Store {
         Self { queries: Arc::new(AtomicU64::new(0)), ..self.clone() }
+    }
+
+    /// Counts a failure of the database itself (not "not found" or a conflict, which are answers).
+    /// Callers on the request path report theirs: the `keyway_db_errors_total{source="store"}` metric.
+    pub fn note_error(&self, e: &StoreError) {
+        if !matches!(e, StoreError::NotFound | StoreError::Conflict(_)) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Errors counted by [`Store::note_error`] so far.
+    pub fn error_count(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 
     fn count(&self) {

@@ -24,6 +24,64 @@ struct Step {
     body: Value,
 }
 
+/// What one demo request did, as the gateway reported it (headers and generation record).
+struct Outcome {
+    n: usize,
+    model: String,
+    status: u16,
+    provider: String,
+    served_by: String,
+    byok: bool,
+    /// (credential name, status) per attempt, in order.
+    attempts: Vec<(String, u16)>,
+    routing_options: Option<Value>,
+    cost_micros: Option<i64>,
+}
+
+/// The closing notes, derived from what happened (so they can't claim a fallback that didn't occur).
+fn explain(outcomes: &[Outcome]) -> Vec<String> {
+    let mut notes = Vec::new();
+    // Credentials that answered 429 in an earlier request: (name, provider, skip already explained).
+    let mut limited: Vec<(String, String, bool)> = Vec::new();
+    for o in outcomes {
+        let n = o.n;
+        if o.status != 200 {
+            notes.push(format!("Request {n} failed with {}.", o.status));
+        } else if o.attempts.len() > 1 {
+            let failed: Vec<String> = o.attempts[..o.attempts.len() - 1].iter().map(|(c, s)| format!("`{c}` answered {s}")).collect();
+            notes.push(format!("Request {n}: {}; Keyway fell back to `{}` within the same request.", failed.join(", "), o.served_by));
+        } else if let Some(i) = limited.iter().position(|(c, p, told)| !told && *p == o.provider && !o.attempts.iter().any(|(a, _)| a == c)) {
+            // Said once per credential: later requests skip it for the same reason.
+            limited[i].2 = true;
+            notes.push(format!(
+                "Request {n}: `{}` is cooling down after its 429 (Retry-After), so it was not tried; `{}` answered first time.",
+                limited[i].0, o.served_by
+            ));
+        }
+        let vendor = o.model.split('/').next().unwrap_or_default();
+        if o.status == 200 && o.byok && !o.provider.is_empty() && o.provider != vendor {
+            notes.push(format!(
+                "Request {n}: your BYOK key `{}` on {} served {}: BYOK keys go before the operator's system key, on any provider hosting the model.",
+                o.served_by, o.provider, o.model
+            ));
+        }
+        if let (200, Some(opts)) = (o.status, &o.routing_options) {
+            let whose = if o.byok { "a BYOK key" } else { "the operator's system key" };
+            notes.push(format!("Request {n}: the routing options {opts} narrowed it to {}; {whose} (`{}`) served it.", o.provider, o.served_by));
+        }
+        for (c, s) in &o.attempts {
+            if *s == 429 && !limited.iter().any(|(l, _, _)| l == c) {
+                limited.push((c.clone(), o.provider.clone(), false));
+            }
+        }
+    }
+    let costs: Vec<i64> = outcomes.iter().filter_map(|o| o.cost_micros).collect();
+    if !costs.is_empty() {
+        notes.push(format!("Cost at catalog prices: {} for {} request(s) (each row's cost column; `keyway usage` sums it).", usd(Some(costs.iter().sum())), costs.len()));
+    }
+    notes
+}
+
 fn steps() -> Vec<Step> {
     let msg = |t: &str| json!([{"role": "user", "content": t}]);
     vec![
@@ -58,9 +116,9 @@ fn usd(micros: Option<i64>) -> String {
 pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     if std::env::var_os("KEYWAY_LOG").is_none() {
         // The demo's output is its table; only warnings from the server underneath.
-        crate::init_tracing_with("warn", "text");
+        crate::init_tracing_with("warn", "text", None);
     } else {
-        crate::init_tracing_with("", "text");
+        crate::init_tracing_with("", "text", None);
     }
     let tmp = tempfile::Builder::new().prefix("keyway-demo-").tempdir()?;
     let fakes = Fakes::start().await.context("starting the fake providers")?;
@@ -117,6 +175,7 @@ pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
 
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
+    let mut outcomes = Vec::new();
     for (i, step) in steps().iter().enumerate() {
         let resp = http.post(format!("{url}{}", step.path)).bearer_auth(&inference_key).json(&step.body).send().await?;
         let status = resp.status().as_u16();
@@ -145,7 +204,32 @@ pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
             .as_ref()
             .map(|d| format!("{}/{}", crate::cli::cell(d.get("tokens_prompt")), crate::cli::cell(d.get("tokens_completion"))))
             .unwrap_or_else(|| "-".into());
-        let cost = usd(detail.as_ref().and_then(|d| d.get("cost_micros")).and_then(Value::as_i64));
+        let cost_micros = detail.as_ref().and_then(|d| d.get("cost_micros")).and_then(Value::as_i64);
+        let cost = usd(cost_micros);
+        let name_of = |c: &str| names.get(c).cloned().unwrap_or_else(|| c.to_owned());
+        outcomes.push(Outcome {
+            n: i + 1,
+            model: step.body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            status,
+            provider: header(&h, "x-keyway-provider"),
+            served_by: name_of(&cred),
+            byok: header(&h, "x-keyway-byok") == "true",
+            attempts: detail
+                .as_ref()
+                .and_then(|d| d.get("attempts"))
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .map(|a| {
+                            let c = a.get("credential_id").and_then(Value::as_str).unwrap_or("-");
+                            (name_of(c), a.get("status").and_then(Value::as_u64).unwrap_or(0) as u16)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            routing_options: step.body.get("provider").cloned(),
+            cost_micros,
+        });
         rows.push(vec![
             (i + 1).to_string(),
             step.label.to_owned(),
@@ -158,15 +242,15 @@ pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
         ]);
     }
     print!("{}", text_table(&["#", "request", "status", "served by", "credential", "attempts (credential status)", "tokens in/out", "cost"], &rows));
-    println!("\nRequest 1: `openai primary` answered 429, Keyway fell back to `openai backup` in the same request.");
-    println!("Request 2: `openai primary` is cooling down (Retry-After), so `openai backup` goes first.");
-    println!("Requests 4-5: a BYOK key (Bedrock) is tried before the operator's system key; provider.only narrows it.");
+    println!();
+    for note in explain(&outcomes) {
+        println!("{note}");
+    }
     println!();
     println!("Gateway:        {url}   (OpenAI SDK: base_url={url}/v1)");
-    if http.get(format!("{url}/")).send().await.is_ok_and(|r| r.status().is_success()) {
-        println!("Dashboard:      {url}/");
-    }
-    println!("Metrics:        {url}/metrics");
+    println!("Models:         {url}/v1/models");
+    println!("Metrics:        {url}/metrics   (Prometheus; docs/grafana-keyway.json is a dashboard for it)");
+    println!("Health:         {url}/health");
     println!("Management key: {mgmt}");
     println!("Inference key:  {inference_key}");
     println!("Try:  curl -s {url}/v1/chat/completions -H \"Authorization: Bearer {inference_key}\" \\");

@@ -4,19 +4,28 @@
 use anyhow::{anyhow, bail, Context};
 use keyway_crypto::{Keyring, MasterKey};
 use keyway_gateway::state::write_private;
-use keyway_gateway::{AppState, Config};
+use keyway_gateway::Config;
 use keyway_store::Store;
 use secrecy::ExposeSecret;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Runs the schema migrations and nothing else: no master key is created, no workspace or
+/// management key bootstrapped (that stays the first `keyway serve`'s job, which prints the key).
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    let (state, boot) = AppState::build(config).await?;
-    if let Some(key) = &boot.management_key {
-        eprintln!("Management key (shown once, store it now): {}", key.as_str());
+    let url = config.database_url();
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     }
-    state.store.close().await;
-    eprintln!("database is up to date");
+    // Migrations never open a secret: a throwaway key, never written anywhere, satisfies the handle.
+    let store = Store::connect(&url, Arc::new(Keyring::new(MasterKey::generate()))).await?;
+    store.close().await;
+    // Never the URL itself: a PostgreSQL URL may hold a password.
+    let place = match &config.database_url {
+        Some(_) => "the PostgreSQL database (database_url)".to_owned(),
+        None => Store::sqlite_url(&config.data_dir).trim_start_matches("sqlite://").to_owned(),
+    };
+    println!("Database schema is up to date: {place}");
     Ok(())
 }
 

@@ -86,22 +86,30 @@ enum Command {
     ConfigDocs,
 }
 
+const LOG_DEFAULT: &str = "info,sqlx=warn";
+
 fn init_tracing(format: &str) {
-    init_tracing_with("info,sqlx=warn", format);
+    init_tracing_with(LOG_DEFAULT, format, None);
 }
 
 /// `KEYWAY_LOG` (or `RUST_LOG`) wins over `default`; `json` gives one JSON object per line.
-pub(crate) fn init_tracing_with(default: &str, format: &str) {
+/// With `telemetry`, spans also go to its OTLP exporter.
+pub(crate) fn init_tracing_with(default: &str, format: &str, telemetry: Option<&keyway_gateway::telemetry::Telemetry>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWAY_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only on a terminal: escape codes in a log file or a collector break grep and parsers.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
     if format == "json" {
-        builder.json().flatten_event(true).init();
+        let registry = registry.with(fmt.json().flatten_event(true));
+        registry.with(telemetry.map(|t| t.layer())).init();
     } else {
-        builder.init();
+        let registry = registry.with(fmt);
+        registry.with(telemetry.map(|t| t.layer())).init();
     }
 }
 
@@ -136,7 +144,11 @@ async fn main() -> anyhow::Result<()> {
             if let Some(d) = data_dir {
                 config.data_dir = d;
             }
-            init_tracing(&config.log_format);
+            let telemetry = keyway_gateway::telemetry::Telemetry::start(&config.telemetry)?;
+            init_tracing_with(LOG_DEFAULT, &config.log_format, telemetry.as_ref());
+            if let Some(t) = &telemetry {
+                tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP/HTTP");
+            }
             let listen = config.listen;
             let (state, boot) = AppState::build(config).await?;
             if let Some(key) = &boot.management_key {
@@ -145,7 +157,12 @@ async fn main() -> anyhow::Result<()> {
             }
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyway listening");
-            keyway_gateway::serve(listener, state, shutdown_signal()).await?;
+            let served = keyway_gateway::serve(listener, state, shutdown_signal()).await;
+            // Flush the spans still queued before the process exits.
+            if let Some(t) = telemetry {
+                t.shutdown().await;
+            }
+            served?;
         }
         Command::Demo { once, listen } => demo::run(once, listen).await?,
         Command::Byok(cmd) => cli::byok::run(&Client::new(&cli.remote)?, cmd).await?,

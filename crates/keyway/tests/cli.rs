@@ -188,6 +188,142 @@ fn demo_once_shows_a_fallback_and_exits() {
     assert!(out.contains("bedrock (IAM)"), "{out}");
     assert!(out.contains("Management key: kw-mgmt-"), "{out}");
     assert!(!out.contains(" 502 ") && !out.contains(" 500 "), "{out}");
+
+    // The table, row by row: "#  request  status  served-by  credential  attempts  tokens  cost".
+    let row = |n: usize| -> Vec<String> {
+        let line = out.lines().find(|l| l.starts_with(&format!("{n}  "))).unwrap_or_else(|| panic!("no row {n} in\n{out}"));
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    };
+    let header: Vec<&str> = out.lines().find(|l| l.starts_with("#  ")).unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(header.last(), Some(&"COST"), "{out}");
+    for n in 1..=6 {
+        let r = row(n);
+        assert_eq!(r.len(), header.len(), "row {n}: {r:?}");
+        assert_eq!(r[2], "200", "row {n}: {r:?}");
+        // Every request has a cost, in dollars, and the chat ones a non-zero one.
+        let cost = r.last().unwrap();
+        let dollars: f64 = cost.strip_prefix('$').unwrap_or_else(|| panic!("row {n} cost {cost:?}")).parse().unwrap();
+        if n <= 5 {
+            assert!(dollars > 0.0, "row {n} costs nothing: {r:?}");
+        }
+    }
+    // Request 2: the rate-limited key is cooling, so it is not tried at all.
+    assert_eq!(row(2)[4], "openai backup");
+    assert_eq!(row(2)[5], "openai backup 200", "request 2 must skip the cooling key: {:?}", row(2));
+    // Request 4: Claude through the BYOK Bedrock key, before the operator's Anthropic key.
+    assert_eq!(row(4)[3], "amazon-bedrock");
+    assert_eq!(row(4)[4], "bedrock (IAM)");
+    // Request 5: provider.only=anthropic leaves the system Anthropic key.
+    assert_eq!((row(5)[3].as_str(), row(5)[4].as_str()), ("anthropic", "system"));
+    // The closing notes are derived from these results.
+    assert!(out.contains("Request 1: `openai primary` answered 429; Keyway fell back to `openai backup`"), "{out}");
+    assert!(out.contains("Request 2: `openai primary` is cooling down"), "{out}");
+    assert!(out.contains("Request 4: your BYOK key `bedrock (IAM)` on amazon-bedrock"), "{out}");
+    assert!(!out.contains("Request 3: `openai primary` is cooling"), "said once: {out}");
+    // No dashboard is promised; the URLs printed are ones that answer.
+    assert!(!out.to_lowercase().contains("dashboard:"), "{out}");
+    assert!(out.contains("/metrics") && out.contains("/v1/models"), "{out}");
+}
+
+#[test]
+fn migrate_on_a_fresh_dir_creates_the_schema_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = base_env(&mut Command::new(BIN)).args(["migrate", "--data-dir"]).arg(&data).output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("Database schema is up to date"), "{out}");
+    assert!(!out.contains("kw-mgmt-"), "migrate must not bootstrap a management key: {out}");
+    assert!(data.join("keyway.db").exists());
+    assert!(!data.join("master.key").exists(), "migrate must not create a master key");
+    // Again: nothing to do, same answer.
+    let again = base_env(&mut Command::new(BIN)).args(["migrate", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(again.status.success() && text(&again).contains("up to date"), "{}", text(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_after_migrate_still_bootstraps_and_exports_traces_on_shutdown() {
+    use std::sync::{Arc, Mutex};
+    // A collector: counts POST /v1/traces bodies.
+    let got: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body.len());
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = base_env(&mut Command::new(BIN)).args(["migrate", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(m.status.success(), "{}", text(&m));
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    base_env(&mut cmd)
+        .env("KEYWAY_LOG", "info")
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("KEYWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYWAY_PROVIDERS__OPENAI__BASE_URL", format!("{}/v1", fake.url()))
+        .env("KEYWAY_TELEMETRY__OTLP_ENDPOINT", &collector)
+        // No scheduled export during the test: whatever arrives, the shutdown flush sent.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut server = Server { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http.get(format!("{}/health", server.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first serve after migrate is still the first start: it printed the management key.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let mgmt = logged.split_whitespace().find(|w| w.starts_with("kw-mgmt-")).unwrap_or_else(|| panic!("no management key printed:\n{logged}")).to_owned();
+    assert!(logged.contains("exporting traces over OTLP/HTTP"), "{logged}");
+    let key: Value = http.post(format!("{}/api/v1/keys", server.url)).bearer_auth(&mgmt).json(&serde_json::json!({"name": "otel"})).send().await.unwrap().json().await.unwrap();
+    let key = key["key"].as_str().unwrap_or_else(|| panic!("{key}")).to_owned();
+    let byok = http
+        .post(format!("{}/api/v1/byok", server.url))
+        .bearer_auth(&mgmt)
+        .json(&serde_json::json!({"provider": "openai", "key": SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(byok.status(), 201);
+    let r = http
+        .post(format!("{}/v1/chat/completions", server.url))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "trace"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(got.lock().unwrap().is_empty(), "nothing exported before shutdown (schedule delay 10 min)");
+    // SIGTERM: the server drains and flushes its spans before it exits.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bodies = got.lock().unwrap().clone();
+    assert!(!bodies.is_empty() && bodies.iter().all(|n| *n > 0), "no spans reached the collector on shutdown: {bodies:?}");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(SECRET));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,8 +101,24 @@ impl Served {
     }
 }
 
-/// Serves one inference request end to end.
-pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, mut body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
+/// Serves one inference request end to end, inside a `request` span (exported over OTLP when
+/// `[telemetry]` is on): ids and slugs only, the caller as an 8-character key-hash prefix.
+pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        "request",
+        generation_id = tracing::field::Empty,
+        model = tracing::field::Empty,
+        operation = ?op,
+        caller = caller.hash.get(..8).unwrap_or(""),
+        workspace_id = %caller.workspace_id,
+        status = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+    );
+    proxy_in_span(state, caller, headers, body, op).instrument(span).await
+}
+
+async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, mut body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
     let started = Instant::now();
     let options = RoutingOptions::extract(&mut body)?;
     let model = match body.get("model") {
@@ -156,6 +172,7 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
 
     // v7: time-ordered, so the generations primary key grows at its end instead of at random pages.
     let generation_id = format!("gen-{}", uuid::Uuid::now_v7().simple());
+    tracing::Span::current().record("generation_id", generation_id.as_str()).record("model", model.as_str());
     let mut record = GenerationRecord {
         id: generation_id.clone(),
         workspace_id: caller.workspace_id.clone(),
@@ -214,23 +231,48 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
             region: attempt.region,
         };
         let t0 = Instant::now();
-        let result = match op {
-            Operation::Chat => adapter.chat(&call, &request).await,
-            Operation::Embeddings => adapter.embeddings(&call, &request).await.map(|e| ChatResponse::Complete { body: e.body, usage: e.usage }),
-        };
-        // A stream counts as answered once content arrives; an error before that falls back.
-        let result = match result {
-            Ok(ChatResponse::Stream(s)) => stream::peek(s).await.map(|(buffered, rest)| (Some((buffered, rest)), None)),
-            Ok(ChatResponse::Complete { body, usage }) => Ok((None, Some((body, usage)))),
-            Err(e) => Err(e),
-        };
+        let attempt_span = tracing::info_span!(
+            "attempt",
+            provider = attempt.provider.as_str(),
+            credential = attempt.credential.header_value(),
+            model = attempt.model,
+            upstream_model = attempt.upstream_model,
+            status = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(
+            async {
+                let result = match op {
+                    Operation::Chat => adapter.chat(&call, &request).await,
+                    Operation::Embeddings => adapter.embeddings(&call, &request).await.map(|e| ChatResponse::Complete { body: e.body, usage: e.usage }),
+                };
+                // A stream counts as answered once content arrives; an error before that falls back.
+                match result {
+                    Ok(ChatResponse::Stream(s)) => stream::peek(s).await.map(|(buffered, rest)| (Some((buffered, rest)), None)),
+                    Ok(ChatResponse::Complete { body, usage }) => Ok((None, Some((body, usage)))),
+                    Err(e) => Err(e),
+                }
+            },
+            attempt_span.clone(),
+        )
+        .await;
         let latency = t0.elapsed();
+        attempt_span.record("latency_ms", latency.as_millis() as u64);
+        match &result {
+            Ok(_) => attempt_span.record("status", 200u16).record("outcome", "ok").record("otel.status_code", "OK"),
+            Err(e) => attempt_span.record("status", e.status()).record("outcome", e.class()).record("otel.status_code", "ERROR"),
+        };
+        drop(attempt_span);
         match result {
             Err(e) => {
                 let message = scrub(&e.to_string(), &cred.secret_strings());
                 tracing::info!(provider = %attempt.provider, credential = %attempt.credential.header_value(), class = e.class(), "attempt failed");
                 if let Some(k) = attempt.credential.health_key() {
-                    state.health.record(k, outcome_of(&e));
+                    let before = state.health.get(k);
+                    let after = state.health.record(k, outcome_of(&e));
+                    state.metrics.health_changed(attempt.provider.as_str(), attempt.credential.header_value(), k, before, &after);
                 }
                 record.attempts.push(AttemptRecord { message: Some(message.clone()), ..attempt_record(attempt, Some(&e), latency.as_millis() as u64) });
                 let stop = matches!(e, ProviderError::BadRequest { .. });
@@ -250,6 +292,7 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
                 record.credential_id = Some(attempt.credential.header_value().to_owned());
                 record.is_byok = attempt.credential.is_byok();
                 record.status = 200;
+                tracing::Span::current().record("status", 200u16).record("attempts", record.attempts.len());
                 let mut hdrs = HeaderMap::new();
                 let mut put = |name: &'static str, v: &str| {
                     if let Ok(v) = HeaderValue::from_str(v) {
@@ -326,6 +369,7 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
     };
     record.status = err.info().status.as_u16();
     let attempts = record.attempts.len();
+    tracing::Span::current().record("status", record.status).record("attempts", attempts);
     state.usage.record(record);
     let mut resp = err.into_response();
     if let Ok(v) = HeaderValue::from_str(&generation_id) {

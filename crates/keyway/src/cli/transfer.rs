@@ -61,6 +61,11 @@ pub struct ImportArgs {
 pub async fn export(c: &Client, args: ExportArgs) -> anyhow::Result<()> {
     let mut entries = Vec::new();
     let mut offset = 0;
+    // The length is known after the first page; indicatif draws only on a terminal (stderr).
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} exporting").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     loop {
         let mut path = format!("/byok?offset={offset}&limit=100");
         if let Some(w) = &args.workspace_id {
@@ -81,10 +86,13 @@ pub async fn export(c: &Client, args: ExportArgs) -> anyhow::Result<()> {
         }
         offset += n;
         let total = page.get("total_count").and_then(Value::as_u64).unwrap_or(0) as usize;
+        bar.set_length(total.max(offset) as u64);
+        bar.inc(n as u64);
         if n == 0 || offset >= total {
             break;
         }
     }
+    bar.finish_and_clear();
     let count = entries.len();
     let doc = json!({
         "keyway_export": 1,
