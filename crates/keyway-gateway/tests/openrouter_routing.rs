@@ -403,3 +403,51 @@ async fn global_byok_key_serves_every_workspace_and_only_an_admin_manages_it() {
     let (st, v) = s.g.mgmt("DELETE", &path, None).await;
     assert_eq!((st, v["deleted"].clone()), (200, json!(true)), "{v}");
 }
+
+#[tokio::test]
+async fn attribution_is_shown_in_activity_grouped_by_app_and_in_its_csv() {
+    let s = setup().await;
+    let send = |referer: Option<&'static str>, title: Option<(&'static str, &'static str)>| {
+        let mut r = s.g.http.post(s.g.url("/api/v1/chat/completions")).bearer_auth(&s.key).json(&chat(MODEL));
+        if let Some(v) = referer {
+            r = r.header("HTTP-Referer", v);
+        }
+        if let Some((h, v)) = title {
+            r = r.header(h, v);
+        }
+        async move { assert_eq!(r.send().await.unwrap().status(), 200) }
+    };
+    send(Some("https://app.example"), Some(("X-OpenRouter-Title", "Example, App"))).await;
+    send(Some("https://app.example"), Some(("X-Title", "Example, App"))).await;
+    send(Some("https://other.example"), None).await;
+    send(None, None).await;
+
+    // Generations are written in the background: wait until all four are counted.
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let (st, v) = s.g.mgmt("GET", "/api/v1/activity?group_by=app", None).await;
+        assert_eq!(st, 200, "{v}");
+        rows = v["data"].as_array().unwrap().clone();
+        if rows.iter().map(|r| r["requests"].as_i64().unwrap()).sum::<i64>() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let apps: Vec<(Value, Value, i64)> = rows.iter().map(|r| (r["http_referer"].clone(), r["app_title"].clone(), r["requests"].as_i64().unwrap())).collect();
+    assert_eq!(
+        apps,
+        [
+            (Value::Null, Value::Null, 1),
+            (json!("https://app.example"), json!("Example, App"), 2),
+            (json!("https://other.example"), Value::Null, 1),
+        ]
+    );
+
+    let resp = s.g.http.get(s.g.url("/api/v1/activity?group_by=app&format=csv")).bearer_auth(MGMT).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with(",charged_micros,http_referer,app_title"), "{csv}");
+    assert!(lines.iter().any(|l| l.starts_with(",,,,,2,2,") && l.ends_with(",https://app.example,\"Example, App\"")), "{csv}");
+    assert!(lines.iter().any(|l| l.ends_with(",https://other.example,")), "{csv}");
+}

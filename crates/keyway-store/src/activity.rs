@@ -14,6 +14,8 @@ pub enum ActivityGroup {
     Credential,
     /// UTC day (`YYYY-MM-DD`).
     Day,
+    /// The calling app, as its attribution headers named it: (`HTTP-Referer`, `X-Title`).
+    App,
     /// OpenRouter's own shape: one row per (day, model, provider).
     DayModelProvider,
 }
@@ -26,24 +28,29 @@ impl ActivityGroup {
             "key" => Self::Key,
             "credential" => Self::Credential,
             "day" => Self::Day,
+            "app" => Self::App,
             _ => return None,
         })
     }
 
-    /// SQL for (day, model, provider, key, credential) columns, each its group value or a constant.
-    fn columns(self) -> [&'static str; 5] {
+    /// SQL for (day, model, provider, key, credential, referer, title) columns, each its group
+    /// value or a constant.
+    fn columns(self) -> [&'static str; 7] {
         const ZERO: &str = "CAST(0 AS BIGINT)";
         const DAY: &str = "created_at / 86400000";
         const MODEL: &str = "COALESCE(model, requested_model)";
         const PROVIDER: &str = "COALESCE(provider, '')";
         const CREDENTIAL: &str = "COALESCE(credential_id, '')";
+        const E: &str = "''";
         match self {
-            Self::Model => [ZERO, MODEL, "''", "''", "''"],
-            Self::Provider => [ZERO, "''", PROVIDER, "''", "''"],
-            Self::Key => [ZERO, "''", "''", "api_key_hash", "''"],
-            Self::Credential => [ZERO, "''", "''", "''", CREDENTIAL],
-            Self::Day => [DAY, "''", "''", "''", "''"],
-            Self::DayModelProvider => [DAY, MODEL, PROVIDER, "''", "''"],
+            Self::Model => [ZERO, MODEL, E, E, E, E, E],
+            Self::Provider => [ZERO, E, PROVIDER, E, E, E, E],
+            Self::Key => [ZERO, E, E, "api_key_hash", E, E, E],
+            Self::Credential => [ZERO, E, E, E, CREDENTIAL, E, E],
+            Self::Day => [DAY, E, E, E, E, E, E],
+            Self::DayModelProvider => [DAY, MODEL, PROVIDER, E, E, E, E],
+            // Requests without attribution headers form one row with both empty.
+            Self::App => [ZERO, E, E, E, E, "COALESCE(app_referer, '')", "COALESCE(app_title, '')"],
         }
     }
 }
@@ -56,6 +63,10 @@ pub struct ActivityRow {
     pub provider: String,
     pub api_key_hash: String,
     pub credential_id: String,
+    /// `HTTP-Referer` of the requests (grouped by app); empty otherwise or when none was sent.
+    pub app_referer: String,
+    /// `X-Title` / `X-OpenRouter-Title` of the requests (grouped by app).
+    pub app_title: String,
     pub requests: i64,
     /// Requests that an upstream answered (status 200).
     pub succeeded: i64,
@@ -73,14 +84,15 @@ pub struct ActivityRow {
 impl Store {
     /// Generations with `from_ms <= created_at < to_ms`, in `workspace_id` when given, grouped.
     pub async fn activity(&self, workspace_id: Option<&str>, from_ms: i64, to_ms: i64, group: ActivityGroup) -> Result<Vec<ActivityRow>> {
-        let [day, model, provider, key, cred] = group.columns();
+        let [day, model, provider, key, cred, referer, title] = group.columns();
         let ws_filter = if workspace_id.is_some() { "AND workspace_id = $3" } else { "" };
         let sql = format!(
             "SELECT {day} AS g_day, {model} AS g_model, {provider} AS g_provider, {key} AS g_key, {cred} AS g_cred, \
+             {referer} AS g_referer, {title} AS g_title, \
              COUNT(*) AS requests, {succeeded} AS succeeded, {byok} AS byok_requests, {p} AS prompt_tokens, {c} AS completion_tokens, \
              {cached} AS cached_tokens, {cost} AS cost_micros, {fee} AS fee_micros, {charged} AS charged_micros, {byok_cost} AS byok_cost_micros \
              FROM generations WHERE created_at >= $1 AND created_at < $2 {ws_filter} \
-             GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+             GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
             succeeded = sum("CASE WHEN status = 200 THEN 1 ELSE 0 END"),
             byok = sum("CASE WHEN is_byok = 1 THEN 1 ELSE 0 END"),
             p = sum("prompt_tokens"),
@@ -105,6 +117,8 @@ impl Store {
                     provider: r.try_get("g_provider")?,
                     api_key_hash: r.try_get("g_key")?,
                     credential_id: r.try_get("g_cred")?,
+                    app_referer: r.try_get("g_referer")?,
+                    app_title: r.try_get("g_title")?,
                     requests: r.try_get("requests")?,
                     succeeded: r.try_get("succeeded")?,
                     byok_requests: r.try_get("byok_requests")?,

@@ -1,5 +1,5 @@
-//! `GET /api/v1/activity?from=&to=&group_by=model|provider|key|credential|day[&format=csv]`:
-//! aggregates over generations. Without `group_by` the rows are OpenRouter's activity items
+//! `GET /api/v1/activity?from=&to=&group_by=model|provider|key|credential|day|app[&format=csv]`:
+//! aggregates over generations (`app`: by the attribution headers `HTTP-Referer` and `X-Title`). Without `group_by` the rows are OpenRouter's activity items
 //! (one per day, model and provider). `from`/`to` are dates (`2025-06-01`) or RFC 3339 instants;
 //! `to` is exclusive and defaults to now, `from` to 30 days before `to`. Management keys only.
 
@@ -63,6 +63,8 @@ fn row_json(r: &ActivityRow, group: ActivityGroup) -> Value {
         ActivityGroup::Key => [("api_key_hash", json!(r.api_key_hash))].to_vec(),
         ActivityGroup::Credential => [("credential_id", json!(r.credential_id))].to_vec(),
         ActivityGroup::Day => [("date", json!(date(r.day)))].to_vec(),
+        // OpenRouter's names on the generation object; `null` when the requests sent none.
+        ActivityGroup::App => [("http_referer", opt(&r.app_referer)), ("app_title", opt(&r.app_title))].to_vec(),
         ActivityGroup::DayModelProvider => [
             ("date", json!(date(r.day))),
             ("model", json!(r.model)),
@@ -81,6 +83,10 @@ fn row_json(r: &ActivityRow, group: ActivityGroup) -> Value {
     v
 }
 
+fn opt(s: &str) -> Value {
+    if s.is_empty() { Value::Null } else { json!(s) }
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -90,7 +96,8 @@ fn csv_field(s: &str) -> String {
 }
 
 fn to_csv(rows: &[ActivityRow]) -> String {
-    let mut out = String::from("date,model,provider,api_key_hash,credential_id,requests,succeeded,byok_requests,prompt_tokens,completion_tokens,cached_tokens,cost_micros,fee_micros,charged_micros\n");
+    // The app columns come last: columns only ever get appended, so older readers keep working.
+    let mut out = String::from("date,model,provider,api_key_hash,credential_id,requests,succeeded,byok_requests,prompt_tokens,completion_tokens,cached_tokens,cost_micros,fee_micros,charged_micros,http_referer,app_title\n");
     for r in rows {
         let day = if r.day == 0 { String::new() } else { date(r.day) };
         let cols = [day, csv_field(&r.model), csv_field(&r.provider), csv_field(&r.api_key_hash), csv_field(&r.credential_id)];
@@ -98,6 +105,10 @@ fn to_csv(rows: &[ActivityRow]) -> String {
         for n in [r.requests, r.succeeded, r.byok_requests, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_micros, r.fee_micros, r.charged_micros] {
             out.push(',');
             out.push_str(&n.to_string());
+        }
+        for s in [&r.app_referer, &r.app_title] {
+            out.push(',');
+            out.push_str(&csv_field(s));
         }
         out.push('\n');
     }
@@ -107,7 +118,7 @@ fn to_csv(rows: &[ActivityRow]) -> String {
 pub async fn get(State(state): State<SharedState>, m: Manager, Query(q): Query<ActivityQuery>) -> Result<Response, ApiError> {
     let group = match q.group_by.as_deref() {
         None | Some("") => ActivityGroup::DayModelProvider,
-        Some(g) => ActivityGroup::parse(g).ok_or_else(|| ApiError::BadRequest("`group_by` must be one of model, provider, key, credential, day".into()))?,
+        Some(g) => ActivityGroup::parse(g).ok_or_else(|| ApiError::BadRequest("`group_by` must be one of model, provider, key, credential, day, app".into()))?,
     };
     let (from, to) = match q.date.as_deref() {
         Some(d) => {
