@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The TypeScript OpenRouter SDK suite: installs the pinned @openrouter/sdk from package-lock.json
-# (npm ci, only when the lock changed) and runs `node --test`, which starts its own fakes and
-# gateway (test/gateway.mjs). Called by scripts/test-sdks; ends with "sdk-node: N passed, M failed".
+# (npm ci, only when the lock changed) and runs `node --test` on test/*.test.mjs, whose files
+# start their own fakes and gateway (lib/gateway.mjs). Called by scripts/test-sdks; ends with
+# "sdk-node: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -12,7 +13,8 @@ if ! cmp -s package-lock.json node_modules/.keyway-lock 2>/dev/null; then
   cp package-lock.json node_modules/.keyway-lock
 fi
 out=$(mktemp)
-node --test --test-reporter=tap test/ 2>&1 | tee "$out"
+# Files, not a directory: Node 21+ reads `node --test` arguments as globs, and `test/` matches nothing.
+node --test --test-reporter=tap test/*.test.mjs 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 p=$(grep -E '^# pass [0-9]+' "$out" | tail -n1 | grep -oE '[0-9]+'); f=$(grep -E '^# fail [0-9]+' "$out" | tail -n1 | grep -oE '[0-9]+')
 p=${p:-0}; f=${f:-0}

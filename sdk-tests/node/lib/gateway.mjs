@@ -1,5 +1,6 @@
 // Starts `keyway fakes` and a real `keyway serve` in front of them, the same way
-// sdk-tests/python/conftest.py does, so this suite runs on its own (`node --test test/`).
+// sdk-tests/python/conftest.py does, so this suite runs on its own (`npm test`, or
+// `node --test test/*.test.mjs`).
 // Uses target/debug/keyway, or $KEYWAY_BIN (scripts/test-sdks exports it).
 
 import { spawn } from "node:child_process";
