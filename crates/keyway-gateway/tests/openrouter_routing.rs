@@ -451,3 +451,65 @@ async fn attribution_is_shown_in_activity_grouped_by_app_and_in_its_csv() {
     assert!(lines.iter().any(|l| l.starts_with(",,,,,2,2,") && l.ends_with(",https://app.example,\"Example, App\"")), "{csv}");
     assert!(lines.iter().any(|l| l.ends_with(",https://other.example,")), "{csv}");
 }
+
+#[tokio::test]
+async fn embeddings_under_the_openrouter_base_use_the_same_handler_and_routing() {
+    let s = setup().await;
+    let byok = s.g.add_byok(json!({"provider": "openai", "key": "sk-embed-byok-0001"})).await;
+    let body = json!({"model": "openai/text-embedding-3-small", "input": ["one", "two"], "provider": {"only": ["openai"], "quantizations": ["fp8"]}});
+    let (st, v, h) = s.g.req("POST", "/api/v1/embeddings", Some(&s.key), Some(body.clone())).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(v["data"][0]["embedding"].as_array().is_some_and(|e| !e.is_empty()), "{v}");
+    assert_eq!(h["x-keyway-credential"], byok.as_str());
+    assert_eq!(h["x-keyway-ignored"], "provider.quantizations");
+    let call = &s.openai.calls()[0];
+    assert!(call.path.ends_with("/embeddings"), "{}", call.path);
+    assert!(call.body.get("provider").is_none(), "routing fields never go upstream: {}", call.body);
+    // The same answer as on /v1 (same handler), and OpenRouter's error dialect on /api/v1.
+    let (st, v1, _) = s.g.req("POST", "/v1/embeddings", Some(&s.key), Some(body)).await;
+    assert_eq!(st, 200);
+    assert_eq!(v1["data"].as_array().map(Vec::len), Some(2));
+    let (st, v, _) = s.g.req("POST", "/api/v1/embeddings", Some(&s.key), Some(json!({"input": "x"}))).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], 400, "OpenRouter's integer code: {v}");
+}
+
+#[tokio::test]
+async fn messages_under_the_openrouter_base_speak_anthropic_and_route() {
+    let s = setup().await;
+    let msg = |model: &str| json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "hello there"}]});
+    let (st, v, h) = s.g.req("POST", "/api/v1/messages", Some(&s.key), Some(msg("claude-haiku-4-5"))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["role"], "assistant");
+    assert!(v["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    assert_eq!(h["x-keyway-provider"], "anthropic");
+    assert_eq!(s.anthropic.calls().len(), 1);
+
+    // OpenRouter's routing options work here too: `models` falls back to an OpenAI model.
+    s.anthropic.set_fault(Fault::ServerError);
+    let mut body = msg("anthropic/claude-haiku-4.5");
+    body["models"] = json!(["anthropic/claude-haiku-4.5", MODEL]);
+    body["provider"] = json!({"quantizations": ["fp8"]});
+    let (st, v, h) = s.g.req("POST", "/api/v1/messages", Some(&s.key), Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["type"], "message");
+    assert_eq!(h["x-keyway-model"], MODEL);
+    assert_eq!(h["x-keyway-ignored"], "provider.quantizations");
+    assert!(s.openai.calls()[0].body.get("models").is_none());
+
+    // Errors keep Anthropic's shape (not OpenRouter's) on this one route of the base.
+    let (st, v, _) = s.g.req("POST", "/api/v1/messages", Some(&s.key), Some(json!({"max_tokens": 5, "messages": []}))).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    // Every attempt failing: Anthropic's shape again, with the ignored option still named.
+    s.openai.set_fault(Fault::ServerError);
+    let mut body = msg("anthropic/claude-haiku-4.5");
+    body["provider"] = json!({"quantizations": ["fp8"]});
+    let (st, v, h) = s.g.req("POST", "/api/v1/messages", Some(&s.key), Some(body)).await;
+    assert!(st >= 500, "{st} {v}");
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(h["x-keyway-ignored"], "provider.quantizations");
+}
