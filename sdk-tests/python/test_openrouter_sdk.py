@@ -137,6 +137,52 @@ def test_byok_errors_are_typed(gw, ws):
     assert e.value.data.error.code == 401
 
 
+def test_byok_global_key_workspace_id_null(gw, ws):
+    """OpenRouter's `workspace_id: null`: one key for every workspace. The SDK's create request
+    can't send `null` (it leaves a `None` workspace_id out, which means "the key's own
+    workspace"), so the key is created over plain HTTP; every other call is the SDK's own."""
+    other = conftest.Workspace(gw)
+    ws_mgmt = gw._ok(gw.api("POST", "/keys", {"name": "ws-mgmt", "workspace_id": ws.id, "management": True}))["key"]
+    raw = f"sk-test-{secrets.token_hex(12)}"
+    body = {"provider": "openai", "key": raw, "name": "global openai", "workspace_id": None}
+    # Only an admin management key may create one.
+    assert gw.api("POST", "/byok", body, key=ws_mgmt).status_code == 403
+    r = gw.api("POST", "/byok", body)
+    assert r.status_code == 201, r.text
+    gid = r.json()["data"]["id"]
+    c = sdk(gw)
+    try:
+        got = c.byok.get(id=gid)
+        assert isinstance(got, components.GetBYOKKeyResponse) and got.data.workspace_id is None
+        # A workspace's list shows what it may route with: the global key is in each.
+        for w in (ws, other):
+            listed = c.byok.list(workspace_id=w.id)
+            assert [(x.id, x.workspace_id) for x in listed.result.data] == [(gid, None)]
+        assert [x.id for x in sdk(gw, ws_mgmt).byok.list().result.data] == [gid]
+
+        # Both workspaces' requests use it.
+        for w in (ws, other):
+            sdk(gw, w.key).chat.send(model=MODEL, messages=MSG)
+        assert keys_seen(gw) == [hint(raw), hint(raw)]
+
+        # The workspace's own management key can read it but not change or delete it.
+        assert sdk(gw, ws_mgmt).byok.get(id=gid).data.workspace_id is None
+        with pytest.raises(errors.ForbiddenResponseError):
+            sdk(gw, ws_mgmt).byok.update(id=gid, disabled=True)
+        with pytest.raises(errors.ForbiddenResponseError):
+            sdk(gw, ws_mgmt).byok.delete(id=gid)
+
+        # The admin's update keeps it global; disabled, no workspace uses it any more.
+        upd = c.byok.update(id=gid, name="global renamed", disabled=True)
+        assert upd.data.workspace_id is None and upd.data.name == "global renamed"
+        gw.reset_fakes()
+        sdk(gw, other.key).chat.send(model=MODEL, messages=MSG)
+        assert keys_seen(gw) == [hint(gw.system_keys["openai"])]
+    finally:
+        # The gateway is shared by the whole session: a global key must not outlive this test.
+        assert c.byok.delete(id=gid).DELETED is True
+
+
 # --------------------------------------------------------------------------------------------
 # API keys
 # --------------------------------------------------------------------------------------------
