@@ -244,3 +244,30 @@ async fn test_key_anthropic_and_every_openai_compatible_provider() {
     }
     assert_eq!(openai.calls().len(), family.len());
 }
+
+/// A 200 that isn't an event stream, and one that stops before `[DONE]`, through the server:
+/// before content the next key serves; after content the client gets a final error event.
+#[tokio::test]
+async fn streams_without_done_fall_back_before_content_and_end_with_an_error_after() {
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0009"})).await;
+    let body = json!({"model": "openai/gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
+
+    fake.set_fault_for_key("sk-byok-user-key-0009", Fault::InvalidJson);
+    let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.headers()["x-keyway-credential"], "system");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("\"finish_reason\":\"stop\"") && text.trim_end().ends_with("[DONE]"), "{text}");
+    assert_eq!(fake.calls().iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["sk-byok-user-key-0009", "sk-system-operator-key"]);
+
+    fake.clear_faults();
+    fake.set_fault(Fault::EndStreamEarly);
+    let calls_before = fake.calls().len();
+    let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let last = text.lines().rfind(|l| !l.is_empty()).unwrap_or("");
+    assert!(last.starts_with("data: {\"error\"") && last.contains("ended before [DONE]"), "final SSE error event: {text}");
+    assert!(!text.lines().any(|l| l == "data: [DONE]"), "{text}");
+    assert_eq!(fake.calls().len(), calls_before + 1, "no silent retry after content was sent");
+}
