@@ -95,6 +95,29 @@ describe("byok", () => {
     await rejectsWith(c.byok.get({ id: k.id }), errors.NotFoundResponseError, (e) => assert.equal(e.error.code, 404));
   });
 
+  test("a global key (workspaceId null) is read, listed and used in every workspace", async () => {
+    // The SDK's create can't send `workspace_id: null` (it leaves an unset field out), so the
+    // key is created over HTTP by the admin key; every call after that is the SDK's.
+    const [a, b] = [await gw.newWorkspace(), await gw.newWorkspace()];
+    const raw = rawKey();
+    const gid = (await gw.api("POST", "/byok", { provider: "openai", key: raw, workspace_id: null })).data.id;
+    const c = sdk();
+    try {
+      assert.equal((await c.byok.get({ id: gid })).data.workspaceId, null);
+      for (const w of [a, b]) {
+        const page = await c.byok.list({ workspaceId: w.id });
+        assert.deepEqual(page.result.data.map((x) => [x.id, x.workspaceId]), [[gid, null]]);
+        await sdk(w.key).chat.send({ chatRequest: { model: MODEL, messages: MSG } });
+      }
+      assert.deepEqual((await gw.calls("openai")).map((x) => x.key_hint), [hint(raw), hint(raw)]);
+      const upd = await c.byok.update({ id: gid, updateBYOKKeyRequest: { name: "global renamed" } });
+      assert.equal(upd.data.workspaceId, null);
+    } finally {
+      // One gateway serves the whole file: a global key must not outlive this test.
+      assert.equal((await c.byok.delete({ id: gid })).deleted, true);
+    }
+  });
+
   test("errors are typed from the integer code", async () => {
     await rejectsWith(
       sdk().byok.create({ createBYOKKeyRequest: { provider: "openai", key: rawKey(), isByokOnly: true, isFallback: true } }),
