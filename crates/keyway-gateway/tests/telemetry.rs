@@ -72,6 +72,15 @@ async fn a_429_fallback_exports_one_request_span_and_two_attempt_spans() {
     assert_eq!(h["x-keyway-attempts"], "2");
     let generation_id = h["x-keyway-generation-id"].to_str().unwrap().to_owned();
 
+    // A stream that stalls halfway: its request span must last until the stream ends.
+    fake.set_fault_for_key("sk-byok-otel-two-0002", Fault::StallMidStream(std::time::Duration::from_millis(400)));
+    let (s, body, h) = g
+        .req("POST", "/v1/chat/completions", Some(&key), Some(json!({"model": "openai/gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "stream me slowly"}]})))
+        .await;
+    assert_eq!(s, 200);
+    assert!(body.as_str().unwrap_or("").contains("[DONE]"), "{body}");
+    let stream_id = h["x-keyway-generation-id"].to_str().unwrap().to_owned();
+
     // Flush: the batch processor would otherwise wait for its interval.
     telemetry.shutdown().await;
 
@@ -116,4 +125,11 @@ async fn a_429_fallback_exports_one_request_span_and_two_attempt_spans() {
     assert_eq!(attr(attempts[1], "credential"), Some(k2));
     assert_eq!(attr(attempts[1], "status").as_deref(), Some("200"));
     assert_eq!(attr(attempts[1], "outcome").as_deref(), Some("ok"));
+
+    let streamed: Vec<&Span> = spans.iter().filter(|s| s.name == "request" && attr(s, "generation_id").as_deref() == Some(&stream_id)).collect();
+    assert_eq!(streamed.len(), 1, "one request span for the stream");
+    let (req, att) = (streamed[0], spans.iter().find(|s| s.name == "attempt" && s.parent_span_id == streamed[0].span_id).expect("its attempt span"));
+    let ms = |s: &Span| (s.end_time_unix_nano - s.start_time_unix_nano) / 1_000_000;
+    assert!(ms(req) >= 350, "the request span ends with the stream (stalled 400 ms), not at its head: {} ms", ms(req));
+    assert!(att.end_time_unix_nano <= req.end_time_unix_nano);
 }

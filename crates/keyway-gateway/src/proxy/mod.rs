@@ -325,6 +325,7 @@ async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &
                         admission,
                         provider: attempt.provider,
                         attempt_started: t0,
+                        span: tracing::Span::current(),
                     };
                     return Ok(Served::Stream { headers: hdrs, stream: Box::new(stream::Pending::new(ctx, buffered, rest)) });
                 }

@@ -51,6 +51,8 @@ pub struct StreamContext {
     /// The serving endpoint's provider, and when its attempt was sent: for its throughput sample.
     pub provider: keyway_core::ProviderSlug,
     pub attempt_started: Instant,
+    /// The request's span, held so that it (and its OTLP export) ends with the stream, not the head.
+    pub span: tracing::Span,
 }
 
 /// How frames are written for the client.
@@ -113,7 +115,10 @@ impl Drop for Forwarder {
         if let Some(u) = record.usage {
             self.ctx.admission.settle_tokens(u.total());
         }
-        self.ctx.state.usage.record(record);
+        let span = self.ctx.span.clone();
+        span.record("status", record.status);
+        // Inside the span: the `request` log line carries the generation id like the attempt lines.
+        span.in_scope(|| self.ctx.state.usage.record(record));
     }
 }
 
