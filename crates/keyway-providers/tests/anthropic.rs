@@ -267,6 +267,15 @@ async fn forbidden_closed_port_early_end_and_idle_stall() {
 }
 
 #[tokio::test]
+async fn embeddings_are_unsupported_without_a_call() {
+    let (fake, p, cred) = setup(FakeOptions::default()).await;
+    let c = call(ProviderSlug::Anthropic, MODEL, SLUG, &cred);
+    let e = p.get(ProviderSlug::Anthropic).unwrap().embeddings(&c, &request(json!({"input": "x"}))).await.unwrap_err();
+    assert!(matches!(e, ProviderError::Unsupported(_)) && !e.is_retryable() && e.status() == 400, "{e:?}");
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
 async fn streams_chunk_by_chunk() {
     let delay = Duration::from_millis(200);
     let (_fake, p, cred) = setup(FakeOptions { chunk_delay: delay, chunks: 4, ..FakeOptions::default() }).await;
