@@ -380,3 +380,26 @@ async fn workspace_budget_refuses_every_key_of_the_workspace() {
     assert!((1..=86_400).contains(&header(&h, "retry-after").parse::<u64>().unwrap()));
     assert_eq!(header(&h, "x-ratelimit-limit-budget-micros"), "1");
 }
+
+#[tokio::test]
+async fn a_workspace_refusal_gives_back_what_the_key_took() {
+    let (_fake, g) = setup_with(|c| c.limits.workspace_default = Some(limits(json!({"tokens_per_minute": 100})))).await;
+    let key = key_with(&g, json!({"requests_per_minute": 2})).await;
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_eq!(s, 200, "{v}");
+    // 100 tokens wanted (the whole workspace minute) while some are used: the workspace refuses...
+    let body = chat(Some(93));
+    let (p, o) = keyway_gateway::billing::demand_of(body.as_object().unwrap());
+    assert_eq!(p + o, 100);
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(body)).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("100 tokens per minute for this workspace"), "{v}");
+    assert_eq!(header(&h, "x-ratelimit-limit-tokens"), "100");
+    // ...and the key's request cell comes back: its second request of the minute still runs.
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_eq!(s, 200, "the refused request must not have used the key's cell: {v}");
+    assert_eq!(header(&h, "x-ratelimit-remaining-requests"), "0");
+    let (s, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some(10)))).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("2 requests per minute for this key"), "{v}");
+}
