@@ -433,13 +433,14 @@ async fn attribution_is_shown_in_activity_grouped_by_app_and_in_its_csv() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let apps: Vec<(Value, Value, i64)> = rows.iter().map(|r| (r["http_referer"].clone(), r["app_title"].clone(), r["requests"].as_i64().unwrap())).collect();
+    let apps: Vec<(Value, Value, Value, i64)> =
+        rows.iter().map(|r| (r["http_referer"].clone(), r["app_title"].clone(), r["app"].clone(), r["requests"].as_i64().unwrap())).collect();
     assert_eq!(
         apps,
         [
-            (Value::Null, Value::Null, 1),
-            (json!("https://app.example"), json!("Example, App"), 2),
-            (json!("https://other.example"), Value::Null, 1),
+            (Value::Null, Value::Null, Value::Null, 1),
+            (json!("https://app.example"), json!("Example, App"), json!("Example, App"), 2),
+            (json!("https://other.example"), Value::Null, json!("https://other.example"), 1),
         ]
     );
 

@@ -64,7 +64,13 @@ fn row_json(r: &ActivityRow, group: ActivityGroup) -> Value {
         ActivityGroup::Credential => [("credential_id", json!(r.credential_id))].to_vec(),
         ActivityGroup::Day => [("date", json!(date(r.day)))].to_vec(),
         // OpenRouter's names on the generation object; `null` when the requests sent none.
-        ActivityGroup::App => [("http_referer", opt(&r.app_referer)), ("app_title", opt(&r.app_title))].to_vec(),
+        // `app`: one label for tables (`keyway usage --group-by app`): the title, else the referer.
+        ActivityGroup::App => [
+            ("http_referer", opt(&r.app_referer)),
+            ("app_title", opt(&r.app_title)),
+            ("app", opt(if r.app_title.is_empty() { &r.app_referer } else { &r.app_title })),
+        ]
+        .to_vec(),
         ActivityGroup::DayModelProvider => [
             ("date", json!(date(r.day))),
             ("model", json!(r.model)),
