@@ -1,4 +1,5 @@
-//! Generation records: one per request, with every attempt, written off the hot path.
+//! Generation records: one per request (also those refused at admission with 402/429), with
+//! every attempt, written off the hot path.
 //!
 //! Handlers hand a [`GenerationRecord`] to [`UsageRecorder::record`], which never blocks: it
 //! puts the record on a bounded channel. A background task drains the channel in batches into
@@ -143,7 +144,7 @@ impl UsageRecorder {
         Self { tx: Some(tx), hook, dropped: AtomicU64::new(0), recorded, writer_store, write_errors, metrics: None }
     }
 
-    /// A recorder that keeps nothing (benchmarks of the bare proxy path).
+    /// A recorder that keeps nothing (`[usage] record = false`: benchmarks and diagnosis only).
     pub fn disabled() -> Self {
         Self { tx: None, hook: Arc::default(), dropped: AtomicU64::new(0), recorded: Arc::new(AtomicU64::new(0)), writer_store: None, write_errors: Arc::default(), metrics: None }
     }
