@@ -4,47 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use keyway_crypto::{hash_api_key, Keyring, MasterKey};
+use keyway_crypto::hash_api_key;
 use keyway_store::*;
-use std::sync::Arc;
+
+mod common;
+use common::*;
 
 const RAW: &str = "kw-mgmt-store-bootstrap-test-0123456789";
-
-async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(Keyring::new(MasterKey::generate()))).await.unwrap();
-    (store, dir)
-}
-
-/// A fresh database per call, so tests never see each other's rows.
-async fn postgres() -> Option<Store> {
-    let Ok(base) = std::env::var("KEYWAY_TEST_POSTGRES_URL") else {
-        assert!(std::env::var("CI").is_err(), "KEYWAY_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("skipping PostgreSQL half: KEYWAY_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-    let name = format!("keyway_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    let url = match base.rsplit_once('/') {
-        Some((head, _)) => format!("{head}/{name}"),
-        None => panic!("bad KEYWAY_TEST_POSTGRES_URL"),
-    };
-    Some(Store::connect(&url, Arc::new(Keyring::new(MasterKey::generate()))).await.unwrap())
-}
-
-async fn each_engine<F, Fut>(f: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (s, _dir) = sqlite().await;
-    f(s).await;
-    if let Some(p) = postgres().await {
-        f(p).await;
-    }
-}
 
 fn created(b: Bootstrapped) -> (String, Box<ApiKeyRecord>, Option<zeroize::Zeroizing<String>>) {
     match b {

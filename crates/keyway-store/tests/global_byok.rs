@@ -11,29 +11,8 @@ use keyway_store::*;
 use serde_json::json;
 use std::sync::Arc;
 
-async fn postgres_url() -> Option<String> {
-    let Ok(base) = std::env::var("KEYWAY_TEST_POSTGRES_URL") else {
-        assert!(std::env::var("CI").is_err(), "KEYWAY_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("skipping PostgreSQL half: KEYWAY_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
-    let name = format!("keyway_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    let (head, _) = base.rsplit_once('/').expect("bad KEYWAY_TEST_POSTGRES_URL");
-    Some(format!("{head}/{name}"))
-}
-
-/// (store url, the temp dir holding a SQLite file) for each engine.
-async fn engines() -> Vec<(String, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut out = vec![(Store::sqlite_url(dir.path()), Some(dir))];
-    if let Some(pg) = postgres_url().await {
-        out.push((pg, None));
-    }
-    out
-}
+mod common;
+use common::*;
 
 fn key(s: &str) -> Credential {
     Credential::parse(ProviderSlug::OpenAi, &json!(s)).unwrap()
@@ -49,7 +28,7 @@ fn ids(rows: &[(ByokRecord, Result<Credential, StoreError>)]) -> Vec<String> {
 
 #[tokio::test]
 async fn global_credentials_route_in_every_workspace_and_only_an_unscoped_caller_writes_them() {
-    for (url, _dir) in engines().await {
+    for (url, _dir) in engine_urls().await {
         let s = Store::connect(&url, Arc::new(Keyring::new(MasterKey::generate()))).await.unwrap();
         let a = s.create_workspace("A", "a").await.unwrap();
         let b = s.create_workspace("B", "b").await.unwrap();
@@ -108,7 +87,7 @@ async fn moving_a_row_between_a_workspace_and_global_breaks_its_secret() {
 
 #[tokio::test]
 async fn migration_0004_keeps_rows_written_before_it() {
-    for (url, _dir) in engines().await {
+    for (url, _dir) in engine_urls().await {
         sqlx::any::install_default_drivers();
         // A database as a release before 0004 left it, with one sealed credential.
         let old = tempfile::tempdir().unwrap();
