@@ -269,11 +269,7 @@ async fn bedrock_chat_and_stream_with_region_choice_through_the_gateway() {
     )
     .await
     .unwrap();
-    let base = format!("{}/{{region}}", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("amazon-bedrock".into(), ProviderSettings { base_url: Some(base.clone()) });
-    })
-    .await;
+    let g = Gateway::for_bedrock(&fake).await;
     let (key, _) = g.inference_key().await;
     let id = g
         .add_byok(json!({"provider": "amazon-bedrock", "key": [

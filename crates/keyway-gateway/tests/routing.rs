@@ -280,11 +280,7 @@ async fn e2e_bedrock_region_choice_with_global_fallback() {
     )
     .await
     .unwrap();
-    let base = format!("{}/{{region}}", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("amazon-bedrock".into(), ProviderSettings { base_url: Some(base.clone()) });
-    })
-    .await;
+    let g = Gateway::for_bedrock(&fake).await;
     let (key, _) = g.inference_key().await;
     g.add_byok(json!({"provider": "amazon-bedrock", "key": [
         {"region": "global", "accessKeyId": AKID_G, "secretAccessKey": "global-secret-xyz"},

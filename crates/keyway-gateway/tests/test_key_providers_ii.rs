@@ -17,11 +17,7 @@ async fn test_key_bedrock_iam_signs_and_a_wrong_secret_fails() {
     let fake = keyway_fakes::bedrock::start(FakeOptions::default(), keyway_fakes::bedrock::BedrockConfig::default().with_key("AKIATESTKEY000000001", "right-secret"))
         .await
         .unwrap();
-    let base = format!("{}/{{region}}", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("amazon-bedrock".into(), ProviderSettings { base_url: Some(base.clone()) });
-    })
-    .await;
+    let g = Gateway::for_bedrock(&fake).await;
     let ok = json!({"provider": "amazon-bedrock", "key": {"accessKeyId": "AKIATESTKEY000000001", "secretAccessKey": "right-secret", "region": "us-east-1"}});
     let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(ok)).await;
     assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "{v}");
@@ -66,11 +62,7 @@ async fn test_key_bedrock_api_key_bearer_good_and_bad() {
     let fake = keyway_fakes::bedrock::start(FakeOptions { keys: [API_KEY.to_owned()].into(), ..FakeOptions::default() }, keyway_fakes::bedrock::BedrockConfig::default())
         .await
         .unwrap();
-    let base = format!("{}/{{region}}", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("amazon-bedrock".into(), ProviderSettings { base_url: Some(base.clone()) });
-    })
-    .await;
+    let g = Gateway::for_bedrock(&fake).await;
     // Unsaved, as `{apiKey, region}`.
     let (s, v) = g.mgmt("POST", "/api/v1/byok/test", Some(json!({"provider": "amazon-bedrock", "key": {"apiKey": API_KEY, "region": "us-west-2"}}))).await;
     assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "{v}");

@@ -94,6 +94,15 @@ impl Gateway {
         Gateway { addr, state, http: reqwest::Client::new(), dir, task }
     }
 
+    /// A gateway in front of a Bedrock fake (its base URL carries the `{region}` template).
+    pub async fn for_bedrock(fake: &keyway_fakes::FakeServer) -> Gateway {
+        let base = format!("{}/{{region}}", fake.url());
+        Gateway::start(|c| {
+            c.providers.insert("amazon-bedrock".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
+        })
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
