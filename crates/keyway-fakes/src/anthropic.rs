@@ -1,9 +1,13 @@
 //! A fake of Anthropic's Messages API: `POST /v1/messages` with `x-api-key` and
 //! `anthropic-version`, the real API's body validation (required fields, unknown fields refused,
 //! alternating roles, tool_use/tool_result pairing), real responses and named stream events,
-//! and Anthropic's error bodies (`{"type":"error","error":{"type","message"}}`).
+//! and Anthropic's error bodies (`{"type":"error","error":{"type","message"}}`). With extended
+//! thinking on, answers start with a signed `thinking` block, and signatures sent back in the
+//! history are checked, as the real API does.
 
 mod validate;
+
+pub use validate::signature;
 
 use crate::openai::{stream_break, stream_frames, stream_frames_with};
 use crate::server::{count_tokens, header_pairs, reply_for, split_text, FakeOptions, FakeServer, FakeState, Fault, RecordedCall};
@@ -107,6 +111,8 @@ struct Answer {
     stop_reason: &'static str,
     stop_sequence: Option<String>,
     usage: Value,
+    /// The thinking text, when `thinking` is enabled.
+    thinking: Option<String>,
 }
 
 const TOOL_INPUT: &str = "{\"city\":\"Paris\"}";
@@ -117,7 +123,16 @@ impl Answer {
         let tool = match choice {
             Some("none") => None,
             Some("tool") => req.pointer("/tool_choice/name").and_then(Value::as_str).map(str::to_owned),
-            _ => req.pointer("/tools/0/name").and_then(Value::as_str).map(str::to_owned),
+            // Server tools (`web_search_20250305`, ...) run inside the API; the fake calls client tools only.
+            _ => req
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|t| t.get("type").and_then(Value::as_str).is_none_or(|ty| ty == "custom"))
+                .and_then(|t| t.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         };
         let (mut text, mut stop_reason, mut stop_sequence) = match &tool {
             Some(name) => (format!("Calling {name}."), "tool_use", None),
@@ -139,20 +154,26 @@ impl Answer {
                 stop_sequence = None;
             }
         }
+        let thinking = (req.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled"))
+            .then(|| format!("The user wrote {} words; answer in kind.", count_tokens(&reply_for(req.get("messages")))));
         // Cache counts only when the client asked for caching, as with the real API.
         let cached = req.to_string().contains("\"cache_control\"");
-        let output = count_tokens(&text) + if tool.is_some() { 10 } else { 0 };
+        let output = count_tokens(&text) + if tool.is_some() { 10 } else { 0 } + thinking.as_deref().map(count_tokens).unwrap_or(0);
         let usage = json!({
             "input_tokens": prompt_tokens(req),
             "cache_creation_input_tokens": if cached { 5 } else { 0 },
             "cache_read_input_tokens": if cached { 7 } else { 0 },
             "output_tokens": output,
         });
-        Self { id: format!("msg_fake{n}"), model: req.get("model").cloned().unwrap_or(Value::Null), text, tool, stop_reason, stop_sequence, usage }
+        Self { id: format!("msg_fake{n}"), model: req.get("model").cloned().unwrap_or(Value::Null), text, tool, stop_reason, stop_sequence, usage, thinking }
     }
 
     fn message(&self) -> Value {
-        let mut content = vec![json!({"type": "text", "text": self.text})];
+        let mut content = Vec::new();
+        if let Some(t) = &self.thinking {
+            content.push(json!({"type": "thinking", "thinking": t, "signature": validate::signature(t)}));
+        }
+        content.push(json!({"type": "text", "text": self.text}));
         if let Some(name) = &self.tool {
             let input: Value = serde_json::from_str(TOOL_INPUT).unwrap_or(Value::Null);
             content.push(json!({"type": "tool_use", "id": "toolu_fake1", "name": name, "input": input}));
@@ -173,20 +194,33 @@ impl Answer {
             frames.push(frame("error", &e));
             return stream_frames(frames, opts.chunk_delay, None);
         }
-        frames.push(frame("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+        let mut index = 0;
+        if let Some(t) = &self.thinking {
+            frames.push(frame("content_block_start", &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})));
+            for piece in split_text(t, opts.chunks) {
+                frames.push(frame("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": piece}})));
+            }
+            frames.push(frame("content_block_delta", &json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": validate::signature(t)}})));
+            frames.push(frame("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+            index = 1;
+        }
+        frames.push(frame("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
         frames.push(frame("ping", &json!({"type": "ping"})));
         for piece in split_text(&self.text, opts.chunks) {
-            frames.push(frame("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+            frames.push(frame("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})));
         }
-        frames.push(frame("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+        frames.push(frame("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
         if let Some(name) = &self.tool {
-            frames.push(frame("content_block_start", &json!({"type": "content_block_start", "index": 1,
+            index += 1;
+            frames.push(frame("content_block_start", &json!({"type": "content_block_start", "index": index,
                 "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": name, "input": {}}})));
             for part in ["", "{\"city\":", "\"Paris\"}"] {
-                frames.push(frame("content_block_delta", &json!({"type": "content_block_delta", "index": 1,
+                frames.push(frame("content_block_delta", &json!({"type": "content_block_delta", "index": index,
                     "delta": {"type": "input_json_delta", "partial_json": part}})));
             }
-            frames.push(frame("content_block_stop", &json!({"type": "content_block_stop", "index": 1})));
+            frames.push(frame("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
         }
         frames.push(frame("message_delta", &json!({"type": "message_delta",
             "delta": {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence},

@@ -271,3 +271,258 @@ async fn streams_without_done_fall_back_before_content_and_end_with_an_error_aft
     assert!(!text.lines().any(|l| l == "data: [DONE]"), "{text}");
     assert_eq!(fake.calls().len(), calls_before + 1, "no silent retry after content was sent");
 }
+
+async fn anthropic_gateway(system: &str) -> (keyway_fakes::FakeServer, Gateway, String) {
+    let fake = keyway_fakes::anthropic::start(FakeOptions::default()).await.unwrap();
+    let url = fake.url();
+    let g = Gateway::start(|c| {
+        c.providers.insert("anthropic".into(), ProviderSettings { base_url: Some(url.clone()) });
+        c.system_credentials.push(system_key("anthropic", system));
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    (fake, g, key)
+}
+
+/// The generation as `GET /api/v1/generation` shows it (written just after the answer).
+async fn generation(g: &Gateway, id: &str) -> Value {
+    for _ in 0..200 {
+        let (s, v) = g.mgmt("GET", &format!("/api/v1/generation?id={id}"), None).await;
+        if s == 200 {
+            return v["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("generation {id} was never recorded");
+}
+
+/// (event name, data) pairs of an Anthropic SSE body.
+fn sse_events(text: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_owned();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}"));
+            assert_eq!(v["type"], name.as_str(), "event name and data type agree: {text}");
+            out.push((name.clone(), v));
+        }
+    }
+    out
+}
+
+/// Every Anthropic-only field a Claude Code request carries, routing fields aside.
+fn rich_request() -> Value {
+    json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4000,
+        "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "top_k": 5,
+        "service_tier": "auto",
+        "metadata": {"user_id": "user-42"},
+        "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                   "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "tool_choice": {"type": "auto"},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "weather in Paris?", "cache_control": {"type": "ephemeral"}}]}],
+        "provider": {"allow_fallbacks": true},
+    })
+}
+
+#[tokio::test]
+async fn native_anthropic_sends_the_client_body_and_returns_thinking_with_its_signature() {
+    let (fake, g, key) = anthropic_gateway("sk-ant-system-native-01").await;
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).header("anthropic-beta", "interleaved-thinking-2025-05-14").json(&rich_request()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-keyway-provider"], "anthropic");
+    let gen_id = r.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let v: Value = r.json().await.unwrap();
+
+    // Upstream got the client's body as written: only the model id swapped and routing fields gone.
+    let calls = fake.calls();
+    let sent = &calls[0];
+    let mut want = rich_request();
+    want.as_object_mut().unwrap().remove("provider");
+    want["model"] = sent.body["model"].clone();
+    assert_eq!(sent.body, want);
+    assert!(sent.body["model"].as_str().unwrap().starts_with("claude-sonnet-4"), "{}", sent.body["model"]);
+    assert_eq!((sent.body["top_k"].clone(), sent.body["tools"][0]["cache_control"]["ttl"].clone()), (json!(5), json!("1h")));
+    assert!(sent.headers.iter().any(|(k, v)| k == "anthropic-beta" && v == "interleaved-thinking-2025-05-14"), "{:?}", sent.headers);
+
+    // The answer is Anthropic's own: the signed thinking block first, the upstream's id, model as asked.
+    assert_eq!(v["id"], "msg_fake1", "{v}");
+    assert_eq!(v["model"], "claude-sonnet-4-5");
+    assert_eq!(v["content"][0]["type"], "thinking", "{v}");
+    let thinking = v["content"][0]["thinking"].as_str().unwrap();
+    assert_eq!(v["content"][0]["signature"], keyway_fakes::anthropic::signature(thinking));
+    assert_eq!(v["content"][2]["type"], "tool_use", "{v}");
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(v["usage"]["cache_read_input_tokens"], 7);
+    assert!(v.get("provider").is_none() && v.get("choices").is_none() && v.get("system_fingerprint").is_none(), "{v}");
+
+    // Usage and the finish reason are recorded as for a translated answer.
+    let rec = generation(&g, &gen_id).await;
+    assert_eq!(rec["finish_reason"], "tool_calls", "{rec}");
+    assert_eq!(rec["provider_name"], "Anthropic", "{rec}");
+    let u = &v["usage"];
+    let prompt = u["input_tokens"].as_u64().unwrap() + 7 + 5;
+    assert_eq!((rec["tokens_prompt"].as_u64(), rec["tokens_completion"].as_u64()), (Some(prompt), u["output_tokens"].as_u64()), "{rec}");
+    assert!(rec["total_cost"].as_f64().unwrap() > 0.0, "{rec}");
+}
+
+#[tokio::test]
+async fn native_anthropic_streams_thinking_deltas_and_a_thinking_tool_use_history_is_accepted() {
+    let (fake, g, key) = anthropic_gateway("sk-ant-system-native-02").await;
+    let mut body = rich_request();
+    body["stream"] = json!(true);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let gen_id = r.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.first().unwrap().1["message"]["model"], "claude-sonnet-4-5");
+    assert_eq!(events.first().unwrap().1["message"]["id"], "msg_fake1");
+    assert_eq!(events.last().unwrap().0, "message_stop");
+    assert_eq!(events.iter().filter(|(n, _)| n == "message_stop").count(), 1);
+    // Rebuild the content blocks the way the SDKs do.
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut json_parts = String::new();
+    for (name, e) in &events {
+        match name.as_str() {
+            "content_block_start" => blocks.push(e["content_block"].clone()),
+            "content_block_delta" => {
+                let b = blocks.last_mut().unwrap();
+                let d = &e["delta"];
+                match d["type"].as_str().unwrap() {
+                    "thinking_delta" => b["thinking"] = json!(format!("{}{}", b["thinking"].as_str().unwrap(), d["thinking"].as_str().unwrap())),
+                    "signature_delta" => b["signature"] = d["signature"].clone(),
+                    "text_delta" => b["text"] = json!(format!("{}{}", b["text"].as_str().unwrap(), d["text"].as_str().unwrap())),
+                    "input_json_delta" => json_parts.push_str(d["partial_json"].as_str().unwrap()),
+                    other => panic!("unexpected delta {other}"),
+                }
+            }
+            "content_block_stop" if blocks.last().unwrap()["type"] == "tool_use" => {
+                blocks.last_mut().unwrap()["input"] = serde_json::from_str(&json_parts).unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(blocks.iter().map(|b| b["type"].as_str().unwrap()).collect::<Vec<_>>(), ["thinking", "text", "tool_use"]);
+    let sig = blocks[0]["signature"].as_str().unwrap();
+    assert_eq!(sig, keyway_fakes::anthropic::signature(blocks[0]["thinking"].as_str().unwrap()));
+    let delta = events.iter().find(|(n, _)| n == "message_delta").unwrap();
+    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    let rec = generation(&g, &gen_id).await;
+    assert_eq!((rec["finish_reason"].as_str(), rec["streamed"].as_bool()), (Some("tool_calls"), Some(true)), "{rec}");
+    assert_eq!(rec["tokens_completion"], delta.1["usage"]["output_tokens"], "{rec}");
+
+    // The next turn: the assistant's blocks back (thinking first, signed), then the tool result.
+    let mut next = rich_request();
+    next["messages"] = json!([
+        body["messages"][0],
+        {"role": "assistant", "content": blocks},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_fake1", "content": "18C, sunny", "cache_control": {"type": "ephemeral"}}]},
+    ]);
+    next["tool_choice"] = json!({"type": "none"});
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&next).send().await.unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["content"][0]["type"], "thinking");
+    assert_eq!(v["content"][1]["text"], "Echo: ", "{v}");
+    let sent = &fake.calls()[1].body;
+    assert_eq!(sent["messages"][1]["content"][0]["signature"], sig);
+    assert_eq!(sent["messages"][2]["content"][0]["cache_control"]["type"], "ephemeral");
+
+    // Without its thinking block that history is refused upstream (what translation used to cause).
+    next["messages"][1]["content"].as_array_mut().unwrap().remove(0);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&next).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("must start with a thinking block"), "{v}");
+}
+
+#[tokio::test]
+async fn native_anthropic_returns_stop_sequence_and_serves_server_tools() {
+    let (fake, g, key) = anthropic_gateway("sk-ant-system-native-03").await;
+    let mut body = msg("claude-sonnet-4-5");
+    body["stop_sequences"] = json!(["claude"]);
+    let v: Value = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!((v["stop_reason"].as_str(), v["stop_sequence"].as_str()), (Some("stop_sequence"), Some("claude")), "{v}");
+    assert_eq!(v["content"][0]["text"], "Echo: hi ");
+    body["stream"] = json!(true);
+    let text = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap().text().await.unwrap();
+    let delta = sse_events(&text).into_iter().find(|(n, _)| n == "message_delta").unwrap().1;
+    assert_eq!(delta["delta"], json!({"stop_reason": "stop_sequence", "stop_sequence": "claude"}));
+
+    // A server tool only Anthropic runs: sent as is (it used to be refused with a 400).
+    let mut body = msg("claude-sonnet-4-5");
+    body["tools"] = json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert_eq!(fake.calls().last().unwrap().body["tools"], body["tools"]);
+}
+
+#[tokio::test]
+async fn native_anthropic_only_requests_are_refused_by_other_providers() {
+    let fake = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    let g = Gateway::start(|c| {
+        c.providers.insert("openai".into(), ProviderSettings { base_url: Some(base.clone()) });
+        c.system_credentials.push(system_key("openai", "sk-openai-system-0003"));
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    // Thinking and top_k are dropped for an OpenAI upstream; the request is still served.
+    let mut body = rich_request();
+    body["model"] = json!("openai/gpt-4o-mini");
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "message");
+    let sent = &fake.calls()[0].body;
+    assert!(sent.get("top_k").is_none() && sent.get("thinking").is_none() && sent["tools"][0]["type"] == "function", "{sent}");
+    // A server tool has no OpenAI form: an Anthropic-shaped 400, and nothing sent upstream.
+    let mut body = msg("openai/gpt-4o-mini");
+    body["tools"] = json!([{"type": "web_search_20250305", "name": "web_search"}]);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("only Anthropic can serve"), "{v}");
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn native_anthropic_streams_fall_back_before_content_and_end_with_an_error_event_after() {
+    let (fake, g, key) = anthropic_gateway("sk-ant-system-native-05").await;
+    g.add_byok(json!({"provider": "anthropic", "key": "sk-ant-byok-native-0005"})).await;
+    let mut body = rich_request();
+    body["stream"] = json!(true);
+
+    // An error event right after message_start: nothing with content was sent, the next key serves.
+    fake.set_fault_for_key("sk-ant-byok-native-0005", Fault::ErrorEventAfter200);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!((r.headers()["x-keyway-credential"].to_str().unwrap(), r.headers()["x-keyway-attempts"].to_str().unwrap()), ("system", "2"));
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.iter().filter(|(n, _)| n == "message_start").count(), 1, "{events:?}");
+    assert!(!events.iter().any(|(n, _)| n == "error"), "{events:?}");
+    assert_eq!(events.last().unwrap().0, "message_stop");
+    assert_eq!(fake.calls().iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["sk-ant-byok-native-0005", "sk-ant-system-native-05"]);
+
+    // Cut after content: no silent retry, a final `error` event in Anthropic's shape.
+    fake.clear_faults();
+    fake.set_fault(Fault::EndStreamEarly);
+    let before = fake.calls().len();
+    let text = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap().text().await.unwrap();
+    let events = sse_events(&text);
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "error", "{text}");
+    assert_eq!(last["error"]["type"], "api_error", "{text}");
+    assert!(events.iter().any(|(_, e)| e["delta"]["type"] == "thinking_delta"), "{text}");
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"), "{text}");
+    assert_eq!(fake.calls().len(), before + 1);
+}

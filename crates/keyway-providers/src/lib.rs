@@ -4,7 +4,10 @@
 //! with Keyway's routing fields already removed). Each adapter translates that to its provider's
 //! protocol, signs the call the way the provider demands, and translates the answer back to an
 //! OpenAI `chat.completion` or a stream of `chat.completion.chunk`s. Upstream failures are folded
-//! into [`ProviderError`], the small set of classes the router acts on.
+//! into [`ProviderError`], the small set of classes the router acts on. The one exception: a
+//! request from Keyway's `POST /v1/messages` carries the client's Anthropic body
+//! ([`ChatRequest::anthropic`]), which adapters that speak Anthropic's protocol send as is and
+//! answer in Anthropic's shapes ([`Provider::native_anthropic`]).
 
 pub mod anthropic;
 pub mod azure;
@@ -21,7 +24,7 @@ pub mod vertex;
 
 pub use error::ProviderError;
 pub use registry::{Providers, ProvidersConfig, Timeouts};
-pub use types::{Call, ChatRequest, ChatResponse, ChunkStream, EmbeddingsResponse, RequestPreview, StreamEvent};
+pub use types::{AnthropicNative, Call, ChatRequest, ChatResponse, ChunkStream, EmbeddingsResponse, RequestPreview, StreamEvent};
 
 use async_trait::async_trait;
 
@@ -42,4 +45,10 @@ pub trait Provider: Send + Sync {
 
     /// A cheap model to send Test key's one-token request to (upstream id).
     fn test_model(&self) -> &str;
+
+    /// Whether `chat` sends [`ChatRequest::anthropic`] as is when set, answering with Anthropic
+    /// messages (Complete) and Anthropic event data (Stream chunks) instead of OpenAI shapes.
+    fn native_anthropic(&self) -> bool {
+        false
+    }
 }

@@ -6,6 +6,7 @@ use futures::Stream;
 use keyway_core::{Credential, ProviderSlug, Usage};
 use serde_json::{Map, Value};
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// Who to call and with what: one attempt of a route plan.
 #[derive(Debug, Clone, Copy)]
@@ -25,11 +26,31 @@ pub struct Call<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
     pub body: Map<String, Value>,
+    /// Set by `POST /v1/messages`: the client's own Anthropic body, for adapters that speak
+    /// Anthropic's protocol to send as is (no round trip through `body`, which loses fields).
+    pub anthropic: Option<Arc<AnthropicNative>>,
+}
+
+/// The client's Anthropic Messages request, routing fields removed.
+#[derive(Debug, Clone, Default)]
+pub struct AnthropicNative {
+    /// The body as the client sent it; the adapter replaces `model` with the upstream id.
+    pub body: Map<String, Value>,
+    /// The client's `anthropic-beta` header, forwarded with the body.
+    pub beta: Option<String>,
+    /// Why `ChatRequest::body` is not a faithful translation (server tools, ...), if it isn't:
+    /// then only an adapter that sends `body` natively may serve the request.
+    pub native_only: Option<String>,
 }
 
 impl ChatRequest {
     pub fn new(body: Map<String, Value>) -> Self {
-        Self { body }
+        Self { body, anthropic: None }
+    }
+
+    pub fn with_anthropic(mut self, anthropic: Option<AnthropicNative>) -> Self {
+        self.anthropic = anthropic.map(Arc::new);
+        self
     }
 
     pub fn stream(&self) -> bool {

@@ -42,9 +42,69 @@ pub fn request(req: &Value) -> R {
             return Err(format!("metadata.{k}: Extra inputs are not permitted"));
         }
     }
+    if let Some(t) = body.get("service_tier") {
+        if !matches!(t.as_str(), Some("auto" | "standard_only")) {
+            return Err("service_tier: Input should be 'auto' or 'standard_only'".into());
+        }
+    }
+    let thinking = thinking(body)?;
     system(body)?;
     tools(body)?;
-    messages(body)
+    messages(body)?;
+    if thinking {
+        final_assistant_starts_with_thinking(body)?;
+    }
+    Ok(())
+}
+
+/// The fake's signature of a thinking text (the real API's is opaque; it checks it the same way).
+pub fn signature(thinking: &str) -> String {
+    // FNV-1a: stable, and any change to the text changes it.
+    let h = thinking.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("EqQBfake{h:016x}")
+}
+
+/// `thinking`: `{"type":"enabled","budget_tokens":N}` with 1024 <= N < max_tokens, or disabled.
+/// Returns whether it is enabled.
+fn thinking(body: &Map<String, Value>) -> Result<bool, String> {
+    let Some(t) = body.get("thinking") else { return Ok(false) };
+    match t.get("type").and_then(Value::as_str) {
+        Some("disabled") => Ok(false),
+        Some("enabled") => {
+            let budget = t.get("budget_tokens").and_then(Value::as_u64).ok_or("thinking.enabled.budget_tokens: Field required")?;
+            if budget < 1024 {
+                return Err("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024".into());
+            }
+            if body.get("max_tokens").and_then(Value::as_u64).is_some_and(|m| budget >= m) {
+                return Err("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size".into());
+            }
+            if body.get("temperature").and_then(Value::as_f64).is_some_and(|t| t != 1.0) {
+                return Err("`temperature` may only be set to 1 when thinking is enabled or in interleaved thinking mode. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility".into());
+            }
+            Ok(true)
+        }
+        _ => Err("thinking: Input tag does not match any of the expected tags: 'disabled', 'enabled'".into()),
+    }
+}
+
+/// With thinking on, the assistant turn that made the last tool calls must start with its
+/// thinking block (the client sends it back): what breaks when a gateway drops thinking blocks.
+fn final_assistant_starts_with_thinking(body: &Map<String, Value>) -> R {
+    let Some(msgs) = body.get("messages").and_then(Value::as_array) else { return Ok(()) };
+    let Some((i, last)) = msgs.iter().enumerate().rev().find(|(_, m)| m.get("role").and_then(Value::as_str) == Some("assistant")) else {
+        return Ok(());
+    };
+    let Some(blocks) = last.get("content").and_then(Value::as_array) else { return Ok(()) };
+    if !blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_use")) {
+        return Ok(());
+    }
+    match blocks.first().and_then(|b| b.get("type")).and_then(Value::as_str) {
+        Some("thinking" | "redacted_thinking") => Ok(()),
+        other => Err(format!(
+            "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
+            other.unwrap_or("none")
+        )),
+    }
 }
 
 fn system(body: &Map<String, Value>) -> R {
@@ -65,6 +125,10 @@ fn tools(body: &Map<String, Value>) -> R {
     for (i, t) in body.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
         if t.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(format!("tools.{i}.name: Field required"));
+        }
+        // Server tools (`web_search_20250305`, ...) take their own settings and no input_schema.
+        if t.get("type").and_then(Value::as_str).is_some_and(|ty| ty != "custom") {
+            continue;
         }
         if t.pointer("/input_schema/type").and_then(Value::as_str) != Some("object") {
             return Err(format!("tools.{i}.input_schema.type: Input should be 'object'"));
@@ -170,7 +234,17 @@ fn block<'a>(b: &'a Value, role: &str, i: usize, j: usize, results: &mut Vec<&'a
             uses.push(id);
             Ok(())
         }
-        (Some("thinking" | "redacted_thinking"), "assistant") => Ok(()),
+        (Some("thinking"), "assistant") => {
+            let (Some(text), Some(sig)) = (b.get("thinking").and_then(Value::as_str), b.get("signature").and_then(Value::as_str)) else {
+                return Err(format!("{at}: thinking blocks need `thinking` and `signature`"));
+            };
+            if sig != signature(text) {
+                return Err(format!("{at}: Invalid `signature` in `thinking` block"));
+            }
+            Ok(())
+        }
+        (Some("redacted_thinking"), "assistant") if b.get("data").is_some_and(Value::is_string) => Ok(()),
+        (Some("redacted_thinking"), "assistant") => Err(format!("{at}.data: Field required")),
         (Some(t), _) => Err(format!("{at}: block type `{t}` is not allowed in a {role} message")),
         (None, _) => Err(format!("{at}.type: Field required")),
     }

@@ -82,10 +82,10 @@ fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
 
 /// How a request was answered, before it is rendered in the caller's dialect.
 pub enum Served {
-    /// A whole response body (OpenAI shape) with Keyway's headers.
-    Complete { headers: HeaderMap, body: Value },
-    /// A stream ready to forward; render with [`stream::Dialect`].
-    Stream { headers: HeaderMap, stream: Box<stream::Pending> },
+    /// A whole response body (OpenAI shape, or Anthropic's when `native`) with Keyway's headers.
+    Complete { headers: HeaderMap, body: Value, native: bool },
+    /// A stream ready to forward; render with [`stream::Dialect`] (`AnthropicNative` when `native`).
+    Stream { headers: HeaderMap, stream: Box<stream::Pending>, native: bool },
     /// Every attempt failed; an error response (its dialect layer may re-render it).
     Failed(Response),
 }
@@ -94,8 +94,8 @@ impl Served {
     /// The OpenAI rendering (chat completions, embeddings).
     pub fn into_openai(self) -> Response {
         match self {
-            Served::Complete { headers, body } => (headers, Json(body)).into_response(),
-            Served::Stream { headers, stream } => stream.respond(stream::Dialect::OpenAi, headers),
+            Served::Complete { headers, body, .. } => (headers, Json(body)).into_response(),
+            Served::Stream { headers, stream, .. } => stream.respond(stream::Dialect::OpenAi, headers),
             Served::Failed(r) => r,
         }
     }
@@ -104,6 +104,19 @@ impl Served {
 /// Serves one inference request end to end, inside a `request` span (exported over OTLP when
 /// `[telemetry]` is on): ids and slugs only, the caller as an 8-character key-hash prefix.
 pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
+    proxy_with(state, caller, headers, body, op, None).await
+}
+
+/// As [`proxy`], with the client's Anthropic body for adapters that send it natively
+/// (`POST /v1/messages`); `body` is its OpenAI translation, for routing and other providers.
+pub async fn proxy_with(
+    state: SharedState,
+    caller: Arc<ApiKeyRecord>,
+    headers: &HeaderMap,
+    body: Map<String, Value>,
+    op: Operation,
+    anthropic: Option<keyway_providers::AnthropicNative>,
+) -> Result<Served, ApiError> {
     use tracing::Instrument as _;
     let span = tracing::info_span!(
         "request",
@@ -115,10 +128,17 @@ pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &Head
         status = tracing::field::Empty,
         attempts = tracing::field::Empty,
     );
-    proxy_in_span(state, caller, headers, body, op).instrument(span).await
+    proxy_in_span(state, caller, headers, body, op, anthropic).instrument(span).await
 }
 
-async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, mut body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
+async fn proxy_in_span(
+    state: SharedState,
+    caller: Arc<ApiKeyRecord>,
+    headers: &HeaderMap,
+    mut body: Map<String, Value>,
+    op: Operation,
+    anthropic: Option<keyway_providers::AnthropicNative>,
+) -> Result<Served, ApiError> {
     let started = Instant::now();
     let options = RoutingOptions::extract(&mut body)?;
     let model = match body.get("model") {
@@ -212,7 +232,7 @@ async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &
         }
     };
     let ignored = route.ignored.join(", ");
-    let request = ChatRequest::new(body);
+    let request = ChatRequest::new(body).with_anthropic(anthropic);
     let mut last_error: Option<(ProviderError, String)> = None;
 
     for attempt in &route.attempts {
@@ -223,6 +243,14 @@ async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &
             last_error = Some((e.clone(), e.to_string()));
             continue;
         };
+        // Anthropic in, Anthropic out: the answer is already in the client's shape.
+        let native = request.anthropic.is_some() && adapter.native_anthropic();
+        if let (false, Some(why)) = (native, request.anthropic.as_ref().and_then(|a| a.native_only.as_deref())) {
+            let e = ProviderError::Unsupported(format!("{why}: only Anthropic can serve this request"));
+            record.attempts.push(attempt_record(attempt, Some(&e), 0));
+            last_error = Some((e.clone(), e.to_string()));
+            continue;
+        }
         let call = Call {
             provider: attempt.provider,
             model: attempt.upstream_model,
@@ -327,10 +355,13 @@ async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &
                         attempt_started: t0,
                         span: tracing::Span::current(),
                     };
-                    return Ok(Served::Stream { headers: hdrs, stream: Box::new(stream::Pending::new(ctx, buffered, rest)) });
+                    return Ok(Served::Stream { headers: hdrs, stream: Box::new(stream::Pending::new(ctx, buffered, rest)), native });
                 }
                 let (mut body, usage) = complete.unwrap_or((Value::Null, None));
-                if let Some(o) = body.as_object_mut() {
+                if native {
+                    let reason = body.get("stop_reason").and_then(Value::as_str);
+                    record.finish_reason = keyway_providers::translate::anthropic::finish_reason(reason).as_str().map(str::to_owned);
+                } else if let Some(o) = body.as_object_mut() {
                     if op == Operation::Chat {
                         o.insert("id".into(), Value::String(generation_id.clone()));
                         // OpenRouter's SDKs require the key (nullable); translated providers lack it.
@@ -355,7 +386,7 @@ async fn proxy_in_span(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &
                     admission.settle_tokens(u.total());
                 }
                 state.usage.record(record);
-                return Ok(Served::Complete { headers: hdrs, body });
+                return Ok(Served::Complete { headers: hdrs, body, native });
             }
         }
     }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
-use keyway_providers::translate::anthropic::{anthropic_error_body, AnthropicEvent, OpenAiStreamToAnthropic};
+use keyway_providers::translate::anthropic::{anthropic_error_body, finish_reason, AnthropicEvent, OpenAiStreamToAnthropic};
 use keyway_providers::{ChunkStream, ProviderError, StreamEvent};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -59,6 +59,9 @@ pub struct StreamContext {
 pub enum Dialect {
     OpenAi,
     Anthropic(Box<OpenAiStreamToAnthropic>),
+    /// The chunks are an Anthropic upstream's own event data: forwarded as they are, the model
+    /// in `message_start` shown as this name (the one the client asked for).
+    AnthropicNative { model: String },
 }
 
 /// A stream that answered and is ready to be forwarded.
@@ -151,11 +154,15 @@ impl Forwarder {
         let Ok(mut v) = serde_json::from_slice::<Value>(json) else {
             return Some(data_frame(json));
         };
+        if let Dialect::AnthropicNative { model } = &self.dialect {
+            return Some(self.render_native(json, v, model.clone()));
+        }
         if let Some(f) = v.get("choices").and_then(|c| c.get(0)).and_then(|c| c.get("finish_reason")).and_then(Value::as_str) {
             self.ctx.record.finish_reason = Some(f.to_owned());
         }
         match &mut self.dialect {
             Dialect::Anthropic(conv) => event_frames(conv.push_chunk(&v)),
+            Dialect::AnthropicNative { .. } => None, // rendered above
             Dialect::OpenAi => {
                 let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty()) && v.get("usage").is_some();
                 if usage_only && !self.ctx.include_usage {
@@ -169,6 +176,35 @@ impl Forwarder {
                 Some(serde_json::to_vec(&v).map(|b| data_frame(&b)).unwrap_or_else(|_| data_frame(json)))
             }
         }
+    }
+
+    /// One upstream Anthropic event, as the upstream sent it (the model name aside).
+    fn render_native(&mut self, json: &Bytes, mut v: Value, model: String) -> Bytes {
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("message").to_owned();
+        let mut data = json.clone();
+        match kind.as_str() {
+            "message_start" => {
+                if let Some(m) = v.get_mut("message").and_then(Value::as_object_mut) {
+                    m.insert("model".into(), Value::String(model));
+                    if let Ok(b) = serde_json::to_vec(&v) {
+                        data = Bytes::from(b);
+                    }
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.ctx.record.finish_reason = finish_reason(Some(r)).as_str().map(str::to_owned);
+                }
+            }
+            _ => {}
+        }
+        let mut out = Vec::with_capacity(data.len() + kind.len() + 16);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
     }
 
     async fn next_frame(&mut self) -> Option<Bytes> {
@@ -206,15 +242,19 @@ impl Forwarder {
                         Dialect::OpenAi => {
                             data_frame(json!({"error": {"message": message, "type": "upstream_error", "code": e.class()}}).to_string().as_bytes())
                         }
-                        Dialect::Anthropic(_) => event_frames(vec![("error", anthropic_error_body(&e, &message))]).unwrap_or_default(),
+                        Dialect::Anthropic(_) | Dialect::AnthropicNative { .. } => {
+                            event_frames(vec![("error", anthropic_error_body(&e, &message))]).unwrap_or_default()
+                        }
                     });
                 }
                 None => {
                     self.finished = true;
-                    return Some(match &mut self.dialect {
-                        Dialect::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
-                        Dialect::Anthropic(conv) => event_frames(conv.finish()).unwrap_or_default(),
-                    });
+                    return match &mut self.dialect {
+                        Dialect::OpenAi => Some(Bytes::from_static(b"data: [DONE]\n\n")),
+                        Dialect::Anthropic(conv) => event_frames(conv.finish()),
+                        // The upstream's own message_stop was the last event.
+                        Dialect::AnthropicNative { .. } => None,
+                    };
                 }
             }
         }

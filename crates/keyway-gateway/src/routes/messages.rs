@@ -1,19 +1,23 @@
 //! `POST /v1/messages`: Anthropic's Messages API on Keyway (the Anthropic SDK, Claude Code).
-//! The request is translated to Keyway's internal OpenAI form, routed like any other (so any
-//! provider can serve it), and the answer translated back, streams included.
+//! The request is translated to Keyway's internal OpenAI form and routed like any other, so any
+//! provider can serve it (the answer translated back, streams included). The client's own body
+//! travels with it: an attempt on Anthropic sends that natively and its answer comes back as
+//! Anthropic sent it, so extended thinking (signed blocks included), `top_k`, `service_tier`,
+//! cache breakpoints, server tools and `stop_sequence` survive.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::proxy::stream::Dialect;
-use crate::proxy::{proxy, Operation, Served};
+use crate::proxy::{proxy_with, Operation, Served};
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keyway_core::ProviderSlug;
-use keyway_providers::translate::anthropic::{anthropic_request_to_openai, openai_response_to_anthropic, OpenAiStreamToAnthropic};
+use keyway_providers::translate::anthropic::{anthropic_request_to_openai_lossy, openai_response_to_anthropic, OpenAiStreamToAnthropic};
+use keyway_providers::AnthropicNative;
 use serde_json::{Map, Value};
 
 /// Routing fields Keyway reads; Anthropic's schema has no place for them, so they're carried over.
@@ -43,23 +47,29 @@ pub async fn messages(
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         _ => return Err(ApiError::BadRequest("`model` is required".into())),
     };
-    let mut openai = anthropic_request_to_openai(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (mut openai, native_only) = anthropic_request_to_openai_lossy(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut native = body;
     for f in ROUTING_FIELDS {
-        if let Some(v) = body.get(f) {
-            openai.insert(f.to_owned(), v.clone());
+        if let Some(v) = native.remove(f) {
+            openai.insert(f.to_owned(), v);
         }
     }
+    let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let native = AnthropicNative { body: native, beta, native_only };
     let slug = gateway_model(&state, &model);
     openai.insert("model".into(), Value::String(slug.clone()));
-    match proxy(state, caller, &headers, openai, Operation::Chat).await? {
-        Served::Complete { headers, body } => {
-            let mut msg = openai_response_to_anthropic(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    match proxy_with(state, caller, &headers, openai, Operation::Chat, Some(native)).await? {
+        Served::Complete { headers, body, native } => {
+            let mut msg = if native { body } else { openai_response_to_anthropic(&body).map_err(|e| ApiError::Internal(e.to_string()))? };
             if let Some(o) = msg.as_object_mut() {
                 o.insert("model".into(), Value::String(model));
             }
             Ok((headers, Json(msg)).into_response())
         }
-        Served::Stream { headers, stream } => Ok(stream.respond(Dialect::Anthropic(Box::new(OpenAiStreamToAnthropic::new(&model))), headers)),
+        Served::Stream { headers, stream, native: true } => Ok(stream.respond(Dialect::AnthropicNative { model }, headers)),
+        Served::Stream { headers, stream, native: false } => {
+            Ok(stream.respond(Dialect::Anthropic(Box::new(OpenAiStreamToAnthropic::new(&model))), headers))
+        }
         Served::Failed(r) => Ok(r),
     }
 }

@@ -14,6 +14,21 @@ type R<T> = Result<T, TranslateError>;
 /// `thinking`, `service_tier`, server tools' settings) are dropped. `max_tokens` stays
 /// `max_tokens`, the name every OpenAI-compatible provider knows.
 pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> R<Map<String, Value>> {
+    translate(body, false)
+}
+
+/// As [`anthropic_request_to_openai`], but what has no OpenAI form (server tools, server tool
+/// blocks, unknown block types, media other providers can't fetch) is left out instead of
+/// refused; the reason comes back alongside when something was. The gateway routes on this and
+/// lets only an Anthropic upstream (which is sent the original body) serve such a request.
+pub fn anthropic_request_to_openai_lossy(body: &Map<String, Value>) -> R<(Map<String, Value>, Option<String>)> {
+    match translate(body, false) {
+        Ok(o) => Ok((o, None)),
+        Err(strict) => translate(body, true).map(|o| (o, Some(strict.to_string()))),
+    }
+}
+
+fn translate(body: &Map<String, Value>, lossy: bool) -> R<Map<String, Value>> {
     let model = body.get("model").and_then(Value::as_str).ok_or_else(|| invalid_request("`model` is required"))?;
     let messages = body
         .get("messages")
@@ -25,8 +40,8 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> R<Map<String, V
     }
     for (i, m) in messages.iter().enumerate() {
         match m.get("role").and_then(Value::as_str) {
-            Some("user") => user_messages(m.get("content"), i, &mut out)?,
-            Some("assistant") => out.push(assistant_message(m.get("content"), i)?),
+            Some("user") => user_messages(m.get("content"), i, &mut out, lossy)?,
+            Some("assistant") => out.push(assistant_message(m.get("content"), i, lossy)?),
             _ => return Err(invalid_request(format!("messages.{i}.role must be `user` or `assistant`"))),
         }
     }
@@ -52,7 +67,7 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> R<Map<String, V
     if let Some(user) = body.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str) {
         o.insert("user".into(), json!(user));
     }
-    tools(body, &mut o)?;
+    tools(body, &mut o, lossy)?;
     Ok(o)
 }
 
@@ -90,7 +105,7 @@ fn text_part(b: &Value, at: &str) -> R<Value> {
 
 /// A user turn: its `tool_result` blocks become `tool` messages (first, as OpenAI wants them
 /// right after the assistant's calls), the rest one user message.
-fn user_messages(content: Option<&Value>, i: usize, out: &mut Vec<Value>) -> R<()> {
+fn user_messages(content: Option<&Value>, i: usize, out: &mut Vec<Value>, lossy: bool) -> R<()> {
     let blocks = match content {
         Some(Value::String(s)) => {
             out.push(json!({"role": "user", "content": s}));
@@ -117,7 +132,12 @@ fn user_messages(content: Option<&Value>, i: usize, out: &mut Vec<Value>) -> R<(
                             match c.get("type").and_then(Value::as_str) {
                                 Some("text") => texts.push(c.get("text").and_then(Value::as_str).unwrap_or_default().to_owned()),
                                 // OpenAI tool messages hold text only: the image goes to the user message after.
-                                Some("image") => parts.push(media_part(c, &at)?),
+                                Some("image") => match media_part(c, &at) {
+                                    Ok(p) => parts.push(p),
+                                    Err(_) if lossy => {}
+                                    Err(e) => return Err(e),
+                                },
+                                _ if lossy => {}
                                 _ => return Err(invalid_request(format!("{at}: tool_result content must be text or images"))),
                             }
                         }
@@ -127,7 +147,12 @@ fn user_messages(content: Option<&Value>, i: usize, out: &mut Vec<Value>) -> R<(
                 out.push(json!({"role": "tool", "tool_call_id": id, "content": texts.join("\n")}));
             }
             Some("text") => parts.push(text_part(b, &at)?),
-            Some("image") | Some("document") => parts.push(media_part(b, &at)?),
+            Some("image") | Some("document") => match media_part(b, &at) {
+                Ok(p) => parts.push(p),
+                Err(_) if lossy => {}
+                Err(e) => return Err(e),
+            },
+            Some(_) if lossy => {}
             Some(other) => return Err(invalid_request(format!("{at}: content block `{other}` is not supported"))),
             None => return Err(invalid_request(format!("{at}: a content block needs `type`"))),
         }
@@ -164,7 +189,7 @@ fn media_part(b: &Value, at: &str) -> R<Value> {
     Ok(part)
 }
 
-fn assistant_message(content: Option<&Value>, i: usize) -> R<Value> {
+fn assistant_message(content: Option<&Value>, i: usize, lossy: bool) -> R<Value> {
     let blocks = match content {
         Some(Value::String(s)) => return Ok(json!({"role": "assistant", "content": s})),
         Some(Value::Array(b)) => b,
@@ -185,6 +210,7 @@ fn assistant_message(content: Option<&Value>, i: usize) -> R<Value> {
             })),
             // Thinking blocks are Anthropic's own and signed; other providers can't take them.
             Some("thinking") | Some("redacted_thinking") => {}
+            Some(_) if lossy => {}
             Some(other) => return Err(invalid_request(format!("messages.{i}: content block `{other}` is not supported"))),
             None => return Err(invalid_request(format!("messages.{i}: a content block needs `type`"))),
         }
@@ -196,7 +222,7 @@ fn assistant_message(content: Option<&Value>, i: usize) -> R<Value> {
     Ok(m)
 }
 
-fn tools(body: &Map<String, Value>, o: &mut Map<String, Value>) -> R<()> {
+fn tools(body: &Map<String, Value>, o: &mut Map<String, Value>, lossy: bool) -> R<()> {
     let Some(list) = body.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) else {
         return Ok(());
     };
@@ -204,6 +230,9 @@ fn tools(body: &Map<String, Value>, o: &mut Map<String, Value>) -> R<()> {
     for (i, t) in list.iter().enumerate() {
         // Server tools (`web_search_20250305`, `bash_20250124`, ...) run inside Anthropic only.
         if let Some(ty) = t.get("type").and_then(Value::as_str).filter(|ty| *ty != "custom") {
+            if lossy {
+                continue;
+            }
             return Err(invalid_request(format!("tools.{i}: server tool `{ty}` can't be served by other providers")));
         }
         let name = t
@@ -215,6 +244,9 @@ fn tools(body: &Map<String, Value>, o: &mut Map<String, Value>) -> R<()> {
             f["description"] = json!(d);
         }
         out.push(json!({"type": "function", "function": f}));
+    }
+    if out.is_empty() {
+        return Ok(());
     }
     o.insert("tools".into(), Value::Array(out));
     if let Some(c) = body.get("tool_choice").filter(|c| !c.is_null()) {
