@@ -526,3 +526,50 @@ async fn native_anthropic_streams_fall_back_before_content_and_end_with_an_error
     assert!(!events.iter().any(|(n, _)| n == "message_stop"), "{text}");
     assert_eq!(fake.calls().len(), before + 1);
 }
+
+#[tokio::test]
+async fn native_anthropic_on_vertex_sends_the_client_body_to_raw_predict() {
+    const PEM: &str = include_str!("../../keyway-core/testdata/test-rsa-key.pem");
+    const PUBLIC_PEM: &str = include_str!("../../keyway-core/testdata/test-rsa-key.pub.pem");
+    const EMAIL: &str = "keyway-native@proj-native.iam.gserviceaccount.com";
+    let vertex = keyway_fakes::vertex::start(FakeOptions::default()).await.unwrap();
+    vertex.auth.register(EMAIL, PUBLIC_PEM, None, "proj-native");
+    let (vt, allowed) = (vertex.base_template(), vertex.url().trim_start_matches("http://").to_owned());
+    let g = Gateway::start(|c| {
+        c.providers.insert("google-vertex".into(), ProviderSettings { base_url: Some(vt.clone()) });
+        c.security.allowed_upstream_hosts.push(allowed.clone());
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "google-vertex", "key": {"type": "service_account", "project_id": "proj-native", "private_key_id": "kid",
+        "private_key": PEM, "client_email": EMAIL, "token_uri": vertex.token_url(), "location": "us-east5"}}))
+        .await;
+    let mut body = rich_request();
+    body["model"] = json!("anthropic/claude-sonnet-4.5");
+    body["provider"] = json!({"only": ["google-vertex"]});
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).header("anthropic-beta", "context-1m-2025-08-07").json(&body).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-keyway-provider"].to_str().unwrap()), (200, "google-vertex"));
+    let v: Value = r.json().await.unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with("msg_vrtx_") && v.get("choices").is_none(), "{v}");
+    assert_eq!((v["model"].as_str(), v["stop_reason"].as_str()), (Some("anthropic/claude-sonnet-4.5"), Some("tool_use")), "{v}");
+    let calls = vertex.server.calls();
+    let sent = calls.last().unwrap();
+    assert!(sent.path.ends_with(":rawPredict"), "{}", sent.path);
+    let mut want = body.clone();
+    let w = want.as_object_mut().unwrap();
+    w.remove("model");
+    w.remove("provider");
+    w.insert("anthropic_version".into(), json!("vertex-2023-10-16"));
+    assert_eq!(sent.body, want);
+    assert!(sent.headers.iter().any(|(k, v)| k == "anthropic-beta" && v == "context-1m-2025-08-07"), "{:?}", sent.headers);
+
+    body["stream"] = json!(true);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.unwrap());
+    assert!(events[0].1["message"]["id"].as_str().unwrap().starts_with("msg_vrtx_"), "{events:?}");
+    assert_eq!(events[0].1["message"]["model"], "anthropic/claude-sonnet-4.5");
+    assert_eq!(events.last().unwrap().0, "message_stop");
+    assert!(events.iter().any(|(_, e)| e["delta"]["type"] == "input_json_delta"), "{events:?}");
+    assert!(vertex.server.calls().last().unwrap().path.ends_with(":streamRawPredict"));
+}

@@ -83,7 +83,7 @@ impl Provider for Anthropic {
         "claude-haiku-4-5"
     }
 
-    fn native_anthropic(&self) -> bool {
+    fn native_anthropic(&self, _call: &Call<'_>) -> bool {
         true
     }
 }
@@ -95,20 +95,25 @@ impl Anthropic {
         body.insert("model".into(), Value::String(call.model.to_owned()));
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
         let resp = http::send(&self.http, self.build(call, &body, native.beta.as_deref())?, &self.timeouts).await?;
-        if !stream {
-            let msg = parse_json(&read_body(resp, &self.timeouts).await?)?;
-            if msg.get("type").and_then(Value::as_str) == Some("error") {
-                return Err(anthropic_error(&msg));
-            }
-            if !msg.get("content").is_some_and(Value::is_array) {
-                return Err(ProviderError::Protocol("Anthropic message without a `content` list".into()));
-            }
-            let usage = msg.get("usage").map(anthropic_usage);
-            return Ok(ChatResponse::Complete { body: msg, usage });
-        }
-        let translator = AnthropicStreamToOpenAi::new(chrono::Utc::now().timestamp());
-        Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, self.timeouts.idle), translator, true)))
+        native_answer(resp, stream, &self.timeouts).await
     }
+}
+
+/// A native answer (Anthropic's own message or events) from any host of Anthropic's protocol.
+pub(crate) async fn native_answer(resp: reqwest::Response, stream: bool, timeouts: &Timeouts) -> Result<ChatResponse, ProviderError> {
+    if !stream {
+        let msg = parse_json(&read_body(resp, timeouts).await?)?;
+        if msg.get("type").and_then(Value::as_str) == Some("error") {
+            return Err(anthropic_error(&msg));
+        }
+        if !msg.get("content").is_some_and(Value::is_array) {
+            return Err(ProviderError::Protocol("Anthropic message without a `content` list".into()));
+        }
+        let usage = msg.get("usage").map(anthropic_usage);
+        return Ok(ChatResponse::Complete { body: msg, usage });
+    }
+    let translator = AnthropicStreamToOpenAi::new(chrono::Utc::now().timestamp());
+    Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, timeouts.idle), translator, true)))
 }
 
 struct StreamState {
@@ -125,7 +130,7 @@ struct StreamState {
 /// `native`: each chunk is instead the upstream event's own data, untouched; the translation
 /// still runs, to say which events carry content (the router's fallback point), to pull usage
 /// out, and to turn `error` events into errors.
-fn stream_events<S>(events: S, translator: AnthropicStreamToOpenAi, native: bool) -> ChunkStream
+pub(crate) fn stream_events<S>(events: S, translator: AnthropicStreamToOpenAi, native: bool) -> ChunkStream
 where
     S: Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
 {

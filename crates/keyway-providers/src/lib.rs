@@ -46,9 +46,11 @@ pub trait Provider: Send + Sync {
     /// A cheap model to send Test key's one-token request to (upstream id).
     fn test_model(&self) -> &str;
 
-    /// Whether `chat` sends [`ChatRequest::anthropic`] as is when set, answering with Anthropic
-    /// messages (Complete) and Anthropic event data (Stream chunks) instead of OpenAI shapes.
-    fn native_anthropic(&self) -> bool {
+    /// Whether `chat` sends [`ChatRequest::anthropic`] as is for this call when set, answering
+    /// with Anthropic messages (Complete) and Anthropic event data (Stream chunks) instead of
+    /// OpenAI shapes.
+    fn native_anthropic(&self, call: &Call<'_>) -> bool {
+        let _ = call;
         false
     }
 }

@@ -18,7 +18,7 @@ use crate::error::ProviderError;
 use crate::gemini::{self, encode_segment};
 use crate::http;
 use crate::registry::Timeouts;
-use crate::types::{Call, ChatRequest, ChatResponse, RequestPreview};
+use crate::types::{AnthropicNative, Call, ChatRequest, ChatResponse, RequestPreview};
 use crate::Provider;
 use async_trait::async_trait;
 use keyway_core::credential::VertexCredential;
@@ -100,18 +100,29 @@ impl Vertex {
         Ok((cred, location))
     }
 
+    /// The client's Anthropic body, when this call sends it natively (Claude models).
+    fn native<'r>(&self, call: &Call<'_>, req: &'r ChatRequest) -> Option<&'r AnthropicNative> {
+        req.anthropic.as_deref().filter(|_| self.native_anthropic(call))
+    }
+
     fn build(&self, call: &Call<'_>, req: &ChatRequest, token: &str) -> Result<reqwest::Request, ProviderError> {
         let (cred, location) = self.target(call)?;
-        let body = match Publisher::of(call.model) {
-            Publisher::Google => gemini::convert::request(&req.body)?,
-            Publisher::Anthropic => claude::request(&req.body)?,
+        let native = self.native(call, req);
+        let body = match (Publisher::of(call.model), native) {
+            (Publisher::Anthropic, Some(n)) => claude::native_request(n),
+            (Publisher::Google, _) => gemini::convert::request(&req.body)?,
+            (Publisher::Anthropic, None) => claude::request(&req.body)?,
         };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
-        self.http
+        let mut rb = self
+            .http
             .post(self.url(&cred.project_id, &location, call.model, req.stream()))
             .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(beta) = native.and_then(|n| n.beta.as_deref()) {
+            rb = rb.header("anthropic-beta", beta);
+        }
+        rb.body(body)
             .build()
             .map_err(|e| ProviderError::Unsupported(format!("could not build the request: {}", e.without_url())))
     }
@@ -133,6 +144,9 @@ impl Provider for Vertex {
                 return Err(e);
             }
         };
+        if self.native(call, req).is_some() {
+            return crate::anthropic::native_answer(resp, req.stream(), &self.timeouts).await;
+        }
         match Publisher::of(call.model) {
             Publisher::Google => gemini::chat_over(resp, req.stream(), call.model, &self.timeouts).await,
             Publisher::Anthropic => claude::chat_over(resp, req.stream(), call.model, &self.timeouts).await,
@@ -154,6 +168,10 @@ impl Provider for Vertex {
 
     fn test_model(&self) -> &str {
         "gemini-2.5-flash-lite"
+    }
+
+    fn native_anthropic(&self, call: &Call<'_>) -> bool {
+        Publisher::of(call.model) == Publisher::Anthropic
     }
 }
 

@@ -243,14 +243,6 @@ async fn proxy_in_span(
             last_error = Some((e.clone(), e.to_string()));
             continue;
         };
-        // Anthropic in, Anthropic out: the answer is already in the client's shape.
-        let native = request.anthropic.is_some() && adapter.native_anthropic();
-        if let (false, Some(why)) = (native, request.anthropic.as_ref().and_then(|a| a.native_only.as_deref())) {
-            let e = ProviderError::Unsupported(format!("{why}: only Anthropic can serve this request"));
-            record.attempts.push(attempt_record(attempt, Some(&e), 0));
-            last_error = Some((e.clone(), e.to_string()));
-            continue;
-        }
         let call = Call {
             provider: attempt.provider,
             model: attempt.upstream_model,
@@ -258,6 +250,14 @@ async fn proxy_in_span(
             credential: &cred,
             region: attempt.region,
         };
+        // Anthropic in, Anthropic out: the answer is already in the client's shape.
+        let native = request.anthropic.is_some() && adapter.native_anthropic(&call);
+        if let (false, Some(why)) = (native, request.anthropic.as_ref().and_then(|a| a.native_only.as_deref())) {
+            let e = ProviderError::Unsupported(format!("{why}: only Anthropic can serve this request"));
+            record.attempts.push(attempt_record(attempt, Some(&e), 0));
+            last_error = Some((e.clone(), e.to_string()));
+            continue;
+        }
         let t0 = Instant::now();
         let attempt_span = tracing::info_span!(
             "attempt",

@@ -1,6 +1,8 @@
 //! Claude on Vertex: the Anthropic Messages body of [`crate::translate::anthropic`] without
 //! `model` (the path names it) and with `anthropic_version: "vertex-2023-10-16"`, POSTed to
 //! `:rawPredict` / `:streamRawPredict`; answers are Anthropic's, translated back the same way.
+//! A `POST /v1/messages` request goes as the client wrote it ([`native_request`]), its answer
+//! untranslated.
 
 use crate::error::ProviderError;
 use crate::gemini::openai_shape::{translate, Translate};
@@ -8,7 +10,7 @@ use crate::http::{self, parse_json, read_body};
 use crate::registry::Timeouts;
 use crate::sse::SseEvent;
 use crate::translate::anthropic::{anthropic_error, anthropic_response_to_openai, openai_request_to_anthropic, AnthropicStreamToOpenAi};
-use crate::types::{ChatResponse, StreamEvent};
+use crate::types::{AnthropicNative, ChatResponse, StreamEvent};
 use serde_json::{json, Map, Value};
 
 pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
@@ -20,6 +22,14 @@ pub fn request(body: &Map<String, Value>) -> Result<Value, ProviderError> {
     a.remove("model");
     a.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
     Ok(Value::Object(a))
+}
+
+/// The client's own Anthropic body -> the rawPredict body.
+pub fn native_request(native: &AnthropicNative) -> Value {
+    let mut a = native.body.clone();
+    a.remove("model");
+    a.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
+    Value::Object(a)
 }
 
 struct Events(AnthropicStreamToOpenAi);
