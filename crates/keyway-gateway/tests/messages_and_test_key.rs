@@ -464,6 +464,15 @@ async fn native_anthropic_returns_stop_sequence_and_serves_server_tools() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["stop_reason"], "end_turn", "{v}");
     assert_eq!(fake.calls().last().unwrap().body["tools"], body["tools"]);
+    // The next turn carries the server tool's call and result blocks back, untouched.
+    let turn = json!({"role": "assistant", "content": [
+        {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {"query": "keyway"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01", "content": [{"type": "web_search_result", "url": "https://example.com", "title": "t", "encrypted_content": "abc"}]},
+        {"type": "text", "text": "Found it.", "citations": null}]});
+    body["messages"] = json!([body["messages"][0], turn, {"role": "user", "content": "thanks"}]);
+    let r = g.http.post(g.url("/v1/messages")).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(fake.calls().last().unwrap().body["messages"][1], turn);
 }
 
 #[tokio::test]

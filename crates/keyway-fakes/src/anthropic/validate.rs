@@ -243,6 +243,8 @@ fn block<'a>(b: &'a Value, role: &str, i: usize, j: usize, results: &mut Vec<&'a
             }
             Ok(())
         }
+        // Server tool calls and their results, both in the assistant's turn.
+        (Some("server_tool_use" | "web_search_tool_result" | "web_fetch_tool_result" | "code_execution_tool_result"), "assistant") => Ok(()),
         (Some("redacted_thinking"), "assistant") if b.get("data").is_some_and(Value::is_string) => Ok(()),
         (Some("redacted_thinking"), "assistant") => Err(format!("{at}.data: Field required")),
         (Some(t), _) => Err(format!("{at}: block type `{t}` is not allowed in a {role} message")),

@@ -353,3 +353,36 @@ pub fn anthropic_error_type(e: &ProviderError) -> &'static str {
 pub fn anthropic_error_body(e: &ProviderError, message: &str) -> Value {
     json!({"type": "error", "error": {"type": anthropic_error_type(e), "message": message}})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn lossy_translation_leaves_out_server_tools_and_blocks_and_says_why() {
+        let body = obj(json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}, {"name": "f", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "find it"},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"},
+                    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+                    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+                    {"type": "text", "text": "found"}]},
+                {"role": "user", "content": "thanks"}]}));
+        assert!(anthropic_request_to_openai(&body).is_err());
+        let (o, why) = anthropic_request_to_openai_lossy(&body).unwrap();
+        assert!(why.unwrap().contains("server_tool_use"), "the first thing without an OpenAI form is named");
+        assert_eq!(o["tools"], json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]));
+        assert_eq!(o["messages"][1], json!({"role": "assistant", "content": "found"}));
+
+        // A faithful translation says nothing; a broken body is still refused.
+        let plain = obj(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(anthropic_request_to_openai_lossy(&plain).unwrap().1, None);
+        let broken = obj(json!({"model": "m", "messages": [{"role": "system", "content": "x"}]}));
+        assert!(anthropic_request_to_openai_lossy(&broken).is_err());
+    }
+}
