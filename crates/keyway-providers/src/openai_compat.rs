@@ -16,23 +16,43 @@ use serde_json::{json, Map, Value};
 pub struct OpenAiCompat {
     slug: ProviderSlug,
     base_url: String,
+    /// `{base_url}/chat/completions` and `{base_url}/embeddings`, parsed once: parsing a URL
+    /// per request (host parsing, IDNA) cost more than the whole route plan.
+    chat_url: Option<reqwest::Url>,
+    embeddings_url: Option<reqwest::Url>,
     http: reqwest::Client,
     timeouts: Timeouts,
 }
 
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Chat,
+    Embeddings,
+}
+
 impl OpenAiCompat {
     pub fn new(slug: ProviderSlug, base_url: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
-        Self { slug, base_url, http, timeouts }
+        let parse = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).ok();
+        let (chat_url, embeddings_url) = (parse("/chat/completions"), parse("/embeddings"));
+        Self { slug, base_url, chat_url, embeddings_url, http, timeouts }
     }
 
-    fn build(&self, call: &Call<'_>, path: &str, body: &Value) -> Result<reqwest::Request, ProviderError> {
+    fn build(&self, call: &Call<'_>, endpoint: Endpoint, body: &Value) -> Result<reqwest::Request, ProviderError> {
         let key = match call.credential {
             Credential::ApiKey(k) => k,
             _ => return Err(ProviderError::Unsupported(format!("{} takes an API key credential", self.slug))),
         };
         let body = serde_json::to_vec(body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
-        self.http
-            .post(format!("{}{path}", self.base_url))
+        let (parsed, path) = match endpoint {
+            Endpoint::Chat => (&self.chat_url, "/chat/completions"),
+            Endpoint::Embeddings => (&self.embeddings_url, "/embeddings"),
+        };
+        let builder = match parsed {
+            Some(url) => self.http.post(url.clone()),
+            // An unparsable base URL fails here, per request, with reqwest's own message.
+            None => self.http.post(format!("{}{path}", self.base_url)),
+        };
+        builder
             .bearer_auth(key.expose_secret())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
@@ -172,7 +192,7 @@ pub fn stream_error(v: &Value) -> Option<ProviderError> {
 #[async_trait]
 impl Provider for OpenAiCompat {
     async fn chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let request = self.build(call, "/chat/completions", &self.chat_body(call, req))?;
+        let request = self.build(call, Endpoint::Chat, &self.chat_body(call, req))?;
         let resp = http::send(&self.http, request, &self.timeouts).await?;
         read_chat(resp, req.stream(), &self.timeouts).await
     }
@@ -180,13 +200,13 @@ impl Provider for OpenAiCompat {
     async fn embeddings(&self, call: &Call<'_>, req: &ChatRequest) -> Result<EmbeddingsResponse, ProviderError> {
         let mut body = req.body.clone();
         body.insert("model".into(), Value::String(call.model.to_owned()));
-        let request = self.build(call, "/embeddings", &Value::Object(body))?;
+        let request = self.build(call, Endpoint::Embeddings, &Value::Object(body))?;
         let resp = http::send(&self.http, request, &self.timeouts).await?;
         read_embeddings(resp, &self.timeouts).await
     }
 
     async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {
-        Ok(RequestPreview::from_request(&self.build(call, "/chat/completions", &self.chat_body(call, req))?))
+        Ok(RequestPreview::from_request(&self.build(call, Endpoint::Chat, &self.chat_body(call, req))?))
     }
 
     fn test_model(&self) -> &str {
