@@ -184,11 +184,7 @@ async fn closed_port_is_a_connect_error() {
 async fn a_stall_between_chunks_is_an_idle_timeout() {
     let fake = openai::start(FakeOptions::default()).await.unwrap();
     let p = providers_with(ProviderSlug::OpenAi, format!("{}/v1", fake.url()), short_idle());
-    fake.fail_next(Fault::StallMidStream(Duration::from_secs(5)));
-    let started = std::time::Instant::now();
-    let items = collect(chat(&p, &call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &api_key(KEY)), hello(true)).await.unwrap()).await;
-    assert_eq!(error_after_content(&items), &ProviderError::Timeout(TimeoutKind::Idle));
-    assert!(started.elapsed() < Duration::from_secs(4), "gave up after the idle limit, not the stall: {:?}", started.elapsed());
+    assert_idle_timeout_mid_stream(&fake, &p, &call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &api_key(KEY)), hello(true)).await;
     // Without the stall the same timeouts serve the whole stream.
     let items = collect(chat(&p, &call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &api_key(KEY)), hello(true)).await.unwrap()).await;
     assert_eq!(stream_text(&items), "Echo: hello there");

@@ -47,6 +47,16 @@ pub fn error_after_content(items: &[Result<StreamEvent, ProviderError>]) -> &Pro
     items[at].as_ref().err().unwrap()
 }
 
+/// A stream whose upstream stalls after its first content (for longer than [`short_idle`]) ends
+/// with an idle timeout at once, not after the stall: `p` must use `short_idle()` timeouts.
+pub async fn assert_idle_timeout_mid_stream(fake: &keyway_fakes::FakeServer, p: &Providers, c: &Call<'_>, body: Value) {
+    fake.fail_next(keyway_fakes::Fault::StallMidStream(Duration::from_secs(5)));
+    let started = Instant::now();
+    let items = collect(chat(p, c, body).await.unwrap()).await;
+    assert_eq!(error_after_content(&items), &ProviderError::Timeout(keyway_providers::error::TimeoutKind::Idle));
+    assert!(started.elapsed() < Duration::from_secs(4), "gave up after the stall, not the idle limit: {:?}", started.elapsed());
+}
+
 /// Timeouts short enough to see a slow first byte fail fast.
 pub fn short_first_byte() -> Timeouts {
     Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_millis(400), idle: Duration::from_secs(10) }
