@@ -245,6 +245,13 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         .env("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT)
         .env("KEYWAY_BENCH_SYSTEM_KEY", SYSTEM)
         .env("KEYWAY_LOG", std::env::var("KEYWAY_LOG").unwrap_or_else(|_| "warn".into()))
+        // Under a --wrap (callgrind) requests run ~50x slower: with the default 50 ms linger the
+        // usage writer would commit ~12-row batches where full speed gives ~200, and per-batch
+        // costs (commit, WAL frames) would weigh ~15x too much. 2 s gives full-speed batch sizes.
+        .env(
+            "KEYWAY_USAGE__BATCH_LINGER_MS",
+            std::env::var("KEYWAY_USAGE__BATCH_LINGER_MS").unwrap_or_else(|_| if args.wrap.is_some() { "2000".into() } else { "50".into() }),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.0.join("keyway.log"))?))
         .spawn()

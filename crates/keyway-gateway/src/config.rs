@@ -126,11 +126,13 @@ pub struct UsageConfig {
     pub record: bool,
     /// Records waiting for the writer; past it new records are dropped and counted (`keyway_usage_dropped_total`), never waited for.
     pub queue_capacity: usize,
+    /// How long the writer waits for more records before writing a batch that isn't full (up to 512 rows): one transaction per wait instead of one per handful of records.
+    pub batch_linger_ms: u64,
 }
 
 impl Default for UsageConfig {
     fn default() -> Self {
-        Self { record: true, queue_capacity: 65_536 }
+        Self { record: true, queue_capacity: 65_536, batch_linger_ms: 50 }
     }
 }
 

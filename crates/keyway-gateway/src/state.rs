@@ -118,7 +118,7 @@ impl AppState {
         // Its own query counter: periodic reconciling is not request-path traffic.
         billing.spawn_reconciler(store.clone().with_separate_count(), Duration::from_secs(config.billing.reconcile_interval_secs.max(1)));
         // `[usage] record = false` is for benchmarks only: requests run as usual, nothing is stored.
-        let usage = if config.usage.record { crate::usage::UsageRecorder::start(store.clone(), config.usage.queue_capacity.max(1)) } else { crate::usage::UsageRecorder::disabled() };
+        let usage = if config.usage.record { crate::usage::UsageRecorder::start(store.clone(), config.usage.queue_capacity.max(1), Duration::from_millis(config.usage.batch_linger_ms)) } else { crate::usage::UsageRecorder::disabled() };
         let usage = usage.with_metrics(metrics.clone()).with_hook(billing.clone());
         let limiter = crate::limits::Limiter::from_config(&config.limits, &store).await?;
         let state = AppState {

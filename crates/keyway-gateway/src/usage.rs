@@ -82,12 +82,11 @@ pub struct UsageRecorder {
 }
 
 const BATCH: usize = 512;
-/// How long the writer waits for more records before writing a batch that isn't full.
-const LINGER: Duration = Duration::from_millis(50);
 
 impl UsageRecorder {
-    /// Starts the writer task. `capacity` bounds memory under overload.
-    pub fn start(store: Store, capacity: usize) -> Self {
+    /// Starts the writer task. `capacity` bounds memory under overload; `linger` is how long
+    /// it waits for more records before writing a batch that isn't full.
+    pub fn start(store: Store, capacity: usize, linger: Duration) -> Self {
         let store = store.with_separate_count();
         let writer_store = Some(store.clone());
         let (tx, mut rx) = mpsc::channel::<GenerationRecord>(capacity);
@@ -103,7 +102,7 @@ impl UsageRecorder {
                 // Linger so that a trickle of records becomes one transaction, not one each: a
                 // commit wakes SQLite's worker thread and writes the WAL, which cost ~40% of the
                 // gateway's CPU at 1,000 req/s before this (bench/README.md).
-                let linger_until = tokio::time::Instant::now() + LINGER;
+                let linger_until = tokio::time::Instant::now() + linger;
                 while batch.len() < BATCH {
                     let room = BATCH - batch.len();
                     match tokio::time::timeout_at(linger_until, rx.recv_many(&mut batch, room)).await {
@@ -111,14 +110,14 @@ impl UsageRecorder {
                         _ => break,
                     }
                 }
-                let rows: Vec<GenerationRow> = batch.drain(..).map(to_row).collect();
+                let rows: Arc<[GenerationRow]> = batch.drain(..).map(to_row).collect();
                 let n = rows.len() as u64;
                 let mut tries = 0;
                 if let Some(h) = writer_hook.get() {
                     h.before_write();
                 }
                 loop {
-                    match store.insert_generations(&rows).await {
+                    match store.insert_generations(rows.clone()).await {
                         Ok(()) => {
                             counter.fetch_add(n, Ordering::Relaxed);
                             break;

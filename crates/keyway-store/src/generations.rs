@@ -68,18 +68,135 @@ fn row_to_gen(r: &sqlx::any::AnyRow) -> Result<GenerationRow> {
     })
 }
 
+/// The usage writer's path on an SQLite file: a rusqlite connection of its own with the INSERT
+/// prepared once, one `BEGIN IMMEDIATE` transaction per batch, on a blocking thread. Through
+/// sqlx every row was a message to its worker thread plus argument boxing, ~21k instructions a
+/// row, which made recording cost 16% of the gateway's throughput (bench/README.md).
+pub(crate) struct SqliteWriter {
+    path: std::path::PathBuf,
+    conn: std::sync::Mutex<Option<rusqlite::Connection>>,
+}
+
+impl SqliteWriter {
+    /// The file behind a SQLite URL, when it is a file that exists (in-memory databases are
+    /// private to one connection and stay on the sqlx path).
+    pub(crate) fn for_url(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+            return None;
+        }
+        let path = std::path::PathBuf::from(path);
+        path.is_file().then(|| Self { path, conn: std::sync::Mutex::new(None) })
+    }
+
+    fn insert(&self, rows: &[GenerationRow]) -> rusqlite::Result<()> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let conn = rusqlite::Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            // As the pool's connections: wait for other writers instead of failing with SQLITE_BUSY.
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            *guard = Some(conn);
+        }
+        let Some(conn) = guard.as_mut() else { return Ok(()) };
+        let result = write_batch(conn, rows);
+        if result.is_err() {
+            // Reopened on the next batch: a connection left in a bad state must not stick.
+            *guard = None;
+        }
+        result
+    }
+}
+
+/// Rows per INSERT statement on the writer's connection: each execution of a statement has a
+/// fixed cost (cursors opened on the table and both indexes, the halt), ~5k instructions, which
+/// a 16-row statement pays once for 16 rows.
+const SQLITE_ROWS_PER_STATEMENT: usize = 16;
+
+fn write_batch(conn: &mut rusqlite::Connection, rows: &[GenerationRow]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut chunks = rows.chunks_exact(SQLITE_ROWS_PER_STATEMENT);
+        if chunks.len() > 0 {
+            let mut st = tx.prepare_cached(&sqlite_insert(SQLITE_ROWS_PER_STATEMENT))?;
+            for chunk in chunks.by_ref() {
+                bind_and_run(&mut st, chunk)?;
+            }
+        }
+        if !chunks.remainder().is_empty() {
+            let mut st = tx.prepare_cached(&sqlite_insert(1))?;
+            for row in chunks.remainder() {
+                bind_and_run(&mut st, std::slice::from_ref(row))?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+fn bind_and_run(st: &mut rusqlite::Statement<'_>, rows: &[GenerationRow]) -> rusqlite::Result<()> {
+    let mut i = 0;
+    let mut bind = |v: &dyn rusqlite::ToSql| -> rusqlite::Result<()> {
+        i += 1;
+        st.raw_bind_parameter(i, v)
+    };
+    for g in rows {
+        bind(&g.id)?;
+        bind(&g.workspace_id)?;
+        bind(&g.api_key_hash)?;
+        bind(&g.user_id)?;
+        bind(&g.requested_model)?;
+        bind(&g.model)?;
+        bind(&g.provider)?;
+        bind(&g.credential_id)?;
+        bind(&i64::from(g.is_byok))?;
+        bind(&i64::from(g.streamed))?;
+        bind(&g.status)?;
+        bind(&g.prompt_tokens)?;
+        bind(&g.completion_tokens)?;
+        bind(&g.cached_tokens)?;
+        bind(&g.cache_write_tokens)?;
+        bind(&i64::from(g.has_usage))?;
+        bind(&g.latency_ms)?;
+        bind(&g.ttft_ms)?;
+        bind(&g.attempts)?;
+        bind(&g.finish_reason)?;
+        bind(&g.app_referer)?;
+        bind(&g.app_title)?;
+        bind(&g.cost_micros)?;
+        bind(&g.fee_micros)?;
+        bind(&g.created_at)?;
+    }
+    st.raw_execute()?;
+    Ok(())
+}
+
+fn sqlite_insert(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; NCOLS].join(", "));
+    format!("INSERT INTO generations ({COLUMNS}) VALUES {}", vec![row; rows].join(", "))
+}
+
 impl Store {
     /// Inserts a batch in one transaction (all or nothing).
-    pub async fn insert_generations(&self, rows: &[GenerationRow]) -> Result<()> {
+    pub async fn insert_generations(&self, rows: std::sync::Arc<[GenerationRow]>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
+        if let Some(w) = &self.generation_writer {
+            let w = w.clone();
+            self.queries.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            return tokio::task::spawn_blocking(move || w.insert(&rows))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+                .map_err(StoreError::from);
+        }
         let mut tx = self.pool.begin().await?;
         // PostgreSQL: multi-row VALUES keeps a batch to a few round trips (25 columns x 32 rows).
-        // SQLite has no round trips but a prepare per distinct statement text, and batches of
-        // varying size made a new text each time (a prepare per batch was ~12k instructions per
-        // row under callgrind); one single-row statement, prepared once and cached, binds and
-        // steps for each row instead.
+        // (In-memory SQLite, tests only, binds one row per statement.)
         let rows_per_statement = match self.engine {
             Engine::Sqlite => 1,
             Engine::Postgres => 32,
@@ -95,9 +212,6 @@ impl Store {
                     if c > 0 {
                         sql.push_str(", ");
                     }
-                    // SQLite finds a numbered parameter's name by a linear scan, once per
-                    // parameter: quadratic over 800 parameters (~15% of the gateway's CPU under
-                    // load, bench/README.md). Anonymous `?` binds in order without that lookup.
                     match self.engine {
                         Engine::Sqlite => sql.push('?'),
                         Engine::Postgres => sql.push_str(&format!("${}", i * NCOLS + c + 1)),

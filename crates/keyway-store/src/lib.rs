@@ -32,6 +32,12 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the usage writer's own SQLite connection (see `generations.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A blocking database task did not finish (the runtime is shutting down).
+    #[error("database task failed: {0}")]
+    Task(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("not found")]
@@ -63,6 +69,8 @@ pub struct Store {
     queries: Arc<AtomicU64>,
     /// Errors reported with [`Store::note_error`] (shared by clones).
     errors: Arc<AtomicU64>,
+    /// SQLite file stores: the generation writer's own connection (shared by clones).
+    generation_writer: Option<Arc<generations::SqliteWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -99,7 +107,11 @@ impl Store {
             Engine::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, keyring, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default() })
+        let generation_writer = match engine {
+            Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
+            Engine::Postgres => None,
+        };
+        Ok(Self { pool, keyring, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), generation_writer })
     }
 
     /// A SQLite URL for a file in `dir`.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use keyway_store::*;
+use std::sync::Arc;
 
 mod common;
 use common::*;
@@ -21,13 +22,13 @@ async fn ledger_totals_charge_fee_for_byok_and_cost_for_system() {
         s.add_credits(&b.id, CreditKind::Topup, 42, None, None).await.unwrap();
 
         let t0 = 100 * DAY;
-        s.insert_generations(&[
+        s.insert_generations(Arc::from([
             gen("g1", &a.id, "ka", "openai/gpt-4o-mini", Some("openai"), false, 1_000, 0, t0),
             gen("g2", &a.id, "ka", "openai/gpt-4o-mini", Some("openai"), true, 2_000, 100, t0 + 1),
             gen("g3", &a.id, "kb", "openai/gpt-4o", Some("azure"), true, 3_000, 0, t0 + DAY),
             gen("g4", &a.id, "kb", "openai/gpt-4o", None, false, 0, 0, t0 + DAY + 5),
             gen("g5", &b.id, "kc", "openai/gpt-4o", Some("openai"), false, 7, 0, t0 - DAY),
-        ])
+        ]))
         .await
         .unwrap();
 
@@ -59,14 +60,14 @@ async fn activity_groups_and_filters() {
         let a = s.create_workspace("A", "a").await.unwrap();
         let b = s.create_workspace("B", "b").await.unwrap();
         let t0 = 200 * DAY;
-        s.insert_generations(&[
+        s.insert_generations(Arc::from([
             gen("g1", &a.id, "ka", "openai/gpt-4o-mini", Some("openai"), false, 1_000, 0, t0),
             gen("g2", &a.id, "ka", "openai/gpt-4o-mini", Some("openai"), true, 2_000, 100, t0 + 1),
             gen("g3", &a.id, "kb", "openai/gpt-4o", Some("azure"), true, 3_000, 0, t0 + DAY),
             gen("g4", &a.id, "kb", "openai/gpt-4o", None, false, 0, 0, t0 + DAY + 5),
             gen("g5", &b.id, "kc", "openai/gpt-4o", Some("openai"), false, 7, 0, t0),
             gen("g6", &a.id, "ka", "openai/gpt-4o", Some("openai"), false, 9, 0, t0 + 10 * DAY),
-        ])
+        ]))
         .await
         .unwrap();
         let to = t0 + 2 * DAY;
@@ -110,12 +111,12 @@ async fn workspace_spend_counts_cost_plus_fee_per_period() {
         let a = s.create_workspace("A", "a").await.unwrap();
         let b = s.create_workspace("B", "b").await.unwrap();
         let (month, day) = (100 * DAY, 120 * DAY);
-        s.insert_generations(&[
+        s.insert_generations(Arc::from([
             gen("g1", &a.id, "k1", "m", Some("openai"), false, 1000, 0, month - 1), // last month
             gen("g2", &a.id, "k1", "m", Some("openai"), true, 200, 10, month + 5), // this month
             gen("g3", &a.id, "k2", "m", Some("openai"), false, 300, 0, day + 1), // today
             gen("g4", &b.id, "k3", "m", None, false, 0, 0, day + 2), // nothing served
-        ])
+        ]))
         .await
         .unwrap();
         let spend = s.workspace_spend_since(day, month).await.unwrap();
@@ -143,12 +144,12 @@ fn app_gen(id: &str, ws: &str, referer: Option<&str>, title: Option<&str>, at: i
 
 async fn check_activity_by_app(s: Store) {
     let ws = s.create_workspace("W", "w").await.unwrap();
-    s.insert_generations(&[
+    s.insert_generations(Arc::from([
         app_gen("g1", &ws.id, Some("https://a.example"), Some("App A"), 10),
         app_gen("g2", &ws.id, Some("https://a.example"), Some("App A"), 11),
         app_gen("g3", &ws.id, Some("https://a.example"), None, 12),
         app_gen("g4", &ws.id, None, None, 13),
-    ])
+    ]))
     .await
     .unwrap();
     let rows = s.activity(Some(&ws.id), 0, 100, ActivityGroup::App).await.unwrap();
