@@ -11,10 +11,11 @@
 use crate::health::HealthBoard;
 use crate::usage::GenerationRecord;
 use keyway_core::route::{CredentialHealth, HealthKey};
-use metrics::{counter, gauge, histogram, with_local_recorder};
+use metrics::{counter, gauge, histogram, with_local_recorder, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 /// Seconds: from sub-millisecond gateway overhead to multi-minute streams.
@@ -27,6 +28,70 @@ pub struct Metrics {
     /// Every credential whose health this node has recorded, by (provider, credential id): the
     /// scrape reads the health board for each to fill the cooling/unhealthy gauges.
     health_keys: Mutex<BTreeMap<(String, String), OwnedHealthKey>>,
+    requests: HandleCache<(String, String, u16, bool, bool), RequestHandles>,
+    attempts: HandleCache<(String, String, String, u16), AttemptHandles>,
+    overhead: OnceLock<Histogram>,
+    attempts_per_request: OnceLock<Histogram>,
+}
+
+/// The handles of one request label set. Building the labels and looking them up in the
+/// registry on every request cost ~14k instructions (callgrind); a lookup here, by a hash of
+/// borrowed fields, costs a fraction. Series are registered when first used, as the macros did.
+struct RequestHandles {
+    requests: Counter,
+    duration: Histogram,
+    upstream: Histogram,
+    ttft: OnceLock<Histogram>,
+    /// prompt, completion, cached.
+    tokens: [OnceLock<Counter>; 3],
+    cost: OnceLock<Counter>,
+    fee: OnceLock<Counter>,
+}
+
+struct AttemptHandles {
+    total: Counter,
+    duration: Histogram,
+}
+
+/// Metric handles by label set, looked up without building an owned key: by hash, then by
+/// comparing the borrowed fields with each entry of that hash.
+struct HandleCache<K, H> {
+    map: RwLock<HashMap<u64, Bucket<K, H>>>,
+}
+
+type Bucket<K, H> = Vec<(K, Arc<H>)>;
+
+impl<K, H> Default for HandleCache<K, H> {
+    fn default() -> Self {
+        Self { map: RwLock::default() }
+    }
+}
+
+/// Label sets kept at most; past it (a runaway label) handles are built per call, uncached.
+const MAX_CACHED_LABEL_SETS: usize = 4096;
+
+impl<K, H> HandleCache<K, H> {
+    fn get(&self, hash: u64, matches: impl Fn(&K) -> bool, make: impl FnOnce() -> (K, H)) -> Arc<H> {
+        if let Some(h) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&hash).and_then(|v| v.iter().find(|(k, _)| matches(k))) {
+            return h.1.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = map.get(&hash).and_then(|v| v.iter().find(|(k, _)| matches(k))) {
+            return h.1.clone();
+        }
+        let (k, h) = make();
+        let h = Arc::new(h);
+        if map.len() < MAX_CACHED_LABEL_SETS {
+            map.entry(hash).or_default().push((k, h.clone()));
+        }
+        h
+    }
+}
+
+fn hash_of(v: &impl Hash) -> u64 {
+    let mut s = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut s);
+    s.finish()
 }
 
 #[derive(Debug, Clone)]
@@ -88,7 +153,15 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        Self { recorder, handle, health_keys: Mutex::default() }
+        Self {
+            recorder,
+            handle,
+            health_keys: Mutex::default(),
+            requests: HandleCache::default(),
+            attempts: HandleCache::default(),
+            overhead: OnceLock::new(),
+            attempts_per_request: OnceLock::new(),
+        }
     }
 
     /// Called with a credential's health before and after the attempt loop recorded a failure
@@ -137,59 +210,89 @@ impl Metrics {
 
     /// Counts and times one finished request, and writes its log line.
     pub fn observe(&self, r: &GenerationRecord) {
-        let provider = r.provider.clone().unwrap_or_else(|| "none".into());
-        let status = r.status.to_string();
+        let provider = r.provider.as_deref().unwrap_or("none");
+        let model = r.model.as_deref().unwrap_or_default();
         let upstream_ms: u64 = r.attempts.iter().map(|a| a.latency_ms).sum();
         // Time Keyway itself spent before the answer started flowing: the whole request for a
         // plain answer, up to the first token for a stream; minus the time spent waiting upstream.
         let until_answer = if r.streamed { r.ttft_ms.unwrap_or(r.latency_ms) } else { r.latency_ms };
         let overhead_ms = until_answer.saturating_sub(upstream_ms);
         let fell_back = r.status == 200 && r.attempts.len() > 1;
-        with_local_recorder(&self.recorder, || {
+        let rec = &self.recorder;
+        let key = (provider, model, r.status, r.streamed, r.is_byok);
+        let h = self.requests.get(hash_of(&key), |k| k.0 == provider && k.1 == model && (k.2, k.3, k.4) == (r.status, r.streamed, r.is_byok), || {
+            let handles = with_local_recorder(rec, || RequestHandles {
+                requests: counter!("keyway_requests_total", "provider" => provider.to_owned(), "status" => r.status.to_string(), "streamed" => r.streamed.to_string()),
+                duration: histogram!("keyway_request_duration_seconds", "provider" => provider.to_owned()),
+                upstream: histogram!("keyway_upstream_duration_seconds", "provider" => provider.to_owned()),
+                ttft: Default::default(),
+                tokens: Default::default(),
+                cost: Default::default(),
+                fee: Default::default(),
+            });
+            ((provider.to_owned(), model.to_owned(), r.status, r.streamed, r.is_byok), handles)
+        });
+        h.requests.increment(1);
+        h.duration.record(secs(r.latency_ms));
+        h.upstream.record(secs(upstream_ms));
+        self.overhead.get_or_init(|| with_local_recorder(rec, || histogram!("keyway_gateway_overhead_seconds"))).record(secs(overhead_ms));
+        if let Some(t) = r.ttft_ms {
+            h.ttft.get_or_init(|| with_local_recorder(rec, || histogram!("keyway_time_to_first_token_seconds", "provider" => provider.to_owned()))).record(secs(t));
+        }
+        self.attempts_per_request
+            .get_or_init(|| with_local_recorder(rec, || histogram!("keyway_attempts_per_request")))
+            .record(r.attempts.len() as f64);
+        if let Some(u) = &r.usage {
+            let tokens = |i: usize, kind: &'static str| {
+                h.tokens[i].get_or_init(|| {
+                    with_local_recorder(rec, || counter!("keyway_tokens_total", "provider" => provider.to_owned(), "model" => model.to_owned(), "kind" => kind))
+                })
+            };
+            tokens(0, "prompt").increment(u.prompt_tokens);
+            tokens(1, "completion").increment(u.completion_tokens);
+            if u.cached_tokens > 0 {
+                tokens(2, "cached").increment(u.cached_tokens);
+            }
+        }
+        if r.cost_micros > 0 {
             let byok = if r.is_byok { "true" } else { "false" };
-            counter!("keyway_requests_total", "provider" => provider.clone(), "status" => status.clone(), "streamed" => r.streamed.to_string()).increment(1);
-            histogram!("keyway_request_duration_seconds", "provider" => provider.clone()).record(secs(r.latency_ms));
-            histogram!("keyway_upstream_duration_seconds", "provider" => provider.clone()).record(secs(upstream_ms));
-            histogram!("keyway_gateway_overhead_seconds").record(secs(overhead_ms));
-            if let Some(t) = r.ttft_ms {
-                histogram!("keyway_time_to_first_token_seconds", "provider" => provider.clone()).record(secs(t));
-            }
-            histogram!("keyway_attempts_per_request").record(r.attempts.len() as f64);
-            if let Some(u) = &r.usage {
-                let model = r.model.clone().unwrap_or_default();
-                counter!("keyway_tokens_total", "provider" => provider.clone(), "model" => model.clone(), "kind" => "prompt").increment(u.prompt_tokens);
-                counter!("keyway_tokens_total", "provider" => provider.clone(), "model" => model.clone(), "kind" => "completion").increment(u.completion_tokens);
-                if u.cached_tokens > 0 {
-                    counter!("keyway_tokens_total", "provider" => provider.clone(), "model" => model, "kind" => "cached").increment(u.cached_tokens);
-                }
-            }
-            if r.cost_micros > 0 {
-                counter!("keyway_cost_micros_total", "provider" => provider.clone(), "byok" => byok).increment(r.cost_micros);
-            }
-            if r.fee_micros > 0 {
-                counter!("keyway_fee_micros_total", "provider" => provider.clone()).increment(r.fee_micros);
-            }
-            if fell_back {
+            h.cost
+                .get_or_init(|| with_local_recorder(rec, || counter!("keyway_cost_micros_total", "provider" => provider.to_owned(), "byok" => byok)))
+                .increment(r.cost_micros);
+        }
+        if r.fee_micros > 0 {
+            h.fee.get_or_init(|| with_local_recorder(rec, || counter!("keyway_fee_micros_total", "provider" => provider.to_owned()))).increment(r.fee_micros);
+        }
+        if fell_back {
+            with_local_recorder(rec, || {
                 // From the credential tried first to the one that served (ids, never secrets).
                 let (first, first_cred) = r.attempts.first().map(|a| (a.provider.clone(), a.credential_id.clone())).unwrap_or_default();
                 let to_cred = r.credential_id.clone().unwrap_or_default();
-                counter!("keyway_fallbacks_total", "from_provider" => first, "from_credential" => first_cred, "to_provider" => provider.clone(), "to_credential" => to_cred)
+                counter!("keyway_fallbacks_total", "from_provider" => first, "from_credential" => first_cred, "to_provider" => provider.to_owned(), "to_credential" => to_cred)
                     .increment(1);
-            }
-            for a in &r.attempts {
-                let outcome = if a.status == 200 { "ok".to_owned() } else { a.error.clone().unwrap_or_else(|| a.status.to_string()) };
-                counter!("keyway_attempts_total", "provider" => a.provider.clone(), "credential" => a.credential_id.clone(), "outcome" => outcome)
-                    .increment(1);
-                histogram!("keyway_attempt_duration_seconds", "provider" => a.provider.clone()).record(secs(a.latency_ms));
-            }
-        });
+            });
+        }
+        for a in &r.attempts {
+            let outcome = if a.status == 200 { "ok" } else { a.error.as_deref().unwrap_or("") };
+            let key = (a.provider.as_str(), a.credential_id.as_str(), outcome, a.status);
+            let h = self.attempts.get(hash_of(&key), |k| k.0 == key.0 && k.1 == key.1 && k.2 == key.2 && k.3 == key.3, || {
+                let shown = if outcome.is_empty() { a.status.to_string() } else { outcome.to_owned() };
+                let handles = with_local_recorder(rec, || AttemptHandles {
+                    total: counter!("keyway_attempts_total", "provider" => a.provider.clone(), "credential" => a.credential_id.clone(), "outcome" => shown),
+                    duration: histogram!("keyway_attempt_duration_seconds", "provider" => a.provider.clone()),
+                });
+                ((a.provider.clone(), a.credential_id.clone(), outcome.to_owned(), a.status), handles)
+            });
+            h.total.increment(1);
+            h.duration.record(secs(a.latency_ms));
+        }
         tracing::info!(
             target: "keyway::request",
             generation_id = %r.id,
             workspace_id = %r.workspace_id,
             model = %r.requested_model,
             served_model = r.model.as_deref().unwrap_or("-"),
-            provider = %provider,
+            provider = provider,
             credential = r.credential_id.as_deref().unwrap_or("-"),
             byok = r.is_byok,
             status = r.status,

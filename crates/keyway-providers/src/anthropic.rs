@@ -69,7 +69,7 @@ impl Provider for Anthropic {
                 return Err(anthropic_error(&msg));
             }
             let (body, usage) = anthropic_response_to_openai(&msg, created)?;
-            return Ok(ChatResponse::Complete { body, usage: Some(usage) });
+            return Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) });
         }
         Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, self.timeouts.idle), AnthropicStreamToOpenAi::new(created), false)))
     }
@@ -110,7 +110,7 @@ pub(crate) async fn native_answer(resp: reqwest::Response, stream: bool, timeout
             return Err(ProviderError::Protocol("Anthropic message without a `content` list".into()));
         }
         let usage = msg.get("usage").map(anthropic_usage);
-        return Ok(ChatResponse::Complete { body: msg, usage });
+        return Ok(ChatResponse::Complete { body: msg.into(), usage });
     }
     let translator = AnthropicStreamToOpenAi::new(chrono::Utc::now().timestamp());
     Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, timeouts.idle), translator, true)))

@@ -7,7 +7,7 @@
 
 use crate::error::ProviderError;
 use crate::http;
-use crate::openai_compat::{ask_for_stream_usage, read_chat, read_embeddings};
+use crate::openai_compat::{read_chat, read_embeddings, UpstreamBody};
 use crate::registry::Timeouts;
 use crate::types::{Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview};
 use crate::Provider;
@@ -16,7 +16,6 @@ use keyway_core::credential::AzureCredential;
 use keyway_core::Credential;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 
 /// The GA API version Keyway speaks when the stored endpoint doesn't name one.
 pub const API_VERSION: &str = "2024-10-21";
@@ -76,12 +75,8 @@ impl Azure {
 
     fn build(&self, call: &Call<'_>, op: Op, req: &ChatRequest) -> Result<reqwest::Request, ProviderError> {
         let (url, key) = self.target(call, op)?;
-        let mut body = req.body.clone();
         // Azure routes by deployment; `model` is ignored there but kept for logs on its side.
-        body.insert("model".into(), Value::String(call.model.to_owned()));
-        if op == Op::Chat && req.stream() {
-            ask_for_stream_usage(&mut body);
-        }
+        let body = UpstreamBody { body: &req.body, model: call.model, stream_usage: op == Op::Chat && req.stream() };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
         self.http
             .post(url)

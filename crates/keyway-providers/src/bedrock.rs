@@ -155,7 +155,7 @@ impl Provider for Bedrock {
         if !req.stream() {
             let v = parse_json(&read_body(resp, &self.timeouts).await?)?;
             let (body, usage) = convert::response(&v, call.model)?;
-            return Ok(ChatResponse::Complete { body, usage });
+            return Ok(ChatResponse::Complete { body: body.into(), usage });
         }
         let stream = messages(resp, self.timeouts.idle);
         Ok(ChatResponse::Stream(openai_shape::translate(stream, eventstream::StreamTranslator::new(call.model))))

@@ -87,7 +87,7 @@ pub(crate) async fn chat_over(
     if !stream {
         let v = parse_json(&read_body(resp, timeouts).await?)?;
         let (body, usage) = convert::response(&v, model)?;
-        return Ok(ChatResponse::Complete { body, usage });
+        return Ok(ChatResponse::Complete { body: body.into(), usage });
     }
     let events = Box::pin(http::sse_events(resp, timeouts.idle));
     Ok(ChatResponse::Stream(openai_shape::translate(events, convert::StreamTranslator::new(model))))
@@ -146,7 +146,7 @@ impl Provider for GoogleAiStudio {
             .collect();
         // The Gemini API reports no token counts for embeddings.
         let body = json!({"object": "list", "data": data, "model": call.model, "usage": {"prompt_tokens": 0, "total_tokens": 0}});
-        Ok(EmbeddingsResponse { body, usage: None })
+        Ok(EmbeddingsResponse { body: body.into(), usage: None })
     }
 
     async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {

@@ -12,6 +12,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod body;
 pub mod error;
 pub mod gemini;
 pub mod http;
@@ -22,6 +23,7 @@ pub mod translate;
 pub mod types;
 pub mod vertex;
 
+pub use body::{Body, RawObject};
 pub use error::ProviderError;
 pub use registry::{Providers, ProvidersConfig, Timeouts};
 pub use types::{AnthropicNative, Call, ChatRequest, ChatResponse, ChunkStream, EmbeddingsResponse, RequestPreview, StreamEvent};

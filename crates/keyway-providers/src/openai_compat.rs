@@ -2,7 +2,9 @@
 //! body passed through with only `model` replaced, so unknown fields reach the provider untouched.
 
 use crate::error::ProviderError;
-use crate::http::{self, parse_json, read_body};
+use crate::http::{self, read_body};
+use crate::{Body, RawObject};
+use keyway_core::Usage;
 use crate::registry::Timeouts;
 use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview, StreamEvent};
 use crate::Provider;
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use keyway_core::{Credential, ProviderSlug};
 use secrecy::ExposeSecret;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub struct OpenAiCompat {
     slug: ProviderSlug,
@@ -37,7 +39,7 @@ impl OpenAiCompat {
         Self { slug, base_url, chat_url, embeddings_url, http, timeouts }
     }
 
-    fn build(&self, call: &Call<'_>, endpoint: Endpoint, body: &Value) -> Result<reqwest::Request, ProviderError> {
+    fn build(&self, call: &Call<'_>, endpoint: Endpoint, body: &impl serde::Serialize) -> Result<reqwest::Request, ProviderError> {
         let key = match call.credential {
             Credential::ApiKey(k) => k,
             _ => return Err(ProviderError::Unsupported(format!("{} takes an API key credential", self.slug))),
@@ -60,21 +62,63 @@ impl OpenAiCompat {
             .map_err(|e| ProviderError::Unsupported(format!("could not build the request: {}", e.without_url())))
     }
 
-    fn chat_body(&self, call: &Call<'_>, req: &ChatRequest) -> Value {
-        let mut body = req.body.clone();
-        body.insert("model".into(), Value::String(call.model.to_owned()));
-        if req.stream() {
-            ask_for_stream_usage(&mut body);
-        }
-        Value::Object(body)
+    fn chat_body<'a>(&self, call: &Call<'a>, req: &'a ChatRequest) -> UpstreamBody<'a> {
+        UpstreamBody { body: &req.body, model: call.model, stream_usage: req.stream() }
     }
 }
 
-/// Usage only arrives in OpenAI-style streams that ask for it.
-pub fn ask_for_stream_usage(body: &mut Map<String, Value>) {
-    let opts = body.entry("stream_options").or_insert_with(|| json!({}));
-    if let Some(o) = opts.as_object_mut() {
-        o.insert("include_usage".into(), Value::Bool(true));
+/// The client's body as it goes upstream, serialised straight from the borrowed map: `model`
+/// replaced, and for a stream `stream_options.include_usage` set (usage only arrives in
+/// OpenAI-style streams that ask for it). Cloning the body to edit it was a deep copy of every
+/// message on every attempt. Everything else passes through untouched.
+pub struct UpstreamBody<'a> {
+    pub body: &'a Map<String, Value>,
+    pub model: &'a str,
+    pub stream_usage: bool,
+}
+
+impl serde::Serialize for UpstreamBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        let mut has_options = false;
+        for (k, v) in self.body {
+            match k.as_str() {
+                "model" => continue,
+                "stream_options" if self.stream_usage => {
+                    has_options = true;
+                    match v {
+                        Value::Object(o) => m.serialize_entry(k, &WithIncludeUsage(Some(o)))?,
+                        Value::Null => m.serialize_entry(k, &WithIncludeUsage(None))?,
+                        // Not an object: the provider's own 400 says so.
+                        other => m.serialize_entry(k, other)?,
+                    }
+                }
+                _ => m.serialize_entry(k, v)?,
+            }
+        }
+        m.serialize_entry("model", self.model)?;
+        if self.stream_usage && !has_options {
+            m.serialize_entry("stream_options", &WithIncludeUsage(None))?;
+        }
+        m.end()
+    }
+}
+
+/// `stream_options` with `include_usage: true` (the client's other options kept).
+struct WithIncludeUsage<'a>(Option<&'a Map<String, Value>>);
+
+impl serde::Serialize for WithIncludeUsage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.0.into_iter().flatten() {
+            if k != "include_usage" {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.serialize_entry("include_usage", &true)?;
+        m.end()
     }
 }
 
@@ -82,11 +126,7 @@ pub fn ask_for_stream_usage(body: &mut Map<String, Value>) {
 /// shared by every adapter whose upstream answers in OpenAI's format.
 pub async fn read_chat(resp: reqwest::Response, stream: bool, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
     if !stream {
-        let body = parse_json(&read_body(resp, t).await?)?;
-        if let Some(err) = stream_error(&body) {
-            return Err(err);
-        }
-        let usage = body.get("usage").and_then(openai_usage);
+        let (body, usage) = read_whole(resp, t).await?;
         return Ok(ChatResponse::Complete { body, usage });
     }
     let state = OpenAiStream { events: http::sse_events(resp, t.idle).boxed(), seen: 0, finished: false, over: false };
@@ -153,9 +193,20 @@ fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) 
 
 /// Reads an OpenAI-shaped embeddings answer from a 2xx response.
 pub async fn read_embeddings(resp: reqwest::Response, t: &Timeouts) -> Result<EmbeddingsResponse, ProviderError> {
-    let body = parse_json(&read_body(resp, t).await?)?;
-    let usage = body.get("usage").and_then(openai_usage);
+    let (body, usage) = read_whole(resp, t).await?;
     Ok(EmbeddingsResponse { body, usage })
+}
+
+/// A whole OpenAI-shaped answer, kept raw (see [`crate::body`]): its usage, or the error
+/// object some providers send with a 200.
+async fn read_whole(resp: reqwest::Response, t: &Timeouts) -> Result<(Body, Option<Usage>), ProviderError> {
+    let bytes = read_body(resp, t).await?;
+    let body = RawObject::parse(&bytes).map_err(|e| ProviderError::Protocol(format!("invalid JSON from upstream: {e}")))?;
+    if let Some(e) = body.get_as::<Value>("error").filter(|e| !e.is_null()) {
+        return Err(error_object(&e));
+    }
+    let usage = body.get_as::<Value>("usage").as_ref().and_then(openai_usage);
+    Ok((Body::Raw(body), usage))
 }
 
 /// Whether a chunk carries output a client would see (and so forbids a silent retry).
@@ -174,7 +225,11 @@ pub fn chunk_has_content(chunk: &Value) -> bool {
 
 /// An `{"error": {...}}` object sent inside a 200 stream.
 pub fn stream_error(v: &Value) -> Option<ProviderError> {
-    let e = v.get("error")?;
+    v.get("error").filter(|e| !e.is_null()).map(error_object)
+}
+
+/// The class of an OpenAI-style error object (`{"message", "type", "code"}`).
+fn error_object(e: &Value) -> ProviderError {
     let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream stream error").to_owned();
     let kind = [e.get("type"), e.get("code")]
         .into_iter()
@@ -182,11 +237,11 @@ pub fn stream_error(v: &Value) -> Option<ProviderError> {
         .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
         .collect::<Vec<_>>()
         .join(" ");
-    Some(if kind.contains("rate_limit") || kind.contains("429") {
+    if kind.contains("rate_limit") || kind.contains("429") {
         ProviderError::RateLimited { status: 429, retry_after: None, message, body: None }
     } else {
         ProviderError::Upstream5xx { status: 502, message }
-    })
+    }
 }
 
 #[async_trait]
@@ -198,9 +253,8 @@ impl Provider for OpenAiCompat {
     }
 
     async fn embeddings(&self, call: &Call<'_>, req: &ChatRequest) -> Result<EmbeddingsResponse, ProviderError> {
-        let mut body = req.body.clone();
-        body.insert("model".into(), Value::String(call.model.to_owned()));
-        let request = self.build(call, Endpoint::Embeddings, &Value::Object(body))?;
+        let body = UpstreamBody { body: &req.body, model: call.model, stream_usage: false };
+        let request = self.build(call, Endpoint::Embeddings, &body)?;
         let resp = http::send(&self.http, request, &self.timeouts).await?;
         read_embeddings(resp, &self.timeouts).await
     }

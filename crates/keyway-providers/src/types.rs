@@ -77,7 +77,7 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderErr
 
 pub enum ChatResponse {
     /// A whole OpenAI `chat.completion` object.
-    Complete { body: Value, usage: Option<Usage> },
+    Complete { body: crate::Body, usage: Option<Usage> },
     Stream(ChunkStream),
 }
 
@@ -95,7 +95,7 @@ impl std::fmt::Debug for ChatResponse {
 #[derive(Debug, Clone)]
 pub struct EmbeddingsResponse {
     /// An OpenAI `list` of `embedding` objects.
-    pub body: Value,
+    pub body: crate::Body,
     pub usage: Option<Usage>,
 }
 

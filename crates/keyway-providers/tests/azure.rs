@@ -128,7 +128,7 @@ async fn embeddings_use_the_deployment_embeddings_path() {
     let c = call(ProviderSlug::Azure, "text-embedding-3-small", "openai/text-embedding-3-small", &cred);
     let adapter = p.get(ProviderSlug::Azure).unwrap();
     let resp = adapter.embeddings(&c, &request(json!({"input": ["a b", "c"]}))).await.unwrap();
-    assert_eq!(resp.body["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(resp.body.clone().into_value()["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(resp.usage.map(|u| u.prompt_tokens), Some(3));
     assert_eq!(fake.calls()[0].path, "/r/myres/openai/deployments/emb-dep/embeddings");
 }

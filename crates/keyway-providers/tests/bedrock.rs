@@ -64,7 +64,7 @@ fn weather(stream: bool) -> ChatRequest {
 
 async fn complete(p: &Providers, call: &Call<'_>, r: &ChatRequest) -> Result<(Value, Option<Usage>), ProviderError> {
     match p.get(ProviderSlug::AmazonBedrock).unwrap().chat(call, r).await? {
-        ChatResponse::Complete { body, usage } => Ok((body, usage)),
+        ChatResponse::Complete { body, usage } => Ok((body.into_value(), usage)),
         ChatResponse::Stream(_) => panic!("expected a complete response"),
     }
 }

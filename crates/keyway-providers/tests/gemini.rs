@@ -42,7 +42,7 @@ fn weather(stream: bool) -> ChatRequest {
 
 async fn complete(p: &Providers, c: &Credential, r: &ChatRequest) -> Result<(Value, Option<Usage>), ProviderError> {
     match p.get(ProviderSlug::GoogleAiStudio).unwrap().chat(&call(c), r).await? {
-        ChatResponse::Complete { body, usage } => Ok((body, usage)),
+        ChatResponse::Complete { body, usage } => Ok((body.into_value(), usage)),
         ChatResponse::Stream(_) => panic!("expected a complete response"),
     }
 }
@@ -168,12 +168,12 @@ async fn embeddings_single_and_batch() {
     let c = key(KEY);
     let a = p.get(ProviderSlug::GoogleAiStudio).unwrap();
     let call = Call { model: "text-embedding-004", ..call(&c) };
-    let one = a.embeddings(&call, &req(json!({"input": "hello", "dimensions": 4}))).await.unwrap();
-    assert_eq!(one.body["object"], "list");
-    assert_eq!(one.body["data"][0]["object"], "embedding");
-    assert_eq!(one.body["data"][0]["embedding"].as_array().unwrap().len(), 4);
-    let many = a.embeddings(&call, &req(json!({"input": ["a", "bb", "ccc"]}))).await.unwrap();
-    let data = many.body["data"].as_array().unwrap();
+    let one = a.embeddings(&call, &req(json!({"input": "hello", "dimensions": 4}))).await.unwrap().body.into_value();
+    assert_eq!(one["object"], "list");
+    assert_eq!(one["data"][0]["object"], "embedding");
+    assert_eq!(one["data"][0]["embedding"].as_array().unwrap().len(), 4);
+    let many = a.embeddings(&call, &req(json!({"input": ["a", "bb", "ccc"]}))).await.unwrap().body.into_value();
+    let data = many["data"].as_array().unwrap();
     assert_eq!(data.len(), 3);
     assert_eq!(data.iter().map(|d| d["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
     let calls = f.calls();

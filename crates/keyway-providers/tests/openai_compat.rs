@@ -94,7 +94,7 @@ async fn embeddings() {
     let (fake, p, cred) = setup(FakeOptions::default()).await;
     let c = call(ProviderSlug::OpenAi, "text-embedding-3-small", "openai/text-embedding-3-small", &cred);
     let resp = p.get(ProviderSlug::OpenAi).unwrap().embeddings(&c, &request(json!({"input": "one two three", "dimensions": 8}))).await.unwrap();
-    assert_eq!(resp.body["data"][0]["object"], "embedding");
+    assert_eq!(resp.body.clone().into_value()["data"][0]["object"], "embedding");
     assert_eq!(resp.usage.map(|u| u.prompt_tokens), Some(3));
     let sent = &fake.calls()[0];
     assert_eq!((sent.path.as_str(), &sent.body["model"], &sent.body["dimensions"]), ("/v1/embeddings", &json!("text-embedding-3-small"), &json!(8)));

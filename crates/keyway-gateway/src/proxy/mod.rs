@@ -14,10 +14,9 @@ use crate::state::SharedState;
 use crate::usage::{AttemptRecord, GenerationRecord};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use keyway_core::route::{plan, requested_parameters, Attempt, CredentialSource, Outcome, PlanInput, RouteError, RoutingOptions};
 use keyway_core::Credential;
-use keyway_providers::{Call, ChatRequest, ChatResponse, ProviderError};
+use keyway_providers::{Body, Call, ChatRequest, ChatResponse, ProviderError};
 use keyway_store::ApiKeyRecord;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -83,7 +82,7 @@ fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
 /// How a request was answered, before it is rendered in the caller's dialect.
 pub enum Served {
     /// A whole response body (OpenAI shape, or Anthropic's when `native`) with Keyway's headers.
-    Complete { headers: HeaderMap, body: Value, native: bool },
+    Complete { headers: HeaderMap, body: Body, native: bool },
     /// A stream ready to forward; render with [`stream::Dialect`] (`AnthropicNative` when `native`).
     Stream { headers: HeaderMap, stream: Box<stream::Pending>, native: bool },
     /// Every attempt failed; an error response (its dialect layer may re-render it).
@@ -94,11 +93,20 @@ impl Served {
     /// The OpenAI rendering (chat completions, embeddings).
     pub fn into_openai(self) -> Response {
         match self {
-            Served::Complete { headers, body, .. } => (headers, Json(body)).into_response(),
+            Served::Complete { headers, body, .. } => json_response(headers, &body),
             Served::Stream { headers, stream, .. } => stream.respond(stream::Dialect::OpenAi, headers),
             Served::Failed(r) => r,
         }
     }
+}
+
+/// `body` as an `application/json` response with `headers` (and Keyway's headers put straight
+/// into the response rather than merged through `IntoResponseParts`).
+pub fn json_response(headers: HeaderMap, body: &Body) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(body.to_vec()));
+    *resp.headers_mut() = headers;
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// Serves one inference request end to end, inside a `request` span (exported over OTLP when
@@ -357,24 +365,19 @@ async fn proxy_in_span(
                     };
                     return Ok(Served::Stream { headers: hdrs, stream: Box::new(stream::Pending::new(ctx, buffered, rest)), native });
                 }
-                let (mut body, usage) = complete.unwrap_or((Value::Null, None));
+                let (mut body, usage) = complete.unwrap_or((Body::Value(Value::Null), None));
                 if native {
-                    let reason = body.get("stop_reason").and_then(Value::as_str);
-                    record.finish_reason = keyway_providers::translate::anthropic::finish_reason(reason).as_str().map(str::to_owned);
-                } else if let Some(o) = body.as_object_mut() {
+                    let reason = body.get_str("stop_reason");
+                    record.finish_reason = keyway_providers::translate::anthropic::finish_reason(reason.as_deref()).as_str().map(str::to_owned);
+                } else {
                     if op == Operation::Chat {
-                        o.insert("id".into(), Value::String(generation_id.clone()));
+                        body.set("id", &generation_id);
                         // OpenRouter's SDKs require the key (nullable); translated providers lack it.
-                        o.entry("system_fingerprint").or_insert(Value::Null);
+                        body.set_if_absent("system_fingerprint", &Value::Null);
                     }
-                    o.insert("provider".into(), Value::String(provider_name.to_owned()));
-                    o.insert("model".into(), Value::String(attempt.model.to_owned()));
-                    record.finish_reason = o
-                        .get("choices")
-                        .and_then(|c| c.get(0))
-                        .and_then(|c| c.get("finish_reason"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
+                    body.set("provider", &provider_name);
+                    body.set("model", &attempt.model);
+                    record.finish_reason = body.first_finish_reason();
                 }
                 if let Some(u) = usage {
                     state.stats.record_throughput(attempt.model, attempt.provider, u.completion_tokens, latency);

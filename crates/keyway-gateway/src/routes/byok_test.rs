@@ -66,7 +66,7 @@ async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential
     let latency_ms = t0.elapsed().as_millis() as u64;
     Ok(match result {
         Ok(ChatResponse::Complete { body, .. }) => {
-            json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": body})
+            json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": body.into_value()})
         }
         Ok(ChatResponse::Stream(_)) => json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": null}),
         Err(e) => {

@@ -60,6 +60,7 @@ pub async fn messages(
     openai.insert("model".into(), Value::String(slug.clone()));
     match proxy_with(state, caller, &headers, openai, Operation::Chat, Some(native)).await? {
         Served::Complete { headers, body, native } => {
+            let body = body.into_value();
             let mut msg = if native { body } else { openai_response_to_anthropic(&body).map_err(|e| ApiError::Internal(e.to_string()))? };
             if let Some(o) = msg.as_object_mut() {
                 o.insert("model".into(), Value::String(model));

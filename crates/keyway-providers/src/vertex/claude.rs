@@ -54,7 +54,7 @@ pub(crate) async fn chat_over(resp: reqwest::Response, stream: bool, _model: &st
             return Err(anthropic_error(&msg));
         }
         let (body, usage) = anthropic_response_to_openai(&msg, created)?;
-        return Ok(ChatResponse::Complete { body, usage: Some(usage) });
+        return Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) });
     }
     let events = Box::pin(http::sse_events(resp, t.idle));
     Ok(ChatResponse::Stream(translate(events, Events(AnthropicStreamToOpenAi::new(created)))))

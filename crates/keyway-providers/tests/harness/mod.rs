@@ -83,7 +83,7 @@ pub async fn chat(p: &Providers, c: &Call<'_>, body: Value) -> Result<ChatRespon
 
 pub fn complete(r: ChatResponse) -> (Value, Option<Usage>) {
     match r {
-        ChatResponse::Complete { body, usage } => (body, usage),
+        ChatResponse::Complete { body, usage } => (body.into_value(), usage),
         ChatResponse::Stream(_) => panic!("expected a complete answer, got a stream"),
     }
 }

@@ -1,0 +1,254 @@
+//! A whole JSON answer as it crosses the `Provider` trait: parsed ([`Body::Value`]), or the
+//! upstream's own object split at its top level only ([`Body::Raw`]).
+//!
+//! OpenAI-compatible answers go back to the client as they came, with a few top-level fields
+//! set (`id`, `model`, `provider`). Parsing the whole answer into a `Value` tree and writing it
+//! out again cost ~30k instructions per request (callgrind, bench/README.md) and, for
+//! embeddings, re-printed every float. A raw object keeps each top-level value as the upstream's
+//! bytes: `choices` and `data` are checked for valid JSON once and copied, never rebuilt.
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Value(Value),
+    Raw(RawObject),
+}
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Self {
+        Body::Value(v)
+    }
+}
+
+impl Body {
+    /// The parsed tree (a raw object is parsed here; only for paths that must edit deeply).
+    pub fn into_value(self) -> Value {
+        match self {
+            Body::Value(v) => v,
+            Body::Raw(o) => o.to_value(),
+        }
+    }
+
+    /// A top-level string field.
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        match self {
+            Body::Value(v) => v.get(key).and_then(Value::as_str).map(str::to_owned),
+            Body::Raw(o) => o.get(key).and_then(|r| serde_json::from_str::<String>(r.get()).ok()),
+        }
+    }
+
+    /// Sets a top-level field of an object (nothing when the body isn't an object).
+    pub fn set(&mut self, key: &str, value: &impl Serialize) {
+        match self {
+            Body::Value(Value::Object(o)) => {
+                if let Ok(v) = serde_json::to_value(value) {
+                    o.insert(key.to_owned(), v);
+                }
+            }
+            Body::Value(_) => {}
+            Body::Raw(o) => o.set(key, value),
+        }
+    }
+
+    /// Sets a top-level field unless the object has it already.
+    pub fn set_if_absent(&mut self, key: &str, value: &impl Serialize) {
+        let present = match self {
+            Body::Value(v) => v.get(key).is_some(),
+            Body::Raw(o) => o.get(key).is_some(),
+        };
+        if !present {
+            self.set(key, value);
+        }
+    }
+
+    /// `choices[0].finish_reason` of a chat completion.
+    pub fn first_finish_reason(&self) -> Option<String> {
+        match self {
+            Body::Value(v) => v.get("choices")?.get(0)?.get("finish_reason")?.as_str().map(str::to_owned),
+            Body::Raw(o) => {
+                #[derive(Deserialize)]
+                struct Choice {
+                    #[serde(default)]
+                    finish_reason: Option<String>,
+                }
+                // Scans `choices` without building it; other fields are skipped.
+                let choices: Vec<Choice> = serde_json::from_str(o.get("choices")?.get()).ok()?;
+                choices.into_iter().next()?.finish_reason
+            }
+        }
+    }
+
+    /// The body as JSON bytes, sized up front for a raw object.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(match self {
+            Body::Raw(o) => o.len_hint(),
+            Body::Value(_) => 1024,
+        });
+        // Serialising a `Value` or raw JSON into memory cannot fail.
+        let _ = serde_json::to_writer(&mut out, self);
+        out
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Body::Value(v) => v.serialize(s),
+            Body::Raw(o) => o.serialize(s),
+        }
+    }
+}
+
+/// A JSON object whose top-level values are kept as raw JSON text, in the upstream's order.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+/// Same keys in the same order with the same JSON text.
+impl PartialEq for RawObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields.len() == other.fields.len() && self.fields.iter().zip(&other.fields).all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+    }
+}
+
+impl RawObject {
+    /// Parses `bytes` as one JSON object (anything else is an error).
+    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
+    }
+
+    /// A top-level value parsed into `T` (e.g. `usage`), `None` when absent or not a `T`.
+    pub fn get_as<'a, T: Deserialize<'a>>(&'a self, key: &str) -> Option<T> {
+        serde_json::from_str(self.get(key)?.get()).ok()
+    }
+
+    /// Replaces `key`'s value (every copy of a duplicated key) or appends it.
+    pub fn set(&mut self, key: &str, value: &impl Serialize) {
+        let Ok(raw) = serde_json::value::to_raw_value(value) else { return };
+        let mut found = false;
+        for (k, v) in &mut self.fields {
+            if k == key {
+                *v = raw.clone();
+                found = true;
+            }
+        }
+        if !found {
+            self.fields.push((key.to_owned(), raw));
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(
+            self.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::from_str(v.get()).unwrap_or(Value::Null)))
+                .collect(),
+        )
+    }
+
+    fn len_hint(&self) -> usize {
+        2 + self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
+    }
+}
+
+impl Serialize for RawObject {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.fields.len()))?;
+        for (k, v) in &self.fields {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push((k, v));
+                }
+                Ok(RawObject { fields })
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"h\u00e9llo \"x\"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8},"service_tier":"default","x_unknown":[1.0e-7,1.10,2]}"#;
+
+    #[test]
+    fn a_raw_object_forwards_values_byte_for_byte_and_edits_the_top_level() {
+        let mut b = Body::Raw(RawObject::parse(ANSWER.as_bytes()).unwrap());
+        assert_eq!(b.first_finish_reason().as_deref(), Some("stop"));
+        assert_eq!(b.get_str("model").as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        b.set("id", &"gen-1");
+        b.set("model", &"openai/gpt-4o-mini");
+        b.set("provider", &"OpenAI");
+        b.set_if_absent("system_fingerprint", &Value::Null);
+        b.set_if_absent("object", &"nope");
+        let out = String::from_utf8(b.to_vec()).unwrap();
+        // Untouched values keep the upstream's exact text (escapes, float spelling, order).
+        assert!(out.contains(r#""choices":[{"index":0,"message":{"role":"assistant","content":"h\u00e9llo \"x\"","refusal":null},"logprobs":null,"finish_reason":"stop"}]"#), "{out}");
+        assert!(out.contains(r#""x_unknown":[1.0e-7,1.10,2]"#), "{out}");
+        assert!(out.starts_with(r#"{"id":"gen-1","object":"chat.completion","created":1,"model":"openai/gpt-4o-mini","#), "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["provider"], "OpenAI");
+        assert_eq!(v["system_fingerprint"], Value::Null);
+        assert_eq!(v["usage"]["total_tokens"], 8);
+        // Its parsed form equals the tree the edits describe.
+        let mut expected: Value = serde_json::from_str(ANSWER).unwrap();
+        expected["id"] = json!("gen-1");
+        expected["model"] = json!("openai/gpt-4o-mini");
+        expected["provider"] = json!("OpenAI");
+        expected["system_fingerprint"] = Value::Null;
+        assert_eq!(b.into_value(), expected);
+    }
+
+    #[test]
+    fn only_objects_parse_and_bad_json_is_refused() {
+        for bad in ["[1,2]", "\"x\"", "{\"a\":}", "{\"a\":1", "", "{\"a\":1} trailing"] {
+            assert!(RawObject::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let o = RawObject::parse(br#"{"usage":{"prompt_tokens":2},"n":null}"#).unwrap();
+        assert_eq!(o.get_as::<Value>("usage").unwrap()["prompt_tokens"], 2);
+        assert!(o.get("missing").is_none());
+    }
+
+    #[test]
+    fn a_value_body_takes_the_same_edits() {
+        let mut b = Body::from(serde_json::from_str::<Value>(ANSWER).unwrap());
+        b.set("id", &"gen-2");
+        b.set_if_absent("system_fingerprint", &Value::Null);
+        assert_eq!(b.first_finish_reason().as_deref(), Some("stop"));
+        let v = b.into_value();
+        assert_eq!(v["id"], "gen-2");
+        assert!(v.get("system_fingerprint").is_some());
+        // Not an object: edits are no-ops.
+        let mut arr = Body::from(json!([1]));
+        arr.set("id", &"x");
+        assert_eq!(arr.into_value(), json!([1]));
+    }
+}
