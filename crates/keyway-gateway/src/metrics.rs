@@ -220,7 +220,7 @@ impl Metrics {
         let fell_back = r.status == 200 && r.attempts.len() > 1;
         let rec = &self.recorder;
         let key = (provider, model, r.status, r.streamed, r.is_byok);
-        let h = self.requests.get(hash_of(&key), |k| k.0 == provider && k.1 == model && (k.2, k.3, k.4) == (r.status, r.streamed, r.is_byok), || {
+        let h = self.requests.get(hash_of(&key), |k| (k.0.as_str(), k.1.as_str(), k.2, k.3, k.4) == key, || {
             let handles = with_local_recorder(rec, || RequestHandles {
                 requests: counter!("keyway_requests_total", "provider" => provider.to_owned(), "status" => r.status.to_string(), "streamed" => r.streamed.to_string()),
                 duration: histogram!("keyway_request_duration_seconds", "provider" => provider.to_owned()),
@@ -275,7 +275,7 @@ impl Metrics {
         for a in &r.attempts {
             let outcome = if a.status == 200 { "ok" } else { a.error.as_deref().unwrap_or("") };
             let key = (a.provider.as_str(), a.credential_id.as_str(), outcome, a.status);
-            let h = self.attempts.get(hash_of(&key), |k| k.0 == key.0 && k.1 == key.1 && k.2 == key.2 && k.3 == key.3, || {
+            let h = self.attempts.get(hash_of(&key), |k| (k.0.as_str(), k.1.as_str(), k.2.as_str(), k.3) == key, || {
                 let shown = if outcome.is_empty() { a.status.to_string() } else { outcome.to_owned() };
                 let handles = with_local_recorder(rec, || AttemptHandles {
                     total: counter!("keyway_attempts_total", "provider" => a.provider.clone(), "credential" => a.credential_id.clone(), "outcome" => shown),

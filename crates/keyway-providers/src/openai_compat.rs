@@ -3,15 +3,13 @@
 
 use crate::error::ProviderError;
 use crate::http::{self, read_body};
-use crate::{Body, RawObject};
-use keyway_core::Usage;
 use crate::registry::Timeouts;
 use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview, StreamEvent};
-use crate::Provider;
+use crate::{Body, Provider, RawObject};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use keyway_core::{Credential, ProviderSlug};
+use keyway_core::{Credential, ProviderSlug, Usage};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
@@ -279,5 +277,62 @@ impl Provider for OpenAiCompat {
             ProviderSlug::Together => "meta-llama/Llama-3.2-3B-Instruct-Turbo",
             _ => "gpt-4o-mini",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn upstream(body: Value, stream_usage: bool) -> Value {
+        let Value::Object(map) = body else { panic!("an object") };
+        serde_json::to_value(UpstreamBody { body: &map, model: "gpt-4o-mini", stream_usage }).unwrap()
+    }
+
+    #[test]
+    fn the_upstream_body_replaces_model_and_asks_for_stream_usage() {
+        let base = json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "seed": 3});
+        let mut want = base.clone();
+        want["model"] = json!("gpt-4o-mini");
+        assert_eq!(upstream(base.clone(), false), want, "not a stream: only model changes");
+        let with = |opts: Value| {
+            let mut b = base.clone();
+            b["stream_options"] = opts;
+            b
+        };
+        // Not a stream: the client's stream_options go as they are.
+        assert_eq!(upstream(with(json!({"include_usage": false})), false)["stream_options"], json!({"include_usage": false}));
+        // A stream: include_usage forced on, the client's other options kept.
+        assert_eq!(upstream(base.clone(), true)["stream_options"], json!({"include_usage": true}));
+        assert_eq!(upstream(with(Value::Null), true)["stream_options"], json!({"include_usage": true}));
+        assert_eq!(upstream(with(json!({"include_usage": false, "x": 1})), true)["stream_options"], json!({"x": 1, "include_usage": true}));
+        // Not an object: passed on for the provider to refuse.
+        assert_eq!(upstream(with(json!("bad")), true)["stream_options"], json!("bad"));
+        let sent = upstream(with(json!({})), true);
+        assert_eq!(sent["model"], "gpt-4o-mini");
+        assert_eq!(sent["seed"], 3);
+    }
+
+    async fn whole(body: &'static str) -> Result<(Body, Option<Usage>), ProviderError> {
+        let t = Timeouts { connect: Duration::from_secs(1), first_byte: Duration::from_secs(1), idle: Duration::from_secs(1) };
+        read_whole(reqwest::Response::from(::http::Response::new(body)), &t).await
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_gives_its_usage_or_its_error() {
+        let (body, usage) = whole(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5},"error":null}"#).await.unwrap();
+        assert!(matches!(body, Body::Raw(_)));
+        assert_eq!(usage.map(|u| (u.prompt_tokens, u.completion_tokens)), Some((2, 3)));
+        let limited = whole(r#"{"error":{"message":"slow down","type":"rate_limit_exceeded"}}"#).await.unwrap_err();
+        assert!(matches!(limited, ProviderError::RateLimited { .. }), "{limited:?}");
+        let other = whole(r#"{"error":{"message":"boom","type":"server_error"}}"#).await.unwrap_err();
+        assert!(matches!(other, ProviderError::Upstream5xx { .. }), "{other:?}");
+        for bad in ["[1]", "not json", ""] {
+            assert!(matches!(whole(bad).await, Err(ProviderError::Protocol(_))), "{bad}");
+        }
+        assert!(stream_error(&json!({"error": null})).is_none());
     }
 }

@@ -119,19 +119,21 @@ impl SqliteWriter {
 const SQLITE_ROWS_PER_STATEMENT: usize = 16;
 
 fn write_batch(conn: &mut rusqlite::Connection, rows: &[GenerationRow]) -> rusqlite::Result<()> {
+    // Two statement texts only (full chunks, and single rows for the rest), so that each is
+    // prepared once and then found in the connection's statement cache.
+    static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
-        let mut chunks = rows.chunks_exact(SQLITE_ROWS_PER_STATEMENT);
-        if chunks.len() > 0 {
-            let mut st = tx.prepare_cached(&sqlite_insert(SQLITE_ROWS_PER_STATEMENT))?;
-            for chunk in chunks.by_ref() {
-                bind_and_run(&mut st, chunk)?;
-            }
-        }
-        if !chunks.remainder().is_empty() {
-            let mut st = tx.prepare_cached(&sqlite_insert(1))?;
-            for row in chunks.remainder() {
-                bind_and_run(&mut st, std::slice::from_ref(row))?;
+        let mut many = tx.prepare_cached(MANY.get_or_init(|| sqlite_insert(SQLITE_ROWS_PER_STATEMENT)))?;
+        let mut one = tx.prepare_cached(ONE.get_or_init(|| sqlite_insert(1)))?;
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            if chunk.len() == SQLITE_ROWS_PER_STATEMENT {
+                bind_and_run(&mut many, chunk)?;
+            } else {
+                for row in chunk {
+                    bind_and_run(&mut one, std::slice::from_ref(row))?;
+                }
             }
         }
     }
@@ -212,6 +214,8 @@ impl Store {
                     if c > 0 {
                         sql.push_str(", ");
                     }
+                    // SQLite looks a numbered parameter's name up by a linear scan per parameter
+                    // (quadratic over a multi-row statement); anonymous `?` binds in order.
                     match self.engine {
                         Engine::Sqlite => sql.push('?'),
                         Engine::Postgres => sql.push_str(&format!("${}", i * NCOLS + c + 1)),
