@@ -50,6 +50,11 @@ struct Args {
     /// (with `--only callgrind`: instructions per request on the realistic path).
     #[arg(long)]
     wrap: Option<String>,
+    /// Generation rows written into both gateways' databases before the `usage` scenario
+    /// measures (copies of a real row, spread over the past month), so recording is measured
+    /// on a database with a history, not only on an empty one.
+    #[arg(long, default_value_t = 300_000)]
+    usage_history: u64,
     /// Requests measured by the `callgrind` scenario.
     #[arg(long, default_value_t = 2000)]
     callgrind_requests: u64,
@@ -181,6 +186,13 @@ struct Env {
     gateway_pid: u32,
     key: String,
     _dir: TempDir,
+}
+
+impl Env {
+    /// The gateway's SQLite file.
+    fn db(&self) -> PathBuf {
+        self._dir.0.join("data").join("keyway.db")
+    }
 }
 
 /// A temp dir removed on drop (no extra dependency).
@@ -525,6 +537,21 @@ async fn usage_on_off(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     let warm = [s("--mode"), s("closed"), s("--connections"), s(8), s("--duration"), s(1)];
     on.load(Side::Keyway, false, &warm)?;
     off.load(Side::Keyway, false, &warm)?;
+    let history = args.usage_history;
+    if history > 0 {
+        while on.queries().await["usage_queue_depth"].as_u64().unwrap_or(0) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let template = template_row(&on.db())?;
+        for env in [&on, &off] {
+            let t0 = Instant::now();
+            prefill_history(&env.db(), &template, history)?;
+            eprintln!("  {history} history rows written in {:.1} s", t0.elapsed().as_secs_f64());
+        }
+        // Past the gateways' first cache refreshes and a billing reconcile over the history.
+        on.load(Side::Keyway, false, &warm)?;
+        off.load(Side::Keyway, false, &warm)?;
+    }
     let extra = [s("--mode"), s("closed"), s("--connections"), s(64), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
     const ROUNDS: usize = 3;
     let (mut on_runs, mut off_runs) = (Vec::new(), Vec::new());
@@ -545,13 +572,58 @@ async fn usage_on_off(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     let written_on: u64 = on_runs.iter().map(|r| r["gateway"]["usage_records_written"].as_u64().unwrap_or(0)).sum();
     let written_off: u64 = off_runs.iter().map(|r| r["gateway"]["usage_records_written"].as_u64().unwrap_or(0)).sum();
     Ok(json!({
-        "connections": 64, "rounds": ROUNDS, "secs_per_run": plan.closed_secs,
+        "connections": 64, "rounds": ROUNDS, "secs_per_run": plan.closed_secs, "history_rows": history,
         "on": {"throughput_rps": round(on_rps, 1), "cpu_us_per_request": round(on_cpu, 1), "usage_records_written": written_on, "runs": on_runs},
         "off": {"throughput_rps": round(off_rps, 1), "cpu_us_per_request": round(off_cpu, 1), "usage_records_written": written_off, "runs": off_runs},
         // Positive = recording costs throughput; the target is under 5.
         "throughput_cost_percent": round((off_rps - on_rps) / off_rps * 100.0, 2),
         "cpu_cost_us_per_request": round(on_cpu - off_cpu, 1),
     }))
+}
+
+/// One generation row the gateway wrote, column by column.
+fn template_row(db: &Path) -> anyhow::Result<Vec<(String, rusqlite::types::Value)>> {
+    let c = rusqlite::Connection::open(db)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    let mut st = c.prepare("SELECT * FROM generations ORDER BY created_at DESC LIMIT 1")?;
+    let names: Vec<String> = st.column_names().into_iter().map(str::to_owned).collect();
+    let row = st.query_row([], |r| (0..names.len()).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<Result<Vec<_>, _>>())?;
+    Ok(names.into_iter().zip(row).collect())
+}
+
+/// `rows` copies of `template` with their own ids, one every few seconds over the past 30 days,
+/// in one transaction (the gateway's writer waits on its busy timeout meanwhile).
+fn prefill_history(db: &Path, template: &[(String, rusqlite::types::Value)], rows: u64) -> anyhow::Result<()> {
+    let mut c = rusqlite::Connection::open(db)?;
+    c.busy_timeout(Duration::from_secs(60))?;
+    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis())?;
+    let step_ms = (30 * 86_400_000 / rows.max(1)).max(1) as i64;
+    let cols: Vec<&str> = template.iter().map(|(n, _)| n.as_str()).collect();
+    let values: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match *n {
+            // Below the gateway's own ids (`gen-` + a UUIDv7, which starts with the time).
+            "id" => "printf('gen-0hist%027d', n.i)".to_owned(),
+            "created_at" => format!("{} - (?{} - n.i) * {step_ms}", now_ms, template.len() + 1),
+            _ => format!("?{}", i + 1),
+        })
+        .collect();
+    let sql = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?{}) INSERT INTO generations ({}) SELECT {} FROM n",
+        template.len() + 1,
+        cols.join(", "),
+        values.join(", ")
+    );
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut params: Vec<rusqlite::types::Value> = template.iter().map(|(_, v)| v.clone()).collect();
+    params.push(rusqlite::types::Value::Integer(i64::try_from(rows)?));
+    let n = tx.execute(&sql, rusqlite::params_from_iter(params))?;
+    tx.commit()?;
+    if n as u64 != rows {
+        bail!("wrote {n} history rows, not {rows}");
+    }
+    Ok(())
 }
 
 fn want(args: &Args, name: &str) -> bool {
@@ -763,7 +835,16 @@ fn markdown(r: &Value) -> String {
     }
     if r["usage"].is_object() {
         let u = &r["usage"];
-        let _ = writeln_str(w, &format!("## 6. Usage recording on vs off (closed loop c={}, {} alternating rounds of {} s)\n", f(u, "/connections"), f(u, "/rounds"), f(u, "/secs_per_run")));
+        let _ = writeln_str(
+            w,
+            &format!(
+                "## 6. Usage recording on vs off (closed loop c={}, {} alternating rounds of {} s, {} history rows in each database)\n",
+                f(u, "/connections"),
+                f(u, "/rounds"),
+                f(u, "/secs_per_run"),
+                f(u, "/history_rows")
+            ),
+        );
         let _ = writeln_str(w, "| recording | Keyway req/s (mean) | gateway CPU µs/req (mean) | usage records written |\n|---|---|---|---|");
         for side in ["on", "off"] {
             let _ = writeln_str(w, &format!("| {side} | {} | {} | {} |", f(u, &format!("/{side}/throughput_rps")), f(u, &format!("/{side}/cpu_us_per_request")), f(u, &format!("/{side}/usage_records_written"))));

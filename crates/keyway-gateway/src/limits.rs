@@ -292,7 +292,7 @@ pub struct Admission {
     workspace: Option<Hold>,
     money: Option<crate::billing::Reservation>,
     /// `x-ratelimit-*` headers for the response.
-    pub headers: HeaderMap,
+    pub rates: RateHeaders,
 }
 
 impl Admission {
@@ -321,36 +321,70 @@ pub fn format_reset(d: Duration) -> String {
 }
 
 pub(crate) fn put(h: &mut HeaderMap, name: &'static str, v: String) {
-    if let Ok(v) = HeaderValue::from_str(&v) {
+    if let Ok(v) = HeaderValue::try_from(v) {
         h.insert(HeaderName::from_static(name), v);
     }
 }
 
-fn rate_header_names(kind: &str) -> (&'static str, &'static str, &'static str) {
-    match kind {
-        "requests" => ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
-        _ => ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
-    }
+#[derive(Debug, Clone, Copy)]
+enum Rate {
+    Requests,
+    Tokens,
 }
 
-fn rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
-    let (limit, remaining, reset) = rate_header_names(kind);
-    put(h, limit, s.limit.to_string());
-    put(h, remaining, s.remaining.to_string());
+fn rate_headers(h: &mut HeaderMap, kind: Rate, s: &RateState) {
+    let (limit, remaining, reset) = match kind {
+        Rate::Requests => ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+        Rate::Tokens => ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    };
+    h.insert(HeaderName::from_static(limit), HeaderValue::from(s.limit));
+    h.insert(HeaderName::from_static(remaining), HeaderValue::from(s.remaining));
     put(h, reset, format_reset(s.reset));
 }
 
-/// A key and its workspace may both limit the same rate: the headers show the tighter one.
-fn tighter_rate_headers(h: &mut HeaderMap, kind: &str, s: &RateState) {
-    let (_, remaining, _) = rate_header_names(kind);
-    let current = h.get(remaining).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if current.is_none_or(|c| s.remaining < c) {
-        rate_headers(h, kind, s);
+/// The rate states a response's `x-ratelimit-*` headers show. A key and its workspace may both
+/// limit the same rate: the tighter one (fewer remaining) is kept, and the headers are written
+/// once, when the response is built.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateHeaders {
+    requests: Option<RateState>,
+    tokens: Option<RateState>,
+}
+
+impl RateHeaders {
+    fn keep_tighter(&mut self, kind: Rate, s: RateState) {
+        let slot = match kind {
+            Rate::Requests => &mut self.requests,
+            Rate::Tokens => &mut self.tokens,
+        };
+        if slot.is_none_or(|c| s.remaining < c.remaining) {
+            *slot = Some(s);
+        }
+    }
+
+    pub fn write(&self, h: &mut HeaderMap) {
+        if let Some(s) = &self.requests {
+            rate_headers(h, Rate::Requests, s);
+        }
+        if let Some(s) = &self.tokens {
+            rate_headers(h, Rate::Tokens, s);
+        }
+    }
+
+    /// The headers of a refusal by `kind` at `s`: what passed so far, and the refusing state.
+    fn refusal(mut self, kind: Rate, s: RateState) -> Box<HeaderMap> {
+        match kind {
+            Rate::Requests => self.requests = Some(s),
+            Rate::Tokens => self.tokens = Some(s),
+        }
+        let mut h = HeaderMap::new();
+        self.write(&mut h);
+        Box::new(h)
     }
 }
 
 /// Takes one request's share of `bucket`, or refuses (giving back what it took).
-fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, headers: &mut HeaderMap) -> Result<Hold, Refusal> {
+fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, rates: &mut RateHeaders) -> Result<Hold, Refusal> {
     let mut hold = Hold { bucket, slot: false, request_cell: false, tokens: 0 };
     let b = hold.bucket.clone();
     if let Some(max) = b.limits.max_concurrent {
@@ -358,8 +392,8 @@ fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, headers: &mut 
         hold.slot = true; // released by Drop, also on refusal below
         if before >= max {
             let mut headers = HeaderMap::new();
-            put(&mut headers, "x-ratelimit-limit-concurrent", max.to_string());
-            put(&mut headers, "x-ratelimit-remaining-concurrent", "0".into());
+            headers.insert(HeaderName::from_static("x-ratelimit-limit-concurrent"), HeaderValue::from(max));
+            headers.insert(HeaderName::from_static("x-ratelimit-remaining-concurrent"), HeaderValue::from_static("0"));
             return Err(Refusal::Limited {
                 message: format!("this {} allows {max} concurrent requests; retry when one finishes", scope.name()),
                 retry_after: Duration::from_secs(1),
@@ -371,13 +405,11 @@ fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, headers: &mut 
         match r.check_n(1, now) {
             Ok(s) => {
                 hold.request_cell = true;
-                tighter_rate_headers(headers, "requests", &s);
+                rates.keep_tighter(Rate::Requests, s);
             }
             Err((s, wait)) => {
-                let mut headers = headers.clone();
-                rate_headers(&mut headers, "requests", &s);
                 let message = format!("rate limit reached: {} requests per minute for this {}", s.limit, scope.name());
-                return Err(Refusal::Limited { message, retry_after: wait, headers: Box::new(headers) });
+                return Err(Refusal::Limited { message, retry_after: wait, headers: rates.refusal(Rate::Requests, s) });
             }
         }
     }
@@ -386,14 +418,12 @@ fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, headers: &mut 
         match t.check_n(want, now) {
             Ok(s) => {
                 hold.tokens = want.min(s.limit);
-                tighter_rate_headers(headers, "tokens", &s);
+                rates.keep_tighter(Rate::Tokens, s);
             }
             Err((s, wait)) => {
                 hold.give_back(); // this request won't run: its request cell goes back
-                let mut headers = headers.clone();
-                rate_headers(&mut headers, "tokens", &s);
                 let message = format!("rate limit reached: {} tokens per minute for this {}", s.limit, scope.name());
-                return Err(Refusal::Limited { message, retry_after: wait, headers: Box::new(headers) });
+                return Err(Refusal::Limited { message, retry_after: wait, headers: rates.refusal(Rate::Tokens, s) });
             }
         }
     }
@@ -423,10 +453,10 @@ pub fn admit(state: &SharedState, key: &ApiKeyRecord, demand: &Demand) -> Result
     let tokens = demand.prompt_tokens.saturating_add(demand.max_output_tokens);
     let now = state.limiter.now();
     if let Some(b) = state.limiter.for_key(key) {
-        adm.key = Some(take(b, Scope::Key, tokens, now, &mut adm.headers)?);
+        adm.key = Some(take(b, Scope::Key, tokens, now, &mut adm.rates)?);
     }
     if let Some(b) = state.limiter.for_workspace(&key.workspace_id) {
-        match take(b, Scope::Workspace, tokens, now, &mut adm.headers) {
+        match take(b, Scope::Workspace, tokens, now, &mut adm.rates) {
             Ok(h) => adm.workspace = Some(h),
             Err(refusal) => {
                 if let Some(h) = adm.key.as_mut() {

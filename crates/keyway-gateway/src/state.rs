@@ -106,6 +106,7 @@ impl AppState {
                 first_byte: Duration::from_millis(t.first_byte_ms),
                 idle: Duration::from_millis(t.idle_ms),
             },
+            transport: None,
         })?;
         let system_metas = system
             .iter()

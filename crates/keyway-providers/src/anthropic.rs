@@ -24,13 +24,13 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub struct Anthropic {
     base_url: String,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
 }
 
 impl Anthropic {
     /// `base_url` without the `/v1` suffix (`https://api.anthropic.com`).
-    pub fn new(base_url: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(base_url: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         Self { base_url, http, timeouts }
     }
 

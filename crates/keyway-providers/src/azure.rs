@@ -41,12 +41,12 @@ impl Op {
 pub struct Azure {
     /// The `{resource}` base-URL template.
     base_template: String,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
 }
 
 impl Azure {
-    pub fn new(base_template: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(base_template: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         Self { base_template, http, timeouts }
     }
 

@@ -32,12 +32,12 @@ const MODEL_ID: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b
 
 pub struct Bedrock {
     base_template: String,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
 }
 
 impl Bedrock {
-    pub fn new(base_template: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(base_template: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         Self { base_template, http, timeouts }
     }
 
@@ -85,8 +85,7 @@ impl Bedrock {
     async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, ProviderError> {
         let resp = match tokio::time::timeout(self.timeouts.first_byte, self.http.execute(request)).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::FirstByte)),
-            Ok(Err(e)) => return Err(http::transport_error(&e)),
-            Ok(Ok(r)) => r,
+            Ok(r) => r?,
         };
         if resp.status().is_success() {
             return Ok(resp);
@@ -176,7 +175,7 @@ mod tests {
 
     #[test]
     fn urls_encode_the_model_id() {
-        let b = Bedrock::new("https://bedrock-runtime.{region}.amazonaws.com".into(), reqwest::Client::new(), Timeouts::default());
+        let b = Bedrock::new("https://bedrock-runtime.{region}.amazonaws.com".into(), crate::client::HttpClient::new(&Timeouts::default(), crate::client::Transport::Direct).unwrap(), Timeouts::default());
         assert_eq!(
             b.url("eu-west-1", "us.anthropic.claude-3-5-haiku-20241022-v1:0", true),
             "https://bedrock-runtime.eu-west-1.amazonaws.com/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"

@@ -27,12 +27,12 @@ pub(crate) fn encode_segment(s: &str) -> String {
 
 pub struct GoogleAiStudio {
     base_url: String,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
 }
 
 impl GoogleAiStudio {
-    pub fn new(base_url: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(base_url: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         Self { base_url, http, timeouts }
     }
 

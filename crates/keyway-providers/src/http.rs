@@ -1,5 +1,6 @@
 //! Sending a request upstream with Keyway's timeouts, and folding failures into [`ProviderError`].
 
+use crate::client::{source_chain, HttpClient};
 use crate::error::{ProviderError, TimeoutKind};
 use crate::registry::Timeouts;
 use crate::sse::{SseDecoder, SseEvent};
@@ -9,11 +10,10 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Sends `req`, waiting at most `first_byte` for the response head. Non-2xx answers become errors.
-pub async fn send(client: &reqwest::Client, req: reqwest::Request, t: &Timeouts) -> Result<reqwest::Response, ProviderError> {
+pub async fn send(client: &HttpClient, req: reqwest::Request, t: &Timeouts) -> Result<reqwest::Response, ProviderError> {
     let resp = match tokio::time::timeout(t.first_byte, client.execute(req)).await {
         Err(_) => return Err(ProviderError::Timeout(TimeoutKind::FirstByte)),
-        Ok(Err(e)) => return Err(transport_error(&e)),
-        Ok(Ok(r)) => r,
+        Ok(r) => r?,
     };
     if resp.status().is_success() {
         return Ok(resp);
@@ -21,30 +21,9 @@ pub async fn send(client: &reqwest::Client, req: reqwest::Request, t: &Timeouts)
     Err(error_from_response(resp, t).await)
 }
 
-pub fn transport_error(e: &reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::Timeout(if e.is_connect() { TimeoutKind::Connect } else { TimeoutKind::FirstByte })
-    } else {
-        ProviderError::Connect(without_url(e))
-    }
-}
-
 /// reqwest's Display names the URL, which may hold a query-string key (AI Studio's `?key=`).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = String::new();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(inner) = src {
-        if !s.is_empty() {
-            s.push_str(": ");
-        }
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    if s.is_empty() {
-        "connection failed".to_owned()
-    } else {
-        s
-    }
+    source_chain(e)
 }
 
 /// Reads a non-2xx answer (bounded) and classifies it.

@@ -13,6 +13,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod gemini;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod types;
 pub mod vertex;
 
 pub use body::{Body, RawObject};
+pub use client::{HttpClient, Transport};
 pub use error::ProviderError;
 pub use registry::{Providers, ProvidersConfig, Timeouts};
 pub use types::{AnthropicNative, Call, ChatRequest, ChatResponse, ChunkStream, EmbeddingsResponse, RequestPreview, StreamEvent};

@@ -20,7 +20,7 @@ pub struct OpenAiCompat {
     /// per request (host parsing, IDNA) cost more than the whole route plan.
     chat_url: Option<reqwest::Url>,
     embeddings_url: Option<reqwest::Url>,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
 }
 
@@ -31,7 +31,7 @@ enum Endpoint {
 }
 
 impl OpenAiCompat {
-    pub fn new(slug: ProviderSlug, base_url: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(slug: ProviderSlug, base_url: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         let parse = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).ok();
         let (chat_url, embeddings_url) = (parse("/chat/completions"), parse("/embeddings"));
         Self { slug, base_url, chat_url, embeddings_url, http, timeouts }

@@ -1,5 +1,6 @@
 //! Builds every adapter once, with the configured base URLs and one shared, pooled HTTP client.
 
+use crate::client::{HttpClient, Transport};
 use crate::openai_compat::OpenAiCompat;
 use crate::Provider;
 use keyway_core::{Protocol, ProviderSlug};
@@ -28,6 +29,8 @@ pub struct ProvidersConfig {
     pub base_urls: HashMap<ProviderSlug, String>,
     /// Overrides of Google's OAuth token endpoint host check and AI Studio etc. live in the gateway.
     pub timeouts: Timeouts,
+    /// How upstream requests are sent; `None`: [`Transport::from_env`].
+    pub transport: Option<Transport>,
 }
 
 impl ProvidersConfig {
@@ -36,28 +39,18 @@ impl ProvidersConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("could not build the HTTP client: {0}")]
-pub struct BuildError(String);
+pub use crate::client::BuildError;
 
 /// All adapters, by provider slug.
 pub struct Providers {
     adapters: HashMap<ProviderSlug, Arc<dyn Provider>>,
-    http: reqwest::Client,
+    http: HttpClient,
     config: ProvidersConfig,
 }
 
 impl Providers {
     pub fn new(config: ProvidersConfig) -> Result<Self, BuildError> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(config.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("keyway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BuildError(e.to_string()))?;
+        let http = HttpClient::new(&config.timeouts, config.transport.unwrap_or_else(Transport::from_env))?;
         let mut adapters: HashMap<ProviderSlug, Arc<dyn Provider>> = HashMap::new();
         for p in ProviderSlug::ALL {
             let base = config.base_url(p);
@@ -82,7 +75,7 @@ impl Providers {
         self.adapters.get(&p)
     }
 
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &HttpClient {
         &self.http
     }
 

@@ -29,7 +29,7 @@ pub const GLOBAL_HOST: &str = "https://aiplatform.googleapis.com";
 
 pub struct Vertex {
     base_template: String,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
     tokens: TokenCache,
 }
@@ -56,7 +56,7 @@ fn valid_location(l: &str) -> bool {
 }
 
 impl Vertex {
-    pub fn new(base_template: String, http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(base_template: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         let tokens = TokenCache::new(http.clone(), timeouts);
         Self { base_template, http, timeouts, tokens }
     }
@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     fn vertex(template: &str) -> Vertex {
-        Vertex::new(template.into(), reqwest::Client::new(), Timeouts::default())
+        Vertex::new(template.into(), crate::client::HttpClient::new(&Timeouts::default(), crate::client::Transport::Direct).unwrap(), Timeouts::default())
     }
 
     #[test]

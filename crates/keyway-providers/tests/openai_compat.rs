@@ -277,3 +277,33 @@ async fn streams_chunk_by_chunk() {
     // After the first text chunk: 3 more, the finish chunk, the usage chunk.
     assert_streams_incrementally(&items, delay, 5);
 }
+
+/// The direct hyper-util client and reqwest (used when a proxy is configured) send the same
+/// request and read the same answers, whole and streamed, and fail alike on a closed port.
+#[tokio::test]
+async fn both_transports_send_and_read_alike() {
+    use keyway_providers::Transport;
+    let mut seen = Vec::new();
+    for transport in [Transport::Direct, Transport::Reqwest] {
+        let fake = openai::start(FakeOptions { keys: [KEY.to_owned()].into(), ..FakeOptions::default() }).await.unwrap();
+        let p = providers_via(ProviderSlug::OpenAi, format!("{}/v1", fake.url()), transport);
+        assert_eq!(p.http().transport(), transport);
+        let cred = api_key(KEY);
+        let c = call(ProviderSlug::OpenAi, "gpt-4o-mini", SLUG, &cred);
+        let (body, usage) = complete(chat(&p, &c, hello(false)).await.unwrap());
+        let items = collect(chat(&p, &c, hello(true)).await.unwrap()).await;
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 2);
+        let header = |name: &str| calls[0].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(header("user-agent").as_deref(), Some(concat!("keyway/", env!("CARGO_PKG_VERSION"))), "{transport:?}");
+        assert_eq!(header("content-type").as_deref(), Some("application/json"), "{transport:?}");
+        let answer = (body["choices"].clone(), usage.map(|u| u.completion_tokens), stream_text(&items), finish_reason(&items));
+        let sent: Vec<_> = calls.iter().map(|c| (c.path.clone(), c.key.clone(), c.body.clone())).collect();
+        seen.push((answer, sent));
+
+        let closed = providers_via(ProviderSlug::OpenAi, format!("{}/v1", closed_port_url()), transport);
+        let e = error_of(&closed, &cred, hello(false)).await;
+        assert!(matches!(&e, ProviderError::Connect(m) if m.contains("refused")), "{transport:?}: {e:?}");
+    }
+    assert_eq!(seen[0], seen[1]);
+}

@@ -344,7 +344,7 @@ async fn proxy_in_span(
                 if !ignored.is_empty() {
                     put("x-keyway-ignored", &ignored);
                 }
-                hdrs.extend(std::mem::take(&mut admission.headers));
+                admission.rates.write(&mut hdrs);
                 let prices = attempt.endpoint.map(keyway_core::pricing::Prices::from);
                 let provider_name = attempt.provider.display_name();
                 if let Some((buffered, rest)) = streamed {

@@ -77,7 +77,7 @@ struct Slot {
 /// Access tokens per service account.
 pub struct TokenCache {
     slots: Mutex<HashMap<TokenKey, Arc<Slot>>>,
-    http: reqwest::Client,
+    http: crate::client::HttpClient,
     timeouts: Timeouts,
     requests: AtomicU64,
 }
@@ -114,7 +114,7 @@ pub fn assertion(cred: &VertexCredential, now: i64) -> Result<String, ProviderEr
 }
 
 impl TokenCache {
-    pub fn new(http: reqwest::Client, timeouts: Timeouts) -> Self {
+    pub fn new(http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         Self { slots: Mutex::new(HashMap::new()), http, timeouts, requests: AtomicU64::new(0) }
     }
 
@@ -188,8 +188,7 @@ impl TokenCache {
         let started = Instant::now();
         let resp = match tokio::time::timeout(self.timeouts.first_byte, self.http.execute(request)).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::FirstByte)),
-            Ok(Err(e)) => return Err(http::transport_error(&e)),
-            Ok(Ok(r)) => r,
+            Ok(r) => r?,
         };
         let status = resp.status().as_u16();
         let body = http::read_body(resp, &self.timeouts).await?;

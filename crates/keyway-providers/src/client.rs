@@ -1,0 +1,176 @@
+//! The upstream HTTP client.
+//!
+//! Adapters build their requests with reqwest's builder (headers, JSON bodies, URLs) and send
+//! them through hyper-util's pooled client directly. reqwest's own `execute` re-parses the URL
+//! twice per request (its redirect layer and its pending-request state, even with redirects
+//! off) and wraps every body in two more boxes; on the OpenAI-compatible path that was ~20k of
+//! the gateway's ~215k instructions per request. Where an HTTP(S) proxy is configured through
+//! the environment (`HTTPS_PROXY`, `ALL_PROXY`, ...), requests go through reqwest instead, which
+//! honours those variables (hyper-util's client has no proxy support).
+
+use crate::error::{ProviderError, TimeoutKind};
+use crate::registry::Timeouts;
+use http::header::{HeaderValue, USER_AGENT};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+const AGENT: &str = concat!("keyway/", env!("CARGO_PKG_VERSION"));
+const POOL_IDLE: Duration = Duration::from_secs(90);
+const POOL_MAX_IDLE_PER_HOST: usize = 1024;
+
+type Direct = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, reqwest::Body>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client: {0}")]
+pub struct BuildError(String);
+
+/// How upstream requests are sent; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// hyper-util's pooled client (HTTP/1.1, and HTTP/2 where TLS negotiates it).
+    Direct,
+    /// reqwest's client, for its proxy support.
+    Reqwest,
+}
+
+impl Transport {
+    /// `Reqwest` when the environment names a proxy reqwest would use, else `Direct`.
+    pub fn from_env() -> Self {
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        let proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].into_iter().any(set);
+        if proxy {
+            Transport::Reqwest
+        } else {
+            Transport::Direct
+        }
+    }
+}
+
+/// Cheap to clone: both clients are handles to shared pools.
+#[derive(Clone)]
+pub struct HttpClient {
+    reqwest: reqwest::Client,
+    direct: Option<Direct>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").field("transport", &self.transport()).finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    pub fn new(timeouts: &Timeouts, transport: Transport) -> Result<Self, BuildError> {
+        let reqwest = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(timeouts.connect)
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(AGENT)
+            .build()
+            .map_err(|e| BuildError(e.to_string()))?;
+        let direct = match transport {
+            Transport::Reqwest => None,
+            Transport::Direct => {
+                let mut tcp = HttpConnector::new();
+                tcp.set_nodelay(true);
+                tcp.set_connect_timeout(Some(timeouts.connect));
+                tcp.enforce_http(false);
+                let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| BuildError(e.to_string()))?
+                    .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+                    .with_no_client_auth();
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(tcp);
+                Some(
+                    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                        .pool_timer(TokioTimer::new())
+                        .timer(TokioTimer::new())
+                        .pool_idle_timeout(POOL_IDLE)
+                        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                        .build(https),
+                )
+            }
+        };
+        Ok(Self { reqwest, direct })
+    }
+
+    pub fn transport(&self) -> Transport {
+        if self.direct.is_some() {
+            Transport::Direct
+        } else {
+            Transport::Reqwest
+        }
+    }
+
+    /// A request builder; send what it builds with [`HttpClient::execute`].
+    pub fn post<U: reqwest::IntoUrl>(&self, url: U) -> reqwest::RequestBuilder {
+        self.reqwest.post(url)
+    }
+
+    pub fn request<U: reqwest::IntoUrl>(&self, method: reqwest::Method, url: U) -> reqwest::RequestBuilder {
+        self.reqwest.request(method, url)
+    }
+
+    /// The reqwest client behind [`HttpClient::post`], for callers that send through reqwest
+    /// themselves (the gateway's own outbound calls).
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.reqwest
+    }
+
+    /// Sends `req` and waits for the response head; any status is `Ok`. Transport failures are
+    /// folded into [`ProviderError`] without the URL (AI Studio keeps its key in the query).
+    pub async fn execute(&self, req: reqwest::Request) -> Result<reqwest::Response, ProviderError> {
+        let Some(direct) = &self.direct else {
+            return self.reqwest.execute(req).await.map_err(|e| reqwest_error(&e));
+        };
+        let mut req = http::Request::<reqwest::Body>::try_from(req)
+            .map_err(|e| ProviderError::Unsupported(format!("could not build the request: {}", source_chain(&e))))?;
+        if !req.headers().contains_key(USER_AGENT) {
+            req.headers_mut().insert(USER_AGENT, HeaderValue::from_static(AGENT));
+        }
+        match direct.request(req).await {
+            Ok(resp) => Ok(reqwest::Response::from(resp.map(reqwest::Body::wrap))),
+            Err(e) => Err(hyper_error(&e)),
+        }
+    }
+}
+
+pub(crate) fn reqwest_error(e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout(if e.is_connect() { TimeoutKind::Connect } else { TimeoutKind::FirstByte })
+    } else {
+        ProviderError::Connect(source_chain(e))
+    }
+}
+
+fn hyper_error(e: &hyper_util::client::legacy::Error) -> ProviderError {
+    let timed_out = chain(e).any(|s| s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut));
+    if e.is_connect() && timed_out {
+        ProviderError::Timeout(TimeoutKind::Connect)
+    } else {
+        ProviderError::Connect(source_chain(e))
+    }
+}
+
+fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(e.source(), |s| s.source())
+}
+
+/// The causes below the top-level error: reqwest's own Display names the URL, which may hold a
+/// query-string key, and hyper-util's says only "client error (Connect)".
+pub(crate) fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let parts: Vec<String> = chain(e).map(ToString::to_string).collect();
+    if parts.is_empty() {
+        "connection failed".to_owned()
+    } else {
+        parts.join(": ")
+    }
+}
