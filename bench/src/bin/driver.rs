@@ -69,8 +69,17 @@ const SYSTEM: &str = "sk-bench-system-operator-0003";
 struct Procs(Vec<(String, Child)>);
 
 impl Drop for Procs {
+    /// SIGTERM first, so that a gateway under a `--wrap` profiler (massif, callgrind) exits
+    /// cleanly and writes its profile; SIGKILL after 20 s.
     fn drop(&mut self) {
         for (_, c) in &mut self.0 {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        for (_, c) in &mut self.0 {
+            let t0 = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
