@@ -1,0 +1,98 @@
+//! The accept loop (`keyway_gateway::serve`): request heads up to 8 KiB and large bodies are
+//! served, a bigger head is refused with 431, HTTP/2 with prior knowledge is still spoken, and
+//! shutdown lets an in-flight stream finish while refusing new connections.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use futures::StreamExt;
+use keyway_fakes::server::FakeOptions;
+use serde_json::json;
+use std::time::Duration;
+
+async fn gateway_with_fake(options: FakeOptions) -> (keyway_fakes::FakeServer, Gateway, String) {
+    let fake = keyway_fakes::openai::start(options).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    let g = Gateway::start(|c| {
+        c.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
+        c.system_credentials.push(system_key("openai", "sk-system-operator-key"));
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    (fake, g, key)
+}
+
+fn chat(content: &str, stream: bool) -> serde_json::Value {
+    json!({"model": "openai/gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": content}]})
+}
+
+#[tokio::test]
+async fn heads_up_to_8k_and_large_bodies_are_served_and_a_bigger_head_is_431() {
+    let (fake, g, key) = gateway_with_fake(FakeOptions::default()).await;
+    let send = |extra: usize, content: String| {
+        let r = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).header("x-padding", "p".repeat(extra)).json(&chat(&content, false));
+        async move { r.send().await.unwrap() }
+    };
+    // A ~7 KiB head (the padding header plus the request line and the other headers).
+    let r = send(7 * 1024, "hello".into()).await;
+    assert_eq!(r.status(), 200);
+    // A 1 MiB prompt: read in 8 KiB steps, forwarded whole.
+    let big = "x".repeat(1024 * 1024);
+    let r = send(0, big.clone()).await;
+    assert_eq!(r.status(), 200);
+    let sent = fake.calls().last().unwrap().body.clone();
+    assert_eq!(sent["messages"][0]["content"].as_str().map(str::len), Some(big.len()));
+    // A 12 KiB head is refused before routing.
+    let r = send(12 * 1024, "hello".into()).await;
+    assert_eq!(r.status(), 431);
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let (_fake, g, key) = gateway_with_fake(FakeOptions::default()).await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = h2.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&chat("hi", false)).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Echo: hi");
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_open_stream_finish_and_accepts_nothing_new() {
+    let fake = keyway_fakes::openai::start(FakeOptions { chunk_delay: Duration::from_millis(150), ..FakeOptions::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
+    cfg.system_credentials.push(system_key("openai", "sk-system-operator-key"));
+    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(keyway_gateway::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http.post(format!("http://{addr}/api/v1/keys")).bearer_auth(MGMT).json(&json!({"name": "t"})).send().await.unwrap().json().await.unwrap();
+    let key = v["key"].as_str().unwrap().to_owned();
+    let resp = http.post(format!("http://{addr}/v1/chat/completions")).bearer_auth(&key).json(&chat("one two three four", true)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+
+    stop_tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = reqwest::Client::new().get(format!("http://{addr}/health")).timeout(Duration::from_secs(2)).send().await;
+    assert!(refused.is_err(), "a new connection after shutdown was served: {refused:?}");
+
+    let mut rest = first.to_vec();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    let text = String::from_utf8(rest).unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "the stream was cut: {text}");
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returns once the stream ended").unwrap().unwrap();
+}
