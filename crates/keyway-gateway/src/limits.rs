@@ -304,17 +304,21 @@ impl Admission {
     }
 }
 
-/// `6m0s`, `1.5s`, `250ms`: OpenAI's `x-ratelimit-reset-*` format.
+/// `6m0s`, `1.5s`, `250ms`: OpenAI's `x-ratelimit-reset-*` format. Integer arithmetic: a
+/// float's `{:.3}` cost ~3k instructions, on every answer with rate limits.
 pub fn format_reset(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         return format!("{ms}ms");
     }
-    let secs = d.as_secs_f64();
-    if secs < 60.0 {
-        let s = format!("{secs:.3}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        return format!("{s}s");
+    if ms < 60_000 {
+        let (secs, frac) = (ms / 1000, ms % 1000);
+        return match frac {
+            0 => format!("{secs}s"),
+            f if f % 100 == 0 => format!("{secs}.{}s", f / 100),
+            f if f % 10 == 0 => format!("{secs}.{:02}s", f / 10),
+            f => format!("{secs}.{f:03}s"),
+        };
     }
     let whole = d.as_secs();
     format!("{}m{}s", whole / 60, whole % 60)
@@ -550,5 +554,9 @@ mod tests {
         assert_eq!(format_reset(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_reset(Duration::from_secs(1)), "1s");
         assert_eq!(format_reset(Duration::from_secs(360)), "6m0s");
+        assert_eq!(format_reset(Duration::from_millis(1050)), "1.05s");
+        assert_eq!(format_reset(Duration::from_millis(1007)), "1.007s");
+        assert_eq!(format_reset(Duration::from_micros(59_999_900)), "59.999s");
+        assert_eq!(format_reset(Duration::from_millis(61_500)), "1m1s");
     }
 }

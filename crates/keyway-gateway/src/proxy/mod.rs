@@ -329,7 +329,8 @@ async fn proxy_in_span(
                 record.is_byok = attempt.credential.is_byok();
                 record.status = 200;
                 tracing::Span::current().record("status", 200u16).record("attempts", record.attempts.len());
-                let mut hdrs = HeaderMap::new();
+                // Sized for the x-keyway-* and x-ratelimit-* headers: no regrowth while filling it.
+                let mut hdrs = HeaderMap::with_capacity(16);
                 let mut put = |name: &'static str, v: &str| {
                     if let Ok(v) = HeaderValue::from_str(v) {
                         hdrs.insert(HeaderName::from_static(name), v);
