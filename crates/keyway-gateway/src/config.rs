@@ -43,7 +43,7 @@ pub struct Config {
     pub pricing: Vec<keyway_core::pricing::PriceOverride>,
     pub security: Security,
     pub timeouts: TimeoutsConfig,
-    /// Largest request body accepted, in bytes (413 above).
+    /// Largest request body accepted, in bytes (413 above). Request heads (request line and headers) are limited to 8 KiB (431 above).
     pub max_body_bytes: usize,
     /// `text` or `json`.
     pub log_format: String,
