@@ -49,15 +49,7 @@ fn own_tcp_sockets() -> Vec<Sock> {
 }
 
 async fn gateway_with_fake() -> (keyway_fakes::FakeServer, Gateway, String) {
-    let fake = keyway_fakes::openai::start(FakeOptions { record: false, ..FakeOptions::default() }).await.unwrap();
-    let base = format!("{}/v1", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
-        c.system_credentials.push(system_key("openai", "sk-system-operator-key"));
-    })
-    .await;
-    let (key, _) = g.inference_key().await;
-    (fake, g, key)
+    openai_gateway(FakeOptions { record: false, ..FakeOptions::default() }, "sk-system-operator-key").await
 }
 
 fn chat() -> serde_json::Value {

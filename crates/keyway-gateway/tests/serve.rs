@@ -11,17 +11,7 @@ use keyway_fakes::server::FakeOptions;
 use serde_json::json;
 use std::time::Duration;
 
-async fn gateway_with_fake(options: FakeOptions) -> (keyway_fakes::FakeServer, Gateway, String) {
-    let fake = keyway_fakes::openai::start(options).await.unwrap();
-    let base = format!("{}/v1", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
-        c.system_credentials.push(system_key("openai", "sk-system-operator-key"));
-    })
-    .await;
-    let (key, _) = g.inference_key().await;
-    (fake, g, key)
-}
+const SYSTEM: &str = "sk-system-operator-key";
 
 fn chat(content: &str, stream: bool) -> serde_json::Value {
     json!({"model": "openai/gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": content}]})
@@ -29,7 +19,7 @@ fn chat(content: &str, stream: bool) -> serde_json::Value {
 
 #[tokio::test]
 async fn heads_up_to_8k_and_large_bodies_are_served_and_a_bigger_head_is_431() {
-    let (fake, g, key) = gateway_with_fake(FakeOptions::default()).await;
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), SYSTEM).await;
     let send = |extra: usize, content: String| {
         let r = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).header("x-padding", "p".repeat(extra)).json(&chat(&content, false));
         async move { r.send().await.unwrap() }
@@ -50,7 +40,7 @@ async fn heads_up_to_8k_and_large_bodies_are_served_and_a_bigger_head_is_431() {
 
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
-    let (_fake, g, key) = gateway_with_fake(FakeOptions::default()).await;
+    let (_fake, g, key) = openai_gateway(FakeOptions::default(), SYSTEM).await;
     let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let r = h2.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&chat("hi", false)).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
@@ -65,7 +55,7 @@ async fn shutdown_lets_an_open_stream_finish_and_accepts_nothing_new() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
-    cfg.system_credentials.push(system_key("openai", "sk-system-operator-key"));
+    cfg.system_credentials.push(system_key("openai", SYSTEM));
     let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

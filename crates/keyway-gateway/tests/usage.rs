@@ -308,14 +308,7 @@ async fn activity_json_and_csv() {
 /// 10,000 requests through Keyway's HTTP server; every one must become a stored row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_rows_complete_after_a_burst_of_10000_requests() {
-    let fake = keyway_fakes::openai::start(FakeOptions { record: false, ..FakeOptions::default() }).await.unwrap();
-    let base = format!("{}/v1", fake.url());
-    let g = Gateway::start(|c| {
-        c.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(base.clone()) });
-        c.system_credentials.push(system_key("openai", "sk-system-operator-key"));
-    })
-    .await;
-    let (key, _) = g.inference_key().await;
+    let (_fake, g, key) = openai_gateway(FakeOptions { record: false, ..FakeOptions::default() }, "sk-system-operator-key").await;
     const N: usize = 10_000;
     const CONCURRENCY: usize = 64;
     let t0 = Instant::now();

@@ -115,16 +115,6 @@ impl HttpClient {
         self.reqwest.post(url)
     }
 
-    pub fn request<U: reqwest::IntoUrl>(&self, method: reqwest::Method, url: U) -> reqwest::RequestBuilder {
-        self.reqwest.request(method, url)
-    }
-
-    /// The reqwest client behind [`HttpClient::post`], for callers that send through reqwest
-    /// themselves (the gateway's own outbound calls).
-    pub fn reqwest(&self) -> &reqwest::Client {
-        &self.reqwest
-    }
-
     /// Sends `req` and waits for the response head; any status is `Ok`. Transport failures are
     /// folded into [`ProviderError`] without the URL (AI Studio keeps its key in the query).
     pub async fn execute(&self, req: reqwest::Request) -> Result<reqwest::Response, ProviderError> {
@@ -143,7 +133,7 @@ impl HttpClient {
     }
 }
 
-pub(crate) fn reqwest_error(e: &reqwest::Error) -> ProviderError {
+fn reqwest_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Timeout(if e.is_connect() { TimeoutKind::Connect } else { TimeoutKind::FirstByte })
     } else {

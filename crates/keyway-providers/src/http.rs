@@ -21,11 +21,6 @@ pub async fn send(client: &HttpClient, req: reqwest::Request, t: &Timeouts) -> R
     Err(error_from_response(resp, t).await)
 }
 
-/// reqwest's Display names the URL, which may hold a query-string key (AI Studio's `?key=`).
-fn without_url(e: &reqwest::Error) -> String {
-    source_chain(e)
-}
-
 /// Reads a non-2xx answer (bounded) and classifies it.
 pub async fn error_from_response(resp: reqwest::Response, t: &Timeouts) -> ProviderError {
     let status = resp.status().as_u16();
@@ -57,7 +52,7 @@ pub async fn read_body(mut resp: reqwest::Response, t: &Timeouts) -> Result<Byte
     loop {
         match tokio::time::timeout(t.idle, resp.chunk()).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::Idle)),
-            Ok(Err(e)) => return Err(ProviderError::Protocol(format!("body cut short: {}", without_url(&e)))),
+            Ok(Err(e)) => return Err(ProviderError::Protocol(format!("body cut short: {}", source_chain(&e)))),
             Ok(Ok(None)) => return Ok(Bytes::from(out)),
             Ok(Ok(Some(c))) => out.extend_from_slice(&c),
         }
@@ -117,7 +112,7 @@ pub fn sse_events(resp: reqwest::Response, idle: Duration) -> impl Stream<Item =
                 Err(_) => return Some((Err(ProviderError::Timeout(TimeoutKind::Idle)), None)),
                 Ok(Some(Ok(chunk))) => dec.push(&chunk),
                 Ok(Some(Err(e))) => {
-                    return Some((Err(ProviderError::Protocol(format!("stream cut short: {}", without_url(&e)))), None))
+                    return Some((Err(ProviderError::Protocol(format!("stream cut short: {}", source_chain(&e)))), None))
                 }
                 Ok(None) => return dec.finish().map(|ev| (Ok(ev), None)),
             }
