@@ -194,13 +194,13 @@ struct Env {
     gateway: SocketAddr,
     gateway_pid: u32,
     key: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Env {
     /// The gateway's SQLite file.
     fn db(&self) -> PathBuf {
-        self._dir.0.join("data").join("keyway.db")
+        self.dir.0.join("data").join("keyway.db")
     }
 }
 
@@ -305,7 +305,7 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         bail!("creating the Keyway key: {s} {v}");
     }
     let key = v["key"].as_str().ok_or_else(|| anyhow!("no key in {v}"))?.to_owned();
-    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, gateway, gateway_pid, key, _dir: dir };
+    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, gateway, gateway_pid, key, dir };
     let (s, v, h) = http(env.gateway, "POST", "/v1/chat/completions", &env.key, Some(&body(true, false, None))).await?;
     if s != 200 || h.get("x-keyway-byok").and_then(|v| v.to_str().ok()) != Some("true") {
         bail!("the realistic path does not answer from a BYOK key: {s} {v} {h:?}");
