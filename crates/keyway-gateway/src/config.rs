@@ -32,6 +32,8 @@ pub struct Config {
     pub bootstrap_management_key: Option<SecretString>,
     /// Per-provider settings, by slug.
     pub providers: BTreeMap<String, ProviderSettings>,
+    /// A PEM file of root certificates trusted for upstream HTTPS beside the Mozilla roots: a private CA in front of a self-hosted or proxied upstream (`base_url`). Upstream connections are HTTP/1.1 (see docs/providers.md).
+    pub upstream_ca_file: Option<PathBuf>,
     /// The operator's own credentials, used after BYOK keys.
     pub system_credentials: Vec<SystemCredentialConfig>,
     pub billing: Billing,
@@ -188,6 +190,7 @@ impl Default for Config {
             retired_master_keys: Vec::new(),
             bootstrap_management_key: None,
             providers: BTreeMap::new(),
+            upstream_ca_file: None,
             system_credentials: Vec::new(),
             billing: Billing::default(),
             limits: LimitsConfig::default(),

@@ -65,6 +65,8 @@ pub enum StartError {
     Pricing(#[from] keyway_core::pricing::PricingError),
     #[error("providers: {0}")]
     Providers(#[from] keyway_providers::registry::BuildError),
+    #[error("upstream_ca_file `{path}`: {error}")]
+    UpstreamCaFile { path: String, error: std::io::Error },
 }
 
 /// What the first start created; the raw management key is shown once and never again.
@@ -98,6 +100,13 @@ impl AppState {
             });
         }
 
+        let extra_roots = match &config.upstream_ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|error| StartError::UpstreamCaFile { path: path.display().to_string(), error })?;
+                keyway_providers::client::read_pem_roots(&pem)?
+            }
+            None => Vec::new(),
+        };
         let t = &config.timeouts;
         let providers = Providers::new(ProvidersConfig {
             base_urls: config.base_urls(),
@@ -107,6 +116,7 @@ impl AppState {
                 idle: Duration::from_millis(t.idle_ms),
             },
             transport: None,
+            extra_roots,
         })?;
         let system_metas = system
             .iter()

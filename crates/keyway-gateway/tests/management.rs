@@ -560,3 +560,23 @@ async fn every_management_route_needs_a_valid_key() {
     let (_, ws) = g.mgmt("GET", "/api/v1/workspaces", None).await;
     assert_eq!(ws["total_count"], 1);
 }
+
+#[tokio::test]
+async fn an_upstream_ca_file_is_read_at_start_and_a_bad_one_refuses_to_start() {
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../keyway-providers/tests/data/tls/ca.pem");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.upstream_ca_file = Some(ca);
+    assert!(keyway_gateway::AppState::build(cfg).await.is_ok(), "a PEM file with a CA certificate is accepted");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    for (path, wanted) in [(dir.path().join("missing.pem"), "missing.pem"), (empty, "no PEM certificate")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.upstream_ca_file = Some(path);
+        let err = keyway_gateway::AppState::build(cfg).await.err().expect("a bad upstream_ca_file must refuse to start");
+        let msg = err.to_string();
+        assert!(msg.contains(wanted), "{msg}");
+    }
+}

@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn urls_encode_the_model_id() {
-        let b = Bedrock::new("https://bedrock-runtime.{region}.amazonaws.com".into(), crate::client::HttpClient::new(&Timeouts::default(), crate::client::Transport::Direct).unwrap(), Timeouts::default());
+        let b = Bedrock::new("https://bedrock-runtime.{region}.amazonaws.com".into(), crate::client::HttpClient::new(&Timeouts::default(), crate::client::Transport::Direct, &[]).unwrap(), Timeouts::default());
         assert_eq!(
             b.url("eu-west-1", "us.anthropic.claude-3-5-haiku-20241022-v1:0", true),
             "https://bedrock-runtime.eu-west-1.amazonaws.com/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"

@@ -7,6 +7,14 @@
 //! the gateway's ~215k instructions per request. Where an HTTP(S) proxy is configured through
 //! the environment (`HTTPS_PROXY`, `ALL_PROXY`, ...), requests go through reqwest instead, which
 //! honours those variables (hyper-util's client has no proxy support).
+//!
+//! Both speak HTTP/1.1 only, over TLS too (ALPN offers `http/1.1` alone). With HTTP/2, hyper's
+//! pool sends every request to a host over one connection and queues those beyond the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` (100–256 at the providers' edges) until a stream ends; a
+//! gateway's streams last as long as a model writes, so request 101 would wait for one of them
+//! (hyperium/hyper#2197, #3623: the pool does not open a second connection). HTTP/1.1 keep-alive
+//! gives each in-flight request its own pooled connection, which is also what the providers'
+//! own SDKs do by default.
 
 use crate::error::{ProviderError, TimeoutKind};
 use crate::registry::Timeouts;
@@ -26,10 +34,23 @@ type Direct = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, 
 #[error("could not build the HTTP client: {0}")]
 pub struct BuildError(String);
 
+pub use rustls::pki_types::CertificateDer;
+
+/// The certificates of a PEM file (`[providers] upstream_ca_file`), trusted for upstream TLS
+/// beside the Mozilla roots. A file with none, or anything unreadable in it, is an error.
+pub fn read_pem_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BuildError> {
+    use rustls::pki_types::pem::PemObject;
+    let roots = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| BuildError(format!("upstream CA file: {e}")))?;
+    if roots.is_empty() {
+        return Err(BuildError("upstream CA file: no PEM certificate in it".into()));
+    }
+    Ok(roots)
+}
+
 /// How upstream requests are sent; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// hyper-util's pooled client (HTTP/1.1, and HTTP/2 where TLS negotiates it).
+    /// hyper-util's pooled client.
     Direct,
     /// reqwest's client, for its proxy support.
     Reqwest,
@@ -62,16 +83,22 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(timeouts: &Timeouts, transport: Transport) -> Result<Self, BuildError> {
-        let reqwest = reqwest::Client::builder()
+    /// `extra_roots` are trusted beside the Mozilla roots (a private CA in front of a
+    /// self-hosted upstream).
+    pub fn new(timeouts: &Timeouts, transport: Transport, extra_roots: &[CertificateDer<'static>]) -> Result<Self, BuildError> {
+        let mut reqwest = reqwest::Client::builder()
+            .http1_only()
             .tcp_nodelay(true)
             .connect_timeout(timeouts.connect)
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(AGENT)
-            .build()
-            .map_err(|e| BuildError(e.to_string()))?;
+            .user_agent(AGENT);
+        for root in extra_roots {
+            let cert = reqwest::Certificate::from_der(root).map_err(|e| BuildError(format!("upstream CA file: {e}")))?;
+            reqwest = reqwest.add_root_certificate(cert);
+        }
+        let reqwest = reqwest.build().map_err(|e| BuildError(e.to_string()))?;
         let direct = match transport {
             Transport::Reqwest => None,
             Transport::Direct => {
@@ -82,13 +109,9 @@ impl HttpClient {
                 let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
                     .with_safe_default_protocol_versions()
                     .map_err(|e| BuildError(e.to_string()))?
-                    .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+                    .with_root_certificates(roots(extra_roots)?)
                     .with_no_client_auth();
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_all_versions()
-                    .wrap_connector(tcp);
+                let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(tcp);
                 Some(
                     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                         .pool_timer(TokioTimer::new())
@@ -131,6 +154,14 @@ impl HttpClient {
             Err(e) => Err(hyper_error(&e)),
         }
     }
+}
+
+fn roots(extra: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore, BuildError> {
+    let mut store = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for cert in extra {
+        store.add(cert.clone()).map_err(|e| BuildError(format!("upstream CA file: {e}")))?;
+    }
+    Ok(store)
 }
 
 fn reqwest_error(e: &reqwest::Error) -> ProviderError {

@@ -31,6 +31,8 @@ pub struct ProvidersConfig {
     pub timeouts: Timeouts,
     /// How upstream requests are sent; `None`: [`Transport::from_env`].
     pub transport: Option<Transport>,
+    /// Root certificates trusted for upstream TLS beside the Mozilla roots.
+    pub extra_roots: Vec<crate::client::CertificateDer<'static>>,
 }
 
 impl ProvidersConfig {
@@ -50,7 +52,7 @@ pub struct Providers {
 
 impl Providers {
     pub fn new(config: ProvidersConfig) -> Result<Self, BuildError> {
-        let http = HttpClient::new(&config.timeouts, config.transport.unwrap_or_else(Transport::from_env))?;
+        let http = HttpClient::new(&config.timeouts, config.transport.unwrap_or_else(Transport::from_env), &config.extra_roots)?;
         let mut adapters: HashMap<ProviderSlug, Arc<dyn Provider>> = HashMap::new();
         for p in ProviderSlug::ALL {
             let base = config.base_url(p);

@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     fn vertex(template: &str) -> Vertex {
-        Vertex::new(template.into(), crate::client::HttpClient::new(&Timeouts::default(), crate::client::Transport::Direct).unwrap(), Timeouts::default())
+        Vertex::new(template.into(), crate::client::HttpClient::new(&Timeouts::default(), crate::client::Transport::Direct, &[]).unwrap(), Timeouts::default())
     }
 
     #[test]

@@ -16,19 +16,19 @@ pub fn providers(slug: ProviderSlug, base: String) -> Providers {
 }
 
 pub fn providers_with(slug: ProviderSlug, base: String, timeouts: Timeouts) -> Providers {
-    let config = ProvidersConfig { base_urls: [(slug, base)].into_iter().collect(), timeouts, transport: None };
+    let config = ProvidersConfig { base_urls: [(slug, base)].into_iter().collect(), timeouts, transport: None, extra_roots: Vec::new() };
     Providers::new(config).unwrap()
 }
 
 /// Providers sending through the given transport (both must behave the same).
 pub fn providers_via(slug: ProviderSlug, base: String, transport: Transport) -> Providers {
-    let config = ProvidersConfig { base_urls: [(slug, base)].into_iter().collect(), timeouts: Timeouts::default(), transport: Some(transport) };
+    let config = ProvidersConfig { base_urls: [(slug, base)].into_iter().collect(), timeouts: Timeouts::default(), transport: Some(transport), extra_roots: Vec::new() };
     Providers::new(config).unwrap()
 }
 
 /// Providers with every slug in `slugs` pointed at `base`.
 pub fn providers_for(slugs: &[ProviderSlug], base: &str) -> Providers {
-    let config = ProvidersConfig { base_urls: slugs.iter().map(|s| (*s, base.to_owned())).collect(), timeouts: Timeouts::default(), transport: None };
+    let config = ProvidersConfig { base_urls: slugs.iter().map(|s| (*s, base.to_owned())).collect(), timeouts: Timeouts::default(), transport: None, extra_roots: Vec::new() };
     Providers::new(config).unwrap()
 }
 
