@@ -191,6 +191,9 @@ struct Env {
     pins: Pins,
     _procs: Procs,
     upstream: SocketAddr,
+    /// The bare hyper proxy (`keyway-upstream --mode proxy`), pinned where Keyway is: the floor.
+    floor: SocketAddr,
+    floor_pid: u32,
     gateway: SocketAddr,
     gateway_pid: u32,
     key: String,
@@ -238,6 +241,14 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         .context("start keyway-upstream")?;
     let upstream = read_listening(&mut up)?;
     procs.0.push(("upstream".into(), up));
+    let mut fl = command(&pins.gateway, &bin_dir.join("keyway-upstream"))
+        .args(["--mode", "proxy", "--listen", "127.0.0.1:0", "--to", &format!("http://{upstream}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start the floor proxy")?;
+    let floor = read_listening(&mut fl)?;
+    let floor_pid = fl.id();
+    procs.0.push(("floor".into(), fl));
 
     let dir = std::env::temp_dir().join(format!("keyway-bench-{}-{}", std::process::id(), if record_usage { "on" } else { "off" }));
     std::fs::create_dir_all(&dir)?;
@@ -305,7 +316,7 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         bail!("creating the Keyway key: {s} {v}");
     }
     let key = v["key"].as_str().ok_or_else(|| anyhow!("no key in {v}"))?.to_owned();
-    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, gateway, gateway_pid, key, dir };
+    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, floor, floor_pid, gateway, gateway_pid, key, dir };
     let (s, v, h) = http(env.gateway, "POST", "/v1/chat/completions", &env.key, Some(&body(true, false, None))).await?;
     if s != 200 || h.get("x-keyway-byok").and_then(|v| v.to_str().ok()) != Some("true") {
         bail!("the realistic path does not answer from a BYOK key: {s} {v} {h:?}");
@@ -335,6 +346,8 @@ fn body(through: bool, stream: bool, chunk_delay_ms: Option<u64>) -> Value {
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     Direct,
+    /// Through the bare hyper proxy: what any hyper-based gateway pays for its two hops.
+    Floor,
     Keyway,
 }
 
@@ -342,6 +355,7 @@ impl Env {
     fn load_cmd(&self, side: Side, stream: bool, chunk_delay_ms: Option<u64>, extra: &[String]) -> Command {
         let (url, key) = match side {
             Side::Direct => (format!("http://{}/v1/chat/completions", self.upstream), SYSTEM.to_owned()),
+            Side::Floor => (format!("http://{}/v1/chat/completions", self.floor), SYSTEM.to_owned()),
             Side::Keyway => (format!("http://{}/v1/chat/completions", self.gateway), self.key.clone()),
         };
         let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
@@ -379,6 +393,23 @@ impl Env {
             "usage_recorded": metric("keyway_usage_recorded_total"),
             "usage_queue_depth": metric("keyway_usage_queue_depth"),
         })
+    }
+
+    /// A run through the floor proxy with its CPU time around it.
+    fn measured_floor(&self, stream: bool, extra: &[String]) -> anyhow::Result<Value> {
+        let cpu0 = cpu_secs(self.floor_pid)?;
+        let t0 = Instant::now();
+        let mut r = self.load(Side::Floor, stream, extra)?;
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_secs(self.floor_pid)? - cpu0;
+        let served = r["answered"].as_u64().unwrap_or(0);
+        r["gateway"] = json!({
+            "cpu_s": round(cpu, 3),
+            "cpu_util": round(cpu / wall.max(1e-9), 3),
+            "cpu_us_per_request": if served > 0 { round(cpu * 1e6 / served as f64, 1) } else { 0.0 },
+            "rss_kb_after": rss_kb(self.floor_pid),
+        });
+        Ok(r)
     }
 
     /// A through-Keyway run with the gateway's CPU time, RSS and store queries around it.
@@ -443,27 +474,36 @@ fn added(direct: &Value, keyway: &Value, metric: &str) -> Value {
 async fn closed_loop(env: &Env, plan: &Plan, conns: usize) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("closed"), s("--connections"), s(conns), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
     let direct = env.load(Side::Direct, false, &extra)?;
+    let floor = env.measured_floor(false, &extra)?;
     let keyway = env.measured(false, &extra).await?;
-    let ratio = keyway["throughput_rps"].as_f64().unwrap_or(0.0) / direct["throughput_rps"].as_f64().unwrap_or(f64::NAN);
-    Ok(json!({"connections": conns, "direct": direct, "keyway": keyway, "throughput_ratio": round(ratio, 3)}))
+    let rps = |v: &Value| v["throughput_rps"].as_f64().unwrap_or(0.0);
+    let ratio = rps(&keyway) / rps(&direct);
+    Ok(json!({"connections": conns, "direct": direct, "floor": floor, "keyway": keyway,
+              "throughput_ratio": round(ratio, 3), "floor_throughput_ratio": round(rps(&floor) / rps(&direct), 3)}))
 }
 
 async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(conns), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
     let direct = env.load(Side::Direct, false, &extra)?;
+    let floor = env.measured_floor(false, &extra)?;
     let keyway = env.measured(false, &extra).await?;
-    let add = added(&direct, &keyway, "latency");
-    Ok(json!({"rate": rate, "direct": direct, "keyway": keyway, "added_latency_us": add}))
+    Ok(json!({"rate": rate, "direct": direct, "floor": floor, "keyway": keyway,
+              "added_latency_us": added(&direct, &keyway, "latency"),
+              "floor_added_latency_us": added(&direct, &floor, "latency"),
+              "over_floor_latency_us": added(&floor, &keyway, "latency")}))
 }
 
 async fn streaming(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("stream"), s("--connections"), s(16), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
     let direct = env.load(Side::Direct, true, &extra)?;
+    let floor = env.measured_floor(true, &extra)?;
     let keyway = env.measured(true, &extra).await?;
     Ok(json!({
         "chunk_delay_ms": 5, "content_chunks": 8, "connections": 16,
-        "direct": direct, "keyway": keyway,
+        "direct": direct, "floor": floor, "keyway": keyway,
         "added_ttfb_us": added(&direct, &keyway, "ttfb"),
+        "floor_added_ttfb_us": added(&direct, &floor, "ttfb"),
+        "floor_added_gap_us": added(&direct, &floor, "gap"),
         "added_gap_us": added(&direct, &keyway, "gap"),
         "added_ttlb_us": added(&direct, &keyway, "latency"),
     }))
@@ -792,11 +832,13 @@ fn markdown(r: &Value) -> String {
     ));
     if let Some(runs) = r["closed"].as_array() {
         let _ = writeln_str(w, "## 1. Non-streaming, closed loop (max throughput)\n");
-        let _ = writeln_str(w, "| connections | direct req/s | Keyway req/s | ratio | Keyway p50 / p99 | gateway CPU µs/req | gateway CPU util | store queries (per req) | statuses through Keyway |\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln_str(w, "| connections | direct req/s | floor req/s (ratio), CPU µs/req | Keyway req/s | ratio | Keyway p50 / p99 | gateway CPU µs/req | gateway CPU util | store queries (per req) | statuses through Keyway |\n|---|---|---|---|---|---|---|---|---|---|");
         for c in runs {
             let _ = writeln_str(w, &format!(
-                "| {} | {} | {} | {} | {} / {} | **{}** | {} | {} ({}) | {} |",
-                f(c, "/connections"), f(c, "/direct/throughput_rps"), f(c, "/keyway/throughput_rps"), f(c, "/throughput_ratio"),
+                "| {} | {} | {} ({}), {} | {} | {} | {} / {} | **{}** | {} | {} ({}) | {} |",
+                f(c, "/connections"), f(c, "/direct/throughput_rps"),
+                f(c, "/floor/throughput_rps"), f(c, "/floor_throughput_ratio"), f(c, "/floor/gateway/cpu_us_per_request"),
+                f(c, "/keyway/throughput_rps"), f(c, "/throughput_ratio"),
                 f(c, "/keyway/latency/p50_us"), f(c, "/keyway/latency/p99_us"), f(c, "/keyway/gateway/cpu_us_per_request"), f(c, "/keyway/gateway/cpu_util"),
                 f(c, "/keyway/gateway/store_queries"), f(c, "/keyway/gateway/store_queries_per_request"), status_counts(&c["keyway"])
             ));
@@ -805,14 +847,15 @@ fn markdown(r: &Value) -> String {
     }
     if let Some(runs) = r["open"].as_array() {
         let _ = writeln_str(w, "## 2. Non-streaming, fixed rate (open loop, latency from the scheduled send time)\n");
-        let _ = writeln_str(w, "| rate | direct p50 / p99 / p99.9 | Keyway p50 / p99 / p99.9 | **added p50 / p99 / p99.9** | gateway CPU µs/req | statuses through Keyway | statuses direct |\n|---|---|---|---|---|---|---|");
+        let _ = writeln_str(w, "| rate | direct p50 / p99 / p99.9 | floor added p50 / p99 / p99.9 | Keyway p50 / p99 / p99.9 | **added p50 / p99 / p99.9** | gateway CPU µs/req (floor) | statuses through Keyway | statuses direct |\n|---|---|---|---|---|---|---|---|");
         for o in runs {
             let _ = writeln_str(w, &format!(
-                "| {}/s | {} / {} / {} | {} / {} / {} | **{} / {} / {}** | {} | {} | {} |",
+                "| {}/s | {} / {} / {} | {} / {} / {} | {} / {} / {} | **{} / {} / {}** | {} ({}) | {} | {} |",
                 f(o, "/rate"), f(o, "/direct/latency/p50_us"), f(o, "/direct/latency/p99_us"), f(o, "/direct/latency/p999_us"),
+                f(o, "/floor_added_latency_us/p50_us"), f(o, "/floor_added_latency_us/p99_us"), f(o, "/floor_added_latency_us/p999_us"),
                 f(o, "/keyway/latency/p50_us"), f(o, "/keyway/latency/p99_us"), f(o, "/keyway/latency/p999_us"),
                 f(o, "/added_latency_us/p50_us"), f(o, "/added_latency_us/p99_us"), f(o, "/added_latency_us/p999_us"),
-                f(o, "/keyway/gateway/cpu_us_per_request"), status_counts(&o["keyway"]), status_counts(&o["direct"])
+                f(o, "/keyway/gateway/cpu_us_per_request"), f(o, "/floor/gateway/cpu_us_per_request"), status_counts(&o["keyway"]), status_counts(&o["direct"])
             ));
         }
         let _ = writeln_str(w, "");
@@ -820,13 +863,15 @@ fn markdown(r: &Value) -> String {
     if r["stream"].is_object() {
         let st = &r["stream"];
         let _ = writeln_str(w, &format!("## 3. Streaming ({} content chunks, {} ms apart, {} concurrent streams)\n", f(st, "/content_chunks"), f(st, "/chunk_delay_ms"), f(st, "/connections")));
-        let _ = writeln_str(w, "| | direct p50 / p99 | Keyway p50 / p99 | **added p50 / p99** |\n|---|---|---|---|");
-        for (label, metric, add) in [("time to first byte", "ttfb", "added_ttfb_us"), ("gap between chunks", "gap", "added_gap_us"), ("time to last byte", "latency", "added_ttlb_us")] {
+        let _ = writeln_str(w, "| | direct p50 / p99 | floor added p50 / p99 | Keyway p50 / p99 | **added p50 / p99** |\n|---|---|---|---|---|");
+        for (label, metric, add) in [("time to first byte", "ttfb", "ttfb_us"), ("gap between chunks", "gap", "gap_us"), ("time to last byte", "latency", "ttlb_us")] {
+            let floor = |q: &str| if metric == "latency" { "–".to_owned() } else { f(st, &format!("/floor_added_{add}/{q}")) };
             let _ = writeln_str(w, &format!(
-                "| {label} | {} / {} | {} / {} | **{} / {}** |",
+                "| {label} | {} / {} | {} / {} | {} / {} | **{} / {}** |",
                 f(st, &format!("/direct/{metric}/p50_us")), f(st, &format!("/direct/{metric}/p99_us")),
+                floor("p50_us"), floor("p99_us"),
                 f(st, &format!("/keyway/{metric}/p50_us")), f(st, &format!("/keyway/{metric}/p99_us")),
-                f(st, &format!("/{add}/p50_us")), f(st, &format!("/{add}/p99_us"))
+                f(st, &format!("/added_{add}/p50_us")), f(st, &format!("/added_{add}/p99_us"))
             ));
         }
         let _ = writeln_str(w, &format!(

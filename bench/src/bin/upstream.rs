@@ -8,6 +8,10 @@
 //!   `bench_delay_ms`, which Keyway passes through untouched as unknown fields).
 //! - `fake`: `keyway_fakes::openai`'s router with call recording off (the test fake, heavier:
 //!   it parses the whole body into a `Value`, builds the answer with `json!`, takes locks).
+//! - `proxy --to URL`: not an upstream but the floor under any hyper-based gateway: a bare
+//!   HTTP/1.1 server that forwards every request unchanged through hyper-util's pooled client
+//!   and streams the answer back, with no auth, routing, parsing or recording. Run in Keyway's
+//!   place, it shows what the two extra loopback hops and hyper's codecs cost on this machine.
 //!
 //! Streams send the role chunk and the first content chunk back to back (Keyway holds chunks
 //! without content until the first content chunk, so that an early error can still fall back),
@@ -49,6 +53,9 @@ struct Args {
     /// Fixed delay before every answer's head, in microseconds.
     #[arg(long, default_value_t = 0)]
     delay_us: u64,
+    /// `proxy` mode: the upstream base URL requests are forwarded to (`http://host:port`).
+    #[arg(long)]
+    to: Option<String>,
 }
 
 struct Lean {
@@ -152,6 +159,46 @@ async fn handle(lean: Arc<Lean>, req: Request<Incoming>) -> Result<Response<Body
     Ok(r)
 }
 
+type Pool = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Incoming>;
+
+/// The floor proxy's whole work per request: swap the authority, forward, stream back.
+async fn forward(pool: Pool, to: Arc<http::uri::Authority>, mut req: Request<Incoming>) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some((*to).clone());
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    pool.request(req).await
+}
+
+async fn serve_proxy(listener: tokio::net::TcpListener, to: &str) -> anyhow::Result<()> {
+    let to: http::Uri = to.parse().context("--to")?;
+    let to = Arc::new(to.authority().cloned().context("--to needs host:port")?);
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.set_nodelay(true);
+    let pool: Pool = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_max_idle_per_host(1024)
+        .build(tcp);
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (pool, to) = (pool.clone(), to.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| forward(pool.clone(), to.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+        });
+    }
+}
+
 async fn serve_lean(listener: tokio::net::TcpListener, lean: Arc<Lean>) -> anyhow::Result<()> {
     loop {
         let (tcp, _) = match listener.accept().await {
@@ -203,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
             });
             axum::serve(listener, router).await.context("serve")
         }
-        other => anyhow::bail!("unknown mode `{other}` (lean or fake)"),
+        "proxy" => serve_proxy(listener, args.to.as_deref().context("proxy mode needs --to")?).await,
+        other => anyhow::bail!("unknown mode `{other}` (lean, fake or proxy)"),
     }
 }
