@@ -3,7 +3,7 @@
 
 use crate::provider::ProviderSlug;
 use serde::Deserialize;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Deserialize)]

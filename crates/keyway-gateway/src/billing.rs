@@ -14,7 +14,7 @@ use crate::limits::Refusal;
 use crate::usage::{GenerationRecord, UsageHook};
 use keyway_core::pricing::{self, Charge, FeeRules, Month, MonthlyCounter, Prices};
 use keyway_store::{ApiKeyRecord, GenerationRow, Limits, Store, StoreError};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 use keyway_core::route::CredentialMeta;
 use keyway_core::Credential;
 use keyway_store::{ApiKeyRecord, ByokRecord, Store, StoreError};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use keyway_core::pricing::Prices;
 use keyway_core::route::RoutePlan;
 use keyway_store::{ApiKeyRecord, Limits, Store};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 
 use keyway_core::route::{EndpointStats, StatsSource};
 use keyway_core::ProviderSlug;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! Pure: every update takes `now`. The gateway keeps one [`HealthTable`] per node (behind a
 //! lock) and records each attempt's [`Outcome`].
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
