@@ -353,11 +353,7 @@ enum Side {
 
 impl Env {
     fn load_cmd(&self, side: Side, stream: bool, chunk_delay_ms: Option<u64>, extra: &[String]) -> Command {
-        let (url, key) = match side {
-            Side::Direct => (format!("http://{}/v1/chat/completions", self.upstream), SYSTEM.to_owned()),
-            Side::Floor => (format!("http://{}/v1/chat/completions", self.floor), SYSTEM.to_owned()),
-            Side::Keyway => (format!("http://{}/v1/chat/completions", self.gateway), self.key.clone()),
-        };
+        let (url, key) = self.target(side);
         let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
         c.args(["--url", &url, "--key", &key, "--body", &body(side == Side::Keyway, stream, chunk_delay_ms).to_string()]);
         c.args(extra);
@@ -421,6 +417,56 @@ impl Env {
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_secs(self.gateway_pid)? - cpu0;
         let q1 = self.queries().await;
+        self.gateway_figures(&mut r, cpu, wall, &q0, &q1);
+        Ok(r)
+    }
+
+    /// Direct, floor and Keyway in one open-loop run, their requests interleaved (keyway-load
+    /// with three targets, each at `rate`): a stall of the host lands on all three alike, so
+    /// the differences between them hold on a noisy machine where back-to-back runs don't.
+    async fn interleaved(&self, extra: &[String]) -> anyhow::Result<(Value, Value, Value)> {
+        let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
+        for side in [Side::Direct, Side::Floor, Side::Keyway] {
+            let (url, key) = self.target(side);
+            c.args(["--url", &url, "--key", &key, "--body", &body(side == Side::Keyway, false, None).to_string()]);
+        }
+        c.args(extra);
+        let q0 = self.queries().await;
+        let (g0, f0) = (cpu_secs(self.gateway_pid)?, cpu_secs(self.floor_pid)?);
+        let t0 = Instant::now();
+        let out = c.stderr(Stdio::inherit()).output().context("run keyway-load")?;
+        let wall = t0.elapsed().as_secs_f64();
+        let (g, f) = (cpu_secs(self.gateway_pid)? - g0, cpu_secs(self.floor_pid)? - f0);
+        let q1 = self.queries().await;
+        if !out.status.success() {
+            bail!("keyway-load failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("{}")).context("keyway-load output")?;
+        let mut t = v["targets"].as_array().cloned().unwrap_or_default().into_iter();
+        let (direct, mut floor, mut keyway) = match (t.next(), t.next(), t.next()) {
+            (Some(d), Some(f), Some(k)) => (d, f, k),
+            _ => bail!("keyway-load gave no three targets: {v}"),
+        };
+        let served = floor["answered"].as_u64().unwrap_or(0);
+        floor["gateway"] = json!({
+            "cpu_s": round(f, 3),
+            "cpu_util": round(f / wall.max(1e-9), 3),
+            "cpu_us_per_request": if served > 0 { round(f * 1e6 / served as f64, 1) } else { 0.0 },
+        });
+        self.gateway_figures(&mut keyway, g, wall, &q0, &q1);
+        Ok((direct, floor, keyway))
+    }
+
+    fn target(&self, side: Side) -> (String, String) {
+        match side {
+            Side::Direct => (format!("http://{}/v1/chat/completions", self.upstream), SYSTEM.to_owned()),
+            Side::Floor => (format!("http://{}/v1/chat/completions", self.floor), SYSTEM.to_owned()),
+            Side::Keyway => (format!("http://{}/v1/chat/completions", self.gateway), self.key.clone()),
+        }
+    }
+
+    /// The gateway's CPU per request, store queries and usage records over a run, into `r`.
+    fn gateway_figures(&self, r: &mut Value, cpu: f64, wall: f64, q0: &Value, q1: &Value) {
         let served = r["answered"].as_u64().unwrap_or(0);
         let dq = q1["store_queries"].as_u64().unwrap_or(0).saturating_sub(q0["store_queries"].as_u64().unwrap_or(0));
         let dw = q1["usage_recorded"].as_u64().unwrap_or(0).saturating_sub(q0["usage_recorded"].as_u64().unwrap_or(0));
@@ -433,7 +479,6 @@ impl Env {
             "store_queries_per_request": if served > 0 { dq as f64 / served as f64 } else { 0.0 },
             "usage_records_written": dw,
         });
-        Ok(r)
     }
 }
 
@@ -482,12 +527,16 @@ async fn closed_loop(env: &Env, plan: &Plan, conns: usize) -> anyhow::Result<Val
               "throughput_ratio": round(ratio, 3), "floor_throughput_ratio": round(rps(&floor) / rps(&direct), 3)}))
 }
 
-async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize) -> anyhow::Result<Value> {
+/// `interleaved`: the three sides in one run (3x the rate on the machine); else one after the
+/// other, for rates whose triple the load generator's core can't carry.
+async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize, interleaved: bool) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(conns), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
-    let direct = env.load(Side::Direct, false, &extra)?;
-    let floor = env.measured_floor(false, &extra)?;
-    let keyway = env.measured(false, &extra).await?;
-    Ok(json!({"rate": rate, "direct": direct, "floor": floor, "keyway": keyway,
+    let (direct, floor, keyway) = if interleaved {
+        env.interleaved(&extra).await?
+    } else {
+        (env.load(Side::Direct, false, &extra)?, env.measured_floor(false, &extra)?, env.measured(false, &extra).await?)
+    };
+    Ok(json!({"rate": rate, "interleaved": interleaved, "direct": direct, "floor": floor, "keyway": keyway,
               "added_latency_us": added(&direct, &keyway, "latency"),
               "floor_added_latency_us": added(&direct, &floor, "latency"),
               "over_floor_latency_us": added(&floor, &keyway, "latency")}))
@@ -768,9 +817,9 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     }
     if want(&args, "open") {
         let mut runs = Vec::new();
-        for (rate, conns) in [(1000, 64), (5000, 128)] {
-            eprintln!("scenario: open loop {rate}/s");
-            runs.push(open_loop(&env, &plan, rate, conns).await?);
+        for (rate, conns, interleaved) in [(1000, 64, true), (5000, 128, false)] {
+            eprintln!("scenario: open loop {rate}/s{}", if interleaved { ", direct, floor and Keyway interleaved" } else { "" });
+            runs.push(open_loop(&env, &plan, rate, conns, interleaved).await?);
         }
         out["open"] = json!(runs);
     }
@@ -847,6 +896,7 @@ fn markdown(r: &Value) -> String {
     }
     if let Some(runs) = r["open"].as_array() {
         let _ = writeln_str(w, "## 2. Non-streaming, fixed rate (open loop, latency from the scheduled send time)\n");
+        let _ = writeln_str(w, "At 1,000/s the three sides run at once, their requests interleaved (each at the rate, 3x on the machine), so a stall of the host lands on all of them; at 5,000/s (whose triple the load generator's core can't carry) one after the other.\n");
         let _ = writeln_str(w, "| rate | direct p50 / p99 / p99.9 | floor added p50 / p99 / p99.9 | Keyway p50 / p99 / p99.9 | **added p50 / p99 / p99.9** | gateway CPU µs/req (floor) | statuses through Keyway | statuses direct |\n|---|---|---|---|---|---|---|---|");
         for o in runs {
             let _ = writeln_str(w, &format!(

@@ -37,15 +37,18 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Parser)]
 #[command(name = "keyway-load", about = "Closed- and open-loop HTTP/1.1 load generator with HDR histograms")]
 struct Args {
-    /// `http://IP:PORT/path`
+    /// `http://IP:PORT/path`. `--mode open` takes it more than once (with a `--key` and a
+    /// `--body` each): the targets are then loaded interleaved, each at `--rate`, request i of
+    /// the schedule going to target i mod n, so that all of them meet the machine in the same
+    /// state and a stall of the host shows on every side alike. One report per target.
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// Bearer token (one per `--url`).
     #[arg(long)]
-    url: String,
-    /// Bearer token.
-    #[arg(long, default_value = "")]
-    key: String,
-    /// The JSON body to POST.
-    #[arg(long)]
-    body: String,
+    key: Vec<String>,
+    /// The JSON body to POST (one per `--url`).
+    #[arg(long, required = true)]
+    body: Vec<String>,
     /// closed | open | stream | hold
     #[arg(long, default_value = "closed")]
     mode: String,
@@ -79,23 +82,33 @@ struct Target {
     timeout: Duration,
 }
 
-fn parse_target(a: &Args) -> anyhow::Result<Target> {
-    let rest = a.url.strip_prefix("http://").context("--url must start with http://")?;
+fn parse_targets(a: &Args) -> anyhow::Result<Vec<Arc<Target>>> {
+    if a.body.len() != a.url.len() || a.key.len() > a.url.len() {
+        bail!("give one --body (and at most one --key) per --url");
+    }
+    if a.url.len() > 1 && a.mode != "open" {
+        bail!("several --url are for --mode open only");
+    }
+    (0..a.url.len()).map(|i| parse_target(&a.url[i], a.key.get(i).map(String::as_str).unwrap_or(""), &a.body[i], a.timeout_ms).map(Arc::new)).collect()
+}
+
+fn parse_target(url: &str, key: &str, body_text: &str, timeout_ms: u64) -> anyhow::Result<Target> {
+    let rest = url.strip_prefix("http://").context("--url must start with http://")?;
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let addr: SocketAddr = host.parse().context("--url host must be IP:PORT")?;
-    let body: Value = serde_json::from_str(&a.body).context("--body must be JSON")?;
+    let body: Value = serde_json::from_str(body_text).context("--body must be JSON")?;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     Ok(Target {
         addr,
         host: host.to_owned(),
         path: path.to_owned(),
-        auth: format!("Bearer {}", a.key),
-        body: Bytes::from(a.body.clone()),
+        auth: format!("Bearer {key}"),
+        body: Bytes::from(body_text.to_owned()),
         stream,
-        timeout: Duration::from_millis(a.timeout_ms),
+        timeout: Duration::from_millis(timeout_ms),
     })
 }
 
@@ -337,18 +350,21 @@ fn tighten_timer_slack() {
     let _ = std::fs::write("/proc/thread-self/timerslack_ns", "1");
 }
 
-async fn open(t: Arc<Target>, a: &Args) -> (Stats, Duration) {
+/// Open loop over one target or several interleaved (see `Args::url`): one `Stats` per target.
+async fn open(targets: Vec<Arc<Target>>, a: &Args) -> (Vec<Stats>, Duration) {
+    let n = targets.len().max(1);
     let start = Instant::now() + Duration::from_millis(50);
     let record_from = start + Duration::from_secs_f64(a.warmup);
     let total_secs = a.warmup + a.duration;
-    let mut total = (a.rate * total_secs).round() as u64;
+    let mut total = (a.rate * total_secs).round() as u64 * n as u64;
     if let Some(m) = a.max_requests {
         total = total.min(m);
     }
-    let interval = 1.0 / a.rate.max(0.001);
+    let interval = 1.0 / (a.rate.max(0.001) * n as f64);
+    let timeout = targets.iter().map(|t| t.timeout).max().unwrap_or_default();
     // Past this, stop sending: whatever is still queued is reported as `unsent`.
-    let hard_stop = start + Duration::from_secs_f64(total_secs) + t.timeout + Duration::from_secs(2);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let hard_stop = start + Duration::from_secs_f64(total_secs) + timeout + Duration::from_secs(2);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::unbounded_channel::<Instant>()).unzip();
     let pacer = std::thread::spawn(move || {
         tighten_timer_slack();
         for i in 0..total {
@@ -357,14 +373,37 @@ async fn open(t: Arc<Target>, a: &Args) -> (Stats, Duration) {
             if at > now {
                 std::thread::sleep(at - now);
             }
-            if tx.send(at).is_err() {
+            if txs[(i % n as u64) as usize].send(at).is_err() {
                 return;
             }
         }
     });
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut per_target = Vec::new();
+    for (t, rx) in targets.iter().zip(rxs) {
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        per_target.push(open_connections(t.clone(), rx, a.connections, hard_stop, record_from));
+    }
+    let mut out = Vec::new();
+    for tasks in per_target {
+        let mut all = Stats::new();
+        for task in tasks {
+            if let Ok(st) = task.await {
+                all.merge(st);
+            }
+        }
+        out.push(all);
+    }
+    let _ = pacer.join();
+    // Throughput over the scheduled window: the rate actually served.
+    (out, Duration::from_secs_f64(a.duration))
+}
+
+type OpenTask = tokio::task::JoinHandle<Stats>;
+
+/// `connections` tasks taking scheduled send times from `rx` for target `t`.
+fn open_connections(t: Arc<Target>, rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>>, connections: usize, hard_stop: Instant, record_from: Instant) -> Vec<OpenTask> {
     let mut tasks = Vec::new();
-    for _ in 0..a.connections {
+    for _ in 0..connections {
         let t = t.clone();
         let rx = rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -386,15 +425,7 @@ async fn open(t: Arc<Target>, a: &Args) -> (Stats, Duration) {
             st
         }));
     }
-    let mut all = Stats::new();
-    for task in tasks {
-        if let Ok(st) = task.await {
-            all.merge(st);
-        }
-    }
-    let _ = pacer.join();
-    // Throughput over the scheduled window: the rate actually served.
-    (all, Duration::from_secs_f64(a.duration))
+    tasks
 }
 
 /// Opens `--connections` streams, holds them, reports how many stayed open.
@@ -504,7 +535,8 @@ fn report(mode: &str, a: &Args, st: &Stats, elapsed: Duration) -> Value {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let t = Arc::new(parse_target(&a)?);
+    let mut targets = parse_targets(&a)?;
+    let t = targets.first().cloned().context("no --url")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let out = rt.block_on(async {
         match a.mode.as_str() {
@@ -519,9 +551,13 @@ fn main() -> anyhow::Result<()> {
                 let (st, el) = closed(t, &a).await;
                 Ok(report("stream", &a, &st, el))
             }
+            "open" if targets.len() == 1 => {
+                let (st, el) = open(std::mem::take(&mut targets), &a).await;
+                Ok(report("open", &a, &st[0], el))
+            }
             "open" => {
-                let (st, el) = open(t, &a).await;
-                Ok(report("open", &a, &st, el))
+                let (st, el) = open(std::mem::take(&mut targets), &a).await;
+                Ok(json!({"mode": "open", "interleaved": true, "targets": st.iter().map(|s| report("open", &a, s, el)).collect::<Vec<_>>()}))
             }
             "hold" => hold(t, &a).await,
             other => bail!("unknown mode `{other}`"),
