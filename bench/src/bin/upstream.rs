@@ -15,7 +15,10 @@
 //!
 //! Streams send the role chunk and the first content chunk back to back (Keyway holds chunks
 //! without content until the first content chunk, so that an early error can still fall back),
-//! then wait `chunk_delay` before each further frame.
+//! then wait `chunk_delay` before each further frame, except the usage chunk, which follows the
+//! finish chunk at once as OpenAI's does. (Keyway always asks for usage; were the usage chunk
+//! paced like content, every stream through Keyway would last one `chunk_delay` longer than
+//! the same stream direct, and its last gap would count double.)
 #![allow(clippy::print_stdout)]
 
 use anyhow::Context;
@@ -74,16 +77,19 @@ fn chunk(delta: &str, finish: &str) -> Bytes {
 }
 
 /// As OpenAI streams: the usage chunk only when `stream_options.include_usage` asks for it.
-fn stream_frames(n: usize, usage: bool) -> Vec<Bytes> {
+/// Each frame comes with whether it waits `chunk_delay` before it.
+fn stream_frames(n: usize, usage: bool) -> Vec<(Bytes, bool)> {
     let mut frames = vec![chunk(r#"{"role":"assistant","content":""}"#, "null")];
     for i in 0..n.max(1) {
         frames.push(chunk(&format!("{{\"content\":\"tok{i} \"}}"), "null"));
     }
     frames.push(chunk("{}", "\"stop\""));
+    // Role and first content back to back; a wait before every later frame but the usage chunk.
+    let mut frames: Vec<(Bytes, bool)> = frames.into_iter().enumerate().map(|(i, f)| (f, i >= 2)).collect();
     if usage {
-        frames.push(Bytes::from_static(b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":27,\"completion_tokens\":19,\"total_tokens\":46}}\n\n"));
+        frames.push((Bytes::from_static(b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":27,\"completion_tokens\":19,\"total_tokens\":46}}\n\n"), false));
     }
-    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    frames.push((Bytes::from_static(b"data: [DONE]\n\n"), true));
     frames
 }
 
@@ -141,9 +147,8 @@ async fn handle(lean: Arc<Lean>, req: Request<Incoming>) -> Result<Response<Body
     let frames = stream_frames(knobs.bench_chunks.unwrap_or(lean.chunks), usage);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
-        for (i, f) in frames.into_iter().enumerate() {
-            // Role chunk and first content chunk go back to back; then one gap before each frame.
-            if i >= 2 && !gap.is_zero() {
+        for (f, wait) in frames {
+            if wait && !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
             if tx.send(Ok(Frame::data(f))).await.is_err() {
