@@ -100,26 +100,30 @@ fn translation(c: &mut Criterion) {
     // The answer on its way back: parsed into a tree, edited, written (before) vs split at the
     // top level, edited, written (now).
     let answer = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today? I can answer questions, write and explain code, and more.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":21,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}"#;
-    c.bench_function("response/value_parse_edit_write", |b| {
-        b.iter(|| {
-            let mut v: Value = serde_json::from_slice(black_box(answer)).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.insert("id".into(), json!("gen-0123456789abcdef0123456789abcdef"));
-            o.insert("model".into(), json!("openai/gpt-4o-mini"));
-            o.insert("provider".into(), json!("OpenAI"));
-            serde_json::to_vec(&v).unwrap()
-        })
-    });
-    c.bench_function("response/raw_split_edit_write", |b| {
-        b.iter(|| {
-            let mut body = keyway_providers::Body::Raw(keyway_providers::RawObject::parse(black_box(answer)).unwrap());
-            body.set("id", &"gen-0123456789abcdef0123456789abcdef");
-            body.set("model", &"openai/gpt-4o-mini");
-            body.set("provider", &"OpenAI");
-            let _ = body.first_finish_reason();
-            body.to_vec()
-        })
-    });
+    // A streamed chunk takes the same edits (gateway/src/proxy/stream.rs, `render_openai`).
+    let chunk: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_bench","choices":[{"index":0,"delta":{"content":" microseconds"},"logprobs":null,"finish_reason":null}]}"#;
+    for (name, json) in [("response", &answer[..]), ("stream_chunk", chunk)] {
+        c.bench_function(&format!("{name}/value_parse_edit_write"), |b| {
+            b.iter(|| {
+                let mut v: Value = serde_json::from_slice(black_box(json)).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.insert("id".into(), json!("gen-0123456789abcdef0123456789abcdef"));
+                o.insert("model".into(), json!("openai/gpt-4o-mini"));
+                o.insert("provider".into(), json!("OpenAI"));
+                serde_json::to_vec(&v).unwrap()
+            })
+        });
+        c.bench_function(&format!("{name}/raw_split_edit_write"), |b| {
+            b.iter(|| {
+                let mut body = keyway_providers::Body::Raw(keyway_providers::RawObject::parse(black_box(json)).unwrap());
+                body.set("id", &"gen-0123456789abcdef0123456789abcdef");
+                body.set("model", &"openai/gpt-4o-mini");
+                body.set("provider", &"OpenAI");
+                let _ = body.first_finish_reason();
+                body.to_vec()
+            })
+        });
+    }
 }
 
 fn sse_stream() -> Vec<u8> {

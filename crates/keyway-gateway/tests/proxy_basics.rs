@@ -137,3 +137,42 @@ async fn stream_error_before_content_falls_back_and_after_content_ends_with_erro
     assert!(!text.contains("[DONE]"));
     assert_eq!(fake.calls().len(), calls_before + 1, "no silent retry after content was sent");
 }
+
+/// Every chunk carries Keyway's generation id, the gateway's model name and the provider, the
+/// choices as the upstream wrote them; the usage-only chunk Keyway asks for upstream reaches
+/// the client only when the client asked for it too.
+#[tokio::test]
+async fn stream_chunks_are_rewritten_and_the_usage_chunk_passes_only_when_asked() {
+    let (_fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    for asked in [false, true] {
+        let mut body = chat("openai/gpt-4o-mini");
+        body["stream"] = json!(true);
+        if asked {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let resp = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let gen_id = resp.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+        let text = resp.text().await.unwrap();
+        let chunks: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+            .collect();
+        assert!(chunks.len() >= 3, "{text}");
+        for c in &chunks {
+            assert_eq!((c["id"].as_str(), c["model"].as_str(), c["provider"].as_str()), (Some(gen_id.as_str()), Some("openai/gpt-4o-mini"), Some("OpenAI")), "{c}");
+            assert_eq!(c["object"], "chat.completion.chunk", "{c}");
+        }
+        let usage_only: Vec<&Value> = chunks.iter().filter(|c| c["choices"].as_array().is_some_and(Vec::is_empty) && c.get("usage").is_some()).collect();
+        assert_eq!(usage_only.len(), usize::from(asked), "{text}");
+        if let Some(u) = usage_only.first() {
+            assert!(u["usage"]["total_tokens"].as_u64().unwrap() > 0, "{u}");
+        }
+        let finish: Vec<&str> = chunks.iter().filter_map(|c| c["choices"][0]["finish_reason"].as_str()).collect();
+        assert_eq!(finish, ["stop"], "{text}");
+        let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(joined, "Echo: hello there");
+    }
+}

@@ -151,7 +151,10 @@ fn event_frames(events: Vec<AnthropicEvent>) -> Option<Bytes> {
 impl Forwarder {
     /// One upstream chunk for the client; `None` when it produces nothing to send.
     fn render(&mut self, json: &Bytes) -> Option<Bytes> {
-        let Ok(mut v) = serde_json::from_slice::<Value>(json) else {
+        if matches!(self.dialect, Dialect::OpenAi) {
+            return self.render_openai(json);
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(json) else {
             return Some(data_frame(json));
         };
         if let Dialect::AnthropicNative { model } = &self.dialect {
@@ -162,20 +165,31 @@ impl Forwarder {
         }
         match &mut self.dialect {
             Dialect::Anthropic(conv) => event_frames(conv.push_chunk(&v)),
-            Dialect::AnthropicNative { .. } => None, // rendered above
-            Dialect::OpenAi => {
-                let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty()) && v.get("usage").is_some();
-                if usage_only && !self.ctx.include_usage {
-                    return None;
-                }
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("id".into(), Value::String(self.ctx.generation_id.clone()));
-                    o.insert("provider".into(), Value::String(self.ctx.provider_name.to_owned()));
-                    o.insert("model".into(), Value::String(self.ctx.model.clone()));
-                }
-                Some(serde_json::to_vec(&v).map(|b| data_frame(&b)).unwrap_or_else(|_| data_frame(json)))
+            Dialect::AnthropicNative { .. } | Dialect::OpenAi => None, // rendered above
+        }
+    }
+
+    /// An OpenAI chunk for an OpenAI client: split at the top level only, `id`, `provider` and
+    /// `model` set, everything else (the choices with their text) copied as the upstream wrote
+    /// it. A full parse and re-print per chunk was most of the gateway's work per chunk.
+    fn render_openai(&mut self, json: &Bytes) -> Option<Bytes> {
+        let Ok(o) = keyway_providers::RawObject::parse(json) else {
+            return Some(data_frame(json));
+        };
+        let mut chunk = keyway_providers::Body::Raw(o);
+        if let Some(f) = chunk.first_finish_reason() {
+            self.ctx.record.finish_reason = Some(f);
+        }
+        if let keyway_providers::Body::Raw(o) = &chunk {
+            let no_choices = o.get("choices").is_some_and(|c| c.get().bytes().filter(|b| !b.is_ascii_whitespace()).eq(*b"[]"));
+            if no_choices && o.get("usage").is_some() && !self.ctx.include_usage {
+                return None;
             }
         }
+        chunk.set("id", &self.ctx.generation_id);
+        chunk.set("provider", &self.ctx.provider_name);
+        chunk.set("model", &self.ctx.model);
+        Some(data_frame(&chunk.to_vec()))
     }
 
     /// One upstream Anthropic event, as the upstream sent it (the model name aside).
