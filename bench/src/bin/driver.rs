@@ -398,13 +398,7 @@ impl Env {
         let mut r = self.load(Side::Floor, stream, extra)?;
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_secs(self.floor_pid)? - cpu0;
-        let served = r["answered"].as_u64().unwrap_or(0);
-        r["gateway"] = json!({
-            "cpu_s": round(cpu, 3),
-            "cpu_util": round(cpu / wall.max(1e-9), 3),
-            "cpu_us_per_request": if served > 0 { round(cpu * 1e6 / served as f64, 1) } else { 0.0 },
-            "rss_kb_after": rss_kb(self.floor_pid),
-        });
+        r["gateway"] = Value::Object(process_figures(&r, self.floor_pid, cpu, wall));
         Ok(r)
     }
 
@@ -447,12 +441,7 @@ impl Env {
             (Some(d), Some(f), Some(k)) => (d, f, k),
             _ => bail!("keyway-load gave no three targets: {v}"),
         };
-        let served = floor["answered"].as_u64().unwrap_or(0);
-        floor["gateway"] = json!({
-            "cpu_s": round(f, 3),
-            "cpu_util": round(f / wall.max(1e-9), 3),
-            "cpu_us_per_request": if served > 0 { round(f * 1e6 / served as f64, 1) } else { 0.0 },
-        });
+        floor["gateway"] = Value::Object(process_figures(&floor, self.floor_pid, f, wall));
         self.gateway_figures(&mut keyway, g, wall, &q0, &q1);
         Ok((direct, floor, keyway))
     }
@@ -470,16 +459,24 @@ impl Env {
         let served = r["answered"].as_u64().unwrap_or(0);
         let dq = q1["store_queries"].as_u64().unwrap_or(0).saturating_sub(q0["store_queries"].as_u64().unwrap_or(0));
         let dw = q1["usage_recorded"].as_u64().unwrap_or(0).saturating_sub(q0["usage_recorded"].as_u64().unwrap_or(0));
-        r["gateway"] = json!({
-            "cpu_s": round(cpu, 3),
-            "cpu_util": round(cpu / wall.max(1e-9), 3),
-            "cpu_us_per_request": if served > 0 { round(cpu * 1e6 / served as f64, 1) } else { 0.0 },
-            "rss_kb_after": rss_kb(self.gateway_pid),
-            "store_queries": if q0["store_queries"].is_null() { Value::Null } else { json!(dq) },
-            "store_queries_per_request": if served > 0 { dq as f64 / served as f64 } else { 0.0 },
-            "usage_records_written": dw,
-        });
+        let mut g = process_figures(r, self.gateway_pid, cpu, wall);
+        g.insert("store_queries".into(), if q0["store_queries"].is_null() { Value::Null } else { json!(dq) });
+        g.insert("store_queries_per_request".into(), json!(if served > 0 { dq as f64 / served as f64 } else { 0.0 }));
+        g.insert("usage_records_written".into(), json!(dw));
+        r["gateway"] = Value::Object(g);
     }
+}
+
+/// CPU time over a run (per request answered in `r`, and as a share of the wall clock) and RSS
+/// after it, of the process `pid` that served the run.
+fn process_figures(r: &Value, pid: u32, cpu: f64, wall: f64) -> serde_json::Map<String, Value> {
+    let served = r["answered"].as_u64().unwrap_or(0);
+    let mut m = serde_json::Map::new();
+    m.insert("cpu_s".into(), json!(round(cpu, 3)));
+    m.insert("cpu_util".into(), json!(round(cpu / wall.max(1e-9), 3)));
+    m.insert("cpu_us_per_request".into(), json!(if served > 0 { round(cpu * 1e6 / served as f64, 1) } else { 0.0 }));
+    m.insert("rss_kb_after".into(), json!(rss_kb(pid)));
+    m
 }
 
 fn round(v: f64, digits: i32) -> f64 {

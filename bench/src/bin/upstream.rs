@@ -187,15 +187,7 @@ async fn serve_proxy(listener: tokio::net::TcpListener, to: &str) -> anyhow::Res
         .pool_max_idle_per_host(1024)
         .build(tcp);
     loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = accept(&listener).await;
         let (pool, to) = (pool.clone(), to.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| forward(pool.clone(), to.clone(), req));
@@ -206,21 +198,29 @@ async fn serve_proxy(listener: tokio::net::TcpListener, to: &str) -> anyhow::Res
 
 async fn serve_lean(listener: tokio::net::TcpListener, lean: Arc<Lean>) -> anyhow::Result<()> {
     loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = accept(&listener).await;
         let lean = lean.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(lean.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
         });
+    }
+}
+
+/// The next connection, with `TCP_NODELAY` set.
+async fn accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                return tcp;
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 

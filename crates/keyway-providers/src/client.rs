@@ -36,7 +36,7 @@ pub struct BuildError(String);
 
 pub use rustls::pki_types::CertificateDer;
 
-/// The certificates of a PEM file (`[providers] upstream_ca_file`), trusted for upstream TLS
+/// The certificates of a PEM file (the config's top-level `upstream_ca_file`), trusted for upstream TLS
 /// beside the Mozilla roots. A file with none, or anything unreadable in it, is an error.
 pub fn read_pem_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BuildError> {
     use rustls::pki_types::pem::PemObject;

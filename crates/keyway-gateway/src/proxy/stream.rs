@@ -176,15 +176,13 @@ impl Forwarder {
         let Ok(o) = keyway_providers::RawObject::parse(json) else {
             return Some(data_frame(json));
         };
+        let no_choices = o.get("choices").is_some_and(|c| c.get().bytes().filter(|b| !b.is_ascii_whitespace()).eq(*b"[]"));
+        if no_choices && o.get("usage").is_some() && !self.ctx.include_usage {
+            return None;
+        }
         let mut chunk = keyway_providers::Body::Raw(o);
         if let Some(f) = chunk.first_finish_reason() {
             self.ctx.record.finish_reason = Some(f);
-        }
-        if let keyway_providers::Body::Raw(o) = &chunk {
-            let no_choices = o.get("choices").is_some_and(|c| c.get().bytes().filter(|b| !b.is_ascii_whitespace()).eq(*b"[]"));
-            if no_choices && o.get("usage").is_some() && !self.ctx.include_usage {
-                return None;
-            }
         }
         chunk.set("id", &self.ctx.generation_id);
         chunk.set("provider", &self.ctx.provider_name);
