@@ -102,6 +102,15 @@ fn translation(c: &mut Criterion) {
     let answer = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today? I can answer questions, write and explain code, and more.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":21,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}"#;
     // A streamed chunk takes the same edits (gateway/src/proxy/stream.rs, `render_openai`).
     let chunk: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_bench","choices":[{"index":0,"delta":{"content":" microseconds"},"logprobs":null,"finish_reason":null}]}"#;
+    // The adapter's read of each streamed chunk (error? finished? content? usage?): a borrowed
+    // view of the few fields (now) vs the whole chunk parsed into a `Value` (before).
+    let chunk_text = std::str::from_utf8(chunk).unwrap().to_owned();
+    c.bench_function("stream_chunk/adapter_read_borrowed_view", |b| {
+        b.iter(|| keyway_providers::openai_compat::chunk_items(black_box(chunk_text.clone())).0.len())
+    });
+    c.bench_function("stream_chunk/adapter_read_value_parse", |b| {
+        b.iter(|| keyway_providers::openai_compat::chunk_items_by_value(black_box(chunk_text.clone())).0.len())
+    });
     for (name, json) in [("response", &answer[..]), ("stream_chunk", chunk)] {
         c.bench_function(&format!("{name}/value_parse_edit_write"), |b| {
             b.iter(|| {

@@ -37,7 +37,7 @@ struct Args {
     /// Do not pin processes to cores.
     #[arg(long)]
     no_pin: bool,
-    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload,usage).
+    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload,usage,litellm,callgrind).
     #[arg(long)]
     only: Option<String>,
     /// Number of streams held open in the idle-streams scenario (default 5000).
@@ -58,12 +58,18 @@ struct Args {
     /// Requests measured by the `callgrind` scenario.
     #[arg(long, default_value_t = 2000)]
     callgrind_requests: u64,
+    /// The `litellm` executable of a venv (`bench/run --litellm` makes one): adds the LiteLLM
+    /// reference scenario, LiteLLM's proxy in Keyway's place on the same upstream and core.
+    #[arg(long)]
+    litellm: Option<PathBuf>,
 }
 
 const MGMT: &str = "kw-mgmt-bench-bootstrap-key-0123456789abcdef";
 const BYOK_1: &str = "sk-bench-byok-primary-0001";
 const BYOK_2: &str = "sk-bench-byok-secondary-0002";
 const SYSTEM: &str = "sk-bench-system-operator-0003";
+/// LiteLLM's master key in the reference scenario (it refuses to start without one).
+const LITELLM_KEY: &str = "sk-litellm-bench-master-0123456789abcdef0123456789abcdef";
 
 /// Kills the processes it started (by their own handle) when dropped.
 struct Procs(Vec<(String, Child)>);
@@ -198,6 +204,8 @@ struct Env {
     gateway_pid: u32,
     key: String,
     dir: TempDir,
+    /// LiteLLM's proxy, while the reference scenario runs: its address and pid.
+    litellm: Option<(SocketAddr, u32)>,
 }
 
 impl Env {
@@ -316,7 +324,7 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         bail!("creating the Keyway key: {s} {v}");
     }
     let key = v["key"].as_str().ok_or_else(|| anyhow!("no key in {v}"))?.to_owned();
-    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, floor, floor_pid, gateway, gateway_pid, key, dir };
+    let env = Env { args: args.clone(), bin_dir, pins, _procs: procs, upstream, floor, floor_pid, gateway, gateway_pid, key, dir, litellm: None };
     let (s, v, h) = http(env.gateway, "POST", "/v1/chat/completions", &env.key, Some(&body(true, false, None))).await?;
     if s != 200 || h.get("x-keyway-byok").and_then(|v| v.to_str().ok()) != Some("true") {
         bail!("the realistic path does not answer from a BYOK key: {s} {v} {h:?}");
@@ -349,13 +357,23 @@ enum Side {
     /// Through the bare hyper proxy: what any hyper-based gateway pays for its two hops.
     Floor,
     Keyway,
+    /// Through LiteLLM's proxy (the reference scenario only).
+    LiteLlm,
+}
+
+impl Side {
+    /// Gateways route by Keyway's model name (`openai/gpt-4o-mini`); the upstream and the bare
+    /// floor proxy see the upstream's own (`gpt-4o-mini`).
+    fn through_gateway(self) -> bool {
+        matches!(self, Side::Keyway | Side::LiteLlm)
+    }
 }
 
 impl Env {
     fn load_cmd(&self, side: Side, stream: bool, chunk_delay_ms: Option<u64>, extra: &[String]) -> Command {
         let (url, key) = self.target(side);
         let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
-        c.args(["--url", &url, "--key", &key, "--body", &body(side == Side::Keyway, stream, chunk_delay_ms).to_string()]);
+        c.args(["--url", &url, "--key", &key, "--body", &body(side.through_gateway(), stream, chunk_delay_ms).to_string()]);
         c.args(extra);
         c
     }
@@ -391,15 +409,26 @@ impl Env {
         })
     }
 
-    /// A run through the floor proxy with its CPU time around it.
-    fn measured_floor(&self, stream: bool, extra: &[String]) -> anyhow::Result<Value> {
-        let cpu0 = cpu_secs(self.floor_pid)?;
+    /// A run through the floor proxy or LiteLLM with that process's CPU time around it.
+    fn measured_process(&self, side: Side, stream: bool, extra: &[String]) -> anyhow::Result<Value> {
+        let pid = self.pid(side).ok_or_else(|| anyhow!("no process serves this side"))?;
+        let cpu0 = cpu_secs(pid)?;
         let t0 = Instant::now();
-        let mut r = self.load(Side::Floor, stream, extra)?;
+        let mut r = self.load(side, stream, extra)?;
         let wall = t0.elapsed().as_secs_f64();
-        let cpu = cpu_secs(self.floor_pid)? - cpu0;
-        r["gateway"] = Value::Object(process_figures(&r, self.floor_pid, cpu, wall));
+        let cpu = cpu_secs(pid)? - cpu0;
+        r["gateway"] = Value::Object(process_figures(&r, pid, cpu, wall));
         Ok(r)
+    }
+
+    /// The process serving `side` (none for the upstream itself).
+    fn pid(&self, side: Side) -> Option<u32> {
+        match side {
+            Side::Direct => None,
+            Side::Floor => Some(self.floor_pid),
+            Side::Keyway => Some(self.gateway_pid),
+            Side::LiteLlm => self.litellm.map(|(_, pid)| pid),
+        }
     }
 
     /// A through-Keyway run with the gateway's CPU time, RSS and store queries around it.
@@ -415,35 +444,41 @@ impl Env {
         Ok(r)
     }
 
-    /// Direct, floor and Keyway in one open-loop run, their requests interleaved (keyway-load
-    /// with three targets, each at `rate`): a stall of the host lands on all three alike, so
+    /// Several sides in one open-loop run, their requests interleaved (keyway-load with one
+    /// target per side, each at the rate): a stall of the host lands on all of them alike, so
     /// the differences between them hold on a noisy machine where back-to-back runs don't.
-    async fn interleaved(&self, extra: &[String]) -> anyhow::Result<(Value, Value, Value)> {
+    /// One report per side, in order, each with its process's CPU figures.
+    async fn interleaved(&self, sides: &[Side], extra: &[String]) -> anyhow::Result<Vec<Value>> {
         let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
-        for side in [Side::Direct, Side::Floor, Side::Keyway] {
+        for &side in sides {
             let (url, key) = self.target(side);
-            c.args(["--url", &url, "--key", &key, "--body", &body(side == Side::Keyway, false, None).to_string()]);
+            c.args(["--url", &url, "--key", &key, "--body", &body(side.through_gateway(), false, None).to_string()]);
         }
         c.args(extra);
         let q0 = self.queries().await;
-        let (g0, f0) = (cpu_secs(self.gateway_pid)?, cpu_secs(self.floor_pid)?);
+        let cpu0 = sides.iter().map(|&side| self.pid(side).map(cpu_secs).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
         let t0 = Instant::now();
         let out = c.stderr(Stdio::inherit()).output().context("run keyway-load")?;
         let wall = t0.elapsed().as_secs_f64();
-        let (g, f) = (cpu_secs(self.gateway_pid)? - g0, cpu_secs(self.floor_pid)? - f0);
+        let cpu1 = sides.iter().map(|&side| self.pid(side).map(cpu_secs).transpose()).collect::<anyhow::Result<Vec<_>>>()?;
         let q1 = self.queries().await;
         if !out.status.success() {
             bail!("keyway-load failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("{}")).context("keyway-load output")?;
-        let mut t = v["targets"].as_array().cloned().unwrap_or_default().into_iter();
-        let (direct, mut floor, mut keyway) = match (t.next(), t.next(), t.next()) {
-            (Some(d), Some(f), Some(k)) => (d, f, k),
-            _ => bail!("keyway-load gave no three targets: {v}"),
-        };
-        floor["gateway"] = Value::Object(process_figures(&floor, self.floor_pid, f, wall));
-        self.gateway_figures(&mut keyway, g, wall, &q0, &q1);
-        Ok((direct, floor, keyway))
+        let mut reports = v["targets"].as_array().cloned().unwrap_or_default();
+        if reports.len() != sides.len() {
+            bail!("keyway-load gave {} reports for {} targets: {v}", reports.len(), sides.len());
+        }
+        for (i, r) in reports.iter_mut().enumerate() {
+            let (Some(pid), Some(a), Some(b)) = (self.pid(sides[i]), cpu0[i], cpu1[i]) else { continue };
+            if sides[i] == Side::Keyway {
+                self.gateway_figures(r, b - a, wall, &q0, &q1);
+            } else {
+                r["gateway"] = Value::Object(process_figures(r, pid, b - a, wall));
+            }
+        }
+        Ok(reports)
     }
 
     fn target(&self, side: Side) -> (String, String) {
@@ -451,6 +486,7 @@ impl Env {
             Side::Direct => (format!("http://{}/v1/chat/completions", self.upstream), SYSTEM.to_owned()),
             Side::Floor => (format!("http://{}/v1/chat/completions", self.floor), SYSTEM.to_owned()),
             Side::Keyway => (format!("http://{}/v1/chat/completions", self.gateway), self.key.clone()),
+            Side::LiteLlm => (format!("http://{}/v1/chat/completions", self.litellm.map(|(a, _)| a).unwrap_or(self.gateway)), LITELLM_KEY.to_owned()),
         }
     }
 
@@ -516,7 +552,7 @@ fn added(direct: &Value, keyway: &Value, metric: &str) -> Value {
 async fn closed_loop(env: &Env, plan: &Plan, conns: usize) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("closed"), s("--connections"), s(conns), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
     let direct = env.load(Side::Direct, false, &extra)?;
-    let floor = env.measured_floor(false, &extra)?;
+    let floor = env.measured_process(Side::Floor, false, &extra)?;
     let keyway = env.measured(false, &extra).await?;
     let rps = |v: &Value| v["throughput_rps"].as_f64().unwrap_or(0.0);
     let ratio = rps(&keyway) / rps(&direct);
@@ -529,9 +565,13 @@ async fn closed_loop(env: &Env, plan: &Plan, conns: usize) -> anyhow::Result<Val
 async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize, interleaved: bool) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(conns), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
     let (direct, floor, keyway) = if interleaved {
-        env.interleaved(&extra).await?
+        let mut r = env.interleaved(&[Side::Direct, Side::Floor, Side::Keyway], &extra).await?.into_iter();
+        match (r.next(), r.next(), r.next()) {
+            (Some(d), Some(f), Some(k)) => (d, f, k),
+            _ => bail!("interleaved run without three reports"),
+        }
     } else {
-        (env.load(Side::Direct, false, &extra)?, env.measured_floor(false, &extra)?, env.measured(false, &extra).await?)
+        (env.load(Side::Direct, false, &extra)?, env.measured_process(Side::Floor, false, &extra)?, env.measured(false, &extra).await?)
     };
     Ok(json!({"rate": rate, "interleaved": interleaved, "direct": direct, "floor": floor, "keyway": keyway,
               "added_latency_us": added(&direct, &keyway, "latency"),
@@ -542,7 +582,7 @@ async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize, interleaved:
 async fn streaming(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("stream"), s("--connections"), s(16), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
     let direct = env.load(Side::Direct, true, &extra)?;
-    let floor = env.measured_floor(true, &extra)?;
+    let floor = env.measured_process(Side::Floor, true, &extra)?;
     let keyway = env.measured(true, &extra).await?;
     Ok(json!({
         "chunk_delay_ms": 5, "content_chunks": 8, "connections": 16,
@@ -619,6 +659,110 @@ async fn overload(env: &Env, plan: &Plan, max_rps: f64) -> anyhow::Result<Value>
         "rss_before_kb": rss_before, "rss_peak_kb": peak, "rss_after_kb": rss_kb(pid),
         "probe_after_status": probe, "probe_after_ms": round(probe_ms, 2),
     }))
+}
+
+/// LiteLLM's proxy (PyPI, in the venv `bench/run --litellm` makes) in Keyway's place: the
+/// same upstream, core and load, one worker as it starts by default, its master key checked.
+/// It runs without a database (LiteLLM's virtual keys, limits and spend rows need PostgreSQL),
+/// so its path is lighter than Keyway's realistic one. Its per-request access log is turned
+/// down to warnings, as Keyway logs none at its default level.
+async fn litellm_reference(env: &mut Env, plan: &Plan, exe: &Path) -> anyhow::Result<Value> {
+    let dir = env.dir.0.join("litellm");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "model_list:\n  - model_name: openai/gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: http://{}/v1\n      api_key: {SYSTEM}\n",
+            env.upstream
+        ),
+    )?;
+    let log_config = dir.join("logging.json");
+    std::fs::write(
+        &log_config,
+        json!({"version": 1, "disable_existing_loggers": false,
+               "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+               "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+               "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "WARNING"},
+                           "uvicorn.error": {"level": "WARNING"},
+                           "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": false}}})
+        .to_string(),
+    )?;
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let log = dir.join("litellm.log");
+    let child = command(&env.pins.gateway, exe)
+        .args(["--config", &config.display().to_string(), "--host", "127.0.0.1", "--port", &port.to_string(), "--log_config", &log_config.display().to_string()])
+        .env("LITELLM_MASTER_KEY", LITELLM_KEY)
+        // The bundled price map instead of a fetch from GitHub (no network beyond loopback).
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_LOG", "ERROR")
+        .stdout(Stdio::from(std::fs::File::create(&log)?))
+        .stderr(Stdio::from(std::fs::File::options().append(true).open(&log)?))
+        .spawn()
+        .with_context(|| format!("start {}", exe.display()))?;
+    let pid = child.id();
+    let procs = Procs(vec![("litellm".into(), child)]);
+    let t0 = Instant::now();
+    loop {
+        if let Ok((200, _, _)) = http(addr, "POST", "/v1/chat/completions", LITELLM_KEY, Some(&body(true, false, None))).await {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            bail!("LiteLLM did not answer within 180 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let startup_s = t0.elapsed().as_secs_f64();
+    env.litellm = Some((addr, pid));
+    let result = litellm_runs(env, plan).await;
+    env.litellm = None;
+    drop(procs);
+    let mut r = result?;
+    r["startup_s"] = json!(round(startup_s, 1));
+    r["version"] = json!(Command::new(exe.with_file_name("pip")).args(["show", "litellm"]).output().ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.strip_prefix("Version: ").map(str::to_owned))
+    }));
+    Ok(r)
+}
+
+/// Closed loop, open loop (interleaved) and streaming: direct, Keyway and LiteLLM side by side.
+async fn litellm_runs(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
+    let warm = [s("--mode"), s("closed"), s("--connections"), s(8), s("--duration"), s(2)];
+    env.load(Side::LiteLlm, false, &warm)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = env.pid(Side::LiteLlm).unwrap_or(0);
+    let idle_kb = rss_kb(pid);
+
+    eprintln!("  LiteLLM: closed loop c=64");
+    let closed = [s("--mode"), s("closed"), s("--connections"), s(64), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
+    let direct = env.load(Side::Direct, false, &closed)?;
+    let keyway = env.measured(false, &closed).await?;
+    let litellm = env.measured_process(Side::LiteLlm, false, &closed)?;
+    let rps = |v: &Value| v["throughput_rps"].as_f64().unwrap_or(0.0);
+    // An open-loop rate LiteLLM carries: half its closed-loop maximum (at least 10/s).
+    let rate = ((rps(&litellm) * 0.5 / 10.0).floor() * 10.0).max(10.0) as u64;
+    let closed = json!({"connections": 64, "direct": direct, "keyway": keyway, "litellm": litellm,
+                        "keyway_ratio": round(rps(&keyway) / rps(&direct), 3), "litellm_ratio": round(rps(&litellm) / rps(&direct), 4)});
+
+    eprintln!("  LiteLLM: open loop {rate}/s, direct, Keyway and LiteLLM interleaved");
+    let open_args = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(64), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
+    let mut r = env.interleaved(&[Side::Direct, Side::Keyway, Side::LiteLlm], &open_args).await?.into_iter();
+    let (Some(direct), Some(keyway), Some(litellm)) = (r.next(), r.next(), r.next()) else { bail!("interleaved run without three reports") };
+    let open = json!({"rate": rate, "direct": direct, "keyway": keyway, "litellm": litellm,
+                      "keyway_added_latency_us": added(&direct, &keyway, "latency"),
+                      "litellm_added_latency_us": added(&direct, &litellm, "latency")});
+
+    eprintln!("  LiteLLM: streaming");
+    let stream_args = [s("--mode"), s("stream"), s("--connections"), s(16), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
+    let direct = env.load(Side::Direct, true, &stream_args)?;
+    let keyway = env.measured(true, &stream_args).await?;
+    let litellm = env.measured_process(Side::LiteLlm, true, &stream_args)?;
+    let stream = json!({"connections": 16, "direct": direct, "keyway": keyway, "litellm": litellm,
+                        "keyway_added_ttfb_us": added(&direct, &keyway, "ttfb"), "litellm_added_ttfb_us": added(&direct, &litellm, "ttfb"),
+                        "keyway_added_gap_us": added(&direct, &keyway, "gap"), "litellm_added_gap_us": added(&direct, &litellm, "gap")});
+    Ok(json!({"closed": closed, "open": open, "stream": stream,
+              "litellm_rss_idle_kb": idle_kb, "litellm_rss_end_kb": rss_kb(pid), "keyway_rss_end_kb": rss_kb(env.gateway_pid)}))
 }
 
 /// Usage recording on vs off: the same closed loop (c=64) through two gateways started for
@@ -774,7 +918,7 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     } else {
         Plan { closed_secs: 10.0, open_secs: 20.0, stream_secs: 10.0, hold_secs: args.hold_secs.unwrap_or(30.0), hold_streams: args.hold_streams.unwrap_or(5000), overload_secs: 10.0 }
     };
-    let env = start_env(&args, true).await?;
+    let mut env = start_env(&args, true).await?;
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     eprintln!("keyway-bench: upstream {} keyway {} (pid {}); {}", env.upstream, env.gateway, env.gateway_pid, env.pins.note);
@@ -823,6 +967,10 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     if want(&args, "stream") {
         eprintln!("scenario: streaming");
         out["stream"] = streaming(&env, &plan).await?;
+    }
+    if let (true, Some(exe)) = (want(&args, "litellm"), args.litellm.clone()) {
+        eprintln!("scenario: LiteLLM reference ({})", exe.display());
+        out["litellm"] = litellm_reference(&mut env, &plan, &exe).await?;
     }
     if want(&args, "overload") {
         eprintln!("scenario: overload at 2x {max_rps:.0}/s");
@@ -971,6 +1119,36 @@ fn markdown(r: &Value) -> String {
             u["paired_cost_percent"].as_array().map(|a| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
             f(u, "/paired_cost_percent_median")
         ));
+    }
+    if r["litellm"].is_object() {
+        let l = &r["litellm"];
+        let _ = writeln_str(w, &format!(
+            "## 7. Reference: LiteLLM {} (PyPI) in Keyway's place\n\nSame upstream, same core, same load; one worker, its master key checked, no database (so no per-key limits or usage rows: a lighter path than Keyway's). Started in {} s. The open loop runs the three sides interleaved at a rate LiteLLM carries (half its closed-loop maximum).\n",
+            f(l, "/version"), f(l, "/startup_s")
+        ));
+        let _ = writeln_str(w, &format!(
+            "| | closed c=64 req/s (ratio to direct) | CPU µs/req | p50 / p99 at c=64 | added p50 / p99 at {}/s | stream added TTFB p50 / p99 | stream added gap p50 | events per stream | RSS idle → end | statuses |\n|---|---|---|---|---|---|---|---|---|---|",
+            f(l, "/open/rate")
+        ));
+        let _ = writeln_str(w, &format!(
+            "| direct | {} | – | {} / {} | – | – | – | {} | – | {} |",
+            f(l, "/closed/direct/throughput_rps"), f(l, "/closed/direct/latency/p50_us"), f(l, "/closed/direct/latency/p99_us"),
+            f(l, "/stream/direct/events_per_stream"), status_counts(&l["closed"]["direct"])
+        ));
+        for (name, side, idle) in [("Keyway", "keyway", "/rss_idle_kb"), ("LiteLLM", "litellm", "/litellm/litellm_rss_idle_kb")] {
+            let _ = writeln_str(w, &format!(
+                "| {name} | {} ({:.3}) | **{}** | {} / {} | **{} / {}** | {} / {} | {} | {} | {} → {} MB | {} |",
+                f(l, &format!("/closed/{side}/throughput_rps")), pct(l, &format!("/closed/{side}_ratio")),
+                f(l, &format!("/closed/{side}/gateway/cpu_us_per_request")),
+                f(l, &format!("/closed/{side}/latency/p50_us")), f(l, &format!("/closed/{side}/latency/p99_us")),
+                f(l, &format!("/open/{side}_added_latency_us/p50_us")), f(l, &format!("/open/{side}_added_latency_us/p99_us")),
+                f(l, &format!("/stream/{side}_added_ttfb_us/p50_us")), f(l, &format!("/stream/{side}_added_ttfb_us/p99_us")),
+                f(l, &format!("/stream/{side}_added_gap_us/p50_us")), f(l, &format!("/stream/{side}/events_per_stream")),
+                mb(r, idle), mb(l, &format!("/{side}_rss_end_kb")),
+                [&l["closed"][side], &l["open"][side], &l["stream"][side]].iter().map(|v| status_counts(v)).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        let _ = writeln_str(w, "\nStatuses: closed; open; stream. Fewer events per stream than direct means chunks merged on the way (a negative added gap with it).\n");
     }
     let _ = writeln_str(w, &format!("Idle RSS after warm-up: {} MB; at the end: {} MB. Run took {} s.", mb(r, "/rss_idle_kb"), mb(r, "/rss_end_kb"), f(r, "/elapsed_s")));
     m

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use keyway_core::{Credential, ProviderSlug, Usage};
 use secrecy::ExposeSecret;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub struct OpenAiCompat {
@@ -167,7 +168,72 @@ struct OpenAiStream {
 
 /// One `data:` payload of an OpenAI stream as stream items (the chunk and its usage, or an
 /// error), and whether a choice finished in it.
-fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
+pub fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
+    // The few fields read, borrowed raw from the payload: one scan, nothing copied or built.
+    // A chunk the view can't take (a field of an odd type, a duplicate key) goes the general
+    // way, which reads it as before.
+    let Ok(view) = serde_json::from_str::<ChunkView<'_>>(&data) else { return chunk_items_by_value(data) };
+    if let Some(e) = view.error {
+        return match serde_json::from_str::<Value>(e.get()) {
+            Ok(e) => (vec![Err(error_object(&e))], false),
+            Err(_) => chunk_items_by_value(data),
+        };
+    }
+    let choices = view.choices.as_deref().unwrap_or_default();
+    let finish = choices.iter().any(|c| c.finish_reason.is_some());
+    let content = choices.iter().any(ChoiceView::has_content);
+    let usage = view.usage.and_then(|u| serde_json::from_str::<Value>(u.get()).ok()).as_ref().and_then(openai_usage);
+    let mut out = Vec::with_capacity(if usage.is_some() { 2 } else { 1 });
+    out.push(Ok(StreamEvent::Chunk { json: Bytes::from(data), content }));
+    if let Some(u) = usage {
+        out.push(Ok(StreamEvent::Usage(u)));
+    }
+    (out, finish)
+}
+
+/// A streamed chunk's fields that steer the gateway; `null` reads as absent.
+#[derive(serde::Deserialize)]
+struct ChunkView<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaView<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+}
+
+impl ChoiceView<'_> {
+    /// As [`chunk_has_content`] for one choice.
+    fn has_content(&self) -> bool {
+        // A raw JSON string of more than its two quotes is a non-empty string.
+        let text = |v: Option<&RawValue>| v.is_some_and(|v| v.get().starts_with('"') && v.get().len() > 2);
+        let d = self.delta.as_ref();
+        text(d.and_then(|d| d.content)) || d.is_some_and(|d| d.tool_calls.is_some()) || text(d.and_then(|d| d.refusal)) || self.finish_reason.is_some()
+    }
+}
+
+/// [`chunk_items`] over a parsed `Value`: for chunks the borrowed view can't read (public for
+/// the benchmark that compares the two).
+#[doc(hidden)]
+pub fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
     let v = match serde_json::from_str::<Value>(&data) {
         Ok(v) => v,
         Err(e) => return (vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))], false),
@@ -334,5 +400,52 @@ mod tests {
             assert!(matches!(whole(bad).await, Err(ProviderError::Protocol(_))), "{bad}");
         }
         assert!(stream_error(&json!({"error": null})).is_none());
+    }
+
+    /// What a chunk yields, comparable: (kind, content flag or usage or error class) per item.
+    fn items_summary((items, finish): (Vec<Result<StreamEvent, ProviderError>>, bool)) -> (Vec<String>, bool) {
+        let items = items
+            .into_iter()
+            .map(|i| match i {
+                Ok(e) => format!("{e:?}"),
+                Err(e) => format!("error {} {e}", e.class()),
+            })
+            .collect();
+        (items, finish)
+    }
+
+    #[test]
+    fn the_borrowed_chunk_view_reads_every_chunk_as_the_value_path_does() {
+        let chunks = [
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"\"quoted\" \u00e9"},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":3}}}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":null,"refusal":"no"}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"refusal":""}}]}"#,
+            r#"{"id":"c","choices":null}"#,
+            r#"{"id":"c"}"#,
+            r#"{"error":{"message":"slow down","type":"rate_limit_exceeded"}}"#,
+            r#"{"error":{"message":"boom","code":500}}"#,
+            r#"{"error":null,"choices":[{"delta":{"content":"x"}}]}"#,
+            // Odd shapes the view can't take: they go the general way.
+            r#"{"choices":{"not":"a list"}}"#,
+            r#"{"choices":[{"delta":"text"}]}"#,
+            r#"{"choices":[{"delta":{"content":5}}],"choices":[]}"#,
+            r#"{"choices":[1,2]}"#,
+            r#"[1]"#,
+            "not json",
+        ];
+        for c in chunks {
+            assert_eq!(items_summary(chunk_items(c.to_owned())), items_summary(chunk_items_by_value(c.to_owned())), "{c}");
+        }
+        let (items, finish) = items_summary(chunk_items(chunks[4].to_owned()));
+        assert_eq!((items.len(), finish), (2, false));
+        assert!(items[1].contains("prompt_tokens: 9, completion_tokens: 4, cached_tokens: 3"), "{items:?}");
+        assert!(items_summary(chunk_items(chunks[1].to_owned())).0[0].contains("content: true"));
+        assert!(items_summary(chunk_items(chunks[0].to_owned())).0[0].contains("content: false"));
+        assert!(items_summary(chunk_items(chunks[3].to_owned())).1);
     }
 }
