@@ -595,11 +595,13 @@ async fn streaming(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
     }))
 }
 
-async fn hold(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
-    let pid = env.gateway_pid;
+/// `plan.hold_streams` idle streams held through `side` (Keyway, or the floor: what hyper's
+/// HTTP/1 connections on both sides of a proxy hold per stream before any gateway code).
+async fn hold(env: &Env, plan: &Plan, side: Side) -> anyhow::Result<Value> {
+    let pid = env.pid(side).ok_or_else(|| anyhow!("no process serves this side"))?;
     let idle_kb = rss_kb(pid);
     let extra = [s("--mode"), s("hold"), s("--connections"), s(plan.hold_streams), s("--duration"), s(plan.hold_secs), s("--timeout-ms"), s(60_000)];
-    let mut child = env.load_cmd(Side::Keyway, true, Some(600_000), &extra).stdout(Stdio::piped()).spawn()?;
+    let mut child = env.load_cmd(side, true, Some(600_000), &extra).stdout(Stdio::piped()).spawn()?;
     let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = BufReader::new(out).lines();
     let ready: Value = match lines.next() {
@@ -943,7 +945,9 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     });
     if want(&args, "hold") {
         eprintln!("scenario: {} idle streams", plan.hold_streams);
-        out["hold"] = hold(&env, &plan).await?;
+        out["hold"] = hold(&env, &plan, Side::Keyway).await?;
+        eprintln!("scenario: {} idle streams through the floor", plan.hold_streams);
+        out["hold"]["floor"] = hold(&env, &plan, Side::Floor).await?;
     }
     let mut max_rps: f64 = 0.0;
     if want(&args, "closed") || want(&args, "overload") {
@@ -1077,13 +1081,19 @@ fn markdown(r: &Value) -> String {
     }
     if r["hold"].is_object() {
         let h = &r["hold"];
-        let _ = writeln_str(w, "## 4. Open idle streams held through Keyway\n");
-        let _ = writeln_str(w, "| streams asked | opened | still open at end | held s | RSS idle | RSS held (peak) | **RSS per stream** | RSS after close |\n|---|---|---|---|---|---|---|---|");
-        let _ = writeln_str(w, &format!(
-            "| {} | {} | {} | {} | {} MB | {} MB | **{} KB** | {} MB |\n",
-            f(h, "/streams"), f(h, "/ready/open"), f(h, "/result/still_open_at_end"), f(h, "/result/held_s"),
-            mb(h, "/rss_idle_kb"), mb(h, "/rss_held_peak_kb"), f(h, "/rss_per_stream_kb"), mb(h, "/rss_after_close_kb")
-        ));
+        let _ = writeln_str(w, "## 4. Open idle streams held through Keyway (and through the floor)\n");
+        let _ = writeln_str(w, "| through | streams asked | opened | still open at end | held s | RSS idle | RSS held (peak) | **RSS per stream** | RSS after close |\n|---|---|---|---|---|---|---|---|---|");
+        for (name, h) in [("Keyway", h), ("floor (bare hyper proxy)", &h["floor"])] {
+            if !h.is_object() {
+                continue;
+            }
+            let _ = writeln_str(w, &format!(
+                "| {name} | {} | {} | {} | {} | {} MB | {} MB | **{} KB** | {} MB |",
+                f(h, "/streams"), f(h, "/ready/open"), f(h, "/result/still_open_at_end"), f(h, "/result/held_s"),
+                mb(h, "/rss_idle_kb"), mb(h, "/rss_held_peak_kb"), f(h, "/rss_per_stream_kb"), mb(h, "/rss_after_close_kb")
+            ));
+        }
+        let _ = writeln_str(w, "");
     }
     if r["overload"].is_object() {
         let o = &r["overload"];
