@@ -58,6 +58,10 @@ struct Args {
     /// Requests measured by the `callgrind` scenario.
     #[arg(long, default_value_t = 2000)]
     callgrind_requests: u64,
+    /// Concurrent streams in the streaming scenario (default 16; 1 shows the path without
+    /// other streams' chunks queued on the gateway's core).
+    #[arg(long, default_value_t = 16)]
+    stream_connections: usize,
     /// The `litellm` executable of a venv (`bench/run --litellm` makes one): adds the LiteLLM
     /// reference scenario, LiteLLM's proxy in Keyway's place on the same upstream and core.
     #[arg(long)]
@@ -580,12 +584,13 @@ async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize, interleaved:
 }
 
 async fn streaming(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
-    let extra = [s("--mode"), s("stream"), s("--connections"), s(16), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
+    let conns = env.args.stream_connections;
+    let extra = [s("--mode"), s("stream"), s("--connections"), s(conns), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
     let direct = env.load(Side::Direct, true, &extra)?;
     let floor = env.measured_process(Side::Floor, true, &extra)?;
     let keyway = env.measured(true, &extra).await?;
     Ok(json!({
-        "chunk_delay_ms": 5, "content_chunks": 8, "connections": 16,
+        "chunk_delay_ms": 5, "content_chunks": 8, "connections": conns,
         "direct": direct, "floor": floor, "keyway": keyway,
         "added_ttfb_us": added(&direct, &keyway, "ttfb"),
         "floor_added_ttfb_us": added(&direct, &floor, "ttfb"),
