@@ -452,9 +452,9 @@ impl Env {
     /// target per side, each at the rate): a stall of the host lands on all of them alike, so
     /// the differences between them hold on a noisy machine where back-to-back runs don't.
     /// One report per side, in order, each with its process's CPU figures.
-    async fn interleaved(&self, sides: &[Side], extra: &[String]) -> anyhow::Result<Vec<Value>> {
+    async fn interleaved<const N: usize>(&self, sides: [Side; N], extra: &[String]) -> anyhow::Result<[Value; N]> {
         let mut c = command(&self.pins.load, &self.bin_dir.join("keyway-load"));
-        for &side in sides {
+        for side in sides {
             let (url, key) = self.target(side);
             c.args(["--url", &url, "--key", &key, "--body", &body(side.through_gateway(), false, None).to_string()]);
         }
@@ -470,10 +470,9 @@ impl Env {
             bail!("keyway-load failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("{}")).context("keyway-load output")?;
-        let mut reports = v["targets"].as_array().cloned().unwrap_or_default();
-        if reports.len() != sides.len() {
-            bail!("keyway-load gave {} reports for {} targets: {v}", reports.len(), sides.len());
-        }
+        let Ok(mut reports) = <[Value; N]>::try_from(v["targets"].as_array().cloned().unwrap_or_default()) else {
+            bail!("keyway-load gave not {N} reports: {v}");
+        };
         for (i, r) in reports.iter_mut().enumerate() {
             let (Some(pid), Some(a), Some(b)) = (self.pid(sides[i]), cpu0[i], cpu1[i]) else { continue };
             if sides[i] == Side::Keyway {
@@ -569,11 +568,8 @@ async fn closed_loop(env: &Env, plan: &Plan, conns: usize) -> anyhow::Result<Val
 async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize, interleaved: bool) -> anyhow::Result<Value> {
     let extra = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(conns), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
     let (direct, floor, keyway) = if interleaved {
-        let mut r = env.interleaved(&[Side::Direct, Side::Floor, Side::Keyway], &extra).await?.into_iter();
-        match (r.next(), r.next(), r.next()) {
-            (Some(d), Some(f), Some(k)) => (d, f, k),
-            _ => bail!("interleaved run without three reports"),
-        }
+        let [d, f, k] = env.interleaved([Side::Direct, Side::Floor, Side::Keyway], &extra).await?;
+        (d, f, k)
     } else {
         (env.load(Side::Direct, false, &extra)?, env.measured_process(Side::Floor, false, &extra)?, env.measured(false, &extra).await?)
     };
@@ -583,9 +579,14 @@ async fn open_loop(env: &Env, plan: &Plan, rate: u64, conns: usize, interleaved:
               "over_floor_latency_us": added(&floor, &keyway, "latency")}))
 }
 
+/// keyway-load's arguments for the streaming runs (here and in the LiteLLM reference).
+fn stream_args(env: &Env, plan: &Plan) -> [String; 8] {
+    [s("--mode"), s("stream"), s("--connections"), s(env.args.stream_connections), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)]
+}
+
 async fn streaming(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
     let conns = env.args.stream_connections;
-    let extra = [s("--mode"), s("stream"), s("--connections"), s(conns), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
+    let extra = stream_args(env, plan);
     let direct = env.load(Side::Direct, true, &extra)?;
     let floor = env.measured_process(Side::Floor, true, &extra)?;
     let keyway = env.measured(true, &extra).await?;
@@ -754,18 +755,17 @@ async fn litellm_runs(env: &Env, plan: &Plan) -> anyhow::Result<Value> {
 
     eprintln!("  LiteLLM: open loop {rate}/s, direct, Keyway and LiteLLM interleaved");
     let open_args = [s("--mode"), s("open"), s("--rate"), s(rate), s("--connections"), s(64), s("--duration"), s(plan.open_secs), s("--warmup"), s(1)];
-    let mut r = env.interleaved(&[Side::Direct, Side::Keyway, Side::LiteLlm], &open_args).await?.into_iter();
-    let (Some(direct), Some(keyway), Some(litellm)) = (r.next(), r.next(), r.next()) else { bail!("interleaved run without three reports") };
+    let [direct, keyway, litellm] = env.interleaved([Side::Direct, Side::Keyway, Side::LiteLlm], &open_args).await?;
     let open = json!({"rate": rate, "direct": direct, "keyway": keyway, "litellm": litellm,
                       "keyway_added_latency_us": added(&direct, &keyway, "latency"),
                       "litellm_added_latency_us": added(&direct, &litellm, "latency")});
 
     eprintln!("  LiteLLM: streaming");
-    let stream_args = [s("--mode"), s("stream"), s("--connections"), s(16), s("--duration"), s(plan.stream_secs), s("--warmup"), s(0.5)];
+    let stream_args = stream_args(env, plan);
     let direct = env.load(Side::Direct, true, &stream_args)?;
     let keyway = env.measured(true, &stream_args).await?;
     let litellm = env.measured_process(Side::LiteLlm, true, &stream_args)?;
-    let stream = json!({"connections": 16, "direct": direct, "keyway": keyway, "litellm": litellm,
+    let stream = json!({"connections": env.args.stream_connections, "direct": direct, "keyway": keyway, "litellm": litellm,
                         "keyway_added_ttfb_us": added(&direct, &keyway, "ttfb"), "litellm_added_ttfb_us": added(&direct, &litellm, "ttfb"),
                         "keyway_added_gap_us": added(&direct, &keyway, "gap"), "litellm_added_gap_us": added(&direct, &litellm, "gap")});
     Ok(json!({"closed": closed, "open": open, "stream": stream,

@@ -183,12 +183,17 @@ pub fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bo
     let finish = choices.iter().any(|c| c.finish_reason.is_some());
     let content = choices.iter().any(ChoiceView::has_content);
     let usage = view.usage.and_then(|u| serde_json::from_str::<Value>(u.get()).ok()).as_ref().and_then(openai_usage);
+    (chunk_and_usage(data, content, usage), finish)
+}
+
+/// The items of a chunk that is not an error: the chunk, then its usage if it has one.
+fn chunk_and_usage(data: String, content: bool, usage: Option<Usage>) -> Vec<Result<StreamEvent, ProviderError>> {
     let mut out = Vec::with_capacity(if usage.is_some() { 2 } else { 1 });
     out.push(Ok(StreamEvent::Chunk { json: Bytes::from(data), content }));
     if let Some(u) = usage {
         out.push(Ok(StreamEvent::Usage(u)));
     }
-    (out, finish)
+    out
 }
 
 /// A streamed chunk's fields that steer the gateway; `null` reads as absent.
@@ -245,14 +250,9 @@ pub fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderEr
         .get("choices")
         .and_then(Value::as_array)
         .is_some_and(|cs| cs.iter().any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null())));
-    let mut out = Vec::with_capacity(2);
     let usage = v.get("usage").and_then(openai_usage);
     let content = chunk_has_content(&v);
-    out.push(Ok(StreamEvent::Chunk { json: Bytes::from(data), content }));
-    if let Some(u) = usage {
-        out.push(Ok(StreamEvent::Usage(u)));
-    }
-    (out, finish)
+    (chunk_and_usage(data, content, usage), finish)
 }
 
 /// Reads an OpenAI-shaped embeddings answer from a 2xx response.
@@ -402,7 +402,8 @@ mod tests {
         assert!(stream_error(&json!({"error": null})).is_none());
     }
 
-    /// What a chunk yields, comparable: (kind, content flag or usage or error class) per item.
+    /// What a chunk yields, comparable: each item's `Debug` (or an error's class and message),
+    /// and whether a choice finished.
     fn items_summary((items, finish): (Vec<Result<StreamEvent, ProviderError>>, bool)) -> (Vec<String>, bool) {
         let items = items
             .into_iter()
