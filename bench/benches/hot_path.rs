@@ -111,6 +111,23 @@ fn translation(c: &mut Criterion) {
     c.bench_function("stream_chunk/adapter_read_value_parse", |b| {
         b.iter(|| keyway_providers::openai_compat::chunk_items_by_value(black_box(chunk_text.clone())).0.len())
     });
+    // The gateway's edit of a chunk whose layout the adapter's read found (now): three values
+    // spliced, no second parse.
+    let (items, _) = keyway_providers::openai_compat::chunk_items(chunk_text.clone());
+    let (chunk_bytes, shape) = items
+        .into_iter()
+        .find_map(|i| match i {
+            Ok(keyway_providers::StreamEvent::Chunk { json, shape: Some(shape), .. }) => Some((json, shape)),
+            _ => None,
+        })
+        .expect("the bench chunk has a shape");
+    c.bench_function("stream_chunk/shape_splice_write", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            black_box(&shape).write_edited(black_box(&chunk_bytes), "gen-0123456789abcdef0123456789abcdef", "OpenAI", "openai/gpt-4o-mini", &mut out);
+            out
+        })
+    });
     for (name, json) in [("response", &answer[..]), ("stream_chunk", chunk)] {
         c.bench_function(&format!("{name}/value_parse_edit_write"), |b| {
             b.iter(|| {

@@ -153,7 +153,7 @@ where
                     let content = items.iter().any(|i| matches!(i, Ok(StreamEvent::Chunk { content: true, .. })));
                     let failed = items.iter().any(Result::is_err);
                     if !failed {
-                        st.pending.push_back(Ok(StreamEvent::Chunk { json: Bytes::from(ev.data), content }));
+                        st.pending.push_back(Ok(StreamEvent::Chunk { json: Bytes::from(ev.data), content, shape: None }));
                     }
                     st.pending.extend(items.into_iter().filter(|i| !matches!(i, Ok(StreamEvent::Chunk { .. }))));
                     st.done = st.translator.is_complete();

@@ -4,7 +4,7 @@
 use crate::error::ProviderError;
 use crate::http::{self, read_body};
 use crate::registry::Timeouts;
-use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview, StreamEvent};
+use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestPreview, Span, StreamEvent};
 use crate::{Body, Provider, RawObject};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -183,13 +183,25 @@ pub fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bo
     let finish = choices.iter().any(|c| c.finish_reason.is_some());
     let content = choices.iter().any(ChoiceView::has_content);
     let usage = view.usage.and_then(|u| serde_json::from_str::<Value>(u.get()).ok()).as_ref().and_then(openai_usage);
-    (chunk_and_usage(data, content, usage), finish)
+    let spans = [view.id, view.model, view.provider].map(|v| v.map(|v| Span::within(&data, v.get())));
+    // A borrowed view's values are always inside `data`; were one not, no shape (the slow path).
+    let shape = spans.iter().all(|s| s.is_none_or(|s| s.is_some())).then(|| {
+        let [id, model, provider] = spans.map(Option::flatten);
+        ChunkShape {
+            id,
+            model,
+            provider,
+            usage_only: view.choices.as_ref().is_some_and(Vec::is_empty) && view.usage.is_some(),
+            finish_reason: choices.first().and_then(|c| c.finish_reason).and_then(|r| serde_json::from_str::<String>(r.get()).ok()),
+        }
+    });
+    (chunk_and_usage(data, content, usage, shape), finish)
 }
 
 /// The items of a chunk that is not an error: the chunk, then its usage if it has one.
-fn chunk_and_usage(data: String, content: bool, usage: Option<Usage>) -> Vec<Result<StreamEvent, ProviderError>> {
+fn chunk_and_usage(data: String, content: bool, usage: Option<Usage>, shape: Option<ChunkShape>) -> Vec<Result<StreamEvent, ProviderError>> {
     let mut out = Vec::with_capacity(if usage.is_some() { 2 } else { 1 });
-    out.push(Ok(StreamEvent::Chunk { json: Bytes::from(data), content }));
+    out.push(Ok(StreamEvent::Chunk { json: Bytes::from(data), content, shape }));
     if let Some(u) = usage {
         out.push(Ok(StreamEvent::Usage(u)));
     }
@@ -201,10 +213,22 @@ fn chunk_and_usage(data: String, content: bool, usage: Option<Usage>) -> Vec<Res
 struct ChunkView<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<ChoiceView<'a>>>,
-    #[serde(borrow, default)]
+    // These four are `Some` for a `null` too: the key is there (see [`ChunkShape`]).
+    #[serde(borrow, default, deserialize_with = "present")]
     usage: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    provider: Option<&'a RawValue>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
+}
+
+/// A key's raw value, `null` included (a plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 #[derive(serde::Deserialize)]
@@ -252,7 +276,7 @@ pub fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderEr
         .is_some_and(|cs| cs.iter().any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null())));
     let usage = v.get("usage").and_then(openai_usage);
     let content = chunk_has_content(&v);
-    (chunk_and_usage(data, content, usage), finish)
+    (chunk_and_usage(data, content, usage, None), finish)
 }
 
 /// Reads an OpenAI-shaped embeddings answer from a 2xx response.
@@ -408,6 +432,8 @@ mod tests {
         let items = items
             .into_iter()
             .map(|i| match i {
+                // The shape is only the view's (the value path has none): compared apart.
+                Ok(StreamEvent::Chunk { json, content, .. }) => format!("{:?}", StreamEvent::Chunk { json, content, shape: None }),
                 Ok(e) => format!("{e:?}"),
                 Err(e) => format!("error {} {e}", e.class()),
             })
@@ -415,9 +441,7 @@ mod tests {
         (items, finish)
     }
 
-    #[test]
-    fn the_borrowed_chunk_view_reads_every_chunk_as_the_value_path_does() {
-        let chunks = [
+    const CHUNKS: [&str; 19] = [
             r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"\"quoted\" \u00e9"},"finish_reason":null}]}"#,
@@ -439,6 +463,10 @@ mod tests {
             r#"[1]"#,
             "not json",
         ];
+
+    #[test]
+    fn the_borrowed_chunk_view_reads_every_chunk_as_the_value_path_does() {
+        let chunks = CHUNKS;
         for c in chunks {
             assert_eq!(items_summary(chunk_items(c.to_owned())), items_summary(chunk_items_by_value(c.to_owned())), "{c}");
         }
@@ -448,5 +476,54 @@ mod tests {
         assert!(items_summary(chunk_items(chunks[1].to_owned())).0[0].contains("content: true"));
         assert!(items_summary(chunk_items(chunks[0].to_owned())).0[0].contains("content: false"));
         assert!(items_summary(chunk_items(chunks[3].to_owned())).1);
+    }
+
+    #[test]
+    fn a_chunk_shape_edits_the_chunk_as_the_parsed_object_does() {
+        let more = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"x"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            // Whitespace where JSON allows it, `model` before `id`, a `provider` of its own.
+            " { \"model\" : \"m\" ,\n\"provider\":\"Groq\", \"id\" :\"x\", \"choices\": [ {\"delta\":{\"content\":\"}{\"},\"finish_reason\":\"length\"} ] } \n",
+            r#"{"id":null,"model":null,"choices":[{"delta":{"content":"a"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"no id, no model"}}]}"#,
+            r#"{}"#,
+            r#"{ }"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"choices":[],"usage":null}"#,
+            r#"{"choices":[]}"#,
+        ];
+        let (id, provider, model) = ("gen-01\"quoted\"", "OpenAI", "openai/gpt-4o-mini");
+        let mut shaped = 0;
+        for c in CHUNKS.iter().chain(&more) {
+            let (items, _) = chunk_items((*c).to_owned());
+            let Some(Ok(StreamEvent::Chunk { json, shape, .. })) = items.into_iter().next() else { continue };
+            let Some(shape) = shape else { continue };
+            shaped += 1;
+            let mut out = Vec::new();
+            assert!(shape.write_edited(&json, id, provider, model, &mut out), "{c}");
+            // The parsed way: a raw object, the three fields set.
+            let mut body = Body::Raw(RawObject::parse(&json).unwrap());
+            body.set("id", &id);
+            body.set("provider", &provider);
+            body.set("model", &model);
+            let edited = RawObject::parse(&out).unwrap_or_else(|e| panic!("{c}: {e}: {}", String::from_utf8_lossy(&out)));
+            let Body::Raw(expected) = body else { unreachable!() };
+            // Same keys, same order, same values; every key once.
+            assert_eq!(edited, expected, "{c}\n{}", String::from_utf8_lossy(&out));
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!((v["id"].as_str(), v["provider"].as_str(), v["model"].as_str()), (Some(id), Some(provider), Some(model)), "{c}");
+            let parsed = Body::Raw(RawObject::parse(&json).unwrap());
+            assert_eq!(shape.finish_reason, parsed.first_finish_reason(), "{c}");
+            let no_choices = RawObject::parse(&json).unwrap().get("choices").is_some_and(|c| c.get().replace(' ', "") == "[]");
+            assert_eq!(shape.usage_only, no_choices && RawObject::parse(&json).unwrap().get("usage").is_some(), "{c}");
+        }
+        // 11 of CHUNKS (the rest are errors or go the value way) and the 9 above.
+        assert_eq!(shaped, 20, "every chunk the view reads has a shape");
+        // Spans from another chunk don't fit: refused, nothing written.
+        let (items, _) = chunk_items(more[0].to_owned());
+        let Some(Ok(StreamEvent::Chunk { shape: Some(shape), .. })) = items.into_iter().next() else { panic!("no shape") };
+        let mut out = Vec::new();
+        assert!(!shape.write_edited(br#"{"id":"x"}"#, id, provider, model, &mut out));
+        assert!(out.is_empty());
     }
 }

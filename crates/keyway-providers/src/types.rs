@@ -68,9 +68,94 @@ pub enum StreamEvent {
     /// One OpenAI `chat.completion.chunk`, serialised. `content` is true when it carries output
     /// (text, a tool call, a finish reason) rather than only a role or metadata: the router may
     /// still fall back while nothing with content has reached the client.
-    Chunk { json: Bytes, content: bool },
+    /// `shape`, when set, is what the adapter's scan of the upstream's own chunk found, so the
+    /// gateway edits it without parsing it again; translated chunks have none.
+    Chunk { json: Bytes, content: bool, shape: Option<ChunkShape> },
     /// Usage for the whole response (may come alone or after the last chunk).
     Usage(Usage),
+}
+
+/// Where one top-level value sits in a chunk's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    /// The span of `part`, a slice borrowed from `whole`; `None` when it isn't one.
+    pub fn within(whole: &str, part: &str) -> Option<Span> {
+        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        let end = start.checked_add(part.len())?;
+        (end <= whole.len()).then_some(Span { start, end })
+    }
+}
+
+/// An upstream OpenAI chunk's layout, read in the adapter's one scan of it: where its
+/// top-level `id`, `model` and `provider` values are (a `null` included), whether it is the
+/// usage-only chunk that ends a stream, and its first choice's finish reason. Re-parsing every
+/// chunk in the gateway to set three fields cost more than the adapter's whole read of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkShape {
+    pub id: Option<Span>,
+    pub model: Option<Span>,
+    pub provider: Option<Span>,
+    /// `choices` is `[]` and the chunk has a `usage` key.
+    pub usage_only: bool,
+    /// `choices[0].finish_reason`, when it is a string.
+    pub finish_reason: Option<String>,
+}
+
+impl ChunkShape {
+    /// Appends `json` to `out` with its top-level `id`, `provider` and `model` set to these
+    /// strings: each value replaced where it is, the missing keys added at the end. `false` (and
+    /// nothing written) when the spans don't fit `json`, which is then not the chunk they were
+    /// read from.
+    pub fn write_edited(&self, json: &[u8], id: &str, provider: &str, model: &str, out: &mut Vec<u8>) -> bool {
+        let Some(close) = json.iter().rposition(|&b| b == b'}') else { return false };
+        let mut present: Vec<(Span, &str)> = Vec::with_capacity(3);
+        let mut absent: Vec<(&str, &str)> = Vec::with_capacity(3);
+        for (key, span, value) in [("id", self.id, id), ("provider", self.provider, provider), ("model", self.model, model)] {
+            match span {
+                Some(s) => present.push((s, value)),
+                None => absent.push((key, value)),
+            }
+        }
+        present.sort_unstable_by_key(|(s, _)| s.start);
+        let Some(open) = json.iter().position(|&b| b == b'{') else { return false };
+        // In order, apart, and inside the object: else these spans belong to other bytes.
+        let mut at = open + 1;
+        for (s, _) in &present {
+            if s.start < at || s.end < s.start || s.end > close {
+                return false;
+            }
+            at = s.end;
+        }
+        let has_members = !present.is_empty() || json.get(open + 1..close).is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
+        out.reserve(json.len() + id.len() + provider.len() + model.len() + 32);
+        let mut at = 0;
+        for (s, value) in present {
+            out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
+            write_json_str(out, value);
+            at = s.end;
+        }
+        out.extend_from_slice(json.get(at..close).unwrap_or_default());
+        for (i, (key, value)) in absent.into_iter().enumerate() {
+            if has_members || i > 0 {
+                out.push(b',');
+            }
+            write_json_str(out, key);
+            out.push(b':');
+            write_json_str(out, value);
+        }
+        out.extend_from_slice(json.get(close..).unwrap_or_default());
+        true
+    }
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;

@@ -65,7 +65,7 @@ fn anthropic_responses_to_openai() {
 
 fn item_json(item: &Result<StreamEvent, ProviderError>) -> Value {
     match item {
-        Ok(StreamEvent::Chunk { json, content }) => {
+        Ok(StreamEvent::Chunk { json, content, .. }) => {
             json!({"content": content, "chunk": serde_json::from_slice::<Value>(json).unwrap()})
         }
         Ok(StreamEvent::Usage(u)) => json!({"usage": serde_json::to_value(u).unwrap()}),

@@ -65,7 +65,7 @@ async fn collect(p: &Providers, call: &Call<'_>, r: &ChatRequest) -> (Vec<(Value
     let (mut chunks, mut usage, mut err) = (vec![], None, None);
     while let Some(item) = s.next().await {
         match item {
-            Ok(StreamEvent::Chunk { json, content }) => chunks.push((serde_json::from_slice(&json).unwrap(), content)),
+            Ok(StreamEvent::Chunk { json, content, .. }) => chunks.push((serde_json::from_slice(&json).unwrap(), content)),
             Ok(StreamEvent::Usage(u)) => usage = Some(u),
             Err(e) => err = Some(e),
         }

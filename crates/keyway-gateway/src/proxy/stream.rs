@@ -10,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use keyway_providers::translate::anthropic::{anthropic_error_body, finish_reason, AnthropicEvent, OpenAiStreamToAnthropic};
-use keyway_providers::{ChunkStream, ProviderError, StreamEvent};
+use keyway_providers::{ChunkShape, ChunkStream, ProviderError, StreamEvent};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -150,9 +150,12 @@ fn event_frames(events: Vec<AnthropicEvent>) -> Option<Bytes> {
 
 impl Forwarder {
     /// One upstream chunk for the client; `None` when it produces nothing to send.
-    fn render(&mut self, json: &Bytes) -> Option<Bytes> {
+    fn render(&mut self, json: &Bytes, shape: Option<&ChunkShape>) -> Option<Bytes> {
         if matches!(self.dialect, Dialect::OpenAi) {
-            return self.render_openai(json);
+            return match shape {
+                Some(shape) => self.render_shaped(json, shape),
+                None => self.render_openai(json),
+            };
         }
         let Ok(v) = serde_json::from_slice::<Value>(json) else {
             return Some(data_frame(json));
@@ -167,6 +170,25 @@ impl Forwarder {
             Dialect::Anthropic(conv) => event_frames(conv.push_chunk(&v)),
             Dialect::AnthropicNative { .. } | Dialect::OpenAi => None, // rendered above
         }
+    }
+
+    /// An upstream's OpenAI chunk for an OpenAI client, its layout read by the adapter: the
+    /// bytes copied around the three values replaced, nothing parsed again. Same output as
+    /// [`Self::render_openai`] (keyway-providers test `a_chunk_shape_edits_the_chunk_as_the_parsed_object_does`).
+    fn render_shaped(&mut self, json: &Bytes, shape: &ChunkShape) -> Option<Bytes> {
+        if shape.usage_only && !self.ctx.include_usage {
+            return None;
+        }
+        if let Some(f) = &shape.finish_reason {
+            self.ctx.record.finish_reason = Some(f.clone());
+        }
+        let mut out = Vec::with_capacity(json.len() + self.ctx.generation_id.len() + self.ctx.model.len() + 64);
+        out.extend_from_slice(b"data: ");
+        if !shape.write_edited(json, &self.ctx.generation_id, self.ctx.provider_name, &self.ctx.model, &mut out) {
+            return self.render_openai(json);
+        }
+        out.extend_from_slice(b"\n\n");
+        Some(Bytes::from(out))
     }
 
     /// An OpenAI chunk for an OpenAI client: split at the top level only, `id`, `provider` and
@@ -232,8 +254,8 @@ impl Forwarder {
                 },
             };
             match ev {
-                Some(Ok(StreamEvent::Chunk { json, .. })) => {
-                    if let Some(frame) = self.render(&json) {
+                Some(Ok(StreamEvent::Chunk { json, shape, .. })) => {
+                    if let Some(frame) = self.render(&json, shape.as_ref()) {
                         return Some(frame);
                     }
                 }

@@ -30,14 +30,14 @@ impl ChunkMaker {
         let v = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
         let content = chunk_has_content(&v);
-        StreamEvent::Chunk { json: Bytes::from(v.to_string()), content }
+        StreamEvent::Chunk { json: Bytes::from(v.to_string()), content, shape: None }
     }
 
     /// The trailing usage chunk OpenAI sends with `stream_options.include_usage` (empty choices).
     pub fn usage_chunk(&self, u: &Usage) -> StreamEvent {
         let v = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                        "choices": [], "usage": usage_json(u)});
-        StreamEvent::Chunk { json: Bytes::from(v.to_string()), content: false }
+        StreamEvent::Chunk { json: Bytes::from(v.to_string()), content: false, shape: None }
     }
 
     /// A whole `chat.completion`.

@@ -113,7 +113,7 @@ pub fn chunks(items: &[Result<StreamEvent, ProviderError>]) -> Vec<(Value, bool)
     items
         .iter()
         .filter_map(|i| match i {
-            Ok(StreamEvent::Chunk { json, content }) => Some((serde_json::from_slice(json).unwrap(), *content)),
+            Ok(StreamEvent::Chunk { json, content, .. }) => Some((serde_json::from_slice(json).unwrap(), *content)),
             Ok(StreamEvent::Usage(_)) => None,
             Err(e) => panic!("unexpected stream error {e:?}"),
         })

@@ -162,6 +162,6 @@ impl AnthropicStreamToOpenAi {
 
 fn to_event(v: &Value, content: bool) -> Item {
     serde_json::to_vec(v)
-        .map(|b| StreamEvent::Chunk { json: Bytes::from(b), content })
+        .map(|b| StreamEvent::Chunk { json: Bytes::from(b), content, shape: None })
         .map_err(|e| ProviderError::Protocol(e.to_string()))
 }
