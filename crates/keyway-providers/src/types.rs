@@ -108,39 +108,36 @@ pub struct ChunkShape {
 
 impl ChunkShape {
     /// Appends `json` to `out` with its top-level `id`, `provider` and `model` set to these
-    /// strings: each value replaced where it is, the missing keys added at the end. `false` (and
-    /// nothing written) when the spans don't fit `json`, which is then not the chunk they were
-    /// read from.
+    /// strings: each value replaced where it is, the missing keys added at the end (in that
+    /// order, as `Body::set` adds them). `false` (and nothing written) when the spans don't fit
+    /// `json`, which is then not the chunk they were read from. The caller sizes `out`.
     pub fn write_edited(&self, json: &[u8], id: &str, provider: &str, model: &str, out: &mut Vec<u8>) -> bool {
         let Some(close) = json.iter().rposition(|&b| b == b'}') else { return false };
-        let mut present: Vec<(Span, &str)> = Vec::with_capacity(3);
-        let mut absent: Vec<(&str, &str)> = Vec::with_capacity(3);
-        for (key, span, value) in [("id", self.id, id), ("provider", self.provider, provider), ("model", self.model, model)] {
-            match span {
-                Some(s) => present.push((s, value)),
-                None => absent.push((key, value)),
-            }
-        }
-        present.sort_unstable_by_key(|(s, _)| s.start);
         let Some(open) = json.iter().position(|&b| b == b'{') else { return false };
+        // The present keys first, by where they sit; the absent ones after, in key order (the
+        // sort is stable). Three of each at most: arrays, not allocations, per chunk.
+        let mut edits = [("id", self.id, id), ("provider", self.provider, provider), ("model", self.model, model)];
+        edits.sort_by_key(|(_, span, _)| span.map_or(usize::MAX, |s| s.start));
+        let present = edits.iter().take_while(|(_, span, _)| span.is_some()).count();
+        let (present, absent) = edits.split_at(present);
         // In order, apart, and inside the object: else these spans belong to other bytes.
         let mut at = open + 1;
-        for (s, _) in &present {
+        for s in present.iter().filter_map(|(_, span, _)| *span) {
             if s.start < at || s.end < s.start || s.end > close {
                 return false;
             }
             at = s.end;
         }
         let has_members = !present.is_empty() || json.get(open + 1..close).is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
-        out.reserve(json.len() + id.len() + provider.len() + model.len() + 32);
         let mut at = 0;
-        for (s, value) in present {
+        for (_, span, value) in present {
+            let Some(s) = span else { continue };
             out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
             write_json_str(out, value);
             at = s.end;
         }
         out.extend_from_slice(json.get(at..close).unwrap_or_default());
-        for (i, (key, value)) in absent.into_iter().enumerate() {
+        for (i, (key, _, value)) in absent.iter().enumerate() {
             if has_members || i > 0 {
                 out.push(b',');
             }

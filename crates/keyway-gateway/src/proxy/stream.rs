@@ -126,11 +126,23 @@ impl Drop for Forwarder {
 }
 
 fn data_frame(json: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(json.len() + 8);
+    data_frame_with(json.len(), |out| {
+        out.extend_from_slice(json);
+        true
+    })
+    .unwrap_or_default()
+}
+
+/// `data: …\n\n` around what `write` puts in the frame's one buffer (sized for `len` bytes of
+/// JSON); `None` when `write` declines.
+fn data_frame_with(len: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) -> Option<Bytes> {
+    let mut out = Vec::with_capacity(len + 8);
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(json);
+    if !write(&mut out) {
+        return None;
+    }
     out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+    Some(Bytes::from(out))
 }
 
 fn event_frames(events: Vec<AnthropicEvent>) -> Option<Bytes> {
@@ -182,13 +194,13 @@ impl Forwarder {
         if let Some(f) = &shape.finish_reason {
             self.ctx.record.finish_reason = Some(f.clone());
         }
-        let mut out = Vec::with_capacity(json.len() + self.ctx.generation_id.len() + self.ctx.model.len() + 64);
-        out.extend_from_slice(b"data: ");
-        if !shape.write_edited(json, &self.ctx.generation_id, self.ctx.provider_name, &self.ctx.model, &mut out) {
-            return self.render_openai(json);
+        let (id, provider, model) = (&self.ctx.generation_id, self.ctx.provider_name, &self.ctx.model);
+        // Room for the three values in full plus their keys, should all three be added.
+        let len = json.len() + id.len() + provider.len() + model.len() + 40;
+        match data_frame_with(len, |out| shape.write_edited(json, id, provider, model, out)) {
+            Some(frame) => Some(frame),
+            None => self.render_openai(json),
         }
-        out.extend_from_slice(b"\n\n");
-        Some(Bytes::from(out))
     }
 
     /// An OpenAI chunk for an OpenAI client: split at the top level only, `id`, `provider` and
