@@ -58,6 +58,10 @@ struct Args {
     /// Requests measured by the `callgrind` scenario.
     #[arg(long, default_value_t = 2000)]
     callgrind_requests: u64,
+    /// Streams measured by the `callgrind` scenario after its requests, in a dump of their own
+    /// (0: none). Each is the streaming scenario's stream: 11 events.
+    #[arg(long, default_value_t = 0)]
+    callgrind_streams: u64,
     /// Concurrent streams in the streaming scenario (default 16; 1 shows the path without
     /// other streams' chunks queued on the gateway's core).
     #[arg(long, default_value_t = 16)]
@@ -891,20 +895,35 @@ fn want(args: &Args, name: &str) -> bool {
 }
 
 /// Instructions per request under callgrind: counters zeroed after warm-up, dumped after
-/// exactly `--callgrind-requests` requests (closed loop, 16 connections).
+/// exactly `--callgrind-requests` requests (closed loop, 16 connections); then, with
+/// `--callgrind-streams`, zeroed again and dumped after that many streams (4 connections).
 async fn callgrind(env: &Env) -> anyhow::Result<Value> {
-    let pid = env.gateway_pid.to_string();
-    let n = env.args.callgrind_requests;
     let warm = [s("--mode"), s("closed"), s("--connections"), s(16), s("--duration"), s(600), s("--max-requests"), s(500), s("--timeout-ms"), s(60_000)];
     env.load(Side::Keyway, false, &warm)?;
+    let n = env.args.callgrind_requests;
+    let run = [s("--mode"), s("closed"), s("--connections"), s(16), s("--duration"), s(600), s("--max-requests"), s(n), s("--timeout-ms"), s(60_000)];
+    let mut out = callgrind_dump(env, false, &run).await?;
+    out["requests"] = json!(n);
+    let streams = env.args.callgrind_streams;
+    if streams > 0 {
+        let run = [s("--mode"), s("stream"), s("--connections"), s(4), s("--duration"), s(600), s("--max-requests"), s(streams), s("--timeout-ms"), s(60_000)];
+        let mut st = callgrind_dump(env, true, &run).await?;
+        st["streams"] = json!(streams);
+        out["streams"] = st;
+    }
+    Ok(out)
+}
+
+/// Zeroes the gateway's callgrind counters, runs `run`, waits for the usage writer (its batched
+/// inserts belong to these requests' cost) and dumps.
+async fn callgrind_dump(env: &Env, stream: bool, run: &[String]) -> anyhow::Result<Value> {
+    let pid = env.gateway_pid.to_string();
     let st = Command::new("callgrind_control").args(["-z", &pid]).output()?;
     if !st.status.success() {
         bail!("callgrind_control -z: {}", String::from_utf8_lossy(&st.stderr));
     }
     let q0 = env.queries().await;
-    let run = [s("--mode"), s("closed"), s("--connections"), s(16), s("--duration"), s(600), s("--max-requests"), s(n), s("--timeout-ms"), s(60_000)];
-    let r = env.load(Side::Keyway, false, &run)?;
-    // Let the usage writer catch up: its batched inserts belong to these requests' cost.
+    let r = env.load(Side::Keyway, stream, run)?;
     let t0 = Instant::now();
     while env.queries().await["usage_queue_depth"].as_u64().unwrap_or(0) > 0 && t0.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -915,7 +934,7 @@ async fn callgrind(env: &Env) -> anyhow::Result<Value> {
     if !st.status.success() {
         bail!("callgrind_control -d: {}", String::from_utf8_lossy(&st.stderr));
     }
-    Ok(json!({"requests": n, "statuses": r["status"], "dumped": String::from_utf8_lossy(&st.stdout).trim(),
+    Ok(json!({"statuses": r["status"], "dumped": String::from_utf8_lossy(&st.stdout).trim(),
               "store_queries": q1["store_queries"].as_u64().unwrap_or(0).saturating_sub(q0["store_queries"].as_u64().unwrap_or(0))}))
 }
 
