@@ -89,7 +89,7 @@ fn translation(c: &mut Criterion) {
     // does now (serialise the borrowed body with `model` replaced).
     c.bench_function("translate/body_clone_and_serialize", |b| {
         b.iter(|| {
-            let mut m = req.body.clone();
+            let mut m = (*req.body).clone();
             m.insert("model".into(), Value::String("gpt-4o-mini".into()));
             serde_json::to_vec(&Value::Object(m)).unwrap()
         })
@@ -97,6 +97,38 @@ fn translation(c: &mut Criterion) {
     c.bench_function("translate/body_borrowed_serialize", |b| {
         b.iter(|| serde_json::to_vec(&keyway_providers::openai_compat::UpstreamBody { body: &req.body, model: "gpt-4o-mini", stream_usage: false }).unwrap())
     });
+    // The client's body from its bytes to the upstream's bytes, with the gateway's reads on the
+    // way (model, stream, messages, the token estimate): parsed into a `Map` (before) vs split at
+    // the top level, values kept as the client's text (now).
+    // A short body, and a conversation of 20 turns (~9 KB), which is where the parse grows.
+    let mut long = chat_body();
+    let turn = "A sentence of an ongoing conversation, long enough to be typical of chat history. ".repeat(5);
+    long.insert("messages".into(), Value::Array((0..20).map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": turn})).collect()));
+    let gateway_reads = |body: &keyway_providers::RequestBody| {
+        let model = body.value("model");
+        let stream = body.value("stream");
+        let listed = body.is_nonempty_list("messages");
+        let demand = keyway_gateway::billing::demand_of_body(body);
+        black_box((model, stream, listed, demand));
+    };
+    for (name, client_bytes) in [("short", serde_json::to_vec(&chat_body()).unwrap()), ("20_turns", serde_json::to_vec(&long).unwrap())] {
+        c.bench_function(&format!("request/{name}_body_as_map"), |b| {
+            b.iter(|| {
+                let map: Map<String, Value> = serde_json::from_slice(black_box(&client_bytes)).unwrap();
+                let body = keyway_providers::RequestBody::from(map);
+                gateway_reads(&body);
+                serde_json::to_vec(&keyway_providers::openai_compat::UpstreamBody { body: &body, model: "gpt-4o-mini", stream_usage: false }).unwrap()
+            })
+        });
+        c.bench_function(&format!("request/{name}_body_raw"), |b| {
+            b.iter(|| {
+                let raw = keyway_providers::RawObject::parse(black_box(&client_bytes)).unwrap();
+                let body = keyway_providers::RequestBody::from(raw);
+                gateway_reads(&body);
+                serde_json::to_vec(&keyway_providers::openai_compat::UpstreamBody { body: &body, model: "gpt-4o-mini", stream_usage: false }).unwrap()
+            })
+        });
+    }
     // The answer on its way back: parsed into a tree, edited, written (before) vs split at the
     // top level, edited, written (now).
     let answer = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today? I can answer questions, write and explain code, and more.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":21,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}"#;

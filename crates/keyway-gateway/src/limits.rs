@@ -475,11 +475,11 @@ pub fn admit(state: &SharedState, key: &ApiKeyRecord, demand: &Demand) -> Result
 
 /// [`admit`] for an inference request about to walk `route`. The token and money estimates are
 /// only computed when a tokens-per-minute limit, a budget or credits need them.
-pub fn admit_request(state: &SharedState, key: &ApiKeyRecord, body: &serde_json::Map<String, serde_json::Value>, route: &RoutePlan<'_>) -> Result<Admission, Refusal> {
+pub fn admit_request(state: &SharedState, key: &ApiKeyRecord, body: &keyway_providers::RequestBody, route: &RoutePlan<'_>) -> Result<Admission, Refusal> {
     let ws = state.limiter.workspace_limits(&key.workspace_id);
     let money = state.billing.credits_enabled() || has_budget(&key.limits) || ws.is_some_and(has_budget);
     let tpm = key.limits.tokens_per_minute.is_some() || ws.is_some_and(|l| l.tokens_per_minute.is_some());
-    let (prompt_tokens, max_output_tokens) = if money || tpm { crate::billing::demand_of(body) } else { (0, 0) };
+    let (prompt_tokens, max_output_tokens) = if money || tpm { crate::billing::demand_of_body(body) } else { (0, 0) };
     let estimate = if money {
         let attempts = route.attempts.iter().map(|a| (a.endpoint.map(Prices::from).unwrap_or_default(), a.credential.is_byok()));
         state.billing.estimate(&key.workspace_id, prompt_tokens, max_output_tokens, attempts, chrono::Utc::now().timestamp_millis())

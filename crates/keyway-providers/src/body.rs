@@ -11,7 +11,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
@@ -145,6 +145,53 @@ impl RawObject {
         if !found {
             self.fields.push((key.to_owned(), raw));
         }
+    }
+
+    /// The fields in order (duplicates included), each value as its JSON text.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// Takes `key` out (every copy of a duplicated key), returning the last copy's value.
+    pub fn remove(&mut self, key: &str) -> Option<Box<RawValue>> {
+        let mut last = None;
+        let mut i = 0;
+        while i < self.fields.len() {
+            if self.fields.get(i).is_some_and(|(k, _)| k == key) {
+                last = Some(self.fields.remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        last
+    }
+
+    /// One copy per key, as a parsed `Map` keeps them: the last value, at the first position.
+    pub fn dedup_keys(&mut self) {
+        // A request has a dozen keys at most: the quadratic check costs less than a set.
+        let n = self.fields.len();
+        if !(1..n).any(|i| self.fields[..i].iter().any(|(k, _)| *k == self.fields[i].0)) {
+            return;
+        }
+        let mut out: Vec<(String, Box<RawValue>)> = Vec::with_capacity(n);
+        for (k, v) in self.fields.drain(..) {
+            match out.iter_mut().find(|(ko, _)| *ko == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((k, v)),
+            }
+        }
+        self.fields = out;
+    }
+
+    /// From a parsed map: each value written out as its JSON text.
+    pub fn from_map(map: &Map<String, Value>) -> Self {
+        let fields = map.iter().filter_map(|(k, v)| serde_json::value::to_raw_value(v).ok().map(|r| (k.clone(), r))).collect();
+        RawObject { fields }
+    }
+
+    /// The parsed map (the last copy of a duplicated key wins, as when parsing the text).
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.fields.iter().map(|(k, v)| (k.clone(), serde_json::from_str(v.get()).unwrap_or(Value::Null))).collect()
     }
 
     pub fn to_value(&self) -> Value {

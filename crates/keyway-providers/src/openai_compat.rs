@@ -4,7 +4,7 @@
 use crate::error::ProviderError;
 use crate::http::{self, read_body};
 use crate::registry::Timeouts;
-use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestPreview, Span, StreamEvent};
+use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestBody, RequestPreview, Span, StreamEvent};
 use crate::{Body, Provider, RawObject};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -71,7 +71,7 @@ impl OpenAiCompat {
 /// OpenAI-style streams that ask for it). Cloning the body to edit it was a deep copy of every
 /// message on every attempt. Everything else passes through untouched.
 pub struct UpstreamBody<'a> {
-    pub body: &'a Map<String, Value>,
+    pub body: &'a RequestBody,
     pub model: &'a str,
     pub stream_usage: bool,
 }
@@ -81,19 +81,34 @@ impl serde::Serialize for UpstreamBody<'_> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
         let mut has_options = false;
-        for (k, v) in self.body {
-            match k.as_str() {
-                "model" => continue,
-                "stream_options" if self.stream_usage => {
-                    has_options = true;
-                    match v {
-                        Value::Object(o) => m.serialize_entry(k, &WithIncludeUsage(Some(o)))?,
-                        Value::Null => m.serialize_entry(k, &WithIncludeUsage(None))?,
-                        // Not an object: the provider's own 400 says so.
-                        other => m.serialize_entry(k, other)?,
+        let mut options = |m: &mut S::SerializeMap, k: &str, v: Option<Value>| -> Result<(), S::Error> {
+            has_options = true;
+            match v {
+                Some(Value::Object(o)) => m.serialize_entry(k, &WithIncludeUsage(Some(&o))),
+                Some(Value::Null) | None => m.serialize_entry(k, &WithIncludeUsage(None)),
+                // Not an object: the provider's own 400 says so.
+                Some(other) => m.serialize_entry(k, &other),
+            }
+        };
+        match self.body {
+            // The client's text, value by value; only `stream_options` is parsed (to add to it).
+            RequestBody::Raw { raw, .. } => {
+                for (k, v) in raw.iter() {
+                    match k {
+                        "model" => continue,
+                        "stream_options" if self.stream_usage => options(&mut m, k, serde_json::from_str(v.get()).ok())?,
+                        _ => m.serialize_entry(k, v)?,
                     }
                 }
-                _ => m.serialize_entry(k, v)?,
+            }
+            RequestBody::Map(body) => {
+                for (k, v) in body {
+                    match k.as_str() {
+                        "model" => continue,
+                        "stream_options" if self.stream_usage => options(&mut m, k, Some(v.clone()))?,
+                        _ => m.serialize_entry(k, v)?,
+                    }
+                }
             }
         }
         m.serialize_entry("model", self.model)?;
@@ -377,9 +392,31 @@ mod tests {
     use serde_json::json;
     use std::time::Duration;
 
+    /// The upstream body from a parsed map and from the client's raw text: both must agree.
     fn upstream(body: Value, stream_usage: bool) -> Value {
+        let raw = RequestBody::from(RawObject::parse(&serde_json::to_vec(&body).unwrap()).unwrap());
         let Value::Object(map) = body else { panic!("an object") };
-        serde_json::to_value(UpstreamBody { body: &map, model: "gpt-4o-mini", stream_usage }).unwrap()
+        let from_map = serde_json::to_value(UpstreamBody { body: &map.into(), model: "gpt-4o-mini", stream_usage }).unwrap();
+        let from_raw = serde_json::to_value(UpstreamBody { body: &raw, model: "gpt-4o-mini", stream_usage }).unwrap();
+        assert_eq!(from_raw, from_map);
+        from_map
+    }
+
+    #[test]
+    fn a_raw_body_goes_upstream_as_the_client_wrote_it() {
+        let client = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"h\u00e9llo \"x\""}],"temperature":1.10,"logit_bias":{"50256":-1e2},"stream":true,"seed":3,"seed":4}"#;
+        let body = RequestBody::from(RawObject::parse(client.as_bytes()).unwrap());
+        let sent = String::from_utf8(serde_json::to_vec(&UpstreamBody { body: &body, model: "gpt-4o-mini", stream_usage: true }).unwrap()).unwrap();
+        // Values byte for byte (escapes, number spelling), the client's order, one `seed` (the
+        // last, as a parsed map keeps it), `model` replaced, usage asked for.
+        assert_eq!(
+            sent,
+            r#"{"messages":[{"role":"user","content":"h\u00e9llo \"x\""}],"temperature":1.10,"logit_bias":{"50256":-1e2},"stream":true,"seed":4,"model":"gpt-4o-mini","stream_options":{"include_usage":true}}"#
+        );
+        assert!(matches!(body, RequestBody::Raw { ref parsed, .. } if parsed.get().is_none()), "sent without parsing the body");
+        // A translating adapter reads the same body as a map.
+        assert_eq!(body.get("seed"), Some(&json!(4)));
+        assert_eq!(body["messages"][0]["content"], "h\u{e9}llo \"x\"");
     }
 
     #[test]

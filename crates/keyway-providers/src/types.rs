@@ -6,7 +6,9 @@ use futures::Stream;
 use keyway_core::{Credential, ProviderSlug, Usage};
 use serde_json::{Map, Value};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::body::RawObject;
 
 /// Who to call and with what: one attempt of a route plan.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +27,7 @@ pub struct Call<'a> {
 /// passed through untouched by adapters whose protocol is OpenAI's.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
-    pub body: Map<String, Value>,
+    pub body: RequestBody,
     /// Set by `POST /v1/messages`: the client's own Anthropic body, for adapters that speak
     /// Anthropic's protocol to send as is (no round trip through `body`, which loses fields).
     pub anthropic: Option<Arc<AnthropicNative>>,
@@ -44,8 +46,8 @@ pub struct AnthropicNative {
 }
 
 impl ChatRequest {
-    pub fn new(body: Map<String, Value>) -> Self {
-        Self { body, anthropic: None }
+    pub fn new(body: impl Into<RequestBody>) -> Self {
+        Self { body: body.into(), anthropic: None }
     }
 
     pub fn with_anthropic(mut self, anthropic: Option<AnthropicNative>) -> Self {
@@ -54,11 +56,144 @@ impl ChatRequest {
     }
 
     pub fn stream(&self) -> bool {
-        self.body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+        self.body.value("stream").and_then(|v| v.as_bool()).unwrap_or(false)
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.body.get(key)
+    }
+}
+
+/// A request body as it crosses the `Provider` trait. From a client, its JSON split at the top
+/// level only ([`RequestBody::Raw`]): OpenAI-compatible adapters copy each value upstream as the
+/// client wrote it, without parsing the messages into a `Value` tree and printing them again
+/// (the largest parse on the request path). Adapters that translate read it as a `Map`
+/// (`Deref`), parsed from the text once, on first use. A `Map` body (a translated
+/// `POST /v1/messages`, tests) is used as it is; editing either (`DerefMut`) makes it a `Map`.
+#[derive(Debug, Clone)]
+pub enum RequestBody {
+    Raw { raw: RawObject, parsed: OnceLock<Map<String, Value>> },
+    Map(Map<String, Value>),
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        RequestBody::Map(Map::new())
+    }
+}
+
+impl From<Map<String, Value>> for RequestBody {
+    fn from(m: Map<String, Value>) -> Self {
+        RequestBody::Map(m)
+    }
+}
+
+/// A client's object: one copy per key (the last), as a parsed `Map` would hold.
+impl From<RawObject> for RequestBody {
+    fn from(mut raw: RawObject) -> Self {
+        raw.dedup_keys();
+        RequestBody::Raw { raw, parsed: OnceLock::new() }
+    }
+}
+
+impl std::ops::Deref for RequestBody {
+    type Target = Map<String, Value>;
+    fn deref(&self) -> &Map<String, Value> {
+        match self {
+            RequestBody::Raw { raw, parsed } => parsed.get_or_init(|| raw.to_map()),
+            RequestBody::Map(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for RequestBody {
+    fn deref_mut(&mut self) -> &mut Map<String, Value> {
+        if let RequestBody::Raw { raw, parsed } = self {
+            let m = parsed.take().unwrap_or_else(|| raw.to_map());
+            *self = RequestBody::Map(m);
+        }
+        match self {
+            RequestBody::Map(m) => m,
+            // Made a map just above.
+            RequestBody::Raw { .. } => unreachable!("a raw body was just made a map"),
+        }
+    }
+}
+
+impl RequestBody {
+    /// A top-level value, parsed on its own (for the few small fields the gateway reads).
+    pub fn value(&self, key: &str) -> Option<Value> {
+        match self {
+            RequestBody::Raw { raw, parsed } => match parsed.get() {
+                Some(m) => m.get(key).cloned(),
+                None => raw.get_as(key),
+            },
+            RequestBody::Map(m) => m.get(key).cloned(),
+        }
+    }
+
+    /// Whether `key` is there with a value other than `null` (the value is not parsed).
+    pub fn is_set(&self, key: &str) -> bool {
+        match self {
+            RequestBody::Raw { raw, .. } => raw.get(key).is_some_and(|v| v.get() != "null"),
+            RequestBody::Map(m) => m.get(key).is_some_and(|v| !v.is_null()),
+        }
+    }
+
+    /// Whether `key` holds a list with at least one item (the list's items are not parsed).
+    pub fn is_nonempty_list(&self, key: &str) -> bool {
+        match self {
+            RequestBody::Raw { raw, .. } => raw.get(key).is_some_and(|v| {
+                let t = v.get().trim_start();
+                t.starts_with('[') && !t[1..].trim_start().starts_with(']')
+            }),
+            RequestBody::Map(m) => m.get(key).and_then(Value::as_array).is_some_and(|a| !a.is_empty()),
+        }
+    }
+
+    /// Each top-level key and whether its value is other than `null`.
+    pub fn keys_set(&self) -> Vec<(&str, bool)> {
+        match self {
+            RequestBody::Raw { raw, .. } => raw.iter().map(|(k, v)| (k, v.get() != "null")).collect(),
+            RequestBody::Map(m) => m.iter().map(|(k, v)| (k.as_str(), !v.is_null())).collect(),
+        }
+    }
+
+    /// Takes `key` out.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        match self {
+            RequestBody::Raw { raw, parsed } => {
+                let v = raw.remove(key).and_then(|v| serde_json::from_str(v.get()).ok());
+                if let Some(m) = parsed.get_mut() {
+                    m.remove(key);
+                }
+                v
+            }
+            RequestBody::Map(m) => m.remove(key),
+        }
+    }
+
+    /// Sets `key` (appended when new).
+    pub fn insert(&mut self, key: &str, value: Value) {
+        match self {
+            RequestBody::Raw { raw, parsed } => {
+                raw.set(key, &value);
+                if let Some(m) = parsed.get_mut() {
+                    m.insert(key.to_owned(), value);
+                }
+            }
+            RequestBody::Map(m) => {
+                m.insert(key.to_owned(), value);
+            }
+        }
+    }
+
+    /// The raw object, when the body is one.
+    pub fn raw(&self) -> Option<&RawObject> {
+        match self {
+            RequestBody::Raw { raw, .. } => Some(raw),
+            RequestBody::Map(_) => None,
+        }
     }
 }
 

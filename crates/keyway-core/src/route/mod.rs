@@ -48,6 +48,7 @@ pub use input::{
     StatsSource, StatsTable, SystemCredential,
 };
 pub use options::{
-    requested_parameters, DataCollection, MaxPrice, RequestByok, RoutingOptions, SortBy,
+    requested_parameters, requested_parameters_of, DataCollection, MaxPrice, RequestByok, RoutingOptions,
+    SortBy,
 };
 pub use plan::{plan, Attempt, CredentialSource, RoutePlan, Section, SkippedModel};

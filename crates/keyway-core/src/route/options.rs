@@ -142,6 +142,9 @@ const MAX_MODELS: usize = 16;
 
 impl RoutingOptions {
     /// Reads the routing options and removes them from `body`. Other fields stay untouched.
+    /// The top-level body fields [`RoutingOptions::extract`] reads (and removes, or edits).
+    pub const FIELDS: [&'static str; 4] = ["provider", "models", "route", "providerOptions"];
+
     pub fn extract(body: &mut Map<String, Value>) -> Result<Self, RouteError> {
         let mut o = RoutingOptions::default();
         if let Some(v) = body.remove("provider") {
@@ -417,12 +420,18 @@ const PARAMETERS: &[(&str, &str)] = &[
 
 /// The catalog parameter names a (routing-stripped) body uses, for `PlanInput::requested_parameters`.
 pub fn requested_parameters(body: &Map<String, Value>) -> Vec<&'static str> {
+    requested_parameters_of(body.iter().map(|(k, v)| (k.as_str(), !v.is_null())))
+}
+
+/// As [`requested_parameters`], from each top-level key and whether its value is not `null`
+/// (for a body kept as raw JSON text).
+pub fn requested_parameters_of<'a>(fields: impl IntoIterator<Item = (&'a str, bool)>) -> Vec<&'static str> {
     // One pass over the body's few keys (a length compare each, mostly) instead of a B-tree
     // lookup per table entry; the result keeps the table's order.
     let mut used = [false; PARAMETERS.len()];
-    for (key, value) in body {
-        if let Some(i) = PARAMETERS.iter().position(|(field, _)| field == key) {
-            used[i] = !value.is_null();
+    for (key, set) in fields {
+        if let Some(i) = PARAMETERS.iter().position(|(field, _)| *field == key) {
+            used[i] = set;
         }
     }
     let mut out: Vec<&'static str> = Vec::new();

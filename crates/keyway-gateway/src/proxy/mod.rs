@@ -14,9 +14,9 @@ use crate::state::SharedState;
 use crate::usage::{AttemptRecord, GenerationRecord};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use keyway_core::route::{plan, requested_parameters, Attempt, CredentialSource, Outcome, PlanInput, RouteError, RoutingOptions};
+use keyway_core::route::{plan, requested_parameters_of, Attempt, CredentialSource, Outcome, PlanInput, RouteError, RoutingOptions};
 use keyway_core::Credential;
-use keyway_providers::{Body, Call, ChatRequest, ChatResponse, ProviderError};
+use keyway_providers::{Body, Call, ChatRequest, ChatResponse, ProviderError, RequestBody};
 use keyway_store::ApiKeyRecord;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -111,7 +111,7 @@ pub fn json_response(headers: HeaderMap, body: &Body) -> Response {
 
 /// Serves one inference request end to end, inside a `request` span (exported over OTLP when
 /// `[telemetry]` is on): ids and slugs only, the caller as an 8-character key-hash prefix.
-pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, body: Map<String, Value>, op: Operation) -> Result<Served, ApiError> {
+pub async fn proxy(state: SharedState, caller: Arc<ApiKeyRecord>, headers: &HeaderMap, body: RequestBody, op: Operation) -> Result<Served, ApiError> {
     proxy_with(state, caller, headers, body, op, None).await
 }
 
@@ -121,7 +121,7 @@ pub async fn proxy_with(
     state: SharedState,
     caller: Arc<ApiKeyRecord>,
     headers: &HeaderMap,
-    body: Map<String, Value>,
+    body: RequestBody,
     op: Operation,
     anthropic: Option<keyway_providers::AnthropicNative>,
 ) -> Result<Served, ApiError> {
@@ -139,36 +139,59 @@ pub async fn proxy_with(
     proxy_in_span(state, caller, headers, body, op, anthropic).instrument(span).await
 }
 
+/// The routing fields taken out of the body ([`RoutingOptions::extract`]). From a raw body only
+/// those few fields are parsed; what the extraction leaves of them goes back in.
+fn routing_options(body: &mut RequestBody) -> Result<RoutingOptions, RouteError> {
+    if body.raw().is_none() {
+        return RoutingOptions::extract(body);
+    }
+    let mut fields = Map::new();
+    for f in RoutingOptions::FIELDS {
+        if let Some(v) = body.remove(f) {
+            fields.insert(f.to_owned(), v);
+        }
+    }
+    if fields.is_empty() {
+        return Ok(RoutingOptions::default());
+    }
+    let options = RoutingOptions::extract(&mut fields)?;
+    for (k, v) in fields {
+        body.insert(&k, v);
+    }
+    Ok(options)
+}
+
 async fn proxy_in_span(
     state: SharedState,
     caller: Arc<ApiKeyRecord>,
     headers: &HeaderMap,
-    mut body: Map<String, Value>,
+    mut body: RequestBody,
     op: Operation,
     anthropic: Option<keyway_providers::AnthropicNative>,
 ) -> Result<Served, ApiError> {
     let started = Instant::now();
-    let options = RoutingOptions::extract(&mut body)?;
-    let model = match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+    let options = routing_options(&mut body)?;
+    // The few fields read here are parsed one by one; the messages stay the client's text.
+    let model = match body.value("model") {
+        Some(Value::String(m)) if !m.is_empty() => m,
         Some(Value::String(_)) | None | Some(Value::Null) => match options.models.first() {
             Some(m) => m.clone(),
             None => return Err(ApiError::BadRequest("`model` is required".into())),
         },
         Some(_) => return Err(ApiError::BadRequest("`model` must be a string".into())),
     };
-    let stream = match body.get("stream") {
+    let stream = match body.value("stream") {
         None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b && op == Operation::Chat,
+        Some(Value::Bool(b)) => b && op == Operation::Chat,
         Some(_) => return Err(ApiError::BadRequest("`stream` must be true or false".into())),
     };
-    if op == Operation::Chat && body.get("messages").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
+    if op == Operation::Chat && !body.is_nonempty_list("messages") {
         return Err(ApiError::BadRequest("`messages` must be a non-empty list".into()));
     }
-    let include_usage = body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    let user = match body.get("user") {
+    let include_usage = body.value("stream_options").and_then(|o| o.get("include_usage").and_then(Value::as_bool)).unwrap_or(false);
+    let user = match body.value("user") {
         None | Some(Value::Null) => None,
-        Some(Value::String(u)) => Some(u.clone()),
+        Some(Value::String(u)) => Some(u),
         Some(_) => return Err(ApiError::BadRequest("`user` must be a string".into())),
     };
 
@@ -179,7 +202,7 @@ async fn proxy_in_span(
     } else {
         Arc::default()
     };
-    let requested = requested_parameters(&body);
+    let requested = requested_parameters_of(body.keys_set());
     // The planner's input holds `&dyn` sources that aren't `Send`; it must not live across an await.
     let route = match plan(&PlanInput {
         stored: &stored.metas,

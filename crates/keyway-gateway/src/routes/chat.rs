@@ -8,24 +8,25 @@ use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{Map, Value};
+use keyway_providers::{RawObject, RequestBody};
 
 pub async fn chat_completions(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonBody(body): JsonBody<RawObject>,
 ) -> Result<Response, ApiError> {
-    Ok(proxy(state, caller, &headers, body, Operation::Chat).await?.into_openai())
+    Ok(proxy(state, caller, &headers, RequestBody::from(body), Operation::Chat).await?.into_openai())
 }
 
 pub async fn embeddings(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonBody(body): JsonBody<RawObject>,
 ) -> Result<Response, ApiError> {
-    if body.get("input").is_none_or(Value::is_null) {
+    let body = RequestBody::from(body);
+    if !body.is_set("input") {
         return Err(ApiError::BadRequest("`input` is required".into()));
     }
     Ok(proxy(state, caller, &headers, body, Operation::Embeddings).await?.into_openai())

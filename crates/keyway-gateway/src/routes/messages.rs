@@ -58,7 +58,7 @@ pub async fn messages(
     let native = AnthropicNative { body: native, beta, native_only };
     let slug = gateway_model(&state, &model);
     openai.insert("model".into(), Value::String(slug.clone()));
-    match proxy_with(state, caller, &headers, openai, Operation::Chat, Some(native)).await? {
+    match proxy_with(state, caller, &headers, openai.into(), Operation::Chat, Some(native)).await? {
         Served::Complete { headers, body, native } => {
             let body = body.into_value();
             let mut msg = if native { body } else { openai_response_to_anthropic(&body).map_err(|e| ApiError::Internal(e.to_string()))? };
