@@ -447,8 +447,8 @@ pub fn demand_of(body: &serde_json::Map<String, serde_json::Value>) -> (u64, u64
 /// parsed) is scanned for the same lengths without building its messages.
 pub fn demand_of_body(body: &keyway_providers::RequestBody) -> (u64, u64) {
     match body {
-        keyway_providers::RequestBody::Raw { raw, parsed } if parsed.get().is_none() => demand_of_raw(raw),
-        _ => demand_of(body),
+        keyway_providers::RequestBody::Raw { raw, .. } => demand_of_raw(raw),
+        keyway_providers::RequestBody::Map(m) => demand_of(m),
     }
 }
 

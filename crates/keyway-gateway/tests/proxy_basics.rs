@@ -81,6 +81,43 @@ async fn bad_request_is_not_retried_and_errors_are_openai_shaped() {
     }
 }
 
+/// The client's body crosses the gateway as its text (split at the top level only): a
+/// duplicated key counts once (the last, as a parser keeps it), numbers keep their spelling, and
+/// what the gateway doesn't parse still gets a clear OpenAI-shaped error.
+#[tokio::test]
+async fn the_client_body_goes_upstream_as_written() {
+    let (fake, g, key) = openai_gateway(FakeOptions::default(), "sk-system-operator-key").await;
+    let send = |body: &'static str| {
+        let r = g.http.post(g.url("/v1/chat/completions")).bearer_auth(&key).header("content-type", "application/json").body(body);
+        async move {
+            let resp = r.send().await.unwrap();
+            let s = resp.status().as_u16();
+            (s, serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap_or(Value::Null))
+        }
+    };
+    let (s, v) = send(r#"{"model":"openai/gpt-4o-mini","seed":3,"messages":[{"role":"user","content":"hello there"}],"seed":4,"temperature":1.10,"provider":{"order":["openai"]},"route":"fallback"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    let sent = &fake.calls()[0].body;
+    assert_eq!(sent["seed"], 4, "the last copy of a duplicated key");
+    assert_eq!(sent["temperature"], 1.1);
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert!(sent.get("provider").is_none() && sent.get("route").is_none(), "routing fields never go upstream: {sent}");
+    for (body, want) in [
+        (r#"{"model":"openai/gpt-4o-mini","messages":"hi"}"#, "`messages` must be a non-empty list"),
+        (r#"{"model":"openai/gpt-4o-mini","messages":[ ]}"#, "`messages` must be a non-empty list"),
+        (r#"{"model":"openai/gpt-4o-mini","messages":[{}],"stream":"yes"}"#, "`stream` must be true or false"),
+        (r#"{"model":"openai/gpt-4o-mini","messages":[{}],"user":7}"#, "`user` must be a string"),
+        (r#"{"model":"openai/gpt-4o-mini","messages":[{}],"provider":{"order":"openai"}}"#, "provider.order"),
+        (r#"{"model":"openai/gpt-4o-mini","messages":[{}]"#, "not valid JSON"),
+        (r#"[{"model":"openai/gpt-4o-mini"}]"#, "wrong shape"),
+    ] {
+        let (s, v) = send(body).await;
+        assert_error(s, &v, 400);
+        assert!(v["error"]["message"].as_str().unwrap().contains(want), "{body}: {v}");
+    }
+    assert_eq!(fake.calls().len(), 1, "refused bodies never go upstream");
+}
+
 #[tokio::test]
 async fn stream_arrives_chunk_by_chunk() {
     let (fake, g, key) = openai_gateway(FakeOptions { chunk_delay: Duration::from_millis(250), chunks: 4, ..FakeOptions::default() }, "sk-system-operator-key").await;

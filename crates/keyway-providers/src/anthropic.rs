@@ -60,7 +60,7 @@ impl Provider for Anthropic {
         if let Some(native) = req.anthropic.as_deref() {
             return self.chat_native(call, native).await;
         }
-        let body = openai_request_to_anthropic(&req.body, call.model)?;
+        let body = openai_request_to_anthropic(req.body.map()?, call.model)?;
         let resp = http::send(&self.http, self.build(call, &body, None)?, &self.timeouts).await?;
         let created = chrono::Utc::now().timestamp();
         if !req.stream() {
@@ -75,7 +75,7 @@ impl Provider for Anthropic {
     }
 
     async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {
-        let body = openai_request_to_anthropic(&req.body, call.model)?;
+        let body = openai_request_to_anthropic(req.body.map()?, call.model)?;
         Ok(RequestPreview::from_request(&self.build(call, &body, None)?))
     }
 

@@ -53,7 +53,7 @@ impl Bedrock {
             return Err(ProviderError::Unsupported("Amazon Bedrock takes an IAM key set or a Bedrock API key".into()));
         };
         let (auth, region) = sign::choose(cred, call.region)?;
-        let body = serde_json::to_vec(&convert::request(&req.body)?).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
+        let body = serde_json::to_vec(&convert::request(req.body.map()?)?).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
         let url = self.url(&region, call.model, req.stream());
         let parsed = url::Url::parse(&url).map_err(|_| ProviderError::Unsupported("the Bedrock base URL is not a valid URL".into()))?;
         let host = match (parsed.host_str(), parsed.port()) {

@@ -189,9 +189,11 @@ impl RawObject {
         RawObject { fields }
     }
 
-    /// The parsed map (the last copy of a duplicated key wins, as when parsing the text).
-    pub fn to_map(&self) -> Map<String, Value> {
-        self.fields.iter().map(|(k, v)| (k.clone(), serde_json::from_str(v.get()).unwrap_or(Value::Null))).collect()
+    /// The parsed map (the last copy of a duplicated key wins, as when parsing the text). An
+    /// error where a value that was split over is refused by a parse (a lone surrogate escape, a
+    /// number beyond `f64`).
+    pub fn try_to_map(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        self.fields.iter().map(|(k, v)| Ok((k.clone(), serde_json::from_str(v.get())?))).collect()
     }
 
     pub fn to_value(&self) -> Value {

@@ -57,7 +57,7 @@ impl GoogleAiStudio {
     }
 
     fn chat_request(&self, call: &Call<'_>, req: &ChatRequest) -> Result<reqwest::Request, ProviderError> {
-        let body = convert::request(&req.body)?;
+        let body = convert::request(req.body.map()?)?;
         let method = if req.stream() { "streamGenerateContent?alt=sse" } else { "generateContent" };
         self.build(call, self.url(call.model, method), &body)
     }
@@ -115,7 +115,7 @@ impl Provider for GoogleAiStudio {
 
     async fn embeddings(&self, call: &Call<'_>, req: &ChatRequest) -> Result<EmbeddingsResponse, ProviderError> {
         let (inputs, single) = embedding_inputs(req)?;
-        let dims = req.get("dimensions").and_then(Value::as_u64);
+        let dims = req.get("dimensions").and_then(|v| v.as_u64());
         let model = call.model.strip_prefix("models/").unwrap_or(call.model);
         let one = |text: &str| {
             let mut r = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": text}]}});

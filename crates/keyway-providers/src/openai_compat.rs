@@ -415,8 +415,15 @@ mod tests {
         );
         assert!(matches!(body, RequestBody::Raw { ref parsed, .. } if parsed.get().is_none()), "sent without parsing the body");
         // A translating adapter reads the same body as a map.
-        assert_eq!(body.get("seed"), Some(&json!(4)));
-        assert_eq!(body["messages"][0]["content"], "h\u{e9}llo \"x\"");
+        let map = body.map().unwrap();
+        assert_eq!(map.get("seed"), Some(&json!(4)));
+        assert_eq!(map["messages"][0]["content"], "h\u{e9}llo \"x\"");
+        // What splitting lets through and a parse refuses is a 400 for a translating adapter.
+        for bad in [r#"{"messages":[{"role":"user","content":"\ud800"}]}"#, r#"{"messages":[],"temperature":1e400}"#] {
+            let body = RequestBody::from(RawObject::parse(bad.as_bytes()).unwrap());
+            let err = body.map().unwrap_err();
+            assert!(matches!(&err, ProviderError::BadRequest { status: 400, message, .. } if message.starts_with("request body is not valid JSON")), "{bad}: {err:?}");
+        }
     }
 
     #[test]

@@ -59,8 +59,9 @@ impl ChatRequest {
         self.body.value("stream").and_then(|v| v.as_bool()).unwrap_or(false)
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.body.get(key)
+    /// A top-level value (parsed on its own from a raw body).
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.body.value(key)
     }
 }
 
@@ -96,31 +97,39 @@ impl From<RawObject> for RequestBody {
     }
 }
 
-impl std::ops::Deref for RequestBody {
-    type Target = Map<String, Value>;
-    fn deref(&self) -> &Map<String, Value> {
+impl RequestBody {
+    /// The body as a parsed map, for adapters that translate it: a raw body is parsed on first
+    /// use and kept. An error (a 400) for what splitting the text lets through but a parse
+    /// refuses: a lone surrogate escape in a string, a number beyond `f64`.
+    pub fn map(&self) -> Result<&Map<String, Value>, ProviderError> {
         match self {
-            RequestBody::Raw { raw, parsed } => parsed.get_or_init(|| raw.to_map()),
-            RequestBody::Map(m) => m,
+            RequestBody::Map(m) => Ok(m),
+            RequestBody::Raw { raw, parsed } => {
+                if let Some(m) = parsed.get() {
+                    return Ok(m);
+                }
+                let m = raw.try_to_map().map_err(|e| ProviderError::BadRequest {
+                    status: 400,
+                    message: format!("request body is not valid JSON: {e}"),
+                    body: None,
+                })?;
+                Ok(parsed.get_or_init(|| m))
+            }
         }
     }
-}
 
-impl std::ops::DerefMut for RequestBody {
-    fn deref_mut(&mut self) -> &mut Map<String, Value> {
-        if let RequestBody::Raw { raw, parsed } = self {
-            let m = parsed.take().unwrap_or_else(|| raw.to_map());
+    /// The body as a map to edit (a raw body is parsed and becomes a map).
+    pub fn map_mut(&mut self) -> Result<&mut Map<String, Value>, ProviderError> {
+        if matches!(self, RequestBody::Raw { .. }) {
+            let m = self.map()?.clone();
             *self = RequestBody::Map(m);
         }
         match self {
-            RequestBody::Map(m) => m,
-            // Made a map just above.
-            RequestBody::Raw { .. } => unreachable!("a raw body was just made a map"),
+            RequestBody::Map(m) => Ok(m),
+            RequestBody::Raw { .. } => Err(ProviderError::Unsupported("the body could not be made a map".into())),
         }
     }
-}
 
-impl RequestBody {
     /// A top-level value, parsed on its own (for the few small fields the gateway reads).
     pub fn value(&self, key: &str) -> Option<Value> {
         match self {

@@ -110,8 +110,8 @@ impl Vertex {
         let native = self.native(call, req);
         let body = match (Publisher::of(call.model), native) {
             (Publisher::Anthropic, Some(n)) => claude::native_request(n),
-            (Publisher::Google, _) => gemini::convert::request(&req.body)?,
-            (Publisher::Anthropic, None) => claude::request(&req.body)?,
+            (Publisher::Google, _) => gemini::convert::request(req.body.map()?)?,
+            (Publisher::Anthropic, None) => claude::request(req.body.map()?)?,
         };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
         let mut rb = self

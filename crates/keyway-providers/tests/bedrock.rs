@@ -165,7 +165,7 @@ async fn tools_round_trip() {
 
     // The result goes back as a toolResult; the fake then answers in text.
     let mut follow = weather(false);
-    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    let msgs = follow.body.map_mut().unwrap().get_mut("messages").unwrap().as_array_mut().unwrap();
     msgs.push(body["choices"][0]["message"].clone());
     msgs.push(json!({"role": "tool", "tool_call_id": "tooluse_fake1", "content": "sunny, 21C"}));
     let (body, _) = complete(&p, &call(&c, None), &follow).await.unwrap();

@@ -124,7 +124,7 @@ async fn tools_round_trip() {
     assert_eq!(streamed["function"]["name"], "get_weather");
 
     let mut follow = weather(false);
-    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    let msgs = follow.body.map_mut().unwrap().get_mut("messages").unwrap().as_array_mut().unwrap();
     msgs.push(body["choices"][0]["message"].clone());
     msgs.push(json!({"role": "tool", "tool_call_id": tc["id"], "content": "{\"temp\": 21}"}));
     let (body, _) = complete(&p, &c, &follow).await.unwrap();

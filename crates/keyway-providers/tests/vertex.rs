@@ -134,7 +134,7 @@ async fn gemini_tools_streamed_and_the_result_sent_back() {
     let (body, _) = complete(&p, &call(&c, MODEL, None), &weather(false)).await.unwrap();
     let tc = body["choices"][0]["message"]["tool_calls"][0].clone();
     let mut follow = weather(false);
-    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    let msgs = follow.body.map_mut().unwrap().get_mut("messages").unwrap().as_array_mut().unwrap();
     msgs.push(body["choices"][0]["message"].clone());
     msgs.push(json!({"role": "tool", "tool_call_id": tc["id"], "content": "{\"temp\": 21}"}));
     let (body, _) = complete(&p, &call(&c, MODEL, None), &follow).await.unwrap();
@@ -319,7 +319,7 @@ async fn claude_on_vertex_tools_round_trip() {
 
     // The result goes back as a tool_result for that tool_use; the fake answers in text.
     let mut follow = weather(false);
-    let msgs = follow.body.get_mut("messages").unwrap().as_array_mut().unwrap();
+    let msgs = follow.body.map_mut().unwrap().get_mut("messages").unwrap().as_array_mut().unwrap();
     msgs.push(body["choices"][0]["message"].clone());
     msgs.push(json!({"role": "tool", "tool_call_id": "toolu_vrtx_1", "content": "sunny, 21C"}));
     let (answer, _) = complete(&p, &call(&c, model, Some("us-east5")), &follow).await.unwrap();
@@ -331,7 +331,7 @@ async fn claude_on_vertex_tools_round_trip() {
 
     // A tool_result for a call that was never made is refused, as the real API does.
     let mut orphan = weather(false);
-    orphan.body.get_mut("messages").unwrap().as_array_mut().unwrap()
+    orphan.body.map_mut().unwrap().get_mut("messages").unwrap().as_array_mut().unwrap()
         .push(json!({"role": "tool", "tool_call_id": "toolu_never", "content": "x"}));
     assert!(matches!(complete(&p, &call(&c, model, Some("us-east5")), &orphan).await, Err(ProviderError::BadRequest { .. })));
 }

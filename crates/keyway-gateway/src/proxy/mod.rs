@@ -142,8 +142,8 @@ pub async fn proxy_with(
 /// The routing fields taken out of the body ([`RoutingOptions::extract`]). From a raw body only
 /// those few fields are parsed; what the extraction leaves of them goes back in.
 fn routing_options(body: &mut RequestBody) -> Result<RoutingOptions, RouteError> {
-    if body.raw().is_none() {
-        return RoutingOptions::extract(body);
+    if let RequestBody::Map(m) = body {
+        return RoutingOptions::extract(m);
     }
     let mut fields = Map::new();
     for f in RoutingOptions::FIELDS {
