@@ -69,8 +69,9 @@ impl ChatRequest {
 /// level only ([`RequestBody::Raw`]): OpenAI-compatible adapters copy each value upstream as the
 /// client wrote it, without parsing the messages into a `Value` tree and printing them again
 /// (the largest parse on the request path). Adapters that translate read it as a `Map`
-/// (`Deref`), parsed from the text once, on first use. A `Map` body (a translated
-/// `POST /v1/messages`, tests) is used as it is; editing either (`DerefMut`) makes it a `Map`.
+/// ([`RequestBody::map`]), parsed from the text once, on first use. A `Map` body (a translated
+/// `POST /v1/messages`, tests) is used as it is; editing either ([`RequestBody::map_mut`]) makes
+/// it a `Map`.
 #[derive(Debug, Clone)]
 pub enum RequestBody {
     Raw { raw: RawObject, parsed: OnceLock<Map<String, Value>> },
