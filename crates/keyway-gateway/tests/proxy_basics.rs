@@ -109,6 +109,8 @@ async fn the_client_body_goes_upstream_as_written() {
         (r#"{"model":"openai/gpt-4o-mini","messages":[{}],"user":7}"#, "`user` must be a string"),
         (r#"{"model":"openai/gpt-4o-mini","messages":[{}],"provider":{"order":"openai"}}"#, "provider.order"),
         (r#"{"model":"openai/gpt-4o-mini","messages":[{}]"#, "not valid JSON"),
+        // Split over, then refused when the gateway parses the routing field it must act on.
+        (r#"{"model":"openai/gpt-4o-mini","messages":[{}],"provider":{"order":["\ud800"]}}"#, "provider"),
         (r#"[{"model":"openai/gpt-4o-mini"}]"#, "wrong shape"),
     ] {
         let (s, v) = send(body).await;

@@ -169,17 +169,17 @@ impl RequestBody {
         }
     }
 
-    /// Takes `key` out.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
+    /// Takes `key` out, parsed; an error when its text doesn't parse (a lone surrogate escape,
+    /// a number beyond `f64`), so that a field the caller acts on is never dropped unread.
+    pub fn remove(&mut self, key: &str) -> Result<Option<Value>, serde_json::Error> {
         match self {
             RequestBody::Raw { raw, parsed } => {
-                let v = raw.remove(key).and_then(|v| serde_json::from_str(v.get()).ok());
                 if let Some(m) = parsed.get_mut() {
                     m.remove(key);
                 }
-                v
+                raw.remove(key).map(|v| serde_json::from_str(v.get())).transpose()
             }
-            RequestBody::Map(m) => m.remove(key),
+            RequestBody::Map(m) => Ok(m.remove(key)),
         }
     }
 

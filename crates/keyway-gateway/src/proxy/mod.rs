@@ -147,7 +147,8 @@ fn routing_options(body: &mut RequestBody) -> Result<RoutingOptions, RouteError>
     }
     let mut fields = Map::new();
     for f in RoutingOptions::FIELDS {
-        if let Some(v) = body.remove(f) {
+        let taken = body.remove(f).map_err(|e| RouteError::InvalidOption { path: f.to_owned(), message: format!("is not valid JSON: {e}") })?;
+        if let Some(v) = taken {
             fields.insert(f.to_owned(), v);
         }
     }
