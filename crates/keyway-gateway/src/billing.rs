@@ -467,7 +467,8 @@ mod text_len {
 
     /// A string's length; a list's items summed; an object's `text` (else `content`); else 0.
     pub struct Chars(pub usize);
-    /// 16 per message plus its `content`'s [`Chars`]; 0 for anything but a list.
+    /// 16 per message plus its `content`'s [`Chars`]; anything but a list is an error (which
+    /// the caller counts as 0).
     pub struct Messages(pub usize);
     /// One message: its `content`'s [`Chars`] (0 for anything but an object).
     struct Message(usize);
@@ -567,10 +568,6 @@ mod text_len {
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a list of messages")
         }
-        scalars_are_zero!(Messages);
-        fn visit_str<E>(self, _: &str) -> Result<Messages, E> {
-            Ok(Messages(0))
-        }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
             let mut n = 0;
             while let Some(m) = seq.next_element::<Message>()? {
@@ -578,14 +575,10 @@ mod text_len {
             }
             Ok(Messages(n))
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Messages, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(Messages(0))
-        }
     }
     impl<'de> Deserialize<'de> for Messages {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(MessagesV)
+            d.deserialize_seq(MessagesV)
         }
     }
 }

@@ -183,12 +183,6 @@ impl RawObject {
         self.fields = out;
     }
 
-    /// From a parsed map: each value written out as its JSON text.
-    pub fn from_map(map: &Map<String, Value>) -> Self {
-        let fields = map.iter().filter_map(|(k, v)| serde_json::value::to_raw_value(v).ok().map(|r| (k.clone(), r))).collect();
-        RawObject { fields }
-    }
-
     /// The parsed map (the last copy of a duplicated key wins, as when parsing the text). An
     /// error where a value that was split over is refused by a parse (a lone surrogate escape, a
     /// number beyond `f64`).

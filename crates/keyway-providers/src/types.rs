@@ -162,11 +162,14 @@ impl RequestBody {
     }
 
     /// Each top-level key and whether its value is other than `null`.
-    pub fn keys_set(&self) -> Vec<(&str, bool)> {
-        match self {
-            RequestBody::Raw { raw, .. } => raw.iter().map(|(k, v)| (k, v.get() != "null")).collect(),
-            RequestBody::Map(m) => m.iter().map(|(k, v)| (k.as_str(), !v.is_null())).collect(),
-        }
+    pub fn keys_set(&self) -> impl Iterator<Item = (&str, bool)> {
+        // One of the two is empty: an iterator over either body without collecting it.
+        let (raw, map) = match self {
+            RequestBody::Raw { raw, .. } => (Some(raw), None),
+            RequestBody::Map(m) => (None, Some(m)),
+        };
+        let raw = raw.into_iter().flat_map(|r| r.iter().map(|(k, v)| (k, v.get() != "null")));
+        raw.chain(map.into_iter().flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), !v.is_null()))))
     }
 
     /// Takes `key` out, parsed; an error when its text doesn't parse (a lone surrogate escape,
@@ -195,14 +198,6 @@ impl RequestBody {
             RequestBody::Map(m) => {
                 m.insert(key.to_owned(), value);
             }
-        }
-    }
-
-    /// The raw object, when the body is one.
-    pub fn raw(&self) -> Option<&RawObject> {
-        match self {
-            RequestBody::Raw { raw, .. } => Some(raw),
-            RequestBody::Map(_) => None,
         }
     }
 }
