@@ -160,6 +160,23 @@ fn translation(c: &mut Criterion) {
             out
         })
     });
+    // The adapter's read of a whole answer and the gateway's edits, end to end: split at the
+    // top level (before) vs one borrowed scan and a splice (now).
+    let answer_bytes = bytes::Bytes::from_static(answer);
+    let edit = |mut body: keyway_providers::Body| {
+        body.set("id", &"gen-0123456789abcdef0123456789abcdef");
+        body.set_if_absent("system_fingerprint", &Value::Null);
+        body.set("provider", &"OpenAI");
+        body.set("model", &"openai/gpt-4o-mini");
+        let _ = body.first_finish_reason();
+        body.to_vec()
+    };
+    c.bench_function("response/adapter_read_split_edit_write", |b| {
+        b.iter(|| edit(keyway_providers::openai_compat::read_raw(black_box(&answer_bytes)).unwrap().0))
+    });
+    c.bench_function("response/adapter_read_shaped_edit_write", |b| {
+        b.iter(|| edit(keyway_providers::openai_compat::read_answer(black_box(&answer_bytes)).unwrap().0))
+    });
     for (name, json) in [("response", &answer[..]), ("stream_chunk", chunk)] {
         c.bench_function(&format!("{name}/value_parse_edit_write"), |b| {
             b.iter(|| {

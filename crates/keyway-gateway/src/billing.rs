@@ -354,9 +354,9 @@ fn hold_budget(spend: Arc<Mutex<Spend>>, scope: &str, limits: &Limits, want: u64
         let refuse = |what: &str, limit: u64, spent: u64, until_ms: i64| {
             let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0).max(1));
             let mut headers = axum::http::HeaderMap::new();
-            crate::limits::put(&mut headers, "x-ratelimit-limit-budget-micros", limit.to_string());
-            crate::limits::put(&mut headers, "x-ratelimit-remaining-budget-micros", limit.saturating_sub(spent.saturating_add(s.reserved)).to_string());
-            crate::limits::put(&mut headers, "x-ratelimit-reset-budget", crate::limits::format_reset(wait));
+            crate::limits::put(&mut headers, axum::http::HeaderName::from_static("x-ratelimit-limit-budget-micros"), limit.to_string());
+            crate::limits::put(&mut headers, axum::http::HeaderName::from_static("x-ratelimit-remaining-budget-micros"), limit.saturating_sub(spent.saturating_add(s.reserved)).to_string());
+            crate::limits::put(&mut headers, axum::http::HeaderName::from_static("x-ratelimit-reset-budget"), crate::limits::format_reset(wait));
             Err(Refusal::Limited {
                 message: format!(
                     "this {scope}'s {what} budget of {} USD is spent ({} USD used, {} USD held by requests in flight)",

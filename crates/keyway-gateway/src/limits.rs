@@ -304,29 +304,38 @@ impl Admission {
     }
 }
 
-/// `6m0s`, `1.5s`, `250ms`: OpenAI's `x-ratelimit-reset-*` format. Integer arithmetic: a
-/// float's `{:.3}` cost ~3k instructions, on every answer with rate limits.
+/// `6m0s`, `1.5s`, `250ms`: OpenAI's `x-ratelimit-reset-*` format. Integers written with itoa:
+/// a float's `{:.3}` cost ~3k instructions, `format!` itself ~500, on every answer with limits.
 pub fn format_reset(d: Duration) -> String {
     let ms = d.as_millis();
+    let mut out = String::with_capacity(16);
+    let mut num = itoa::Buffer::new();
     if ms < 1000 {
-        return format!("{ms}ms");
+        out.push_str(num.format(ms));
+        out.push_str("ms");
+    } else if ms < 60_000 {
+        out.push_str(num.format(ms / 1000));
+        let frac = ms % 1000;
+        if frac != 0 {
+            // 1.5s, 1.25s, 1.125s: the fraction's digits without trailing zeros.
+            let digits = num.format(frac + 1000);
+            out.push('.');
+            out.push_str(digits.get(1..).unwrap_or_default().trim_end_matches('0'));
+        }
+        out.push('s');
+    } else {
+        let whole = d.as_secs();
+        out.push_str(num.format(whole / 60));
+        out.push('m');
+        out.push_str(num.format(whole % 60));
+        out.push('s');
     }
-    if ms < 60_000 {
-        let (secs, frac) = (ms / 1000, ms % 1000);
-        return match frac {
-            0 => format!("{secs}s"),
-            f if f % 100 == 0 => format!("{secs}.{}s", f / 100),
-            f if f % 10 == 0 => format!("{secs}.{:02}s", f / 10),
-            f => format!("{secs}.{f:03}s"),
-        };
-    }
-    let whole = d.as_secs();
-    format!("{}m{}s", whole / 60, whole % 60)
+    out
 }
 
-pub(crate) fn put(h: &mut HeaderMap, name: &'static str, v: String) {
+pub(crate) fn put(h: &mut HeaderMap, name: HeaderName, v: String) {
     if let Ok(v) = HeaderValue::try_from(v) {
-        h.insert(HeaderName::from_static(name), v);
+        h.insert(name, v);
     }
 }
 
@@ -336,13 +345,21 @@ enum Rate {
     Tokens,
 }
 
+// Built at compile time: `from_static` at run time validates the name byte by byte each call.
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
 fn rate_headers(h: &mut HeaderMap, kind: Rate, s: &RateState) {
     let (limit, remaining, reset) = match kind {
-        Rate::Requests => ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
-        Rate::Tokens => ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+        Rate::Requests => (LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS),
+        Rate::Tokens => (LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS),
     };
-    h.insert(HeaderName::from_static(limit), HeaderValue::from(s.limit));
-    h.insert(HeaderName::from_static(remaining), HeaderValue::from(s.remaining));
+    h.insert(limit, HeaderValue::from(s.limit));
+    h.insert(remaining, HeaderValue::from(s.remaining));
     put(h, reset, format_reset(s.reset));
 }
 
@@ -554,6 +571,12 @@ mod tests {
         assert_eq!(format_reset(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_reset(Duration::from_secs(1)), "1s");
         assert_eq!(format_reset(Duration::from_secs(360)), "6m0s");
+        assert_eq!(format_reset(Duration::from_millis(1250)), "1.25s");
+        assert_eq!(format_reset(Duration::from_millis(1005)), "1.005s");
+        assert_eq!(format_reset(Duration::from_millis(59_999)), "59.999s");
+        assert_eq!(format_reset(Duration::from_millis(999)), "999ms");
+        assert_eq!(format_reset(Duration::ZERO), "0ms");
+        assert_eq!(format_reset(Duration::from_millis(61_500)), "1m1s");
         assert_eq!(format_reset(Duration::from_millis(1050)), "1.05s");
         assert_eq!(format_reset(Duration::from_millis(1007)), "1.007s");
         assert_eq!(format_reset(Duration::from_micros(59_999_900)), "59.999s");

@@ -100,7 +100,7 @@ impl Anthropic {
 }
 
 /// A native answer (Anthropic's own message or events) from any host of Anthropic's protocol.
-pub(crate) async fn native_answer(resp: reqwest::Response, stream: bool, timeouts: &Timeouts) -> Result<ChatResponse, ProviderError> {
+pub(crate) async fn native_answer(resp: crate::client::Response, stream: bool, timeouts: &Timeouts) -> Result<ChatResponse, ProviderError> {
     if !stream {
         let msg = parse_json(&read_body(resp, timeouts).await?)?;
         if msg.get("type").and_then(Value::as_str) == Some("error") {

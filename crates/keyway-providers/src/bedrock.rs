@@ -82,7 +82,7 @@ impl Bedrock {
             .map_err(|e| ProviderError::Unsupported(format!("could not build the request: {}", e.without_url())))
     }
 
-    async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, ProviderError> {
+    async fn send(&self, request: reqwest::Request) -> Result<crate::client::Response, ProviderError> {
         let resp = match tokio::time::timeout(self.timeouts.first_byte, self.http.execute(request)).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::FirstByte)),
             Ok(r) => r?,
@@ -124,7 +124,7 @@ fn reclassify(e: ProviderError, kind: &str) -> ProviderError {
 }
 
 /// The response body as event-stream messages, with the idle timeout between chunks.
-fn messages(resp: reqwest::Response, idle: Duration) -> impl Stream<Item = Result<Message, ProviderError>> + Send + Unpin {
+fn messages(resp: crate::client::Response, idle: Duration) -> impl Stream<Item = Result<Message, ProviderError>> + Send + Unpin {
     let bytes = resp.bytes_stream().boxed();
     Box::pin(futures::stream::unfold(Some((bytes, EventStreamDecoder::new())), move |state| async move {
         let (mut bytes, mut dec) = state?;
@@ -138,7 +138,7 @@ fn messages(resp: reqwest::Response, idle: Duration) -> impl Stream<Item = Resul
                 Err(_) => return Some((Err(ProviderError::Timeout(TimeoutKind::Idle)), None)),
                 Ok(Some(Ok(chunk))) => dec.push(&chunk),
                 Ok(Some(Err(e))) => {
-                    let msg = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| "connection lost".into());
+                    let msg = crate::client::body_error(&e);
                     return Some((Err(ProviderError::Protocol(format!("stream cut short: {msg}"))), None));
                 }
                 Ok(None) => return dec.finish().err().map(|e| (Err(e.into()), None)),

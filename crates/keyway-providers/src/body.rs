@@ -1,11 +1,15 @@
-//! A whole JSON answer as it crosses the `Provider` trait: parsed ([`Body::Value`]), or the
-//! upstream's own object split at its top level only ([`Body::Raw`]).
+//! A whole JSON answer as it crosses the `Provider` trait: parsed ([`Body::Value`]), the
+//! upstream's own object split at its top level only ([`Body::Raw`]), or the upstream's text
+//! itself with where the fields the gateway sets sit ([`Body::Shaped`]).
 //!
 //! OpenAI-compatible answers go back to the client as they came, with a few top-level fields
 //! set (`id`, `model`, `provider`). Parsing the whole answer into a `Value` tree and writing it
 //! out again cost ~30k instructions per request (callgrind, bench/README.md) and, for
 //! embeddings, re-printed every float. A raw object keeps each top-level value as the upstream's
 //! bytes: `choices` and `data` are checked for valid JSON once and copied, never rebuilt.
+//! A shaped answer goes further: one borrowed scan finds `id`, `system_fingerprint`, `provider`
+//! and `model`, and the gateway's values are spliced into the upstream's bytes when written —
+//! no per-field allocation, no second serialisation (bench/README.md).
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -13,10 +17,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::types::{splice, Edit, EditValue, Span};
+use bytes::Bytes;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     Value(Value),
     Raw(RawObject),
+    // Boxed: its spans and edits would make every `Body` four times the size.
+    Shaped(Box<Shaped>),
 }
 
 impl From<Value> for Body {
@@ -31,6 +40,7 @@ impl Body {
         match self {
             Body::Value(v) => v,
             Body::Raw(o) => o.to_value(),
+            Body::Shaped(s) => s.to_raw().map(|o| o.to_value()).unwrap_or(Value::Null),
         }
     }
 
@@ -39,6 +49,7 @@ impl Body {
         match self {
             Body::Value(v) => v.get(key).and_then(Value::as_str).map(str::to_owned),
             Body::Raw(o) => o.get(key).and_then(|r| serde_json::from_str::<String>(r.get()).ok()),
+            Body::Shaped(s) => s.get_str(key),
         }
     }
 
@@ -52,6 +63,16 @@ impl Body {
             }
             Body::Value(_) => {}
             Body::Raw(o) => o.set(key, value),
+            Body::Shaped(s) => {
+                if !s.set(key, value) {
+                    // A field the shape doesn't track: split the text after all (no such edit
+                    // is made on the request path).
+                    if let Some(mut o) = s.to_raw() {
+                        o.set(key, value);
+                        *self = Body::Raw(o);
+                    }
+                }
+            }
         }
     }
 
@@ -60,6 +81,7 @@ impl Body {
         let present = match self {
             Body::Value(v) => v.get(key).is_some(),
             Body::Raw(o) => o.get(key).is_some(),
+            Body::Shaped(s) => s.has(key),
         };
         if !present {
             self.set(key, value);
@@ -80,14 +102,18 @@ impl Body {
                 let choices: Vec<Choice> = serde_json::from_str(o.get("choices")?.get()).ok()?;
                 choices.into_iter().next()?.finish_reason
             }
+            Body::Shaped(s) => s.finish_reason.clone(),
         }
     }
 
     /// The body as JSON bytes, sized up front for a raw object.
     pub fn to_vec(&self) -> Vec<u8> {
+        if let Body::Shaped(s) = self {
+            return s.to_vec();
+        }
         let mut out = Vec::with_capacity(match self {
             Body::Raw(o) => o.len_hint(),
-            Body::Value(_) => 1024,
+            Body::Value(_) | Body::Shaped(_) => 1024,
         });
         // Serialising a `Value` or raw JSON into memory cannot fail.
         let _ = serde_json::to_writer(&mut out, self);
@@ -100,7 +126,100 @@ impl Serialize for Body {
         match self {
             Body::Value(v) => v.serialize(s),
             Body::Raw(o) => o.serialize(s),
+            Body::Shaped(sh) => {
+                let raw = RawValue::from_string(String::from_utf8(sh.to_vec()).map_err(serde::ser::Error::custom)?).map_err(serde::ser::Error::custom)?;
+                raw.serialize(s)
+            }
         }
+    }
+}
+
+/// The top-level fields a [`Shaped`] answer tracks, in the order the gateway adds the absent
+/// ones (as `Body::set` on a raw object would have appended them).
+const TRACKED: [&str; 4] = ["id", "system_fingerprint", "provider", "model"];
+
+/// A JSON object as the upstream wrote it (valid UTF-8 JSON, checked by whoever made it), with
+/// where the tracked fields' values sit and the values set since.
+#[derive(Debug, Clone)]
+pub struct Shaped {
+    json: Bytes,
+    at: [Option<Span>; 4],
+    /// JSON text from `serde_json` (a `String`: a `Box<RawValue>` shrinks its buffer once more).
+    set: [Option<String>; 4],
+    finish_reason: Option<String>,
+}
+
+/// The same text once the edits are made.
+impl PartialEq for Shaped {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_vec() == other.to_vec()
+    }
+}
+
+impl Shaped {
+    /// `json` is one JSON object; `at` where the values of [`TRACKED`]'s keys sit in it, as
+    /// found by a borrowed scan of that same text; `finish_reason` its first choice's.
+    pub(crate) fn new(json: Bytes, at: [Option<Span>; 4], finish_reason: Option<String>) -> Self {
+        Self { json, at, set: Default::default(), finish_reason }
+    }
+
+    fn slot(key: &str) -> Option<usize> {
+        TRACKED.iter().position(|k| *k == key)
+    }
+
+    /// Sets a tracked field; `false` for any other key.
+    fn set(&mut self, key: &str, value: &impl Serialize) -> bool {
+        let Some(i) = Self::slot(key) else { return false };
+        if let (Some(slot), Ok(json)) = (self.set.get_mut(i), serde_json::to_string(value)) {
+            *slot = Some(json);
+        }
+        true
+    }
+
+    fn has(&self, key: &str) -> bool {
+        match Self::slot(key) {
+            Some(i) => self.at.get(i).is_some_and(Option::is_some) || self.set.get(i).is_some_and(Option::is_some),
+            None => self.to_raw().is_some_and(|o| o.get(key).is_some()),
+        }
+    }
+
+    fn get_str(&self, key: &str) -> Option<String> {
+        let Some(i) = Self::slot(key) else {
+            return self.to_raw()?.get(key).and_then(|r| serde_json::from_str(r.get()).ok());
+        };
+        match self.set.get(i)? {
+            Some(v) => serde_json::from_str(v).ok(),
+            None => {
+                let s = (*self.at.get(i)?)?;
+                serde_json::from_slice(self.json.get(s.start..s.end)?).ok()
+            }
+        }
+    }
+
+    /// The text with the values set since spliced in.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut list = [Edit { key: "", at: None, value: EditValue::Json("") }; 4];
+        let mut n = 0;
+        for ((key, at), v) in TRACKED.iter().zip(&self.at).zip(&self.set) {
+            if let (Some(v), Some(slot)) = (v, list.get_mut(n)) {
+                *slot = Edit { key, at: *at, value: EditValue::Json(v) };
+                n += 1;
+            }
+        }
+        let extra: usize = list.iter().take(n).map(|e| e.key.len() + e.value.len() + 4).sum();
+        let mut out = Vec::with_capacity(self.json.len() + extra);
+        if !splice(&self.json, list.get_mut(..n).unwrap_or_default(), &mut out) {
+            // Spans that don't fit can't come from `new`'s contract; the text is sent unedited
+            // rather than cut.
+            out.clear();
+            out.extend_from_slice(&self.json);
+        }
+        out
+    }
+
+    /// Split at the top level, for the rare edit of an untracked field.
+    fn to_raw(&self) -> Option<RawObject> {
+        RawObject::parse(&self.to_vec()).ok()
     }
 }
 

@@ -62,7 +62,7 @@ impl GoogleAiStudio {
         self.build(call, self.url(call.model, method), &body)
     }
 
-    async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, ProviderError> {
+    async fn send(&self, request: reqwest::Request) -> Result<crate::client::Response, ProviderError> {
         http::send(&self.http, request, &self.timeouts).await.map_err(api_key_invalid_is_auth)
     }
 }
@@ -79,7 +79,7 @@ fn api_key_invalid_is_auth(e: ProviderError) -> ProviderError {
 
 /// Sends a Gemini chat request and translates the answer; shared with Vertex.
 pub(crate) async fn chat_over(
-    resp: reqwest::Response,
+    resp: crate::client::Response,
     stream: bool,
     model: &str,
     timeouts: &Timeouts,

@@ -1,6 +1,6 @@
 //! Sending a request upstream with Keyway's timeouts, and folding failures into [`ProviderError`].
 
-use crate::client::{source_chain, HttpClient};
+use crate::client::{body_error, BodyError, HttpClient, Response};
 use crate::error::{ProviderError, TimeoutKind};
 use crate::registry::Timeouts;
 use crate::sse::{SseDecoder, SseEvent};
@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Sends `req`, waiting at most `first_byte` for the response head. Non-2xx answers become errors.
-pub async fn send(client: &HttpClient, req: reqwest::Request, t: &Timeouts) -> Result<reqwest::Response, ProviderError> {
+pub async fn send(client: &HttpClient, req: reqwest::Request, t: &Timeouts) -> Result<Response, ProviderError> {
     let resp = match tokio::time::timeout(t.first_byte, client.execute(req)).await {
         Err(_) => return Err(ProviderError::Timeout(TimeoutKind::FirstByte)),
         Ok(r) => r?,
@@ -22,7 +22,7 @@ pub async fn send(client: &HttpClient, req: reqwest::Request, t: &Timeouts) -> R
 }
 
 /// Reads a non-2xx answer (bounded) and classifies it.
-pub async fn error_from_response(resp: reqwest::Response, t: &Timeouts) -> ProviderError {
+pub async fn error_from_response(resp: Response, t: &Timeouts) -> ProviderError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
     let body = match tokio::time::timeout(t.first_byte, read_limited(resp, 64 * 1024)).await {
@@ -34,7 +34,7 @@ pub async fn error_from_response(resp: reqwest::Response, t: &Timeouts) -> Provi
     ProviderError::from_status(status, retry_after, message, body)
 }
 
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, reqwest::Error> {
+async fn read_limited(mut resp: Response, limit: usize) -> Result<Bytes, BodyError> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         let room = limit.saturating_sub(out.len());
@@ -47,12 +47,12 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes
 }
 
 /// Reads a successful body whole, with the idle timeout between chunks.
-pub async fn read_body(mut resp: reqwest::Response, t: &Timeouts) -> Result<Bytes, ProviderError> {
+pub async fn read_body(mut resp: Response, t: &Timeouts) -> Result<Bytes, ProviderError> {
     let mut out = Vec::with_capacity(resp.content_length().unwrap_or(1024).min(1 << 20) as usize);
     loop {
         match tokio::time::timeout(t.idle, resp.chunk()).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::Idle)),
-            Ok(Err(e)) => return Err(ProviderError::Protocol(format!("body cut short: {}", source_chain(&e)))),
+            Ok(Err(e)) => return Err(ProviderError::Protocol(format!("body cut short: {}", body_error(&e)))),
             Ok(Ok(None)) => return Ok(Bytes::from(out)),
             Ok(Ok(Some(c))) => out.extend_from_slice(&c),
         }
@@ -98,7 +98,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// The upstream's SSE events, with the idle timeout between chunks; ends after the last event.
-pub fn sse_events(resp: reqwest::Response, idle: Duration) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+pub fn sse_events(resp: Response, idle: Duration) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
     let bytes = resp.bytes_stream().boxed();
     futures::stream::unfold(Some((bytes, SseDecoder::new())), move |state| async move {
         let (mut bytes, mut dec) = state?;
@@ -112,7 +112,7 @@ pub fn sse_events(resp: reqwest::Response, idle: Duration) -> impl Stream<Item =
                 Err(_) => return Some((Err(ProviderError::Timeout(TimeoutKind::Idle)), None)),
                 Ok(Some(Ok(chunk))) => dec.push(&chunk),
                 Ok(Some(Err(e))) => {
-                    return Some((Err(ProviderError::Protocol(format!("stream cut short: {}", source_chain(&e)))), None))
+                    return Some((Err(ProviderError::Protocol(format!("stream cut short: {}", body_error(&e)))), None))
                 }
                 Ok(None) => return dec.finish().map(|ev| (Ok(ev), None)),
             }

@@ -4,7 +4,7 @@
 use crate::error::ProviderError;
 use crate::http::{self, read_body};
 use crate::registry::Timeouts;
-use crate::types::{openai_usage, Call, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestBody, RequestPreview, Span, StreamEvent};
+use crate::types::{openai_usage, Call, UsageView, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestBody, RequestPreview, Span, StreamEvent};
 use crate::{Body, Provider, RawObject};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -138,7 +138,7 @@ impl serde::Serialize for WithIncludeUsage<'_> {
 
 /// Reads an OpenAI-shaped chat answer (whole or SSE, per `stream`) from a 2xx response:
 /// shared by every adapter whose upstream answers in OpenAI's format.
-pub async fn read_chat(resp: reqwest::Response, stream: bool, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
+pub async fn read_chat(resp: crate::client::Response, stream: bool, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
     if !stream {
         let (body, usage) = read_whole(resp, t).await?;
         return Ok(ChatResponse::Complete { body, usage });
@@ -197,7 +197,7 @@ pub fn chunk_items(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bo
     let choices = view.choices.as_deref().unwrap_or_default();
     let finish = choices.iter().any(|c| c.finish_reason.is_some());
     let content = choices.iter().any(ChoiceView::has_content);
-    let usage = view.usage.and_then(|u| serde_json::from_str::<Value>(u.get()).ok()).as_ref().and_then(openai_usage);
+    let usage = view.usage.and_then(|u| u.0);
     let spans = [view.id, view.model, view.provider].map(|v| v.map(|v| Span::within(&data, v.get())));
     // A borrowed view's values are always inside `data`; were one not, no shape (the slow path).
     let shape = spans.iter().all(|s| s.is_none_or(|s| s.is_some())).then(|| {
@@ -229,8 +229,8 @@ struct ChunkView<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<ChoiceView<'a>>>,
     // These four are `Some` for a `null` too: the key is there (see [`ChunkShape`]).
-    #[serde(borrow, default, deserialize_with = "present")]
-    usage: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<UsageView>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
@@ -242,8 +242,8 @@ struct ChunkView<'a> {
 }
 
 /// A key's raw value, `null` included (a plain `Option` reads `null` as absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 #[derive(serde::Deserialize)]
@@ -295,21 +295,84 @@ pub fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderEr
 }
 
 /// Reads an OpenAI-shaped embeddings answer from a 2xx response.
-pub async fn read_embeddings(resp: reqwest::Response, t: &Timeouts) -> Result<EmbeddingsResponse, ProviderError> {
+pub async fn read_embeddings(resp: crate::client::Response, t: &Timeouts) -> Result<EmbeddingsResponse, ProviderError> {
     let (body, usage) = read_whole(resp, t).await?;
     Ok(EmbeddingsResponse { body, usage })
 }
 
-/// A whole OpenAI-shaped answer, kept raw (see [`crate::body`]): its usage, or the error
-/// object some providers send with a 200.
-async fn read_whole(resp: reqwest::Response, t: &Timeouts) -> Result<(Body, Option<Usage>), ProviderError> {
-    let bytes = read_body(resp, t).await?;
-    let body = RawObject::parse(&bytes).map_err(|e| ProviderError::Protocol(format!("invalid JSON from upstream: {e}")))?;
+/// A whole OpenAI-shaped answer, kept as the upstream wrote it (see [`crate::body`]): its usage,
+/// or the error object some providers send with a 200.
+async fn read_whole(resp: crate::client::Response, t: &Timeouts) -> Result<(Body, Option<Usage>), ProviderError> {
+    read_answer(&read_body(resp, t).await?)
+}
+
+/// [`read_whole`] once the body is in (public for the benchmark).
+#[doc(hidden)]
+pub fn read_answer(bytes: &Bytes) -> Result<(Body, Option<Usage>), ProviderError> {
+    // What the borrowed view can't take (not UTF-8, not an object, a duplicated or odd-typed
+    // field) is split at the top level and read as before, which names any JSON error.
+    read_shaped(bytes).unwrap_or_else(|| read_raw(bytes))
+}
+
+/// The answer split at the top level (public for the benchmark that compares the two reads).
+#[doc(hidden)]
+pub fn read_raw(bytes: &[u8]) -> Result<(Body, Option<Usage>), ProviderError> {
+    let body = RawObject::parse(bytes).map_err(|e| ProviderError::Protocol(format!("invalid JSON from upstream: {e}")))?;
     if let Some(e) = body.get_as::<Value>("error").filter(|e| !e.is_null()) {
         return Err(error_object(&e));
     }
     let usage = body.get_as::<Value>("usage").as_ref().and_then(openai_usage);
     Ok((Body::Raw(body), usage))
+}
+
+/// The fields of a whole answer the gateway reads or sets, borrowed from its text in one scan;
+/// everything else is checked for valid JSON and skipped.
+#[derive(serde::Deserialize)]
+struct AnswerView<'a> {
+    // `Some` for a `null` too: the key is there, and is edited where it sits.
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    system_fingerprint: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    provider: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(default)]
+    usage: Option<UsageView>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<FinishView<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FinishView<'a> {
+    #[serde(borrow, default)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// [`read_whole`]'s answer by the borrowed view, `None` when the view can't read `bytes`.
+fn read_shaped(bytes: &Bytes) -> Option<Result<(Body, Option<Usage>), ProviderError>> {
+    // UTF-8 checked once for the whole text: the view skips most of it unread.
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let view = serde_json::from_str::<AnswerView<'_>>(text).ok()?;
+    if let Some(e) = view.error {
+        return Some(Err(error_object(&serde_json::from_str::<Value>(e.get()).ok()?)));
+    }
+    let usage = view.usage.and_then(|u| u.0);
+    let mut at = [None; 4];
+    for (slot, v) in at.iter_mut().zip([view.id, view.system_fingerprint, view.provider, view.model]) {
+        if let Some(v) = v {
+            *slot = Some(Span::within(text, v.get())?);
+        }
+    }
+    let finish_reason = view.choices.and_then(|c| c.into_iter().next()).and_then(|c| c.finish_reason).map(|r| r.into_owned());
+    let body = Body::Shaped(Box::new(crate::body::Shaped::new(bytes.clone(), at, finish_reason)));
+    Some(Ok((body, usage)))
 }
 
 /// Whether a chunk carries output a client would see (and so forbids a silent retry).
@@ -452,13 +515,77 @@ mod tests {
 
     async fn whole(body: &'static str) -> Result<(Body, Option<Usage>), ProviderError> {
         let t = Timeouts { connect: Duration::from_secs(1), first_byte: Duration::from_secs(1), idle: Duration::from_secs(1) };
-        read_whole(reqwest::Response::from(::http::Response::new(body)), &t).await
+        read_whole(crate::client::Response::from_http(::http::Response::new(reqwest::Body::from(body))), &t).await
+    }
+
+    #[test]
+    fn a_shaped_answer_reads_and_edits_as_the_split_one_does() {
+        let answers = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"h\u00e9llo \"x\"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":1}},"service_tier":"default","system_fingerprint":"fp_1"}"#,
+            // Pretty-printed, the edited keys absent, a null id, an escaped finish reason.
+            "{\n  \"object\": \"chat.completion\",\n  \"choices\": [ {\"finish_reason\": \"len\\u0067th\"} ]\n}\n",
+            r#"{"id":null,"model":null,"provider":"upstream-said","choices":[]}"#,
+            r#"{}"#,
+            r#"  { }  "#,
+            r#"{"choices":null,"usage":null,"error":null,"x":[1.0e-7,1.10,2]}"#,
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-2e-3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}"#,
+            r#"{"error":{"message":"slow down","type":"rate_limit_exceeded"}}"#,
+            r#"{"error":{"message":"boom","type":"server_error"},"choices":[]}"#,
+            // Odd types where the gateway writes or doesn't look are read alike.
+            r#"{"id":1,"usage":"many"}"#,
+            // What the view leaves to the split path.
+            r#"{"id":"a","id":"b","choices":[]}"#,
+            r#"{"choices":[1]}"#,
+            r#"{"choices":[{"finish_reason":3}]}"#,
+            r#"["not","an","object"]"#,
+            r#"{"id":"x"} trailing"#,
+            "",
+        ];
+        let edit = |b: &mut Body| {
+            b.set("id", &"gen-1");
+            b.set_if_absent("system_fingerprint", &Value::Null);
+            b.set("provider", &"OpenAI");
+            b.set("model", &"openai/gpt-4o-mini");
+        };
+        let keys = |v: &[u8]| RawObject::parse(v).unwrap().iter().map(|(k, _)| k.to_owned()).collect::<Vec<_>>();
+        let mut shaped_count = 0;
+        for a in answers {
+            let bytes = Bytes::from(a.to_owned());
+            let raw = read_raw(&bytes);
+            let Some(shaped) = read_shaped(&bytes) else { continue };
+            shaped_count += 1;
+            match (shaped, raw) {
+                (Ok((mut s, su)), Ok((mut r, ru))) => {
+                    assert!(matches!(s, Body::Shaped(_)), "{a}");
+                    assert_eq!(su, ru, "{a}");
+                    assert_eq!(s.first_finish_reason(), r.first_finish_reason(), "{a}");
+                    assert_eq!(s.get_str("model"), r.get_str("model"), "{a}");
+                    edit(&mut s);
+                    edit(&mut r);
+                    let (sv, rv) = (s.to_vec(), r.to_vec());
+                    assert_eq!(serde_json::from_slice::<Value>(&sv).unwrap(), serde_json::from_slice::<Value>(&rv).unwrap(), "{a}");
+                    assert_eq!(keys(&sv), keys(&rv), "{a}: key order");
+                    assert_eq!(s.get_str("id").as_deref(), Some("gen-1"));
+                    assert_eq!(s.clone().into_value(), r.clone().into_value(), "{a}");
+                    // An untracked field set on a shaped body makes it split, edits kept.
+                    s.set("x_extra", &1);
+                    assert!(matches!(s, Body::Raw(_)), "{a}");
+                    assert_eq!(s.get_str("provider").as_deref(), Some("OpenAI"));
+                }
+                (Err(se), Err(re)) => assert_eq!(format!("{se:?}"), format!("{re:?}"), "{a}"),
+                (s, r) => panic!("{a}: shaped {s:?}, split {r:?}"),
+            }
+        }
+        assert_eq!(shaped_count, 10, "the view takes every answer above the line and none below");
+        let not_utf8 = Bytes::from_static(b"{\"id\":\"\xff\"}");
+        assert!(read_shaped(&not_utf8).is_none());
+        assert!(matches!(read_raw(&not_utf8), Err(ProviderError::Protocol(_))));
     }
 
     #[tokio::test]
     async fn a_whole_answer_gives_its_usage_or_its_error() {
         let (body, usage) = whole(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5},"error":null}"#).await.unwrap();
-        assert!(matches!(body, Body::Raw(_)));
+        assert!(matches!(body, Body::Shaped(_)));
         assert_eq!(usage.map(|u| (u.prompt_tokens, u.completion_tokens)), Some((2, 3)));
         let limited = whole(r#"{"error":{"message":"slow down","type":"rate_limit_exceeded"}}"#).await.unwrap_err();
         assert!(matches!(limited, ProviderError::RateLimited { .. }), "{limited:?}");

@@ -10,6 +10,38 @@ use std::sync::{Arc, OnceLock};
 
 use crate::body::RawObject;
 
+/// The visitor methods for the JSON scalars a lenient read maps to one value (`$v`): null,
+/// booleans, numbers, strings (with `ints`); without it `u64`/`i64` are the caller's. Maps and
+/// lists are always the caller's.
+macro_rules! scalars {
+    ($v:expr, ints) => {
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        scalars!($v);
+    };
+    ($v:expr) => {
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+    };
+}
+
 /// Who to call and with what: one attempt of a route plan.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -252,41 +284,86 @@ impl ChunkShape {
     /// order, as `Body::set` adds them). `false` (and nothing written) when the spans don't fit
     /// `json`, which is then not the chunk they were read from. The caller sizes `out`.
     pub fn write_edited(&self, json: &[u8], id: &str, provider: &str, model: &str, out: &mut Vec<u8>) -> bool {
-        let Some(close) = json.iter().rposition(|&b| b == b'}') else { return false };
-        let Some(open) = json.iter().position(|&b| b == b'{') else { return false };
-        // The present keys first, by where they sit; the absent ones after, in key order (the
-        // sort is stable). Three of each at most: arrays, not allocations, per chunk.
-        let mut edits = [("id", self.id, id), ("provider", self.provider, provider), ("model", self.model, model)];
-        edits.sort_by_key(|(_, span, _)| span.map_or(usize::MAX, |s| s.start));
-        let present = edits.iter().take_while(|(_, span, _)| span.is_some()).count();
-        let (present, absent) = edits.split_at(present);
-        // In order, apart, and inside the object: else these spans belong to other bytes.
-        let mut at = open + 1;
-        for s in present.iter().filter_map(|(_, span, _)| *span) {
-            if s.start < at || s.end < s.start || s.end > close {
-                return false;
-            }
-            at = s.end;
+        let mut edits = [
+            Edit { key: "id", at: self.id, value: EditValue::Str(id) },
+            Edit { key: "provider", at: self.provider, value: EditValue::Str(provider) },
+            Edit { key: "model", at: self.model, value: EditValue::Str(model) },
+        ];
+        splice(json, &mut edits, out)
+    }
+}
+
+/// One top-level edit of a JSON object's text: `key` set to `value`, in place where its old
+/// value sits (`at`), else added at the end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Edit<'a> {
+    pub key: &'a str,
+    pub at: Option<Span>,
+    pub value: EditValue<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EditValue<'a> {
+    /// Written as a JSON string.
+    Str(&'a str),
+    /// JSON text, written as it is.
+    Json(&'a str),
+}
+
+/// Appends the object `json` to `out` with `edits` made: the present keys' values replaced where
+/// they are, the absent keys added before the closing brace in `edits`' order. `false` (and
+/// nothing written) when the spans don't fit `json`, which is then not the text they were read
+/// from. The caller sizes `out`; a handful of edits, sorted in place, no allocation.
+pub(crate) fn splice(json: &[u8], edits: &mut [Edit<'_>], out: &mut Vec<u8>) -> bool {
+    let Some(close) = json.iter().rposition(|&b| b == b'}') else { return false };
+    let Some(open) = json.iter().position(|&b| b == b'{') else { return false };
+    // The present keys first, by where they sit; the absent ones after, in their order (the
+    // sort is stable).
+    edits.sort_by_key(|e| e.at.map_or(usize::MAX, |s| s.start));
+    let present = edits.iter().take_while(|e| e.at.is_some()).count();
+    let (present, absent) = edits.split_at(present);
+    // In order, apart, and inside the object: else these spans belong to other bytes.
+    let mut at = open + 1;
+    for s in present.iter().filter_map(|e| e.at) {
+        if s.start < at || s.end < s.start || s.end > close {
+            return false;
         }
-        let has_members = !present.is_empty() || json.get(open + 1..close).is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
-        let mut at = 0;
-        for (_, span, value) in present {
-            let Some(s) = span else { continue };
-            out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
-            write_json_str(out, value);
-            at = s.end;
+        at = s.end;
+    }
+    let has_members = !present.is_empty() || json.get(open + 1..close).is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
+    let mut at = 0;
+    for e in present {
+        let Some(s) = e.at else { continue };
+        out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
+        e.value.write(out);
+        at = s.end;
+    }
+    out.extend_from_slice(json.get(at..close).unwrap_or_default());
+    for (i, e) in absent.iter().enumerate() {
+        if has_members || i > 0 {
+            out.push(b',');
         }
-        out.extend_from_slice(json.get(at..close).unwrap_or_default());
-        for (i, (key, _, value)) in absent.iter().enumerate() {
-            if has_members || i > 0 {
-                out.push(b',');
-            }
-            write_json_str(out, key);
-            out.push(b':');
-            write_json_str(out, value);
+        write_json_str(out, e.key);
+        out.push(b':');
+        e.value.write(out);
+    }
+    out.extend_from_slice(json.get(close..).unwrap_or_default());
+    true
+}
+
+impl EditValue<'_> {
+    /// The text's length before any escaping.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            EditValue::Str(s) | EditValue::Json(s) => s.len(),
         }
-        out.extend_from_slice(json.get(close..).unwrap_or_default());
-        true
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            EditValue::Str(s) => write_json_str(out, s),
+            EditValue::Json(j) => out.extend_from_slice(j.as_bytes()),
+        }
     }
 }
 
@@ -379,6 +456,103 @@ fn mask_header(v: &str) -> String {
     }
 }
 
+/// A usage object in OpenAI's shape, read straight from the text as [`openai_usage`] reads its
+/// `Value` (a count that isn't a `u64` counts 0; anything but an object is no usage), without
+/// building the object and its details maps: that was ~5k instructions of every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UsageView(pub Option<Usage>);
+
+impl<'de> serde::Deserialize<'de> for UsageView {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = UsageView;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UsageView, A::Error> {
+                let mut u = Usage::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "prompt_tokens" => u.prompt_tokens = map.next_value::<Count>()?.0,
+                        "completion_tokens" => u.completion_tokens = map.next_value::<Count>()?.0,
+                        "prompt_tokens_details" => u.cached_tokens = map.next_value::<Details>()?.0,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(UsageView(Some(u)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<UsageView, A::Error> {
+                serde::de::IgnoredAny.visit_seq(seq).map(|_| UsageView(None))
+            }
+            scalars!(UsageView(None), ints);
+        }
+        d.deserialize_any(Object)
+    }
+}
+
+/// `cached_tokens` of `prompt_tokens_details`, 0 unless it is an object holding a `u64` there.
+struct Details(u64);
+
+impl<'de> serde::Deserialize<'de> for Details {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Details;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Details, A::Error> {
+                let mut cached = 0;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "cached_tokens" {
+                        cached = map.next_value::<Count>()?.0;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Details(cached))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Details, A::Error> {
+                serde::de::IgnoredAny.visit_seq(seq).map(|_| Details(0))
+            }
+            scalars!(Details(0), ints);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A token count: the value when it is a `u64` (as `Value::as_u64` reads it), else 0.
+struct Count(u64);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+                serde::de::IgnoredAny.visit_map(map).map(|_| Count(0))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
+                serde::de::IgnoredAny.visit_seq(seq).map(|_| Count(0))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            scalars!(Count(0));
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A usage object in OpenAI's shape -> [`Usage`].
 pub fn openai_usage(v: &Value) -> Option<Usage> {
     let u = v.as_object()?;
@@ -389,4 +563,39 @@ pub fn openai_usage(v: &Value) -> Option<Usage> {
         .and_then(Value::as_u64)
         .unwrap_or(0);
     Some(Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens"), cached_tokens: cached, cache_write_tokens: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_usage_view_reads_what_the_value_path_reads() {
+        let cases = [
+            r#"{"prompt_tokens":19,"completion_tokens":21,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":7,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":3}}"#,
+            r#"{"prompt_tokens":1}"#,
+            r#"{}"#,
+            r#"{"prompt_tokens":-3,"completion_tokens":2.0,"prompt_tokens_details":{"cached_tokens":"4"}}"#,
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens":null,"completion_tokens":true,"prompt_tokens_details":null}"#,
+            r#"{"prompt_tokens":[1],"completion_tokens":{"n":1},"prompt_tokens_details":[{"cached_tokens":1}]}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":5,"cached_tokens":6},"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#"{"pr\u006fmpt_tokens":9}"#,
+            r#"null"#,
+            r#"[]"#,
+            r#"[{"prompt_tokens":1}]"#,
+            r#""many""#,
+            r#"12"#,
+            r#"-1"#,
+            r#"1.5"#,
+            r#"false"#,
+        ];
+        for c in cases {
+            let by_value = openai_usage(&serde_json::from_str::<Value>(c).unwrap());
+            let view: UsageView = serde_json::from_str(c).unwrap();
+            assert_eq!(view.0, by_value, "{c}");
+        }
+        assert!(serde_json::from_str::<UsageView>(r#"{"prompt_tokens":}"#).is_err());
+    }
 }

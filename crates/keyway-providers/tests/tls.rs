@@ -72,7 +72,7 @@ fn client(transport: Transport, roots: &[CertificateDer<'static>]) -> HttpClient
     HttpClient::new(&Timeouts::default(), transport, roots).unwrap()
 }
 
-async fn post(c: &HttpClient, url: &str) -> Result<reqwest::Response, ProviderError> {
+async fn post(c: &HttpClient, url: &str) -> Result<keyway_providers::client::Response, ProviderError> {
     let req = c.post(url).header("content-type", "application/json").body("{}").build().unwrap();
     c.execute(req).await
 }
@@ -93,7 +93,8 @@ async fn a_private_ca_is_trusted_and_a_request_is_not_queued_behind_an_open_stre
             .await
             .unwrap_or_else(|_| panic!("{transport:?}: the second request waited behind the open stream"))
             .unwrap();
-        assert_eq!(second.text().await.unwrap(), "{\"ok\":true}");
+        let body = keyway_providers::http::read_body(second, &Timeouts::default()).await.unwrap();
+        assert_eq!(&body[..], b"{\"ok\":true}");
         // hyper-rustls offers no ALPN when only HTTP/1.1 is enabled, reqwest offers `http/1.1`.
         let alpn = up.alpn.lock().unwrap().clone();
         assert_eq!(alpn.len(), 2, "{transport:?}: one connection per in-flight request: {alpn:?}");

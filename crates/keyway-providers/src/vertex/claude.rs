@@ -46,7 +46,7 @@ impl Translate for Events {
     }
 }
 
-pub(crate) async fn chat_over(resp: reqwest::Response, stream: bool, _model: &str, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
+pub(crate) async fn chat_over(resp: crate::client::Response, stream: bool, _model: &str, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
     let created = chrono::Utc::now().timestamp();
     if !stream {
         let msg = parse_json(&read_body(resp, t).await?)?;
