@@ -153,10 +153,11 @@ fn translation(c: &mut Criterion) {
             _ => None,
         })
         .expect("the bench chunk has a shape");
+    let [id, provider, model] = ["gen-0123456789abcdef0123456789abcdef", "OpenAI", "openai/gpt-4o-mini"].map(keyway_providers::json_str);
     c.bench_function("stream_chunk/shape_splice_write", |b| {
         b.iter(|| {
             let mut out = Vec::new();
-            black_box(&shape).write_edited(black_box(&chunk_bytes), "gen-0123456789abcdef0123456789abcdef", "OpenAI", "openai/gpt-4o-mini", &mut out);
+            black_box(&shape).write_edited(black_box(&chunk_bytes), &id, &provider, &model, &mut out);
             out
         })
     });

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::types::{splice, Edit, EditValue, Span};
+use crate::types::{splice, Edit, Span};
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,11 +198,11 @@ impl Shaped {
 
     /// The text with the values set since spliced in.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut list = [Edit { key: "", at: None, value: EditValue::Json("") }; 4];
+        let mut list = [Edit { key: "", at: None, value: "" }; 4];
         let mut n = 0;
         for ((key, at), v) in TRACKED.iter().zip(&self.at).zip(&self.set) {
             if let (Some(v), Some(slot)) = (v, list.get_mut(n)) {
-                *slot = Edit { key, at: *at, value: EditValue::Json(v) };
+                *slot = Edit { key, at: *at, value: v };
                 n += 1;
             }
         }

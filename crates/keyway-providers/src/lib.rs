@@ -28,7 +28,7 @@ pub use body::{Body, RawObject};
 pub use client::{HttpClient, Transport};
 pub use error::ProviderError;
 pub use registry::{Providers, ProvidersConfig, Timeouts};
-pub use types::{AnthropicNative, Call, ChatRequest, ChatResponse, ChunkShape, ChunkStream, EmbeddingsResponse, RequestBody, RequestPreview, StreamEvent};
+pub use types::{json_str, AnthropicNative, Call, ChatRequest, ChatResponse, ChunkShape, ChunkStream, EmbeddingsResponse, RequestBody, RequestPreview, StreamEvent};
 
 use async_trait::async_trait;
 

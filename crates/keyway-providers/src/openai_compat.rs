@@ -21,6 +21,8 @@ pub struct OpenAiCompat {
     /// per request (host parsing, IDNA) cost more than the whole route plan.
     chat_url: Option<reqwest::Url>,
     embeddings_url: Option<reqwest::Url>,
+    /// The `Host` of both, built once (see [`crate::client::host_header`]).
+    host: Option<::http::HeaderValue>,
     http: crate::client::HttpClient,
     timeouts: Timeouts,
 }
@@ -35,7 +37,8 @@ impl OpenAiCompat {
     pub fn new(slug: ProviderSlug, base_url: String, http: crate::client::HttpClient, timeouts: Timeouts) -> Self {
         let parse = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).ok();
         let (chat_url, embeddings_url) = (parse("/chat/completions"), parse("/embeddings"));
-        Self { slug, base_url, chat_url, embeddings_url, http, timeouts }
+        let host = chat_url.as_ref().and_then(crate::client::host_header);
+        Self { slug, base_url, chat_url, embeddings_url, host, http, timeouts }
     }
 
     fn build(&self, call: &Call<'_>, endpoint: Endpoint, body: &impl serde::Serialize) -> Result<reqwest::Request, ProviderError> {
@@ -48,10 +51,11 @@ impl OpenAiCompat {
             Endpoint::Chat => (&self.chat_url, "/chat/completions"),
             Endpoint::Embeddings => (&self.embeddings_url, "/embeddings"),
         };
-        let builder = match parsed {
-            Some(url) => self.http.post(url.clone()),
+        let builder = match (parsed, &self.host) {
+            (Some(url), Some(host)) => self.http.post(url.clone()).header(reqwest::header::HOST, host.clone()),
+            (Some(url), None) => self.http.post(url.clone()),
             // An unparsable base URL fails here, per request, with reqwest's own message.
-            None => self.http.post(format!("{}{path}", self.base_url)),
+            (None, _) => self.http.post(format!("{}{path}", self.base_url)),
         };
         builder
             .bearer_auth(key.expose_secret())
@@ -664,6 +668,8 @@ mod tests {
             r#"{"choices":[]}"#,
         ];
         let (id, provider, model) = ("gen-01\"quoted\"", "OpenAI", "openai/gpt-4o-mini");
+        let texts = [id, provider, model].map(crate::types::json_str);
+        let [id_json, provider_json, model_json] = texts.each_ref().map(String::as_str);
         let mut shaped = 0;
         for c in CHUNKS.iter().chain(&more) {
             let (items, _) = chunk_items((*c).to_owned());
@@ -671,7 +677,7 @@ mod tests {
             let Some(shape) = shape else { continue };
             shaped += 1;
             let mut out = Vec::new();
-            assert!(shape.write_edited(&json, id, provider, model, &mut out), "{c}");
+            assert!(shape.write_edited(&json, id_json, provider_json, model_json, &mut out), "{c}");
             // The parsed way: a raw object, read for what the shape says, then the three fields set.
             let input = RawObject::parse(&json).unwrap();
             let no_choices = input.get("choices").is_some_and(|c| c.get().replace(' ', "") == "[]");
@@ -694,7 +700,7 @@ mod tests {
         let (items, _) = chunk_items(more[0].to_owned());
         let Some(Ok(StreamEvent::Chunk { shape: Some(shape), .. })) = items.into_iter().next() else { panic!("no shape") };
         let mut out = Vec::new();
-        assert!(!shape.write_edited(br#"{"id":"x"}"#, id, provider, model, &mut out));
+        assert!(!shape.write_edited(br#"{"id":"x"}"#, id_json, provider_json, model_json, &mut out));
         assert!(out.is_empty());
     }
 }

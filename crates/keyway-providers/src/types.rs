@@ -280,34 +280,36 @@ pub struct ChunkShape {
 
 impl ChunkShape {
     /// Appends `json` to `out` with its top-level `id`, `provider` and `model` set to these
-    /// strings: each value replaced where it is, the missing keys added at the end (in that
-    /// order, as `Body::set` adds them). `false` (and nothing written) when the spans don't fit
-    /// `json`, which is then not the chunk they were read from. The caller sizes `out`.
+    /// values, each given as JSON text (see [`json_str`]: a stream writes the same three into
+    /// every chunk, so it escapes them once): each value replaced where it is, the missing keys
+    /// added at the end (in that order, as `Body::set` adds them). `false` (and nothing written)
+    /// when the spans don't fit `json`, which is then not the chunk they were read from. The
+    /// caller sizes `out`.
     pub fn write_edited(&self, json: &[u8], id: &str, provider: &str, model: &str, out: &mut Vec<u8>) -> bool {
         let mut edits = [
-            Edit { key: "id", at: self.id, value: EditValue::Str(id) },
-            Edit { key: "provider", at: self.provider, value: EditValue::Str(provider) },
-            Edit { key: "model", at: self.model, value: EditValue::Str(model) },
+            Edit { key: "id", at: self.id, value: id },
+            Edit { key: "provider", at: self.provider, value: provider },
+            Edit { key: "model", at: self.model, value: model },
         ];
         splice(json, &mut edits, out)
     }
 }
 
-/// One top-level edit of a JSON object's text: `key` set to `value`, in place where its old
-/// value sits (`at`), else added at the end.
+/// `s` as a JSON string, quotes and escapes included.
+pub fn json_str(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_str(&mut out, s);
+    // serde_json writes valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// One top-level edit of a JSON object's text: `key` set to `value` (JSON text, written as it
+/// is), in place where its old value sits (`at`), else added at the end.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Edit<'a> {
     pub key: &'a str,
     pub at: Option<Span>,
-    pub value: EditValue<'a>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum EditValue<'a> {
-    /// Written as a JSON string.
-    Str(&'a str),
-    /// JSON text, written as it is.
-    Json(&'a str),
+    pub value: &'a str,
 }
 
 /// Appends the object `json` to `out` with `edits` made: the present keys' values replaced where
@@ -335,7 +337,7 @@ pub(crate) fn splice(json: &[u8], edits: &mut [Edit<'_>], out: &mut Vec<u8>) -> 
     for e in present {
         let Some(s) = e.at else { continue };
         out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
-        e.value.write(out);
+        out.extend_from_slice(e.value.as_bytes());
         at = s.end;
     }
     out.extend_from_slice(json.get(at..close).unwrap_or_default());
@@ -345,26 +347,10 @@ pub(crate) fn splice(json: &[u8], edits: &mut [Edit<'_>], out: &mut Vec<u8>) -> 
         }
         write_json_str(out, e.key);
         out.push(b':');
-        e.value.write(out);
+        out.extend_from_slice(e.value.as_bytes());
     }
     out.extend_from_slice(json.get(close..).unwrap_or_default());
     true
-}
-
-impl EditValue<'_> {
-    /// The text's length before any escaping.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            EditValue::Str(s) | EditValue::Json(s) => s.len(),
-        }
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            EditValue::Str(s) => write_json_str(out, s),
-            EditValue::Json(j) => out.extend_from_slice(j.as_bytes()),
-        }
-    }
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -415,6 +401,8 @@ impl RequestPreview {
         let headers = req
             .headers()
             .iter()
+            // The URL says it (an adapter may set it ahead of the HTTP client, which would anyway).
+            .filter(|(k, _)| *k != http::header::HOST)
             .map(|(k, v)| {
                 let name = k.as_str().to_owned();
                 let value = if SECRET_HEADERS.contains(&name.as_str()) {

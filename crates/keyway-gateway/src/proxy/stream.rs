@@ -79,7 +79,7 @@ impl Pending {
     pub fn respond(self, dialect: Dialect, headers: HeaderMap) -> Response {
         let mut ctx = self.ctx;
         ctx.record.ttft_ms = Some(ctx.started.elapsed().as_millis() as u64);
-        let fwd = Forwarder { ctx, buffered: self.buffered.into(), rest: Some(self.rest), finished: false, dialect };
+        let fwd = Forwarder { ctx, edits: None, buffered: self.buffered.into(), rest: Some(self.rest), finished: false, dialect };
         let body = futures::stream::unfold(fwd, |mut f| async move {
             let frame = f.next_frame().await?;
             Some((Ok::<Bytes, std::convert::Infallible>(frame), f))
@@ -97,6 +97,8 @@ impl Pending {
 /// Records the generation however the stream ends (finished, failed, or the client went away).
 struct Forwarder {
     ctx: StreamContext,
+    /// `id`, `provider` and `model` as JSON strings, escaped once for every chunk's splice.
+    edits: Option<[String; 3]>,
     buffered: VecDeque<StreamEvent>,
     rest: Option<ChunkStream>,
     finished: bool,
@@ -194,7 +196,10 @@ impl Forwarder {
         if let Some(f) = &shape.finish_reason {
             self.ctx.record.finish_reason = Some(f.clone());
         }
-        let (id, provider, model) = (&self.ctx.generation_id, self.ctx.provider_name, &self.ctx.model);
+        let ctx = &self.ctx;
+        let [id, provider, model] = self
+            .edits
+            .get_or_insert_with(|| [ctx.generation_id.as_str(), ctx.provider_name, ctx.model.as_str()].map(keyway_providers::json_str));
         // Room for the three values in full plus their keys, should all three be added.
         let len = json.len() + id.len() + provider.len() + model.len() + 40;
         match data_frame_with(len, |out| shape.write_edited(json, id, provider, model, out)) {
