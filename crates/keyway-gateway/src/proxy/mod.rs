@@ -22,6 +22,15 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+// Built at compile time: `from_static` at run time validates the name byte by byte each call.
+const KEYWAY_PROVIDER: HeaderName = HeaderName::from_static("x-keyway-provider");
+const KEYWAY_CREDENTIAL: HeaderName = HeaderName::from_static("x-keyway-credential");
+const KEYWAY_BYOK: HeaderName = HeaderName::from_static("x-keyway-byok");
+const KEYWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-keyway-attempts");
+const KEYWAY_GENERATION_ID: HeaderName = HeaderName::from_static("x-keyway-generation-id");
+const KEYWAY_MODEL: HeaderName = HeaderName::from_static("x-keyway-model");
+const KEYWAY_IGNORED: HeaderName = HeaderName::from_static("x-keyway-ignored");
+
 pub use request_keys::request_scoped_credentials;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,20 +364,21 @@ async fn proxy_in_span(
                 tracing::Span::current().record("status", 200u16).record("attempts", record.attempts.len());
                 // Sized for the x-keyway-* and x-ratelimit-* headers: no regrowth while filling it.
                 let mut hdrs = HeaderMap::with_capacity(16);
-                let mut put = |name: &'static str, v: &str| {
+                let mut put = |name: HeaderName, v: &str| {
                     if let Ok(v) = HeaderValue::from_str(v) {
-                        hdrs.insert(HeaderName::from_static(name), v);
+                        hdrs.insert(name, v);
                     }
                 };
-                put("x-keyway-provider", attempt.provider.as_str());
-                put("x-keyway-credential", attempt.credential.header_value());
-                put("x-keyway-byok", if attempt.credential.is_byok() { "true" } else { "false" });
-                put("x-keyway-attempts", &record.attempts.len().to_string());
-                put("x-keyway-generation-id", &generation_id);
-                put("x-keyway-model", attempt.model);
+                put(KEYWAY_CREDENTIAL, attempt.credential.header_value());
+                put(KEYWAY_GENERATION_ID, &generation_id);
+                put(KEYWAY_MODEL, attempt.model);
                 if !ignored.is_empty() {
-                    put("x-keyway-ignored", &ignored);
+                    put(KEYWAY_IGNORED, &ignored);
                 }
+                // Static and numeric values go in without a copy.
+                hdrs.insert(KEYWAY_PROVIDER, HeaderValue::from_static(attempt.provider.as_str()));
+                hdrs.insert(KEYWAY_BYOK, HeaderValue::from_static(if attempt.credential.is_byok() { "true" } else { "false" }));
+                hdrs.insert(KEYWAY_ATTEMPTS, HeaderValue::from(record.attempts.len()));
                 admission.rates.write(&mut hdrs);
                 let prices = attempt.endpoint.map(keyway_core::pricing::Prices::from);
                 let provider_name = attempt.provider.display_name();
