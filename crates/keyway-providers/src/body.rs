@@ -208,18 +208,31 @@ impl Shaped {
         }
         let extra: usize = list.iter().take(n).map(|e| e.key.len() + e.value.len() + 4).sum();
         let mut out = Vec::with_capacity(self.json.len() + extra);
-        if !splice(&self.json, list.get_mut(..n).unwrap_or_default(), &mut out) {
-            // Spans that don't fit can't come from `new`'s contract; the text is sent unedited
-            // rather than cut.
-            out.clear();
-            out.extend_from_slice(&self.json);
+        if splice(&self.json, list.get_mut(..n).unwrap_or_default(), &mut out) {
+            return out;
         }
-        out
+        // Spans that don't fit the text break `new`'s contract; the edits are made the slow way
+        // rather than lost.
+        match self.split() {
+            Some(o) => Body::Raw(o).to_vec(),
+            None => self.json.to_vec(),
+        }
     }
 
     /// Split at the top level, for the rare edit of an untracked field.
     fn to_raw(&self) -> Option<RawObject> {
         RawObject::parse(&self.to_vec()).ok()
+    }
+
+    /// The text split at the top level with the values set since.
+    fn split(&self) -> Option<RawObject> {
+        let mut o = RawObject::parse(&self.json).ok()?;
+        for (key, v) in TRACKED.iter().zip(&self.set) {
+            if let Some(raw) = v.as_deref().and_then(|v| RawValue::from_string(v.to_owned()).ok()) {
+                o.set(key, &raw);
+            }
+        }
+        Some(o)
     }
 }
 
@@ -360,6 +373,18 @@ mod tests {
     use serde_json::json;
 
     const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"h\u00e9llo \"x\"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8},"service_tier":"default","x_unknown":[1.0e-7,1.10,2]}"#;
+
+    #[test]
+    fn a_shaped_body_whose_spans_do_not_fit_is_edited_the_slow_way() {
+        let json = Bytes::from_static(br#"{"id":"chatcmpl-1","model":"m","choices":[]}"#);
+        // Spans of another, longer text: overlapping, and past this one's end.
+        let at = [Some(Span { start: 6, end: 30 }), None, None, Some(Span { start: 20, end: 90 })];
+        let mut body = Body::Shaped(Box::new(Shaped::new(json, at, None)));
+        body.set("id", &"gen-1");
+        body.set("model", &"openai/gpt-4o-mini");
+        let v: Value = serde_json::from_slice(&body.to_vec()).unwrap();
+        assert_eq!(v, json!({"id": "gen-1", "model": "openai/gpt-4o-mini", "choices": []}));
+    }
 
     #[test]
     fn a_raw_object_forwards_values_byte_for_byte_and_edits_the_top_level() {
