@@ -197,6 +197,16 @@ impl UsageRecorder {
     }
 }
 
+/// The attempts as the row's JSON text, in a buffer sized for them (an attempt is ~150 bytes;
+/// serde_json's own 128 grew once per row).
+fn attempts_json(attempts: &[AttemptRecord]) -> String {
+    let mut out = Vec::with_capacity(192 * attempts.len().max(1));
+    match serde_json::to_writer(&mut out, attempts).map(|()| String::from_utf8(out)) {
+        Ok(Ok(s)) => s,
+        _ => "[]".into(),
+    }
+}
+
 fn to_row(r: GenerationRecord) -> GenerationRow {
     let u = r.usage.unwrap_or_default();
     GenerationRow {
@@ -218,7 +228,7 @@ fn to_row(r: GenerationRecord) -> GenerationRow {
         has_usage: r.usage.is_some(),
         latency_ms: r.latency_ms as i64,
         ttft_ms: r.ttft_ms.map(|t| t as i64),
-        attempts: serde_json::to_string(&r.attempts).unwrap_or_else(|_| "[]".into()),
+        attempts: attempts_json(&r.attempts),
         finish_reason: r.finish_reason,
         app_referer: r.app_referer,
         app_title: r.app_title,

@@ -331,7 +331,7 @@ impl RawObject {
         )
     }
 
-    fn len_hint(&self) -> usize {
+    pub(crate) fn len_hint(&self) -> usize {
         2 + self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
     }
 }

@@ -41,12 +41,16 @@ impl OpenAiCompat {
         Self { slug, base_url, chat_url, embeddings_url, host, http, timeouts }
     }
 
-    fn build(&self, call: &Call<'_>, endpoint: Endpoint, body: &impl serde::Serialize) -> Result<reqwest::Request, ProviderError> {
+    fn build(&self, call: &Call<'_>, endpoint: Endpoint, body: &UpstreamBody<'_>) -> Result<reqwest::Request, ProviderError> {
         let key = match call.credential {
             Credential::ApiKey(k) => k,
             _ => return Err(ProviderError::Unsupported(format!("{} takes an API key credential", self.slug))),
         };
-        let body = serde_json::to_vec(body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
+        // Sized for the client's text: grown from serde_json's 128 bytes, a long conversation
+        // was copied two or three times over on its way out.
+        let mut out = Vec::with_capacity(body.len_hint());
+        serde_json::to_writer(&mut out, body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
+        let body = out;
         let (parsed, path) = match endpoint {
             Endpoint::Chat => (&self.chat_url, "/chat/completions"),
             Endpoint::Embeddings => (&self.embeddings_url, "/embeddings"),
@@ -78,6 +82,16 @@ pub struct UpstreamBody<'a> {
     pub body: &'a RequestBody,
     pub model: &'a str,
     pub stream_usage: bool,
+}
+
+impl UpstreamBody<'_> {
+    /// About the serialised length (the client's text and a little), for sizing the buffer.
+    fn len_hint(&self) -> usize {
+        match self.body {
+            RequestBody::Raw { raw, .. } => raw.len_hint() + self.model.len() + 64,
+            RequestBody::Map(_) => 1024,
+        }
+    }
 }
 
 impl serde::Serialize for UpstreamBody<'_> {
