@@ -37,7 +37,7 @@ struct Args {
     /// Do not pin processes to cores.
     #[arg(long)]
     no_pin: bool,
-    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload,usage,litellm,callgrind).
+    /// Only these scenarios (comma-separated: closed,open,stream,hold,overload,usage,litellm,compare,callgrind).
     #[arg(long)]
     only: Option<String>,
     /// Number of streams held open in the idle-streams scenario (default 5000).
@@ -66,6 +66,11 @@ struct Args {
     /// other streams' chunks queued on the gateway's core).
     #[arg(long, default_value_t = 16)]
     stream_connections: usize,
+    /// Another keyway binary (an older build, say) to measure against this one: the `compare`
+    /// scenario starts a fresh gateway from each and runs the closed loop at 64 connections
+    /// through them in alternating rounds, pairing each round's figures.
+    #[arg(long)]
+    compare: Option<PathBuf>,
     /// The `litellm` executable of a venv (`bench/run --litellm` makes one): adds the LiteLLM
     /// reference scenario, LiteLLM's proxy in Keyway's place on the same upstream and core.
     #[arg(long)]
@@ -802,28 +807,15 @@ async fn usage_on_off(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         on.load(Side::Keyway, false, &warm)?;
         off.load(Side::Keyway, false, &warm)?;
     }
-    let extra = [s("--mode"), s("closed"), s("--connections"), s(64), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
     const ROUNDS: usize = 5;
-    let (mut on_runs, mut off_runs) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        eprintln!("scenario: usage recording on vs off, round {}/{ROUNDS}", round + 1);
-        // Alternate which side goes first.
-        if round % 2 == 0 {
-            on_runs.push(on.measured(false, &extra).await?);
-            off_runs.push(off.measured(false, &extra).await?);
-        } else {
-            off_runs.push(off.measured(false, &extra).await?);
-            on_runs.push(on.measured(false, &extra).await?);
-        }
-    }
-    let mean = |runs: &[Value], p: &str| runs.iter().map(|r| pct(r, p)).sum::<f64>() / runs.len().max(1) as f64;
+    let (on_runs, off_runs) = alternating(&on, &off, plan, ROUNDS, "usage recording on vs off").await?;
     let (on_rps, off_rps) = (mean(&on_runs, "/throughput_rps"), mean(&off_runs, "/throughput_rps"));
     let (on_cpu, off_cpu) = (mean(&on_runs, "/gateway/cpu_us_per_request"), mean(&off_runs, "/gateway/cpu_us_per_request"));
     let written_on: u64 = on_runs.iter().map(|r| r["gateway"]["usage_records_written"].as_u64().unwrap_or(0)).sum();
     let written_off: u64 = off_runs.iter().map(|r| r["gateway"]["usage_records_written"].as_u64().unwrap_or(0)).sum();
     // Each round's pair ran back to back: the median of their differences is the figure least
     // moved by drift on a shared machine.
-    let mut paired: Vec<f64> = on_runs
+    let paired: Vec<f64> = on_runs
         .iter()
         .zip(&off_runs)
         .map(|(on, off)| {
@@ -831,17 +823,77 @@ async fn usage_on_off(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
             (b - a) / b * 100.0
         })
         .collect();
-    paired.sort_by(f64::total_cmp);
-    let median = paired.get(paired.len() / 2).copied().unwrap_or(0.0);
+    let paired_median = median(paired.clone());
     Ok(json!({
         "paired_cost_percent": paired.iter().map(|p| round(*p, 2)).collect::<Vec<_>>(),
-        "paired_cost_percent_median": round(median, 2),
+        "paired_cost_percent_median": round(paired_median, 2),
         "connections": 64, "rounds": ROUNDS, "secs_per_run": plan.closed_secs, "history_rows": history,
         "on": {"throughput_rps": round(on_rps, 1), "cpu_us_per_request": round(on_cpu, 1), "usage_records_written": written_on, "runs": on_runs},
         "off": {"throughput_rps": round(off_rps, 1), "cpu_us_per_request": round(off_cpu, 1), "usage_records_written": written_off, "runs": off_runs},
         // Positive = recording costs throughput; the target is under 5.
         "throughput_cost_percent": round((off_rps - on_rps) / off_rps * 100.0, 2),
         "cpu_cost_us_per_request": round(on_cpu - off_cpu, 1),
+    }))
+}
+
+/// The closed loop at 64 connections through gateway `a` then `b` (then `b` then `a`: who goes
+/// first alternates), `rounds` times; only one gateway is loaded at a time.
+async fn alternating(a: &Env, b: &Env, plan: &Plan, rounds: usize, what: &str) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+    let extra = [s("--mode"), s("closed"), s("--connections"), s(64), s("--duration"), s(plan.closed_secs), s("--warmup"), s(0.5)];
+    let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        eprintln!("scenario: {what}, round {}/{rounds}", round + 1);
+        if round % 2 == 0 {
+            a_runs.push(a.measured(false, &extra).await?);
+            b_runs.push(b.measured(false, &extra).await?);
+        } else {
+            b_runs.push(b.measured(false, &extra).await?);
+            a_runs.push(a.measured(false, &extra).await?);
+        }
+    }
+    Ok((a_runs, b_runs))
+}
+
+fn mean(runs: &[Value], p: &str) -> f64 {
+    runs.iter().map(|r| pct(r, p)).sum::<f64>() / runs.len().max(1) as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// This build against `--compare`'s, both started fresh on the realistic path: the closed loop
+/// in alternating rounds, each round's pair back to back, so that the paired differences (and
+/// their median) carry little of the drift that moves single runs on a shared machine by 10% or
+/// more. CPU per request is the figure to read: throughput here is bounded by the core the load
+/// generator and the upstream share.
+async fn compare(args: &Args, plan: &Plan, other: &Path) -> anyhow::Result<Value> {
+    let this = start_env(args, true).await?;
+    let mut other_args = args.clone();
+    other_args.keyway = Some(other.to_path_buf());
+    let that = start_env(&other_args, true).await?;
+    let warm = [s("--mode"), s("closed"), s("--connections"), s(8), s("--duration"), s(1)];
+    this.load(Side::Keyway, false, &warm)?;
+    that.load(Side::Keyway, false, &warm)?;
+    const ROUNDS: usize = 6;
+    let (this_runs, that_runs) = alternating(&this, &that, plan, ROUNDS, "this build vs --compare").await?;
+    let paired = |p: &str| -> Vec<f64> { this_runs.iter().zip(&that_runs).map(|(a, b)| pct(a, p) - pct(b, p)).collect() };
+    let cpu = paired("/gateway/cpu_us_per_request");
+    let rps = paired("/throughput_rps");
+    let side = |runs: &[Value], bin: String| {
+        json!({"binary": bin, "throughput_rps": round(mean(runs, "/throughput_rps"), 1), "cpu_us_per_request": round(mean(runs, "/gateway/cpu_us_per_request"), 1), "runs": runs})
+    };
+    let this_bin = args.keyway.clone().map(|p| p.display().to_string()).unwrap_or_else(|| "keyway (beside keyway-bench)".into());
+    Ok(json!({
+        "connections": 64, "rounds": ROUNDS, "secs_per_run": plan.closed_secs,
+        "this": side(&this_runs, this_bin),
+        "other": side(&that_runs, other.display().to_string()),
+        // Negative = this build spends less CPU per request than the other.
+        "paired_cpu_diff_us": cpu.iter().map(|d| round(*d, 1)).collect::<Vec<_>>(),
+        "paired_cpu_diff_us_median": round(median(cpu), 1),
+        "paired_throughput_diff_rps": rps.iter().map(|d| round(*d, 0)).collect::<Vec<_>>(),
+        "paired_throughput_diff_rps_median": round(median(rps), 0),
     }))
 }
 
@@ -1011,6 +1063,13 @@ async fn run(args: Args) -> anyhow::Result<Value> {
             f(&out, "/usage/on/throughput_rps"), f(&out, "/usage/off/throughput_rps"), f(&out, "/usage/throughput_cost_percent"), f(&out, "/usage/cpu_cost_us_per_request")
         );
     }
+    if let (true, Some(other)) = (want(&args, "compare"), args.compare.clone()) {
+        out["compare"] = compare(&args, &plan, &other).await?;
+        eprintln!(
+            "compare: CPU/request {} µs (this) vs {} µs (other), paired difference median {} µs",
+            f(&out, "/compare/this/cpu_us_per_request"), f(&out, "/compare/other/cpu_us_per_request"), f(&out, "/compare/paired_cpu_diff_us_median")
+        );
+    }
     if want(&args, "callgrind") && args.wrap.is_some() {
         eprintln!("scenario: callgrind, {} requests", args.callgrind_requests);
         out["callgrind"] = callgrind(&env).await?;
@@ -1152,6 +1211,22 @@ fn markdown(r: &Value) -> String {
             f(u, "/cpu_cost_us_per_request"),
             u["paired_cost_percent"].as_array().map(|a| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
             f(u, "/paired_cost_percent_median")
+        ));
+    }
+    if r["compare"].is_object() {
+        let c = &r["compare"];
+        let _ = writeln_str(w, &format!(
+            "## 8. This build vs `--compare` (closed loop c={}, {} alternating rounds of {} s, both gateways fresh)\n",
+            f(c, "/connections"), f(c, "/rounds"), f(c, "/secs_per_run")
+        ));
+        let _ = writeln_str(w, "| build | binary | Keyway req/s (mean) | gateway CPU µs/req (mean) |\n|---|---|---|---|");
+        for side in ["this", "other"] {
+            let _ = writeln_str(w, &format!("| {side} | `{}` | {} | {} |", c[side]["binary"].as_str().unwrap_or(""), f(c, &format!("/{side}/throughput_rps")), f(c, &format!("/{side}/cpu_us_per_request"))));
+        }
+        let list = |p: &str| c[p].as_array().map(|a| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let _ = writeln_str(w, &format!(
+            "\n**This build minus the other, round by round**: CPU {} µs/request (median **{}**); throughput {} req/s (median {}).\n",
+            list("paired_cpu_diff_us"), f(c, "/paired_cpu_diff_us_median"), list("paired_throughput_diff_rps"), f(c, "/paired_throughput_diff_rps_median")
         ));
     }
     if r["litellm"].is_object() {
