@@ -213,19 +213,15 @@ impl Shaped {
         }
         // Spans that don't fit the text break `new`'s contract; the edits are made the slow way
         // rather than lost.
-        match self.split() {
+        match self.to_raw() {
             Some(o) => Body::Raw(o).to_vec(),
             None => self.json.to_vec(),
         }
     }
 
-    /// Split at the top level, for the rare edit of an untracked field.
+    /// The text split at the top level with the values set since: for the rare read or edit of
+    /// an untracked field, and the fallback of [`Self::to_vec`].
     fn to_raw(&self) -> Option<RawObject> {
-        RawObject::parse(&self.to_vec()).ok()
-    }
-
-    /// The text split at the top level with the values set since.
-    fn split(&self) -> Option<RawObject> {
         let mut o = RawObject::parse(&self.json).ok()?;
         for (key, v) in TRACKED.iter().zip(&self.set) {
             if let Some(raw) = v.as_deref().and_then(|v| RawValue::from_string(v.to_owned()).ok()) {

@@ -236,7 +236,7 @@ pub(crate) fn body_error(e: &BodyError) -> String {
     if e.downcast_ref::<reqwest::Error>().is_some() {
         return source_chain(e);
     }
-    std::iter::successors(Some(e), |s| s.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    std::iter::once(e).chain(chain(e)).map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 fn roots(extra: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore, BuildError> {
@@ -283,6 +283,39 @@ pub(crate) fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// An upstream that promises 100 bytes, sends 5 and hangs up.
+    async fn cut_short_upstream() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\"").await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_a_protocol_error_that_names_no_url() {
+        let addr = cut_short_upstream().await;
+        for transport in [Transport::Direct, Transport::Reqwest] {
+            let c = HttpClient::new(&Timeouts::default(), transport, &[]).unwrap();
+            let url = format!("http://{addr}/v1/models/m:generate?key=secret-in-query");
+            let resp = c.execute(c.post(url).body("{}").build().unwrap()).await.unwrap();
+            assert_eq!(resp.content_length(), Some(100), "{transport:?}");
+            match crate::http::read_body(resp, &Timeouts::default()).await {
+                Err(ProviderError::Protocol(m)) => {
+                    assert!(m.starts_with("body cut short: ") && m.len() > "body cut short: ".len(), "{transport:?}: {m}");
+                    assert!(!m.contains("secret-in-query") && !m.contains("127.0.0.1"), "{transport:?}: {m}");
+                }
+                other => panic!("{transport:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn the_host_header_is_the_one_hyper_util_would_write() {

@@ -447,68 +447,68 @@ fn mask_header(v: &str) -> String {
 /// A usage object in OpenAI's shape, read straight from the text as [`openai_usage`] reads its
 /// `Value` (a count that isn't a `u64` counts 0; anything but an object is no usage), without
 /// building the object and its details maps: that was ~5k instructions of every answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct UsageView(pub Option<Usage>);
+pub(crate) type UsageView = ObjectOr<Usage>;
 
-impl<'de> serde::Deserialize<'de> for UsageView {
+/// What a lenient read takes from a JSON object's fields.
+trait Fields: Default {
+    /// Reads `key`'s value from `map` (skipping what it doesn't read).
+    fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// `Some` of an object's fields; `None` for any other JSON value, which is checked and skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ObjectOr<T>(pub Option<T>);
+
+impl<'de, T: Fields> serde::Deserialize<'de> for ObjectOr<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> serde::de::Visitor<'de> for Object {
-            type Value = UsageView;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Fields> serde::de::Visitor<'de> for V<T> {
+            type Value = ObjectOr<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UsageView, A::Error> {
-                let mut u = Usage::default();
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ObjectOr<T>, A::Error> {
+                let mut t = T::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match &*key {
-                        "prompt_tokens" => u.prompt_tokens = map.next_value::<Count>()?.0,
-                        "completion_tokens" => u.completion_tokens = map.next_value::<Count>()?.0,
-                        "prompt_tokens_details" => u.cached_tokens = map.next_value::<Details>()?.0,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
+                    t.field(&key, &mut map)?;
                 }
-                Ok(UsageView(Some(u)))
+                Ok(ObjectOr(Some(t)))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<UsageView, A::Error> {
-                serde::de::IgnoredAny.visit_seq(seq).map(|_| UsageView(None))
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ObjectOr<T>, A::Error> {
+                serde::de::IgnoredAny.visit_seq(seq).map(|_| ObjectOr(None))
             }
-            scalars!(UsageView(None), ints);
+            scalars!(ObjectOr(None), ints);
         }
-        d.deserialize_any(Object)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
-/// `cached_tokens` of `prompt_tokens_details`, 0 unless it is an object holding a `u64` there.
-struct Details(u64);
-
-impl<'de> serde::Deserialize<'de> for Details {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Details;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
+impl Fields for Usage {
+    fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "prompt_tokens" => self.prompt_tokens = map.next_value::<Count>()?.0,
+            "completion_tokens" => self.completion_tokens = map.next_value::<Count>()?.0,
+            // `cached_tokens` of `prompt_tokens_details`, 0 unless that is an object holding one.
+            "prompt_tokens_details" => self.cached_tokens = map.next_value::<ObjectOr<Cached>>()?.0.map_or(0, |c| c.0),
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Details, A::Error> {
-                let mut cached = 0;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "cached_tokens" {
-                        cached = map.next_value::<Count>()?.0;
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                Ok(Details(cached))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Details, A::Error> {
-                serde::de::IgnoredAny.visit_seq(seq).map(|_| Details(0))
-            }
-            scalars!(Details(0), ints);
         }
-        d.deserialize_any(V)
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Cached(u64);
+
+impl Fields for Cached {
+    fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        if key == "cached_tokens" {
+            self.0 = map.next_value::<Count>()?.0;
+        } else {
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
     }
 }
 
