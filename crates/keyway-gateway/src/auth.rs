@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::state::SharedState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use keyway_store::{ApiKeyRecord, KeyKind};
+use keyway_store::{ApiKeyRecord, Role};
 use std::sync::Arc;
 
 /// The raw key presented, if any.
@@ -40,33 +40,63 @@ async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Arc<ApiKeyRe
     Ok(rec)
 }
 
-/// A caller with an inference key (management keys may call inference routes too).
+/// A caller with an inference key. Management keys (any role) are refused: a key that can read
+/// and change every credential must not be the one pasted into an app (OpenRouter's provisioning
+/// keys can't call models either).
 pub struct Caller(pub Arc<ApiKeyRecord>);
 
 impl FromRequestParts<SharedState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state).await.map(Caller)
+        let rec = authenticate(parts, state).await?;
+        if rec.role != Role::Inference {
+            return Err(ApiError::Forbidden(format!(
+                "this is a management key ({} role); model calls need an inference key (kw-...): create one with POST /api/v1/keys",
+                rec.role.as_str()
+            )));
+        }
+        Ok(Caller(rec))
     }
 }
 
-/// A caller with a management key; `scope()` is the workspace it may act in (`None`: any, admin).
+/// Any valid key, whatever its role: routes about the calling key itself (`/key`, its credits
+/// and generations, the model list).
+pub struct AnyKey(pub Arc<ApiKeyRecord>);
+
+impl FromRequestParts<SharedState> for AnyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state).await.map(AnyKey)
+    }
+}
+
+/// A caller with a management key of any role (admin, owner or viewer): enough to read.
+/// `scope()` is the workspace it may act in (`None`: any, admin).
 pub struct Manager(pub Arc<ApiKeyRecord>);
 
 impl Manager {
     /// The workspace filter for store calls: an admin key sees every workspace.
     pub fn scope(&self) -> Option<&str> {
-        (!self.0.admin).then_some(self.0.workspace_id.as_str())
+        (self.0.role != Role::Admin).then_some(self.0.workspace_id.as_str())
     }
 
     /// The workspace a write lands in: the one asked for (admins only, or the key's own), else the key's.
     pub fn target_workspace<'a>(&'a self, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
         match asked {
             None => Ok(&self.0.workspace_id),
-            Some(ws) if self.0.admin || ws == self.0.workspace_id => Ok(ws),
+            Some(ws) if self.0.role == Role::Admin || ws == self.0.workspace_id => Ok(ws),
             Some(_) => Err(ApiError::NotFound("workspace not found".into())),
         }
+    }
+
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
     }
 }
 
@@ -75,9 +105,53 @@ impl FromRequestParts<SharedState> for Manager {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let rec = authenticate(parts, state).await?;
-        if rec.kind != KeyKind::Management {
+        if !rec.role.is_management() {
             return Err(ApiError::Forbidden("this endpoint needs a management key (kw-mgmt-...)".into()));
         }
         Ok(Manager(rec))
+    }
+}
+
+/// A management key that may change things in its workspace: an owner or an admin.
+pub struct Owner(pub Manager);
+
+impl std::ops::Deref for Owner {
+    type Target = Manager;
+    fn deref(&self) -> &Manager {
+        &self.0
+    }
+}
+
+impl FromRequestParts<SharedState> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let m = Manager::from_request_parts(parts, state).await?;
+        if m.role() < Role::Owner {
+            return Err(ApiError::Forbidden(format!("a {} key can read but not change anything: this needs an owner or admin key", m.role().as_str())));
+        }
+        Ok(Owner(m))
+    }
+}
+
+/// An admin management key: the instance's own settings.
+pub struct Admin(pub Manager);
+
+impl std::ops::Deref for Admin {
+    type Target = Manager;
+    fn deref(&self) -> &Manager {
+        &self.0
+    }
+}
+
+impl FromRequestParts<SharedState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let m = Manager::from_request_parts(parts, state).await?;
+        if !m.is_admin() {
+            return Err(ApiError::Forbidden(format!("this needs an admin key; this is a {} key", m.role().as_str())));
+        }
+        Ok(Admin(m))
     }
 }

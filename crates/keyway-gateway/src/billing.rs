@@ -650,6 +650,7 @@ mod tests {
             label: "l".into(),
             kind: keyway_store::KeyKind::Inference,
             admin: false,
+            role: keyway_store::Role::Inference,
             disabled: false,
             limits,
             created_at: 0,

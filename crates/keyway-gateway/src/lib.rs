@@ -12,6 +12,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod redact;
 pub mod routes;
 pub mod security;
 pub mod state;

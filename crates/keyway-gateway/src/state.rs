@@ -80,9 +80,12 @@ impl AppState {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|error| StartError::DataDir { path: data_dir.display().to_string(), error })?;
-        let keyring = Arc::new(load_keyring(&config, &data_dir)?);
-        let store = Store::connect(&config.database_url(), keyring.clone()).await?;
-        let bootstrap = bootstrap(&store, &config, keyring.current_id()).await?;
+        let keyring = Arc::new(load_keyring_from(&config, &data_dir, true)?);
+        let root_id = keyring.current_id();
+        let store = Store::connect(&config.database_url(), keyring).await?;
+        let bootstrap = bootstrap(&store, &config, &root_id).await?;
+        // After the root-key check: the keyring's own keys are sealed under the root.
+        store.open_keyring().await?;
 
         let mut system = Vec::new();
         for (index, sc) in config.system_credentials.iter().enumerate() {
@@ -152,7 +155,9 @@ impl AppState {
     }
 }
 
-fn load_keyring(config: &Config, data_dir: &Path) -> Result<Keyring, StartError> {
+/// The root key (from `KEYWAY_MASTER_KEY` or `master.key`, which is created when `create` and
+/// absent) plus `retired_master_keys`, as a keyring whose current key is the root.
+pub fn load_keyring_from(config: &Config, data_dir: &Path, create: bool) -> Result<Keyring, StartError> {
     let bad = |e: keyway_crypto::CryptoError| StartError::MasterKey(e.to_string());
     let current = match &config.master_key {
         Some(b64) => MasterKey::from_base64(b64.expose_secret()).map_err(bad)?,
@@ -160,7 +165,7 @@ fn load_keyring(config: &Config, data_dir: &Path) -> Result<Keyring, StartError>
             let path = data_dir.join("master.key");
             match std::fs::read_to_string(&path) {
                 Ok(s) => MasterKey::from_base64(&s).map_err(bad)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                     let key = MasterKey::generate();
                     write_private(&path, key.to_base64().as_bytes())
                         .map_err(|e| StartError::MasterKey(format!("cannot write {}: {e}", path.display())))?;
@@ -192,6 +197,25 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Refuses a root key that can't open what the store holds (before anything is read or rotated).
+pub async fn check_root_key(store: &Store, config: &Config) -> Result<(), StartError> {
+    let key_id = store.keyring().current_id();
+    match store.get_meta("master_key_id").await? {
+        Some(sealed_with) => root_matches(&sealed_with, &key_id, config),
+        None => Ok(()),
+    }
+}
+
+fn root_matches(sealed_with: &str, key_id: &str, config: &Config) -> Result<(), StartError> {
+    if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k.expose_secret()).is_ok_and(|m| m.id() == sealed_with)) {
+        return Err(StartError::MasterKey(format!(
+            "this store was sealed with master key `{sealed_with}`, but the configured key is `{key_id}` \
+             (set KEYWAY_MASTER_KEY to the original key, or list it in retired_master_keys after a rotation)"
+        )));
+    }
+    Ok(())
+}
+
 async fn bootstrap(store: &Store, config: &Config, key_id: &str) -> Result<Bootstrap, StartError> {
     let given = config.bootstrap_management_key.as_ref().map(|k| k.expose_secret());
     if let Some(raw) = given {
@@ -205,12 +229,7 @@ async fn bootstrap(store: &Store, config: &Config, key_id: &str) -> Result<Boots
         keyway_store::Bootstrapped::Existing { workspace_id, master_key_id } => {
             // Refuse to start with a master key that can't open what the store holds.
             if let Some(sealed_with) = master_key_id {
-                if sealed_with != key_id && !config.retired_master_keys.iter().any(|k| MasterKey::from_base64(k.expose_secret()).is_ok_and(|m| m.id() == sealed_with)) {
-                    return Err(StartError::MasterKey(format!(
-                        "this store was sealed with master key `{sealed_with}`, but the configured key is `{key_id}` \
-                         (set KEYWAY_MASTER_KEY to the original key, or list it in retired_master_keys after a rotation)"
-                    )));
-                }
+                root_matches(&sealed_with, key_id, config)?;
             }
             Ok(Bootstrap { workspace_id, management_key: None })
         }

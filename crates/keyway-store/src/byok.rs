@@ -11,7 +11,7 @@ const GLOBAL_MARKER: &str = "*";
 
 /// What the sealed secret is bound to: moving it to another row or workspace (or between a
 /// workspace and global) breaks it.
-fn aad(workspace_id: Option<&str>, id: &str) -> Vec<u8> {
+pub(crate) fn aad(workspace_id: Option<&str>, id: &str) -> Vec<u8> {
     format!("keyway:byok:{}:{id}", workspace_id.unwrap_or(GLOBAL_MARKER)).into_bytes()
 }
 
@@ -178,6 +178,7 @@ impl Store {
         .bind(workspace_id)
         .fetch_all(&self.pool)
         .await?;
+        self.refresh_keyring_for(rows.iter().filter_map(|r| r.try_get::<String, _>("sealed").ok())).await;
         rows.iter()
             .map(|r| {
                 let rec = row_to_byok(r)?;
@@ -209,6 +210,7 @@ impl Store {
     /// The record with its decrypted credential (Test key, the CLI's `byok test`).
     pub async fn open_byok(&self, workspace_id: Option<&str>, id: &str) -> Result<(ByokRecord, Credential)> {
         let (rec, sealed) = self.get_byok_sealed(workspace_id, id).await?;
+        self.refresh_keyring_for(std::iter::once(sealed.clone())).await;
         let cred = self.open_credential(&rec, &sealed)?;
         Ok((rec, cred))
     }
@@ -275,30 +277,6 @@ impl Store {
         self.count();
         sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(&rec.id).execute(&self.pool).await?;
         Ok(rec)
-    }
-
-    /// Re-wraps every sealed secret under the keyring's current master key; returns how many
-    /// rows changed. Rows already under the current key are left alone, so it can be re-run.
-    pub async fn reseal_all(&self) -> Result<u64> {
-        self.count();
-        let rows = sqlx::query("SELECT id, workspace_id, sealed FROM byok_credentials").fetch_all(&self.pool).await?;
-        let mut changed = 0;
-        for r in rows {
-            let (id, ws, sealed): (String, Option<String>, String) = (r.try_get("id")?, r.try_get("workspace_id")?, r.try_get("sealed")?);
-            if keyway_crypto::Keyring::key_id_of(&sealed) == Some(self.keyring.current_id()) {
-                continue;
-            }
-            let resealed = self.keyring.reseal(&sealed, &aad(ws.as_deref(), &id))?;
-            self.count();
-            sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2 AND sealed = $3")
-                .bind(resealed)
-                .bind(&id)
-                .bind(&sealed)
-                .execute(&self.pool)
-                .await?;
-            changed += 1;
-        }
-        Ok(changed)
     }
 
     /// Test hook: copies one row's sealed secret onto another (proves the binding).

@@ -12,6 +12,7 @@ mod activity;
 mod byok;
 mod credits;
 mod generations;
+mod keyring;
 mod keys;
 mod records;
 mod workspaces;
@@ -19,6 +20,7 @@ mod workspaces;
 pub use activity::{ActivityGroup, ActivityRow};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
 pub use generations::GenerationRow;
+pub use keyring::{KeyringKey, RotationFailure, RotationReport};
 pub use workspaces::Bootstrapped;
 pub use records::*;
 
@@ -65,6 +67,9 @@ pub enum Engine {
 pub struct Store {
     pool: AnyPool,
     keyring: Arc<Keyring>,
+    /// Root key ids once [`Store::open_keyring`] ran, the current one first: they seal the
+    /// keyring's own keys.
+    roots: Arc<std::sync::Mutex<Vec<String>>>,
     engine: Engine,
     queries: Arc<AtomicU64>,
     /// Errors reported with [`Store::note_error`] (shared by clones).
@@ -111,7 +116,7 @@ impl Store {
             Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
             Engine::Postgres => None,
         };
-        Ok(Self { pool, keyring, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), generation_writer })
+        Ok(Self { pool, keyring, roots: Arc::default(), engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), generation_writer })
     }
 
     /// A SQLite URL for a file in `dir`.

@@ -28,6 +28,49 @@ impl KeyKind {
     }
 }
 
+/// What a key may do. Management keys are `Admin`, `Owner` or `Viewer`; the rest are `Inference`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Calls models; reads its own key, generations and credits. No management route.
+    Inference,
+    /// Reads its workspace's credential metadata, keys, usage and generations; changes nothing.
+    Viewer,
+    /// Manages its workspace's BYOK credentials and API keys.
+    Owner,
+    /// The whole instance: system-wide (global) credentials, workspaces, credits, the keyring, admin keys.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Owner, Role::Viewer, Role::Inference];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Inference => "inference",
+            Role::Viewer => "viewer",
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn kind(self) -> KeyKind {
+        if self == Role::Inference {
+            KeyKind::Inference
+        } else {
+            KeyKind::Management
+        }
+    }
+
+    pub fn is_management(self) -> bool {
+        self != Role::Inference
+    }
+}
+
 /// Per-key limits; absent means unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +97,9 @@ pub struct ApiKeyRecord {
     /// `kw-...abcd`: enough to recognise a key, not to use it.
     pub label: String,
     pub kind: KeyKind,
-    /// An admin management key may act in every workspace.
+    /// An admin management key may act in every workspace (`role == Role::Admin`).
     pub admin: bool,
+    pub role: Role,
     pub disabled: bool,
     pub limits: Limits,
     pub created_at: i64,

@@ -126,27 +126,129 @@ async fn api_keys_are_stored_as_hashes() {
 async fn master_key_rotation_reseals_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let url = Store::sqlite_url(dir.path());
-    let old = MasterKey::generate();
-    let old_b64 = old.to_base64();
-    let s = Store::connect(&url, Arc::new(Keyring::new(old))).await.unwrap();
+    let root = MasterKey::generate();
+    let root_b64 = root.to_base64();
+    // A row sealed directly under the root, as stores from before the keyring hold them.
+    let s = Store::connect(&url, Arc::new(Keyring::new(root))).await.unwrap();
     let ws = s.create_workspace("W", "w").await.unwrap();
     let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-rotate-me-0000")).unwrap();
     let r = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
     s.close().await;
 
-    let ring = Keyring::new(MasterKey::generate()).with_retired(MasterKey::from_base64(&old_b64).unwrap());
-    let s = Store::connect(&url, Arc::new(ring)).await.unwrap();
-    assert_eq!(s.reseal_all().await.unwrap(), 1);
-    assert_eq!(s.reseal_all().await.unwrap(), 0, "re-running changes nothing");
+    let s = Store::connect(&url, Arc::new(Keyring::new(MasterKey::from_base64(&root_b64).unwrap()))).await.unwrap();
+    s.open_keyring().await.unwrap();
+    let first = s.rotate_keyring().await.unwrap();
+    assert_eq!((first.rewrapped, first.already_current, first.failed.len(), first.resumed), (1, 0, 0, false));
+    let second = s.rotate_keyring().await.unwrap();
+    assert_ne!(second.key_id, first.key_id, "a finished rotation is not resumed: a new key each time");
+    assert_eq!(second.rewrapped, 1);
+    let keys = s.keyring_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.state == "active").count(), 1);
+    assert_eq!(keys.iter().find(|k| k.id == second.key_id).unwrap().records, 1);
     s.close().await;
 
-    // only the new key now
-    let new_only = Keyring::new(MasterKey::from_base64(&{
-        let k = MasterKey::generate();
-        k.to_base64()
-    }).unwrap());
-    let s2 = Store::connect(&url, Arc::new(new_only)).await.unwrap();
-    assert!(s2.open_byok(None, &r.id).await.is_err(), "a different key can't open it");
+    // The root alone opens it after a restart: the keyring's keys live in the store.
+    let s = Store::connect(&url, Arc::new(Keyring::new(MasterKey::from_base64(&root_b64).unwrap()))).await.unwrap();
+    s.open_keyring().await.unwrap();
+    assert_eq!(s.open_byok(None, &r.id).await.unwrap().1.secret_strings(), vec!["sk-rotate-me-0000"]);
+    s.close().await;
+    let other = Store::connect(&url, Arc::new(Keyring::new(MasterKey::generate()))).await.unwrap();
+    assert!(other.open_keyring().await.is_err(), "another root can't open the keyring");
+    assert!(other.open_byok(None, &r.id).await.is_err(), "a different key can't open it");
+}
+
+/// Issue #20, defect 1: a rotation that fails part-way (a row that can't be opened) must leave
+/// every other row openable after a restart, report the bad row by id, and finish when re-run.
+#[tokio::test]
+async fn a_rotation_that_fails_part_way_loses_nothing_and_resumes() {
+    for (url, _dir) in engine_urls().await {
+        let root_b64 = MasterKey::generate().to_base64();
+        let ring = || Arc::new(Keyring::new(MasterKey::from_base64(&root_b64).unwrap()));
+        let s = Store::connect(&url, ring()).await.unwrap();
+        s.open_keyring().await.unwrap();
+        let ws = s.create_workspace("W", &format!("w-{}", uuid::Uuid::new_v4())).await.unwrap();
+        let mut good = Vec::new();
+        for i in 0..5 {
+            let c = Credential::parse(ProviderSlug::OpenAi, &json!(format!("sk-good-{i}-000000"))).unwrap();
+            good.push(s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap().id);
+        }
+        let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-bad-0000000")).unwrap();
+        let bad = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+        // Damage one row's sealed value (the last data key byte), as disk corruption would.
+        let raw = sqlx::AnyPool::connect(&url).await.unwrap();
+        let sealed = s.debug_sealed(&bad.id).await.unwrap();
+        let mut parts: Vec<String> = sealed.split('.').map(str::to_owned).collect();
+        let w = parts[2].pop().unwrap();
+        parts[2].push(if w == 'A' { 'B' } else { 'A' });
+        sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2").bind(parts.join(".")).bind(&bad.id).execute(&raw).await.unwrap();
+
+        let report = s.rotate_keyring().await.unwrap();
+        assert_eq!(report.failed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), [bad.id.as_str()], "{report:?}");
+        assert!(report.rewrapped >= 5);
+        s.close().await;
+
+        // A restart with nothing but the root key: every good row opens.
+        let s = Store::connect(&url, ring()).await.unwrap();
+        s.open_keyring().await.unwrap();
+        for (i, id) in good.iter().enumerate() {
+            assert_eq!(s.open_byok(None, id).await.unwrap().1.secret_strings(), vec![format!("sk-good-{i}-000000")]);
+        }
+        // Re-run: it resumes the same key, and still names the bad row.
+        let again = s.rotate_keyring().await.unwrap();
+        assert!(again.resumed && again.key_id == report.key_id, "{again:?}");
+        assert_eq!(again.rewrapped, 0);
+        assert_eq!(again.failed.len(), 1);
+        // The operator deletes the broken credential; the next run finishes.
+        s.delete_byok(None, &bad.id).await.unwrap();
+        let done = s.rotate_keyring().await.unwrap();
+        assert!(done.resumed && done.failed.is_empty(), "{done:?}");
+        let fresh = s.rotate_keyring().await.unwrap();
+        assert!(!fresh.resumed && fresh.key_id != report.key_id, "finished: the next run is a new rotation");
+        s.close().await;
+    }
+}
+
+/// Changing the root key: start with the new one and the old one in `retired_master_keys`;
+/// the keyring's keys are re-sealed under the new root, after which the old one is not needed.
+#[tokio::test]
+async fn the_root_key_can_change_through_retired_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(dir.path());
+    let (old, new) = (MasterKey::generate().to_base64(), MasterKey::generate().to_base64());
+    let key = |b: &str| MasterKey::from_base64(b).unwrap();
+    let s = Store::connect(&url, Arc::new(Keyring::new(key(&old)))).await.unwrap();
+    s.open_keyring().await.unwrap();
+    let ws = s.create_workspace("W", "w").await.unwrap();
+    let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-root-change-00")).unwrap();
+    let r = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+    s.close().await;
+    let s = Store::connect(&url, Arc::new(Keyring::new(key(&new)).with_retired(key(&old)))).await.unwrap();
+    s.open_keyring().await.unwrap();
+    s.close().await;
+    let s = Store::connect(&url, Arc::new(Keyring::new(key(&new)))).await.unwrap();
+    s.open_keyring().await.unwrap();
+    assert_eq!(s.open_byok(None, &r.id).await.unwrap().1.secret_strings(), vec!["sk-root-change-00"]);
+}
+
+/// A rotation on one node: another node on the same store opens records sealed under the new
+/// key without a restart (it reloads the keyring when a record names a key it does not hold).
+#[tokio::test]
+async fn a_node_learns_a_key_rotated_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(dir.path());
+    let root = MasterKey::generate().to_base64();
+    let ring = || Arc::new(Keyring::new(MasterKey::from_base64(&root).unwrap()));
+    let a = Store::connect(&url, ring()).await.unwrap();
+    a.open_keyring().await.unwrap();
+    let b = Store::connect(&url, ring()).await.unwrap();
+    b.open_keyring().await.unwrap();
+    let ws = a.create_workspace("W", "w").await.unwrap();
+    let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-two-nodes-000")).unwrap();
+    let r = a.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+    a.rotate_keyring().await.unwrap();
+    assert_eq!(b.open_byok(None, &r.id).await.unwrap().1.secret_strings(), vec!["sk-two-nodes-000"]);
+    let routed = b.load_byok_for_routing(&ws.id).await.unwrap();
+    assert!(routed.iter().all(|(_, c)| c.is_ok()));
 }
 
 #[tokio::test]

@@ -3,11 +3,8 @@
 
 use anyhow::{anyhow, bail, Context};
 use keyway_crypto::{Keyring, MasterKey};
-use keyway_gateway::state::write_private;
 use keyway_gateway::Config;
 use keyway_store::Store;
-use secrecy::ExposeSecret;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Runs the schema migrations and nothing else: no master key is created, no workspace or
@@ -29,70 +26,61 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Generates a new master key, re-wraps every sealed secret under it, and installs it.
-///
-/// Order matters for a crash halfway: the new key is written (as `master.key.new`) before any
-/// row changes, and rows name the key that sealed them, so with both files present every row
-/// still opens. Stop the server first: a running server would keep sealing with the old key.
+/// Rotates the keyring: a new keyring key, persisted (sealed under the root key) before anything
+/// is sealed with it, then every record's data key re-wrapped under it in batches, each batch one
+/// transaction. The root key (`master.key` or `KEYWAY_MASTER_KEY`) is not changed, so no file is
+/// written and nothing can be left under a key that only this run knew. A row that can't be
+/// opened is reported by id and left as it was; running the command again resumes and finishes.
+/// Safe while a server runs (the server also offers it: `POST /api/v1/keyring/rotate`).
 pub async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
-    let dir = config.data_dir.clone();
-    let file = dir.join("master.key");
-    let from_env = config.master_key.is_some();
-    let old = match &config.master_key {
-        Some(b64) => MasterKey::from_base64(b64.expose_secret()).map_err(|e| anyhow!("KEYWAY_MASTER_KEY: {e}"))?,
-        None => {
-            let s = std::fs::read_to_string(&file).with_context(|| format!("no master key to rotate at {}", file.display()))?;
-            MasterKey::from_base64(&s).map_err(|e| anyhow!("{}: {e}", file.display()))?
-        }
-    };
-    let old_id = old.id().to_owned();
-    let new = MasterKey::generate();
-    let new_b64 = new.to_base64();
-    let new_id = new.id().to_owned();
-
-    let staged = dir.join("master.key.new");
-    if !from_env {
-        // A leftover from an interrupted rotation holds a key some rows may be sealed with.
-        if staged.exists() {
-            bail!("{} exists (an interrupted rotation?): keep it until you know no row needs it, then remove it and retry", staged.display());
-        }
-        write_private(&staged, new_b64.as_bytes()).with_context(|| format!("cannot write {}", staged.display()))?;
-    }
-
-    let mut ring = Keyring::new(new).with_retired(old);
-    for r in &config.retired_master_keys {
-        ring = ring.with_retired(MasterKey::from_base64(r.expose_secret()).map_err(|e| anyhow!("retired_master_keys: {e}"))?);
-    }
+    let ring = keyway_gateway::state::load_keyring_from(&config, &config.data_dir, false).map_err(|e| anyhow!("{e}"))?;
     let store = Store::connect(&config.database_url(), Arc::new(ring)).await?;
-    let changed = store.reseal_all().await?;
-    store.set_meta("master_key_id", &new_id).await?;
+    keyway_gateway::state::check_root_key(&store, &config).await.map_err(|e| anyhow!("{e}"))?;
+    store.open_keyring().await?;
+    let report = store.rotate_keyring().await;
     store.close().await;
-
-    if from_env {
-        println!("Re-sealed {changed} secret(s) from master key {old_id} to {new_id}.");
-        println!("KEYWAY_MASTER_KEY is in use, so no file was written. Set, before the next start:");
-        println!("  KEYWAY_MASTER_KEY={}", new_b64.as_str());
-        println!("The old key is no longer needed once every node runs with the new one.");
-    } else {
-        install(&dir, &file, &staged)?;
-        println!("Re-sealed {changed} secret(s) from master key {old_id} to {new_id}.");
-        println!("New key: {} (0600). Old key kept as {} (0600); delete it once you have a backup of the new one.", file.display(), dir.join("master.key.old").display());
+    let report = report?;
+    let verb = if report.resumed { "Resumed the rotation to" } else { "Rotated the keyring to" };
+    println!("{verb} key {}: re-wrapped {} secret(s), {} already under it.", report.key_id, report.rewrapped, report.already_current);
+    if report.failed.is_empty() {
+        println!("Every stored secret is now sealed under {}. The root key ({}) is unchanged.", report.key_id, root_place(&config));
+        return Ok(());
     }
-    Ok(())
+    for f in &report.failed {
+        eprintln!("  credential {}: {} (left as it was)", f.id, f.error);
+    }
+    bail!(
+        "{} secret(s) could not be opened and were left as they were; every other one is under the new key. \
+         Fix or delete those credentials, then run `keyway rotate-master-key` again to finish",
+        report.failed.len()
+    )
 }
 
-/// master.key -> master.key.old, master.key.new -> master.key (renames are atomic on one filesystem).
-fn install(dir: &Path, file: &Path, staged: &Path) -> anyhow::Result<()> {
-    let old = dir.join("master.key.old");
-    if old.exists() {
-        std::fs::remove_file(&old).with_context(|| format!("cannot replace {}", old.display()))?;
+fn root_place(config: &Config) -> String {
+    match config.master_key {
+        Some(_) => "KEYWAY_MASTER_KEY".to_owned(),
+        None => config.data_dir.join("master.key").display().to_string(),
     }
-    std::fs::rename(file, &old).with_context(|| format!("cannot move {} aside", file.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600))?;
+}
+
+/// Creates an admin key directly in the store (the way back in when no admin key is left, or
+/// the only one was lost) and prints it once. Needs the root key, like `serve`.
+pub async fn create_admin_key(config: Config, name: &str) -> anyhow::Result<()> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        bail!("--name must be 1 to 200 characters");
     }
-    std::fs::rename(staged, file).with_context(|| format!("cannot install {}", file.display()))?;
+    let ring = keyway_gateway::state::load_keyring_from(&config, &config.data_dir, false).map_err(|e| anyhow!("{e}"))?;
+    let store = Store::connect(&config.database_url(), Arc::new(ring)).await?;
+    keyway_gateway::state::check_root_key(&store, &config).await.map_err(|e| anyhow!("{e}"))?;
+    let ws = store
+        .get_meta("default_workspace")
+        .await?
+        .ok_or_else(|| anyhow!("this store has never been started: run `keyway serve` once (it prints the first admin key)"))?;
+    let (rec, raw) = store.create_key_with_role(&ws, name, keyway_store::Role::Admin, &Default::default()).await?;
+    let admins = store.count_enabled_admins().await?;
+    store.close().await;
+    println!("Admin key `{}` created (hash {}); {admins} enabled admin key(s) now.", rec.name, rec.hash);
+    println!("Admin key (shown once, store it now): {}", raw.as_str());
     Ok(())
 }

@@ -68,11 +68,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Generate a new master key and re-seal every stored secret with it (local; stop the server first).
+    /// Rotate the keyring: a new key, every stored secret's data key re-wrapped under it (local;
+    /// safe while a server runs, resumable). The server offers the same: POST /api/v1/keyring/rotate.
     RotateMasterKey {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Admin keys made on the machine that holds the data (recovers an instance with none).
+    #[command(subcommand)]
+    AdminKey(AdminKeyCommand),
     /// Print a shell completion script: `keyway completions bash > /etc/bash_completion.d/keyway`.
     Completions {
         #[arg(value_enum)]
@@ -84,6 +88,17 @@ enum Command {
     /// Print docs/config.md as generated from the configuration struct.
     #[command(hide = true)]
     ConfigDocs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminKeyCommand {
+    /// Create an admin management key in the default workspace and print it once.
+    Create {
+        #[arg(long, default_value = "recovery admin")]
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 const LOG_DEFAULT: &str = "info,sqlx=warn";
@@ -192,6 +207,14 @@ async fn main() -> anyhow::Result<()> {
             }
             init_tracing(&config.log_format);
             local::rotate_master_key(config).await?;
+        }
+        Command::AdminKey(AdminKeyCommand::Create { name, data_dir }) => {
+            let mut config = load()?;
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            init_tracing(&config.log_format);
+            local::create_admin_key(config, &name).await?;
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "keyway", &mut std::io::stdout());

@@ -142,28 +142,86 @@ async fn cli_round_trip_through_the_management_api() {
 
     // rotate-master-key: stop, rotate, restart, the stored secret still opens
     drop(server);
-    let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
-    let rot = tokio::task::spawn_blocking({
-        let data = data.clone();
-        move || base_env(&mut Command::new(BIN)).args(["rotate-master-key", "--data-dir"]).arg(&data).output().unwrap()
-    })
-    .await
-    .unwrap();
+    let root = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let rot = rotate(&data, &[]).await;
     assert!(rot.status.success(), "{}", text(&rot));
-    assert!(text(&rot).contains("Re-sealed 1 secret"), "{}", text(&rot));
-    assert_eq!(std::fs::read_to_string(data.join("master.key.old")).unwrap(), old_key);
-    assert_ne!(std::fs::read_to_string(data.join("master.key")).unwrap(), old_key);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for f in ["master.key", "master.key.old"] {
-            assert_eq!(std::fs::metadata(data.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
-        }
-    }
-    std::fs::remove_file(data.join("master.key.old")).unwrap(); // proves the old key isn't needed
+    assert!(text(&rot).contains("re-wrapped 1 secret"), "{}", text(&rot));
+    assert_eq!(std::fs::read_to_string(data.join("master.key")).unwrap(), root, "the root key is not changed by a rotation");
+    assert!(!data.join("master.key.new").exists() && !data.join("master.key.old").exists(), "no side files");
     let server = start(&data, &fake.url()).await;
     let tested = cli(&server.url, MGMT, &["byok", "test", &new_id, "-o", "json"]).await;
     assert_eq!(json(&tested)["ok"], true, "{}", text(&tested));
+}
+
+async fn rotate(data: &Path, env: &[(&str, &str)]) -> Output {
+    let data = data.to_owned();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || base_env(&mut Command::new(BIN)).args(["rotate-master-key", "--data-dir"]).arg(&data).envs(env).output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Issue #20, defect 1, as reported: a rotation that fails on a damaged row, with the master key
+/// in a file and then in KEYWAY_MASTER_KEY. Before the keyring, the rows re-sealed before the
+/// failure sat under a key that `serve` never loaded (file) or that was never written anywhere
+/// (environment), and inference answered 404 after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_fails_on_a_bad_row_loses_no_secret() {
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    let base = format!("{}/v1", fake.url());
+    let master = keyway_crypto::MasterKey::generate().to_base64();
+    for from_env in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut env = vec![("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT), ("KEYWAY_PROVIDERS__OPENAI__BASE_URL", base.as_str())];
+        if from_env {
+            env.push(("KEYWAY_MASTER_KEY", master.as_str()));
+        }
+        let server = serve_logged(&data, &dir.path().join("1.log"), &env).await;
+        let good = json(&cli(&server.url, MGMT, &["byok", "add", "--provider", "openai", "--name", "good", "--key-env", "CLI_TEST_SECRET", "-o", "json"]).await);
+        let good = good["data"]["id"].as_str().unwrap().to_owned();
+        let bad = json(&cli(&server.url, MGMT, &["byok", "add", "--provider", "openai", "--name", "bad", "--key-env", "CLI_TEST_SECRET", "--sort-order", "5", "-o", "json"]).await);
+        let bad = bad["data"]["id"].as_str().unwrap().to_owned();
+        let app = json(&cli(&server.url, MGMT, &["keys", "create", "--name", "app", "-o", "json"]).await)["key"].as_str().unwrap().to_owned();
+        drop(server);
+
+        // Damage the bad row's sealed value (one byte of its wrapped data key).
+        let url = format!("sqlite://{}", data.join("keyway.db").display());
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let (sealed,): (String,) = sqlx::query_as("SELECT sealed FROM byok_credentials WHERE id = $1").bind(&bad).fetch_one(&pool).await.unwrap();
+        let mut parts: Vec<String> = sealed.split('.').map(str::to_owned).collect();
+        let last = parts[2].pop().unwrap();
+        parts[2].push(if last == 'A' { 'B' } else { 'A' });
+        sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2").bind(parts.join(".")).bind(&bad).execute(&pool).await.unwrap();
+        pool.close().await;
+
+        let rot = rotate(&data, &env).await;
+        assert!(!rot.status.success(), "a row that can't be opened is an error: {}", text(&rot));
+        assert!(text(&rot).contains(&bad) && !text(&rot).contains(&good), "the bad row is named by id: {}", text(&rot));
+        assert!(!text(&rot).contains(SECRET) && !text(&rot).contains(master.as_str()));
+
+        // Restart with exactly what the operator had before: inference still uses the good key.
+        let server = serve_logged(&data, &dir.path().join("2.log"), &env).await;
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/v1/chat/completions", server.url))
+            .bearer_auth(&app)
+            .json(&serde_json::json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "from_env={from_env}: {}", r.text().await.unwrap_or_default());
+        assert_eq!(r.headers()["x-keyway-credential"], good.as_str());
+        // The operator removes the damaged credential; running the rotation again finishes it.
+        assert!(cli(&server.url, MGMT, &["byok", "rm", &bad]).await.status.success());
+        drop(server);
+        let again = rotate(&data, &env).await;
+        assert!(again.status.success() && text(&again).contains("Resumed"), "{}", text(&again));
+        let server = serve_logged(&data, &dir.path().join("3.log"), &env).await;
+        let tested = cli(&server.url, MGMT, &["byok", "test", &good, "-o", "json"]).await;
+        assert_eq!(json(&tested)["ok"], true, "{}", text(&tested));
+    }
 }
 
 #[test]

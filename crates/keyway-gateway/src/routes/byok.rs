@@ -5,7 +5,7 @@
 //! that workspace's own keys at equal `sort_order`). Only an admin management key may create,
 //! change or delete one; any management key of a workspace sees it in its lists.
 
-use crate::auth::Manager;
+use crate::auth::{Manager, Owner};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::{iso, page_params, ListParams};
@@ -168,7 +168,7 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
 }
 
-pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(state): State<SharedState>, m: Owner, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
     let key = match body.get("key") {
         None | Some(Value::Null) => return Err(ApiError::BadRequest("`key` is required".into())),
@@ -220,7 +220,7 @@ pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<St
 
 pub async fn patch(
     State(state): State<SharedState>,
-    m: Manager,
+    m: Owner,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -250,7 +250,7 @@ pub async fn patch(
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
-pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(State(state): State<SharedState>, m: Owner, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     if state.store.get_byok(m.scope(), &id).await.map_err(not_found)?.is_global() {
         require_admin(&m)?;
     }

@@ -3,10 +3,9 @@
 //! provider and report what happened, with the equivalent curl command (secret masked).
 //! Caller input is taken literally: no `env:`/`file:` lookups, URLs checked against the allow-list.
 
-use crate::auth::Manager;
+use crate::auth::Owner;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::proxy::scrub;
 use crate::routes::byok::{parse_credential, parse_provider};
 use crate::state::SharedState;
 use axum::extract::{Path, State};
@@ -57,26 +56,25 @@ async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential
     let req = ChatRequest::new(body);
     let secrets = cred.secret_strings();
     let curl = match adapter.preview_chat(&call, &req).await {
-        Ok(p) => scrub(&p.to_curl(), &secrets),
+        Ok(p) => crate::redact::scrub_text(&p.to_curl(), &secrets),
         Err(e) => return Ok(json!({"ok": false, "status": upstream_status(&e), "latency_ms": 0, "model": model, "request": null,
-                                   "response": null, "error": scrub(&e.to_string(), &secrets)})),
+                                   "response": null, "error": crate::redact::scrub_message(&e.to_string(), &secrets)})),
     };
     let t0 = Instant::now();
     let result = adapter.chat(&call, &req).await;
     let latency_ms = t0.elapsed().as_millis() as u64;
     Ok(match result {
         Ok(ChatResponse::Complete { body, .. }) => {
-            json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": body.into_value()})
+            let mut response = body.into_value();
+            crate::redact::scrub_value(&mut response, &secrets);
+            json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": response})
         }
         Ok(ChatResponse::Stream(_)) => json!({"ok": true, "status": 200, "latency_ms": latency_ms, "model": model, "request": curl, "response": null}),
         Err(e) => {
-            // The upstream's own answer, secrets scrubbed before it is parsed or shown.
-            let response = e.body().map_or(Value::Null, |b| {
-                let b = scrub(b, &secrets);
-                serde_json::from_str::<Value>(&b).unwrap_or(Value::String(b))
-            });
+            // The upstream's own answer: parsed first, then every decoded string scrubbed.
+            let response = e.body().map_or(Value::Null, |b| crate::redact::scrub_body(b, &secrets));
             json!({"ok": false, "status": upstream_status(&e), "latency_ms": latency_ms, "model": model, "request": curl,
-                   "response": response, "error": scrub(&e.to_string(), &secrets), "error_class": e.class()})
+                   "response": response, "error": crate::redact::scrub_message(&e.to_string(), &secrets), "error_class": e.class()})
         }
     })
 }
@@ -84,7 +82,7 @@ async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential
 /// Tests a stored credential; a success also clears its cooldown.
 pub async fn test_stored(
     State(state): State<SharedState>,
-    m: Manager,
+    m: Owner,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -102,7 +100,7 @@ pub async fn test_stored(
 }
 
 /// Tests a credential that is not saved: the body is the one `POST /api/v1/byok` takes.
-pub async fn test_unsaved(State(state): State<SharedState>, _m: Manager, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
+pub async fn test_unsaved(State(state): State<SharedState>, _m: Owner, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
     let key = body.get("key").filter(|k| !k.is_null()).ok_or_else(|| ApiError::BadRequest("`key` is required".into()))?;
     let cred = parse_credential(&state, provider, key)?;

@@ -2,7 +2,7 @@
 //! `workspace_id`), and top-ups (admin management keys only: a workspace can't grant itself money).
 //! Read from the in-memory ledger, so it agrees with what admission checks use.
 
-use crate::auth::{Caller, Manager};
+use crate::auth::{Admin, AnyKey};
 use crate::billing::usd;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -48,7 +48,7 @@ fn credits_json(state: &SharedState, ws: &str) -> Value {
     })
 }
 
-pub async fn get(State(state): State<SharedState>, Caller(key): Caller, Query(q): Query<CreditsQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<CreditsQuery>) -> Result<impl IntoResponse, ApiError> {
     let ws = readable_workspace(&key, q.workspace_id.as_deref())?;
     Ok(Json(json!({"data": credits_json(&state, ws)})))
 }
@@ -63,8 +63,8 @@ pub struct TopUp {
     note: Option<String>,
 }
 
-pub async fn top_up(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
-    if !m.0.admin {
+pub async fn top_up(State(state): State<SharedState>, m: Admin, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
+    if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can add credits".into()));
     }
     if body.amount_micros <= 0 {
@@ -75,7 +75,7 @@ pub async fn top_up(State(state): State<SharedState>, m: Manager, JsonBody(body)
     }
     let ws = m.target_workspace(body.workspace_id.as_deref())?;
     let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
-    let entry = state.store.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0.id)).await?;
+    let entry = state.store.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0 .0.id)).await?;
     state.billing.credit(&ws, entry.amount_micros);
     let mut data = credits_json(&state, &ws);
     data["entry"] = json!({

@@ -2,7 +2,7 @@
 //! SDK requires, null where Keyway has nothing) plus Keyway's own fields. An inference key reads
 //! its workspace's generations; a management key its scope (an admin key every workspace).
 
-use crate::auth::Caller;
+use crate::auth::AnyKey;
 use crate::billing::usd;
 use crate::error::ApiError;
 use crate::routes::iso;
@@ -120,7 +120,7 @@ pub fn generation_json(g: &GenerationRow) -> Value {
     v
 }
 
-pub async fn get(State(state): State<SharedState>, Caller(key): Caller, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /api/v1/generation?id=gen-...".into()))?;
     let scope = if key.kind == KeyKind::Management && key.admin { None } else { Some(key.workspace_id.as_str()) };
     let g = state.store.get_generation(scope, &id).await.map_err(|e| match e {

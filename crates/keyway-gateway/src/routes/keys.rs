@@ -1,6 +1,6 @@
 //! `/api/v1/keys`: Keyway API keys. The raw key is returned once, beside `data`, at creation.
 
-use crate::auth::{Caller, Manager};
+use crate::auth::{AnyKey, Manager, Owner};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::{iso, page_params, ListParams};
@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use keyway_store::{ApiKeyRecord, KeyKind, KeyPatch, Limits};
+use keyway_store::{ApiKeyRecord, KeyKind, KeyPatch, Limits, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -35,6 +35,7 @@ pub fn key_json(k: &ApiKeyRecord) -> Value {
         "label": k.label,
         "workspace_id": k.workspace_id,
         "kind": k.kind.as_str(),
+        "role": k.role.as_str(),
         "disabled": k.disabled,
         "limits": k.limits,
         "limit": limit,
@@ -66,9 +67,12 @@ pub struct CreateKey {
     workspace_id: Option<String>,
     #[serde(default)]
     limits: Option<Limits>,
-    /// A management key for its workspace (admin keys only).
+    /// A management key for its workspace (admin keys only): the `owner` role.
     #[serde(default)]
     management: bool,
+    /// `admin`, `owner`, `viewer` or `inference` (the default; `management: true` means `owner`).
+    #[serde(default)]
+    role: Option<String>,
     /// OpenRouter's credit limit in USD; stored as a monthly (or, by `limit_reset`, daily) budget.
     #[serde(default)]
     limit: Option<f64>,
@@ -130,13 +134,22 @@ fn apply_openrouter_limit(limits: &mut Limits, usd: f64, reset: Option<&str>) ->
     Ok(())
 }
 
-pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(state): State<SharedState>, m: Owner, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
     }
-    if body.management && !m.0.admin {
-        return Err(ApiError::Forbidden("only an admin management key can create management keys".into()));
+    let role = match (body.role.as_deref(), body.management) {
+        (Some(r), _) => Role::parse(r).ok_or_else(|| ApiError::BadRequest(format!("`role` `{r}` is not one of admin, owner, viewer, inference")))?,
+        (None, true) => Role::Owner,
+        (None, false) => Role::Inference,
+    };
+    if body.management && role == Role::Inference {
+        return Err(ApiError::BadRequest("`management: true` contradicts `role: inference`".into()));
+    }
+    // Admins mint any role; owners mint inference and viewer keys for their own workspace.
+    if role >= Role::Owner && !m.is_admin() {
+        return Err(ApiError::Forbidden("only an admin key can create owner or admin keys".into()));
     }
     let ws = m.target_workspace(body.workspace_id.as_deref())?;
     let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
@@ -147,8 +160,7 @@ pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body)
     if let Some(usd) = body.limit {
         apply_openrouter_limit(&mut limits, usd, body.limit_reset.as_deref())?;
     }
-    let kind = if body.management { KeyKind::Management } else { KeyKind::Inference };
-    let (rec, raw) = state.store.create_key(&ws, name, kind, false, &limits).await?;
+    let (rec, raw) = state.store.create_key_with_role(&ws, name, role, &limits).await?;
     Ok((StatusCode::CREATED, Json(json!({"data": key_json(&rec), "key": raw.as_str()}))))
 }
 
@@ -169,7 +181,7 @@ pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<St
 
 pub async fn patch(
     State(state): State<SharedState>,
-    m: Manager,
+    m: Owner,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PatchKey>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -178,22 +190,20 @@ pub async fn patch(
             return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
         }
     }
+    let current = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
+    may_change(&m, &current)?;
     // Like deleting itself: a key that disables itself locks its caller out of the API.
-    if body.disabled == Some(true) && (id == m.0.id || id == m.0.hash) {
+    if body.disabled == Some(true) && current.id == m.0 .0.id {
         return Err(ApiError::Conflict("a key can't disable itself".into()));
     }
     if let Some(ws) = &body.workspace_id {
-        let current = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
         if *ws != current.workspace_id {
             return Err(ApiError::BadRequest("a key can't move to another workspace; create a new key there".into()));
         }
     }
     let mut limits = body.limits;
     if let Some(usd) = body.limit {
-        let mut l = match limits.take() {
-            Some(l) => l,
-            None => state.store.get_key(m.scope(), &id).await.map_err(not_found)?.limits,
-        };
+        let mut l = limits.take().unwrap_or_else(|| current.limits.clone());
         apply_openrouter_limit(&mut l, usd, body.limit_reset.as_deref())?;
         limits = Some(l);
     }
@@ -203,9 +213,10 @@ pub async fn patch(
     Ok(Json(json!({"data": key_json(&rec)})))
 }
 
-pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(State(state): State<SharedState>, m: Owner, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
-    if rec.id == m.0.id {
+    may_change(&m, &rec)?;
+    if rec.id == m.0 .0.id {
         return Err(ApiError::Conflict("a key can't delete itself".into()));
     }
     let rec = state.store.delete_key(m.scope(), &rec.id).await.map_err(not_found)?;
@@ -215,7 +226,7 @@ pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path
 
 /// `GET /api/v1/key`: the calling key's own metadata, in OpenRouter's shape (every key its SDKs
 /// require; Keyway has no free tier, organisations or data-region pinning, so those read empty).
-pub async fn current(Caller(k): Caller) -> impl IntoResponse {
+pub async fn current(AnyKey(k): AnyKey) -> impl IntoResponse {
     let mut data = key_json(&k);
     let management = k.kind == KeyKind::Management;
     let (limit, reset) = openrouter_limit(&k.limits);
@@ -245,6 +256,19 @@ pub async fn current(Caller(k): Caller) -> impl IntoResponse {
         );
     }
     Json(json!({"data": data}))
+}
+
+/// Who may change or delete which key: an admin any key (the store keeps the last admin key
+/// enabled); anyone else only keys of a lower role than its own, or itself (never an admin key).
+fn may_change(m: &Manager, target: &ApiKeyRecord) -> Result<(), ApiError> {
+    if m.is_admin() || target.id == m.0.id || target.role < m.role() {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "this {} key can't change or delete that {} key: only keys of a lower role than its own (admin keys: only an admin)",
+        m.role().as_str(),
+        target.role.as_str()
+    )))
 }
 
 fn not_found(e: keyway_store::StoreError) -> ApiError {

@@ -7,6 +7,7 @@ pub mod byok_test;
 pub mod chat;
 pub mod credits;
 pub mod generation;
+pub mod keyring;
 pub mod keys;
 pub mod messages;
 pub mod models;
@@ -37,6 +38,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", get(keys::get).patch(keys::patch).delete(keys::delete))
         .route("/key", get(keys::current))
+        .route("/keyring", get(keyring::list))
+        .route("/keyring/rotate", post(keyring::rotate))
         .route("/providers", get(models::providers))
         .route("/workspaces", get(workspaces::list).post(workspaces::create))
         .route("/credits", get(credits::get).post(credits::top_up))

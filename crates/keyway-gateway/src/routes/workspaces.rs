@@ -1,6 +1,6 @@
 //! `/api/v1/workspaces`: an admin key lists and creates them; other keys see their own.
 
-use crate::auth::Manager;
+use crate::auth::{Admin, Manager};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::iso;
@@ -32,8 +32,8 @@ pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl I
     Ok(Json(json!({"data": visible, "total_count": total})))
 }
 
-pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
-    if !m.0.admin {
+pub async fn create(State(state): State<SharedState>, m: Admin, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
+    if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can create workspaces".into()));
     }
     let name = body.name.trim();

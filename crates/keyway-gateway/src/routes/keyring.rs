@@ -1,0 +1,29 @@
+//! `/api/v1/keyring` (admin): the master keys that seal stored credentials, and rotating them
+//! while the gateway serves. Requests keep flowing during a rotation: decrypted credentials are
+//! cached, and every record stays openable under a persisted key at every step.
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::state::SharedState;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+/// `GET /api/v1/keyring`: each key's id, state (`active` or `retired`) and how many records it seals.
+pub async fn list(State(state): State<SharedState>, _a: Admin) -> Result<impl IntoResponse, ApiError> {
+    let keys = state.store.keyring_keys().await?;
+    let total = keys.len();
+    Ok(Json(json!({"data": keys, "total_count": total, "current_key_id": state.store.keyring().current_id()})))
+}
+
+/// `POST /api/v1/keyring/rotate`: a new active key, every record re-wrapped under it (or the
+/// unfinished rotation resumed). Records that can't be opened are listed and left as they were.
+pub async fn rotate(State(state): State<SharedState>, a: Admin) -> Result<impl IntoResponse, ApiError> {
+    let report = state.store.rotate_keyring().await?;
+    tracing::info!(
+        key_id = %report.key_id, rewrapped = report.rewrapped, failed = report.failed.len(), resumed = report.resumed,
+        actor = %&a.0 .0.hash[..8], "keyring rotated"
+    );
+    Ok(Json(json!({"data": report, "complete": report.failed.is_empty()})))
+}
