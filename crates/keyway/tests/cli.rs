@@ -410,9 +410,13 @@ async fn json_logs_have_one_request_line_with_the_generation_id() {
     }
     let byok = serde_json::json!({"provider": "openai", "name": "k", "key": SECRET});
     http.post(format!("{}/api/v1/byok", server.url)).bearer_auth(MGMT).json(&byok).send().await.unwrap();
+    // Management keys can't call models: an inference key for the app.
+    let created: serde_json::Value =
+        http.post(format!("{}/api/v1/keys", server.url)).bearer_auth(MGMT).json(&serde_json::json!({"name": "app"})).send().await.unwrap().json().await.unwrap();
+    let app = created["key"].as_str().unwrap().to_owned();
     let resp = http
         .post(format!("{}/v1/chat/completions", server.url))
-        .bearer_auth(MGMT)
+        .bearer_auth(&app)
         .json(&serde_json::json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -556,4 +560,29 @@ async fn malformed_keys_in_the_environment_are_refused_with_their_own_message() 
     let out = serve_fails(&dir.path().join("b"), &[("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", "kw-mgmt-short")]).await;
     assert!(out.contains("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY") && !out.contains("master key"), "{out}");
     assert!(!out.contains("kw-mgmt-short"), "the value is not echoed: {out}");
+}
+
+/// `keyway admin-key create` recovers an instance whose admin keys are gone (local, like rotation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_key_create_recovers_an_instance_without_an_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || base_env(&mut Command::new(BIN)).args(&args).output().unwrap())
+    };
+    let never = run(vec!["admin-key".into(), "create".into(), "--data-dir".into(), data.display().to_string()]).await.unwrap();
+    assert!(!never.status.success() && text(&never).contains("keyway serve"), "{}", text(&never));
+
+    let server = serve_logged(&data, &dir.path().join("1.log"), &[("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT)]).await;
+    drop(server);
+    let out = run(vec!["admin-key".into(), "create".into(), "--name".into(), "rescue".into(), "--data-dir".into(), data.display().to_string()]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let keys = management_keys(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(keys.len(), 1, "{}", text(&out));
+    let server = serve_logged(&data, &dir.path().join("2.log"), &[]).await;
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{}/api/v1/keyring", server.url)).bearer_auth(&keys[0]).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the new key is an admin key");
+    let me: Value = http.get(format!("{}/api/v1/key", server.url)).bearer_auth(&keys[0]).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["data"]["role"].as_str(), me["data"]["name"].as_str()), (Some("admin"), Some("rescue")));
 }
