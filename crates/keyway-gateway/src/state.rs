@@ -171,6 +171,12 @@ pub fn load_keyring_from(config: &Config, data_dir: &Path, create: bool) -> Resu
                         .map_err(|e| StartError::MasterKey(format!("cannot write {}: {e}", path.display())))?;
                     key
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StartError::MasterKey(format!(
+                        "no master key at {} (a data dir that `keyway serve` has never started, or KEYWAY_MASTER_KEY is not set)",
+                        path.display()
+                    )))
+                }
                 Err(e) => return Err(StartError::MasterKey(format!("cannot read {}: {e}", path.display()))),
             }
         }
