@@ -214,12 +214,18 @@ describe("embeddings and metadata", () => {
 
 describe("typed errors", () => {
   test("authentication", async () => {
+    // generateText re-wraps the typed error in a plain Error of the same name (with its own hint).
     const e = await failure(generateText({ model: provider("kw-not-a-real-key")("openai/gpt-4o-mini"), prompt: "x", maxRetries: 0 }));
-    assert.ok(GatewayAuthenticationError.isInstance(e), `${e?.name}: ${e?.message}`);
-    assert.equal(e.type, "authentication_error");
-    assert.equal(e.statusCode, 401);
-    const e2 = await failure(provider("kw-not-a-real-key").getAvailableModels());
-    assert.ok(GatewayAuthenticationError.isInstance(e2), `${e2?.name}`);
+    assert.equal(e.name, "GatewayAuthenticationError", e?.message);
+    for (const call of [
+      () => provider("kw-not-a-real-key").getAvailableModels(),
+      () => provider("kw-not-a-real-key")("openai/gpt-4o-mini").doGenerate({ prompt: [{ role: "user", content: [{ type: "text", text: "x" }] }] }),
+    ]) {
+      const typed = await failure(call());
+      assert.ok(GatewayAuthenticationError.isInstance(typed), `${typed?.name}: ${typed?.message}`);
+      assert.equal(typed.type, "authentication_error");
+      assert.equal(typed.statusCode, 401);
+    }
   });
 
   test("invalid request", async () => {
