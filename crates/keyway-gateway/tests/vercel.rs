@@ -279,3 +279,52 @@ async fn errors_come_in_the_shape_the_sdk_types() {
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
     assert!(!v.to_string().contains("AKIAXXXXXXXXXXXXXXXX"));
 }
+
+#[tokio::test]
+async fn request_scoped_bedrock_keys_serve_through_the_sdk_protocol_streamed() {
+    const AKID: &str = "AKIAVERCELREQUEST001";
+    const SECRET: &str = "vercel-request-secret-xyz";
+    let fake = keyway_fakes::bedrock::start(FakeOptions::default(), keyway_fakes::bedrock::BedrockConfig::default().with_key(AKID, SECRET))
+        .await
+        .unwrap();
+    let g = Gateway::for_bedrock(&fake).await;
+    let (key, _) = g.inference_key().await;
+    let mut body = prompt("nova via bedrock");
+    // The Vercel BYOK page's Bedrock shape, and the region option beside it.
+    body["providerOptions"] = json!({
+        "gateway": {"byok": {"bedrock": [{"accessKeyId": AKID, "secretAccessKey": SECRET, "region": "eu-west-1"}]}},
+        "bedrock": {"region": "eu-west-1"}
+    });
+    let r = sdk_post(&g, "/v1/ai/language-model", &key, "amazon/nova-micro-v1", true).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ps = parts(&r.text().await.unwrap());
+    let text: String = ps.iter().filter(|p| p["type"] == "text-delta").map(|p| p["delta"].as_str().unwrap()).collect();
+    assert!(text.contains("nova via bedrock"), "{ps:?}");
+    let fin = ps.last().unwrap();
+    assert_eq!(fin["providerMetadata"]["keyway"]["provider"], "amazon-bedrock");
+    assert_eq!(fin["providerMetadata"]["keyway"]["credentialId"], "request");
+    assert!(fin["usage"]["outputTokens"]["total"].as_u64().unwrap() > 0, "{fin}");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].key, AKID);
+    assert!(calls[0].path.starts_with("/eu-west-1/"), "{}", calls[0].path);
+    assert!(!logs().contains(SECRET));
+}
+
+#[tokio::test]
+async fn a_stream_cut_after_content_ends_with_an_error_part() {
+    let (openai, _a, g, key) = both().await;
+    openai.set_fault(Fault::CutStream);
+    let r = sdk_post(&g, "/v1/ai/language-model", &key, "openai/gpt-4o-mini", true)
+        .json(&prompt("a long enough answer to be cut somewhere in the middle of it"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ps = parts(&r.text().await.unwrap());
+    assert!(ps.iter().any(|p| p["type"] == "text-delta"), "{ps:?}");
+    let last = ps.last().unwrap();
+    assert_eq!(last["type"], "error", "{ps:?}");
+    assert!(last["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(!ps.iter().any(|p| p["type"] == "finish"), "a cut stream must not claim to have finished");
+}

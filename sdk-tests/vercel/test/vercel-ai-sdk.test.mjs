@@ -131,6 +131,25 @@ describe("language model", () => {
     assert.equal(typeof r.output.legs, "number");
   });
 
+  test("reasoning: Anthropic thinking comes back as reasoning, streamed too", async () => {
+    const opts = {
+      model: provider()("anthropic/claude-sonnet-4.5"),
+      prompt: "think about it",
+      maxOutputTokens: 2048,
+      providerOptions: { anthropic: { thinking: { type: "enabled", budgetTokens: 1024 } } },
+      maxRetries: 0,
+    };
+    const r = await generateText(opts);
+    assert.ok(r.reasoningText && r.reasoningText.length > 0, JSON.stringify(r.content));
+    assert.match(r.text, /think about it/);
+    assert.equal((await gw.calls("anthropic"))[0].body.thinking.budget_tokens, 1024);
+    const s = streamText(opts);
+    const kinds = new Set();
+    for await (const p of s.fullStream) kinds.add(p.type);
+    assert.ok(kinds.has("reasoning-delta") && kinds.has("text-delta"), [...kinds].join(","));
+    assert.ok((await s.reasoningText).length > 0);
+  });
+
   test("an image part reaches the upstream as an image", async () => {
     const png = Buffer.from("89504e470d0a1a0a", "hex");
     await generateText({
