@@ -328,3 +328,21 @@ async fn a_stream_cut_after_content_ends_with_an_error_part() {
     assert!(last["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert!(!ps.iter().any(|p| p["type"] == "finish"), "a cut stream must not claim to have finished");
 }
+
+#[tokio::test]
+async fn request_scoped_azure_deployments_map_the_model_through_the_sdk_protocol() {
+    let fake = keyway_fakes::azure::start(FakeOptions::default()).await.unwrap();
+    let g = Gateway::start(|c| c.security.allowed_upstream_hosts.push("127.0.0.1".into())).await;
+    let (key, _) = g.inference_key().await;
+    let mut body = prompt("azure mapped");
+    body["providerOptions"] = json!({"gateway": {"only": ["azure"], "byok": {"azure": [[
+        {"modelSlug": "openai/gpt-4o-mini", "endpointUrl": fake.url(), "apiKey": "azure-vercel-request-0001", "modelId": "my-mini-deployment"}]]}}});
+    let (s, v, _) = json_of(sdk_post(&g, "/v1/ai/language-model", &key, "openai/gpt-4o-mini", false).json(&body).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["providerMetadata"]["keyway"]["provider"], "azure");
+    assert_eq!(v["providerMetadata"]["keyway"]["credentialId"], "request");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].key, "azure-vercel-request-0001");
+    assert!(calls[0].path.contains("my-mini-deployment") || calls[0].body["model"] == "my-mini-deployment", "{} {}", calls[0].path, calls[0].body);
+}
