@@ -346,3 +346,30 @@ async fn request_scoped_azure_deployments_map_the_model_through_the_sdk_protocol
     assert_eq!(calls[0].key, "azure-vercel-request-0001");
     assert!(calls[0].path.contains("my-mini-deployment") || calls[0].body["model"] == "my-mini-deployment", "{} {}", calls[0].path, calls[0].body);
 }
+
+#[tokio::test]
+async fn anthropic_tool_calls_stream_as_sdk_parts_through_translation() {
+    let (_o, anthropic, g, key) = both().await;
+    let mut body = prompt("weather in Paris?");
+    body["tools"] = json!([{"type": "function", "name": "weather", "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    for streaming in [false, true] {
+        let r = sdk_post(&g, "/v1/ai/language-model", &key, "anthropic/claude-sonnet-4.5", streaming).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let (call, finish) = if streaming {
+            let ps = parts(&text);
+            let call = ps.iter().find(|p| p["type"] == "tool-call").cloned().unwrap_or_else(|| panic!("no tool-call in {ps:?}"));
+            (call, ps.last().unwrap()["finishReason"].clone())
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let call = v["content"].as_array().unwrap().iter().find(|p| p["type"] == "tool-call").cloned().unwrap_or_else(|| panic!("no tool-call in {v}"));
+            (call, v["finishReason"].clone())
+        };
+        assert_eq!(call["toolName"], "weather");
+        assert!(serde_json::from_str::<Value>(call["input"].as_str().unwrap()).unwrap().is_object(), "{call}");
+        assert!(call["toolCallId"].as_str().is_some_and(|id| !id.is_empty()));
+        assert_eq!(finish["unified"], "tool-calls", "{finish}");
+    }
+    assert_eq!(anthropic.calls().len(), 2);
+    assert_eq!(anthropic.calls()[0].body["tools"][0]["name"], "weather");
+}
