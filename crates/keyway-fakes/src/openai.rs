@@ -98,7 +98,12 @@ pub async fn answer_chat(state: &FakeState, req: &Value, fault: Option<Fault>) -
     if req.get("messages").and_then(Value::as_array).is_none_or(|m| m.is_empty()) {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", None, "'messages' must be a non-empty array");
     }
-    let text = reply_for(req.get("messages"));
+    // A structured-output request gets JSON of its schema's shape, as a real model returns.
+    let text = match req.pointer("/response_format/type").and_then(Value::as_str) {
+        Some("json_schema") => crate::server::json_for_schema(req.pointer("/response_format/json_schema/schema").unwrap_or(&Value::Null), &reply_for(req.get("messages"))).to_string(),
+        Some("json_object") => json!({"echo": reply_for(req.get("messages"))}).to_string(),
+        _ => reply_for(req.get("messages")),
+    };
     let prompt_tokens = count_tokens(&req.get("messages").map(Value::to_string).unwrap_or_default()).max(1);
     let completion_tokens = count_tokens(&text);
     let tool = req

@@ -311,6 +311,34 @@ pub fn reply_for(messages: Option<&Value>) -> String {
     format!("Echo: {last}")
 }
 
+/// A value of a JSON schema's shape (objects with every property, strings saying `text`),
+/// for answers to structured-output requests.
+pub fn json_for_schema(schema: &Value, text: &str) -> Value {
+    if let Some(v) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return v.clone();
+    }
+    if let Some(v) = schema.get("const") {
+        return v.clone();
+    }
+    let kind = match schema.get("type") {
+        Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).find(|k| *k != "null").unwrap_or("null"),
+        Some(Value::String(k)) => k.as_str(),
+        _ if schema.get("properties").is_some() => "object",
+        _ => "string",
+    };
+    match kind {
+        "object" => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            Value::Object(props.into_iter().flatten().map(|(k, s)| (k.clone(), json_for_schema(s, text))).collect())
+        }
+        "array" => Value::Array(vec![json_for_schema(schema.get("items").unwrap_or(&Value::Null), text)]),
+        "integer" | "number" => serde_json::json!(1),
+        "boolean" => Value::Bool(true),
+        "null" => Value::Null,
+        _ => Value::String(text.to_owned()),
+    }
+}
+
 /// Whitespace-separated words: a stand-in tokenizer that tests can predict.
 pub fn count_tokens(text: &str) -> u64 {
     text.split_whitespace().count() as u64

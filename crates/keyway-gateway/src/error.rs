@@ -127,7 +127,7 @@ pub mod dialect {
     #[derive(Debug, Clone, Copy)]
     struct Rendered;
 
-    fn rerender(resp: Response, body: impl FnOnce(&ErrorInfo) -> serde_json::Value) -> Response {
+    pub(crate) fn rerender(resp: Response, body: impl FnOnce(&ErrorInfo) -> serde_json::Value) -> Response {
         if resp.extensions().get::<Rendered>().is_some() {
             return resp;
         }

@@ -353,7 +353,7 @@ pub async fn endpoint(axum::extract::State(state): axum::extract::State<crate::S
 fn surface(path: &str) -> &'static str {
     let rest = path.strip_prefix("/api/v1").or_else(|| path.strip_prefix("/v1"));
     match rest {
-        Some(r) if ["/chat/completions", "/embeddings", "/messages", "/models"].iter().any(|p| r.starts_with(p)) => "inference",
+        Some(r) if ["/chat/completions", "/embeddings", "/messages", "/models", "/ai/"].iter().any(|p| r.starts_with(p)) => "inference",
         Some(_) if path.starts_with("/api/v1") => "management",
         _ => "other",
     }
@@ -489,6 +489,7 @@ mod tests {
     fn surfaces() {
         assert_eq!(surface("/v1/chat/completions"), "inference");
         assert_eq!(surface("/api/v1/messages"), "inference");
+        assert_eq!(surface("/v1/ai/language-model"), "inference");
         assert_eq!(surface("/api/v1/byok/x"), "management");
         assert_eq!(surface("/metrics"), "other");
     }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use keyway_providers::translate::anthropic::{anthropic_error_body, finish_reason, AnthropicEvent, OpenAiStreamToAnthropic};
+use keyway_providers::translate::vercel::{OpenAiStreamToVercel, ServedBy};
 use keyway_providers::{ChunkShape, ChunkStream, ProviderError, StreamEvent};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -62,6 +63,9 @@ pub enum Dialect {
     /// The chunks are an Anthropic upstream's own event data: forwarded as they are, the model
     /// in `message_start` shown as this name (the one the client asked for).
     AnthropicNative { model: String },
+    /// The Vercel AI SDK's stream parts (`/v1/ai/language-model`); `served` fills the
+    /// provider metadata of the `finish` part, its cost added at the end.
+    Vercel { conv: Box<OpenAiStreamToVercel>, served: Box<ServedBy> },
 }
 
 /// A stream that answered and is ready to be forwarded.
@@ -147,6 +151,20 @@ fn data_frame_with(len: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) -> Opti
     Some(Bytes::from(out))
 }
 
+/// Each part as one `data:` frame (the SDK's stream is JSON data events, no event names).
+fn data_frames(parts: Vec<Value>) -> Option<Bytes> {
+    if parts.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(p.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+    Some(Bytes::from(out))
+}
+
 fn event_frames(events: Vec<AnthropicEvent>) -> Option<Bytes> {
     if events.is_empty() {
         return None;
@@ -182,6 +200,7 @@ impl Forwarder {
         }
         match &mut self.dialect {
             Dialect::Anthropic(conv) => event_frames(conv.push_chunk(&v)),
+            Dialect::Vercel { conv, .. } => data_frames(conv.push_chunk(&v)),
             Dialect::AnthropicNative { .. } | Dialect::OpenAi => None, // rendered above
         }
     }
@@ -278,8 +297,10 @@ impl Forwarder {
                 }
                 Some(Ok(StreamEvent::Usage(u))) => {
                     self.ctx.record.usage = Some(u);
-                    if let Dialect::Anthropic(conv) = &mut self.dialect {
-                        conv.push_usage(u);
+                    match &mut self.dialect {
+                        Dialect::Anthropic(conv) => conv.push_usage(u),
+                        Dialect::Vercel { conv, .. } => conv.push_usage(u),
+                        _ => {}
                     }
                 }
                 Some(Err(e)) => {
@@ -296,6 +317,11 @@ impl Forwarder {
                         Dialect::Anthropic(_) | Dialect::AnthropicNative { .. } => {
                             event_frames(vec![("error", anthropic_error_body(&e, &message))]).unwrap_or_default()
                         }
+                        Dialect::Vercel { .. } => data_frame(
+                            json!({"type": "error", "error": {"message": message, "type": "internal_server_error", "code": e.class(), "generationId": self.ctx.generation_id}})
+                                .to_string()
+                                .as_bytes(),
+                        ),
                     });
                 }
                 None => {
@@ -303,6 +329,11 @@ impl Forwarder {
                     return match &mut self.dialect {
                         Dialect::OpenAi => Some(Bytes::from_static(b"data: [DONE]\n\n")),
                         Dialect::Anthropic(conv) => event_frames(conv.finish()),
+                        Dialect::Vercel { conv, served } => {
+                            let usage = conv.usage().or(self.ctx.record.usage);
+                            served.cost_micros = self.ctx.prices.zip(usage).map(|(p, u)| keyway_core::pricing::cost_micros(&u, &p));
+                            data_frames(conv.finish(served))
+                        }
                         // The upstream's own message_stop was the last event.
                         Dialect::AnthropicNative { .. } => None,
                     };

@@ -1,5 +1,5 @@
 //! The HTTP surface: inference routes under `/v1` (and again under OpenRouter's `/api/v1`),
-//! management routes under `/api/v1`.
+//! management routes under `/api/v1`, the Vercel AI SDK's gateway protocol under `/v1/ai`.
 
 pub mod activity;
 pub mod byok;
@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod keys;
 pub mod messages;
 pub mod models;
+pub mod vercel;
 pub mod workspaces;
 
 use crate::error::{dialect, ApiError};
@@ -53,7 +54,7 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::map_response(dialect::openrouter));
     Router::new()
-        .nest("/v1", inference().merge(messages()).fallback(not_found))
+        .nest("/v1", inference().merge(messages()).merge(vercel::origin_router()).nest("/ai", vercel::router()).fallback(not_found))
         .nest("/api/v1", openrouter)
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::endpoint))

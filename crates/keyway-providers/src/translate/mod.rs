@@ -2,9 +2,11 @@
 //!
 //! The adapters use them outbound (an OpenAI request to a provider's format and the answer
 //! back), and the gateway uses the inverse directions inbound (a client speaking Anthropic's
-//! `POST /v1/messages` served by any provider through the OpenAI-shaped internal format).
+//! `POST /v1/messages` served by any provider through the OpenAI-shaped internal format; the
+//! Vercel AI SDK's gateway protocol at `/v1/ai` likewise).
 
 pub mod anthropic;
+pub mod vercel;
 
 use crate::error::ProviderError;
 use keyway_core::Usage;
