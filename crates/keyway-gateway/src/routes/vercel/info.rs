@@ -2,7 +2,7 @@
 //! `getGenerationInfo()`), from the same ledger and generations as `/api/v1/credits` and
 //! `/api/v1/generation` (which keep OpenRouter's shapes).
 
-use crate::auth::Caller;
+use crate::auth::AnyKey;
 use crate::error::ApiError;
 use crate::routes::iso;
 use crate::state::SharedState;
@@ -25,7 +25,7 @@ fn decimal(micros: i64) -> String {
 }
 
 /// `{balance, total_used}`: the calling key's workspace, as decimal strings of the account currency.
-pub async fn credits(State(state): State<SharedState>, Caller(key): Caller) -> impl IntoResponse {
+pub async fn credits(State(state): State<SharedState>, AnyKey(key): AnyKey) -> impl IntoResponse {
     let b = state.billing.balance(&key.workspace_id, chrono::Utc::now().timestamp_millis());
     Json(json!({"balance": decimal(b.balance_micros), "total_used": decimal(b.usage_micros)}))
 }
@@ -75,7 +75,7 @@ pub fn generation_json(g: &GenerationRow) -> serde_json::Value {
 }
 
 /// `{data: {...}}` for a generation of the caller's workspace (an admin key: any).
-pub async fn generation(State(state): State<SharedState>, Caller(key): Caller, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn generation(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /v1/generation?id=gen-...".into()))?;
     let scope = if key.kind == KeyKind::Management && key.admin { None } else { Some(key.workspace_id.as_str()) };
     let g = state.store.get_generation(scope, &id).await.map_err(|e| match e {

@@ -1,7 +1,7 @@
 //! `POST /v1/ai/language-model`, `POST /v1/ai/embedding-model`, `GET /v1/ai/config`.
 
 use super::{check_version, header};
-use crate::auth::Caller;
+use crate::auth::{AnyKey, Caller};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::proxy::stream::Dialect;
@@ -127,7 +127,7 @@ fn per_token(micros_per_mtok: u64) -> String {
 /// `GET /v1/ai/config`: the catalog models this key can be routed to right now (a stored BYOK
 /// key of its workspace or a system credential serves one of their providers, under the
 /// credentials' model and key restrictions), in `getAvailableModels()`'s shape.
-pub async fn config(State(state): State<SharedState>, Caller(caller): Caller) -> Result<Response, ApiError> {
+pub async fn config(State(state): State<SharedState>, AnyKey(caller): AnyKey) -> Result<Response, ApiError> {
     let stored = state.credentials.get(&state.store, &caller.workspace_id).await?;
     let options = RoutingOptions::default();
     let now = SystemTime::now();
