@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 /// The raw key presented, if any.
 pub fn presented_key(parts: &Parts) -> Option<&str> {
-    let h = &parts.headers;
+    presented_key_in(&parts.headers)
+}
+
+/// As [`presented_key`], from the headers alone.
+pub fn presented_key_in(h: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(v) = h.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         return match v.split_once(' ') {

@@ -2,6 +2,7 @@
 //! OpenRouter's `/api/v1/...`), the BYOK management API, authentication, the attempt loop that
 //! walks a route plan, and usage recording. `keyway serve` is [`serve`] on [`AppState::build`].
 
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod cache;
@@ -51,9 +52,9 @@ pub async fn serve(listener: TcpListener, state: SharedState, shutdown: impl Fut
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(pair) => pair,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of descriptors and the like: wait instead of spinning on accept.
@@ -67,7 +68,12 @@ pub async fn serve(listener: TcpListener, state: SharedState, shutdown: impl Fut
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(app.clone().map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new)));
+        // The peer address rides along for the audit log (`ConnectInfo`, as axum::serve would give it).
+        let service = TowerToHyperService::new(app.clone().map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        }));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -288,3 +288,79 @@ async fn rotation_while_serving_fails_no_request() {
     assert!(!ring.to_string().contains("sk-byok-rot"));
     assert_eq!(fake.calls_with_key("sk-system-rot-000000"), 0, "BYOK keys served every request");
 }
+
+/// Every change is in the audit log (who, what, never a secret), with refusals, filters and
+/// cursor pagination; owners and viewers read only their workspace's rows.
+#[tokio::test]
+async fn the_audit_log_records_every_change_and_never_a_secret() {
+    let g = Gateway::start(|_| {}).await;
+    const SECRET: &str = "sk-audit-secret-value-000000";
+    let id = g.add_byok(json!({"provider": "openai", "name": "audited", "key": SECRET})).await;
+    let (s, _) = g.mgmt("PATCH", &format!("/api/v1/byok/{id}"), Some(json!({"name": "renamed", "key": "sk-audit-second-secret-0"}))).await;
+    assert_eq!(s, 200);
+    let (_, owner) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "team owner", "role": "owner"}))).await;
+    let owner_key = owner["key"].as_str().unwrap().to_owned();
+    let (_, ws_b) = g.mgmt("POST", "/api/v1/workspaces", Some(json!({"name": "B", "slug": "b"}))).await;
+    let ws_b = ws_b["data"]["id"].as_str().unwrap().to_owned();
+    g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 5_000_000, "workspace_id": ws_b}))).await;
+    // A refused attempt (owner tries to create a workspace) is recorded as denied.
+    let (s, _, _) = g.req("POST", "/api/v1/workspaces", Some(&owner_key), Some(json!({"name": "C"}))).await;
+    assert_eq!(s, 403);
+    g.mgmt("DELETE", &format!("/api/v1/byok/{id}"), None).await;
+    g.mgmt("POST", "/api/v1/keyring/rotate", None).await;
+
+    let (s, log) = g.mgmt("GET", "/api/v1/audit", None).await;
+    assert_eq!(s, 200, "{log}");
+    let text = log.to_string();
+    assert!(!text.contains(SECRET) && !text.contains("sk-audit-second"), "no secret in the log: {text}");
+    let actions: Vec<&str> = log["data"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    for a in ["byok.create", "byok.update", "byok.delete", "key.create", "workspace.create", "credits.top_up", "keyring.rotate", "POST /api/v1/workspaces"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let update = log["data"].as_array().unwrap().iter().find(|r| r["action"] == "byok.update").unwrap();
+    assert_eq!(update["changes"], json!({"name": "renamed", "key": "(set)"}));
+    assert_eq!(update["target"]["id"], id.as_str());
+    assert_eq!(update["actor"]["name"], "bootstrap");
+    assert_eq!(update["actor"]["source"], "127.0.0.1");
+    assert_eq!(update["outcome"], "ok");
+    let denied = log["data"].as_array().unwrap().iter().find(|r| r["action"] == "POST /api/v1/workspaces").unwrap();
+    assert_eq!((denied["outcome"].as_str(), denied["actor"]["name"].as_str()), (Some("denied"), Some("team owner")));
+
+    // Filters and pages of 2 walk the same rows, newest first, without repeats.
+    let (_, by_target) = g.mgmt("GET", &format!("/api/v1/audit?target={id}"), None).await;
+    assert_eq!(by_target["data"].as_array().unwrap().len(), 3, "{by_target}");
+    let (_, by_actor) = g.mgmt("GET", "/api/v1/audit?actor=team%20owner", None).await;
+    assert_eq!(by_actor["data"].as_array().unwrap().len(), 1);
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let path = match &cursor { Some(c) => format!("/api/v1/audit?limit=2&cursor={c}"), None => "/api/v1/audit?limit=2".into() };
+        let (s, page) = g.mgmt("GET", &path, None).await;
+        assert_eq!(s, 200);
+        seen.extend(page["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() { Some(c) => cursor = Some(c.to_owned()), None => break }
+    }
+    let all: Vec<String> = log["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(seen, all);
+    let (s, v) = g.mgmt("GET", "/api/v1/audit?since=yesterday", None).await;
+    assert_error(s, &v, 400);
+    // The owner sees its workspace's rows only (the workspace B rows are not there).
+    let (_, own) = g.req("GET", "/api/v1/audit", Some(&owner_key), None).await.1.clone().pipe(|v| (0, v));
+    assert!(own["data"].as_array().unwrap().iter().all(|r| r["workspace_id"] != ws_b.as_str()), "{own}");
+    let (s, v, _) = g.req("GET", &format!("/api/v1/audit?workspace_id={ws_b}"), Some(&owner_key), None).await;
+    assert_error(s, &v, 404);
+    // Written in the change's transaction: a change that fails leaves no "ok" row.
+    let before = g.mgmt("GET", "/api/v1/audit?action=key.update", None).await.1["data"].as_array().unwrap().len();
+    let (_, me) = g.mgmt("GET", "/api/v1/key", None).await;
+    let p = keyway_store::KeyPatch { disabled: Some(true), ..Default::default() };
+    let entry = keyway_store::AuditEntry { actor: Default::default(), action: "key.update".into(), changes: json!({}) };
+    assert!(g.state.store.audited(entry).update_key(None, me["data"]["hash"].as_str().unwrap(), &p).await.is_err(), "last admin");
+    let after = g.mgmt("GET", "/api/v1/audit?action=key.update", None).await.1["data"].as_array().unwrap().len();
+    assert_eq!(before, after);
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}

@@ -105,6 +105,7 @@ impl Store {
             updated_at: now,
         };
         let sealed = self.seal_credential(workspace_id, &rec.id, cred)?;
+        let mut tx = self.pool.begin().await?;
         self.count();
         sqlx::query(&format!(
             "INSERT INTO byok_credentials ({COLUMNS}, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
@@ -128,8 +129,10 @@ impl Store {
         .bind(rec.created_at)
         .bind(rec.updated_at)
         .bind(sealed)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.audit_in(&mut tx, "byok_credential", &rec.id, rec.workspace_id.as_deref()).await?;
+        tx.commit().await?;
         Ok(rec)
     }
 
@@ -264,6 +267,7 @@ impl Store {
         .bind(&rec.id)
         .execute(&mut *tx)
         .await?;
+        self.audit_in(&mut tx, "byok_credential", &rec.id, rec.workspace_id.as_deref()).await?;
         tx.commit().await?;
         Ok(rec)
     }
@@ -274,8 +278,11 @@ impl Store {
         if !writable(workspace_id, &rec) {
             return Err(StoreError::NotFound);
         }
+        let mut tx = self.pool.begin().await?;
         self.count();
-        sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(&rec.id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(&rec.id).execute(&mut *tx).await?;
+        self.audit_in(&mut tx, "byok_credential", &rec.id, rec.workspace_id.as_deref()).await?;
+        tx.commit().await?;
         Ok(rec)
     }
 

@@ -73,6 +73,7 @@ impl Store {
             created_at: now_ms(),
         };
         self.count();
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO credit_entries (id, workspace_id, kind, amount_micros, note, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(e.id.clone())
             .bind(e.workspace_id.clone())
@@ -81,8 +82,10 @@ impl Store {
             .bind(e.note.clone())
             .bind(e.created_by.clone())
             .bind(e.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        self.audit_in(&mut tx, "credits", &e.id, Some(&e.workspace_id)).await?;
+        tx.commit().await?;
         Ok(e)
     }
 

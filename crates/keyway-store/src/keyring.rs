@@ -273,6 +273,7 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        self.audit_in(&mut tx, "keyring_key", &id, None).await?;
         tx.commit().await?;
         self.keyring.add(key);
         self.keyring.set_current(&id)?;

@@ -91,8 +91,10 @@ impl Store {
     pub async fn create_key_with_role(&self, workspace_id: &str, name: &str, role: Role, limits: &Limits) -> Result<(ApiKeyRecord, Zeroizing<String>)> {
         let raw = generate_api_key(role.is_management());
         let rec = new_key_record_with_role(workspace_id, name, role, limits, &raw);
-        let mut conn = self.pool.acquire().await?;
-        self.insert_key_row(&mut conn, &rec).await?;
+        let mut tx = self.pool.begin().await?;
+        self.insert_key_row(&mut tx, &rec).await?;
+        self.audit_in(&mut tx, "api_key", &rec.hash, Some(&rec.workspace_id)).await?;
+        tx.commit().await?;
         Ok((rec, raw))
     }
 
@@ -237,6 +239,7 @@ impl Store {
         if rec.role == Role::Admin && rec.disabled {
             ensure_an_admin_remains(self, &mut tx).await?;
         }
+        self.audit_in(&mut tx, "api_key", &rec.hash, Some(&rec.workspace_id)).await?;
         tx.commit().await?;
         Ok(rec)
     }
@@ -252,6 +255,7 @@ impl Store {
         if rec.role == Role::Admin {
             ensure_an_admin_remains(self, &mut tx).await?;
         }
+        self.audit_in(&mut tx, "api_key", &rec.hash, Some(&rec.workspace_id)).await?;
         tx.commit().await?;
         Ok(rec)
     }

@@ -9,6 +9,7 @@
 //! [`Keyring`] bound to `(workspace_id, id)`, inside the same statement that writes the row.
 
 mod activity;
+mod audit;
 mod byok;
 mod credits;
 mod generations;
@@ -18,6 +19,7 @@ mod records;
 mod workspaces;
 
 pub use activity::{ActivityGroup, ActivityRow};
+pub use audit::{AuditActor, AuditEntry, AuditFilter, AuditRow};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
 pub use generations::GenerationRow;
 pub use keyring::{KeyringKey, RotationFailure, RotationReport};
@@ -70,6 +72,8 @@ pub struct Store {
     /// Root key ids once [`Store::open_keyring`] ran, the current one first: they seal the
     /// keyring's own keys.
     roots: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Set on a handle from [`Store::audited`]: its mutations also write this audit entry.
+    audit: Option<Arc<AuditEntry>>,
     engine: Engine,
     queries: Arc<AtomicU64>,
     /// Errors reported with [`Store::note_error`] (shared by clones).
@@ -116,7 +120,7 @@ impl Store {
             Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
             Engine::Postgres => None,
         };
-        Ok(Self { pool, keyring, roots: Arc::default(), engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), generation_writer })
+        Ok(Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), generation_writer })
     }
 
     /// A SQLite URL for a file in `dir`.

@@ -24,14 +24,17 @@ impl Store {
     pub async fn create_workspace(&self, name: &str, slug: &str) -> Result<Workspace> {
         self.count();
         let ws = Workspace { id: new_id(), name: name.to_owned(), slug: slug.to_owned(), created_at: now_ms() };
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO workspaces (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&ws.id)
             .bind(&ws.name)
             .bind(&ws.slug)
             .bind(ws.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(format!("a workspace with slug `{slug}` exists")) } else { e.into() })?;
+        self.audit_in(&mut tx, "workspace", &ws.id, Some(&ws.id)).await?;
+        tx.commit().await?;
         Ok(ws)
     }
 

@@ -168,7 +168,7 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
 }
 
-pub async fn create(State(state): State<SharedState>, m: Owner, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
     let key = match body.get("key") {
         None | Some(Value::Null) => return Err(ApiError::BadRequest("`key` is required".into())),
@@ -207,7 +207,8 @@ pub async fn create(State(state): State<SharedState>, m: Owner, JsonBody(body): 
     };
     check_combination(fields.is_fallback, fields.is_byok_only)?;
     let cred = parse_credential(&state, provider, key)?;
-    let rec = state.store.create_byok_in(ws.as_deref(), provider, &fields, &cred).await?;
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "byok.create", crate::audit::changes(&body)));
+    let rec = audited.create_byok_in(ws.as_deref(), provider, &fields, &cred).await?;
     state.credentials.invalidate_for(&rec);
     tracing::info!(credential_id = %rec.id, provider = %provider, workspace_id = ws.as_deref().unwrap_or("*"), "byok credential created");
     Ok((StatusCode::CREATED, Json(json!({"data": byok_json(&rec, &state)}))))
@@ -221,6 +222,7 @@ pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<St
 pub async fn patch(
     State(state): State<SharedState>,
     m: Owner,
+    peer: crate::audit::Peer,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -242,7 +244,8 @@ pub async fn patch(
         Some(Value::String(s)) if s.is_empty() => None,
         Some(k) => Some(parse_credential(&state, current.provider, k)?),
     };
-    let rec = state.store.update_byok(m.scope(), &id, &p, cred.as_ref()).await.map_err(not_found)?;
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "byok.update", crate::audit::changes(&body)));
+    let rec = audited.update_byok(m.scope(), &id, &p, cred.as_ref()).await.map_err(not_found)?;
     state.credentials.invalidate_for(&rec);
     if cred.is_some() {
         state.health.reset(&rec.id);
@@ -250,11 +253,12 @@ pub async fn patch(
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
-pub async fn delete(State(state): State<SharedState>, m: Owner, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     if state.store.get_byok(m.scope(), &id).await.map_err(not_found)?.is_global() {
         require_admin(&m)?;
     }
-    let rec = state.store.delete_byok(m.scope(), &id).await.map_err(not_found)?;
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "byok.delete", Value::Object(Map::new())));
+    let rec = audited.delete_byok(m.scope(), &id).await.map_err(not_found)?;
     state.credentials.invalidate_for(&rec);
     state.health.reset(&rec.id);
     Ok(Json(json!({"deleted": true, "id": rec.id})))

@@ -63,7 +63,7 @@ pub struct TopUp {
     note: Option<String>,
 }
 
-pub async fn top_up(State(state): State<SharedState>, m: Admin, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
+pub async fn top_up(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can add credits".into()));
     }
@@ -75,7 +75,9 @@ pub async fn top_up(State(state): State<SharedState>, m: Admin, JsonBody(body): 
     }
     let ws = m.target_workspace(body.workspace_id.as_deref())?;
     let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
-    let entry = state.store.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0 .0.id)).await?;
+    let changes = serde_json::json!({"amount_micros": body.amount_micros, "note": body.note});
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "credits.top_up", changes));
+    let entry = audited.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0 .0.id)).await?;
     state.billing.credit(&ws, entry.amount_micros);
     let mut data = credits_json(&state, &ws);
     data["entry"] = json!({

@@ -19,8 +19,8 @@ pub async fn list(State(state): State<SharedState>, _a: Admin) -> Result<impl In
 
 /// `POST /api/v1/keyring/rotate`: a new active key, every record re-wrapped under it (or the
 /// unfinished rotation resumed). Records that can't be opened are listed and left as they were.
-pub async fn rotate(State(state): State<SharedState>, a: Admin) -> Result<impl IntoResponse, ApiError> {
-    let report = state.store.rotate_keyring().await?;
+pub async fn rotate(State(state): State<SharedState>, a: Admin, peer: crate::audit::Peer) -> Result<impl IntoResponse, ApiError> {
+    let report = state.store.audited(crate::audit::entry(&a, &peer, "keyring.rotate", json!({}))).rotate_keyring().await?;
     tracing::info!(
         key_id = %report.key_id, rewrapped = report.rewrapped, failed = report.failed.len(), resumed = report.resumed,
         actor = %&a.0 .0.hash[..8], "keyring rotated"

@@ -134,7 +134,7 @@ fn apply_openrouter_limit(limits: &mut Limits, usd: f64, reset: Option<&str>) ->
     Ok(())
 }
 
-pub async fn create(State(state): State<SharedState>, m: Owner, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::BadRequest("`name` must be 1 to 200 characters".into()));
@@ -160,7 +160,9 @@ pub async fn create(State(state): State<SharedState>, m: Owner, JsonBody(body): 
     if let Some(usd) = body.limit {
         apply_openrouter_limit(&mut limits, usd, body.limit_reset.as_deref())?;
     }
-    let (rec, raw) = state.store.create_key_with_role(&ws, name, role, &limits).await?;
+    let changes = json!({"name": name, "role": role.as_str(), "limits": limits});
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "key.create", changes));
+    let (rec, raw) = audited.create_key_with_role(&ws, name, role, &limits).await?;
     Ok((StatusCode::CREATED, Json(json!({"data": key_json(&rec), "key": raw.as_str()}))))
 }
 
@@ -182,6 +184,7 @@ pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<St
 pub async fn patch(
     State(state): State<SharedState>,
     m: Owner,
+    peer: crate::audit::Peer,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PatchKey>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -208,18 +211,21 @@ pub async fn patch(
         limits = Some(l);
     }
     let patch = KeyPatch { name: body.name.map(|n| n.trim().to_owned()), disabled: body.disabled, limits };
-    let rec = state.store.update_key(m.scope(), &id, &patch).await.map_err(not_found)?;
+    let changes = json!({"name": patch.name, "disabled": patch.disabled, "limits": patch.limits});
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "key.update", changes));
+    let rec = audited.update_key(m.scope(), &id, &patch).await.map_err(not_found)?;
     state.keys.invalidate(&rec.hash);
     Ok(Json(json!({"data": key_json(&rec)})))
 }
 
-pub async fn delete(State(state): State<SharedState>, m: Owner, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
     may_change(&m, &rec)?;
     if rec.id == m.0 .0.id {
         return Err(ApiError::Conflict("a key can't delete itself".into()));
     }
-    let rec = state.store.delete_key(m.scope(), &rec.id).await.map_err(not_found)?;
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "key.delete", json!({})));
+    let rec = audited.delete_key(m.scope(), &rec.id).await.map_err(not_found)?;
     state.keys.invalidate(&rec.hash);
     Ok(Json(json!({"deleted": true})))
 }

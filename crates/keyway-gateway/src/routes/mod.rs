@@ -2,6 +2,7 @@
 //! management routes under `/api/v1`, the Vercel AI SDK's gateway protocol under `/v1/ai`.
 
 pub mod activity;
+pub mod audit;
 pub mod byok;
 pub mod byok_test;
 pub mod chat;
@@ -41,11 +42,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/key", get(keys::current))
         .route("/keyring", get(keyring::list))
         .route("/keyring/rotate", post(keyring::rotate))
+        .route("/audit", get(audit::list))
         .route("/providers", get(models::providers))
         .route("/workspaces", get(workspaces::list).post(workspaces::create))
         .route("/credits", get(credits::get).post(credits::top_up))
         .route("/generation", get(generation::get))
-        .route("/activity", get(activity::get));
+        .route("/activity", get(activity::get))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::refusals));
     // Anthropic's clients expect Anthropic's error shape from the Messages API.
     let messages = || Router::new().route("/messages", post(messages::messages)).layer(axum::middleware::map_response(dialect::anthropic));
     let openrouter = inference()

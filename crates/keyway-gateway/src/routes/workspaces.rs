@@ -32,7 +32,7 @@ pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl I
     Ok(Json(json!({"data": visible, "total_count": total})))
 }
 
-pub async fn create(State(state): State<SharedState>, m: Admin, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can create workspaces".into()));
     }
@@ -44,7 +44,8 @@ pub async fn create(State(state): State<SharedState>, m: Admin, JsonBody(body): 
     if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         return Err(ApiError::BadRequest("`slug` may hold only lower-case letters, digits and dashes".into()));
     }
-    let ws = state.store.create_workspace(name, &slug).await?;
+    let audited = state.store.audited(crate::audit::entry(&m, &peer, "workspace.create", serde_json::json!({"name": name, "slug": slug})));
+    let ws = audited.create_workspace(name, &slug).await?;
     Ok((StatusCode::CREATED, Json(json!({"data": ws_json(&ws)}))))
 }
 
