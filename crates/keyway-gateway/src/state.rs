@@ -83,6 +83,7 @@ impl AppState {
         let keyring = Arc::new(load_keyring_from(&config, &data_dir, true)?);
         let root_id = keyring.current_id();
         let store = Store::connect(&config.database_url(), keyring).await?;
+        check_permissions(&data_dir, config.database_url.is_none());
         let bootstrap = bootstrap(&store, &config, &root_id).await?;
         // After the root-key check: the keyring's own keys are sealed under the root.
         store.open_keyring().await?;
@@ -186,6 +187,30 @@ pub fn load_keyring_from(config: &Config, data_dir: &Path, create: bool) -> Resu
         ring = ring.with_retired(MasterKey::from_base64(old.expose_secret()).map_err(bad)?);
     }
     Ok(ring)
+}
+
+/// The data dir is kept 0700 and what it holds 0600 (the database, its WAL, the master key):
+/// anything looser is tightened at start (these are Keyway's own files) and said so in the log;
+/// a mode that can't be changed is a warning.
+fn check_permissions(data_dir: &Path, sqlite: bool) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut paths = vec![(data_dir.to_path_buf(), 0o700), (data_dir.join("master.key"), 0o600)];
+        if sqlite {
+            paths.extend(["keyway.db", "keyway.db-wal", "keyway.db-shm"].map(|f| (data_dir.join(f), 0o600)));
+        }
+        for (p, want) in paths {
+            let Some(mode) = std::fs::metadata(&p).ok().map(|m| m.permissions().mode() & 0o777) else { continue };
+            if mode & !want == 0 {
+                continue;
+            }
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want)) {
+                Ok(()) => tracing::info!(path = %p.display(), was = format!("{mode:o}"), now = format!("{want:o}"), "tightened permissions"),
+                Err(e) => tracing::warn!(path = %p.display(), mode = format!("{mode:o}"), error = %e, "readable by others and can't be changed: fix its mode"),
+            }
+        }
+    }
 }
 
 /// Creates `path` readable by its owner only (0600), failing if it exists.

@@ -114,6 +114,11 @@ async fn cli_round_trip_through_the_management_api() {
     assert!(cli(&url, MGMT, &["keys", "rm", &hash]).await.status.success());
     assert!(!text(&cli(&url, MGMT, &["keys", "list"]).await).contains(&hash));
 
+    // the audit log shows what was just done, never the secret
+    let audit = cli(&url, MGMT, &["audit", "--action", "byok.create"]).await;
+    assert!(audit.status.success() && text(&audit).contains("byok.create") && text(&audit).contains("bootstrap"), "{}", text(&audit));
+    assert!(!text(&cli(&url, MGMT, &["audit", "-o", "json"]).await).contains(SECRET));
+
     // usage (credits + activity)
     let usage = cli(&url, MGMT, &["usage"]).await;
     assert!(usage.status.success(), "{}", text(&usage));
@@ -585,4 +590,22 @@ async fn admin_key_create_recovers_an_instance_without_an_admin() {
     assert_eq!(r.status(), 200, "the new key is an admin key");
     let me: Value = http.get(format!("{}/api/v1/key", server.url)).bearer_auth(&keys[0]).send().await.unwrap().json().await.unwrap();
     assert_eq!((me["data"]["role"].as_str(), me["data"]["name"].as_str()), (Some("admin"), Some("rescue")));
+}
+
+/// Files holding secrets: data dir 0700, database and WAL 0600 after a start, tightened if looser.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = serve_logged(&data, &dir.path().join("1.log"), &[("KEYWAY_BOOTSTRAP_MANAGEMENT_KEY", MGMT)]).await;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for f in ["master.key", "keyway.db"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    drop(server);
 }

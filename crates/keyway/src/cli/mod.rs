@@ -5,6 +5,7 @@
 //! code path, never a second door into the database. (`migrate` and `rotate-master-key` are
 //! the local exceptions and live in `local.rs`.)
 
+pub mod audit;
 pub mod byok;
 pub mod keys;
 pub mod transfer;
