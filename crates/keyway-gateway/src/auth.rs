@@ -26,6 +26,25 @@ pub fn presented_key_in(h: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Arc<ApiKeyRecord>, ApiError> {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let Some(wait) = peer.and_then(|ip| state.keys.blocked(ip)) {
+        return Err(too_many_failures(wait));
+    }
+    let result = authenticate_key(parts, state).await;
+    if let (Err(ApiError::Unauthorized(_)), Some(ip)) = (&result, peer) {
+        if let Some(wait) = state.keys.note_failure(ip) {
+            tracing::warn!(source = %ip, "too many failed authentications from one address");
+            return Err(too_many_failures(wait));
+        }
+    }
+    result
+}
+
+fn too_many_failures(wait: u64) -> ApiError {
+    ApiError::RateLimited { message: "too many failed authentications from this address; try again later".into(), retry_after: Some(std::time::Duration::from_secs(wait)) }
+}
+
+async fn authenticate_key(parts: &Parts, state: &SharedState) -> Result<Arc<ApiKeyRecord>, ApiError> {
     let raw = presented_key(parts).filter(|k| !k.is_empty()).ok_or_else(|| {
         ApiError::Unauthorized("missing API key: send `Authorization: Bearer kw-...`".into())
     })?;

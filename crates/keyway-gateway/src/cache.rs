@@ -20,11 +20,45 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 pub struct KeyCache {
     ttl: Duration,
     map: RwLock<HashMap<String, (Arc<ApiKeyRecord>, Instant)>>,
+    /// Hashes the store didn't know, for [`NEGATIVE_TTL`]: a flood of bogus keys costs no queries.
+    misses: RwLock<HashMap<String, Instant>>,
+    /// Failed authentications per source address in the current window.
+    failures: std::sync::Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
 }
+
+/// How long an unknown key is answered from memory. Keys created on this node are removed from
+/// it at once; one created on another node works within this time.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+const MAX_MISSES: usize = 50_000;
+/// Failed authentications a source may make per window before it is answered 429.
+pub const MAX_AUTH_FAILURES: u32 = 100;
+pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, map: RwLock::new(HashMap::new()) }
+        Self { ttl, map: RwLock::new(HashMap::new()), misses: RwLock::new(HashMap::new()), failures: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts a failed authentication from `ip`; returns the seconds to wait when it is over the limit.
+    pub fn note_failure(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() > MAX_MISSES {
+            f.retain(|_, (_, start)| start.elapsed() < AUTH_FAILURE_WINDOW);
+        }
+        let e = f.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= AUTH_FAILURE_WINDOW {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+        (e.0 > MAX_AUTH_FAILURES).then(|| AUTH_FAILURE_WINDOW.saturating_sub(e.1.elapsed()).as_secs().max(1))
+    }
+
+    /// Whether `ip` is over its failure budget now (checked before any lookup).
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.get(&ip)
+            .filter(|(n, start)| *n > MAX_AUTH_FAILURES && start.elapsed() < AUTH_FAILURE_WINDOW)
+            .map(|(_, start)| AUTH_FAILURE_WINDOW.saturating_sub(start.elapsed()).as_secs().max(1))
     }
 
     /// The key with this hash, from memory when fresh. Unknown keys always ask the store
@@ -35,7 +69,20 @@ impl KeyCache {
                 return Ok(Some(rec.clone()));
             }
         }
+        if read(&self.misses).get(hash).is_some_and(|at| at.elapsed() < NEGATIVE_TTL) {
+            return Ok(None);
+        }
         let found = store.find_key_by_hash(hash).await.inspect_err(|e| store.note_error(e))?.map(Arc::new);
+        if found.is_none() {
+            let mut misses = write(&self.misses);
+            if misses.len() >= MAX_MISSES {
+                misses.retain(|_, at| at.elapsed() < NEGATIVE_TTL);
+                if misses.len() >= MAX_MISSES {
+                    misses.clear();
+                }
+            }
+            misses.insert(hash.to_owned(), Instant::now());
+        }
         let mut map = write(&self.map);
         match &found {
             Some(rec) => {
@@ -53,6 +100,7 @@ impl KeyCache {
 
     pub fn invalidate(&self, hash: &str) {
         write(&self.map).remove(hash);
+        write(&self.misses).remove(hash);
     }
 }
 

@@ -364,3 +364,32 @@ trait Pipe: Sized {
     }
 }
 impl<T> Pipe for T {}
+
+/// Hostile callers: an unknown key is answered from a bounded negative cache (no query per
+/// attempt), and a source address past 100 failed authentications a minute gets 429 + Retry-After.
+#[tokio::test]
+async fn bogus_keys_cost_no_queries_and_a_flood_is_rate_limited() {
+    let g = Gateway::start(|_| {}).await;
+    let chat = json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let bogus = "kw-thisisnotakey0000000000000000000000000000";
+    let (s, _, _) = g.req("POST", "/v1/chat/completions", Some(bogus), Some(chat.clone())).await;
+    assert_eq!(s, 401);
+    let before = g.state.store.query_count();
+    for _ in 0..50 {
+        let (s, _, _) = g.req("POST", "/v1/chat/completions", Some(bogus), Some(chat.clone())).await;
+        assert_eq!(s, 401);
+    }
+    assert_eq!(g.state.store.query_count(), before, "the same unknown key is not looked up again");
+    let mut limited = None;
+    for i in 0..60 {
+        let (s, v, h) = g.req("GET", "/api/v1/keys", Some(&format!("kw-mgmt-bogus-{i:040}")), None).await;
+        if s == 429 {
+            limited = Some((v, h));
+            break;
+        }
+        assert_eq!(s, 401);
+    }
+    let (v, h) = limited.expect("429 after 100 failures");
+    assert!(h.get("retry-after").is_some(), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("failed authentications"));
+}
