@@ -213,12 +213,15 @@ pub enum ConfigError {
     UnknownProvider(String),
     #[error("configuration: system credential {index}: {message}")]
     SystemCredential { index: usize, message: String },
+    #[error("configuration: {file}: unknown key `{key}` in {table}{hint}")]
+    UnknownKey { file: String, key: String, table: String, hint: String },
 }
 
 impl Config {
     /// Defaults, then the TOML file (if given or `./keyway.toml` exists), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        check_unknown_keys(file.unwrap_or(Path::new("keyway.toml")))?;
         match file {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("keyway.toml")),
@@ -250,6 +253,55 @@ impl Config {
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| keyway_store::Store::sqlite_url(&self.data_dir))
     }
+}
+
+/// A key the configuration doesn't know is an error, not silently ignored (`byok_fee_pecrent`
+/// would otherwise leave the fee at its default). Read and syntax errors are left to figment,
+/// which reports them with their place.
+fn check_unknown_keys(path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let Ok(value) = toml::from_str::<toml::Value>(&text) else { return Ok(()) };
+    let mut unknown = Vec::new();
+    let _: Result<Config, _> = serde_ignored::deserialize(value, |p| unknown.push(p.to_string()));
+    let Some(full) = unknown.into_iter().next() else { return Ok(()) };
+    let (table, key) = match full.rsplit_once('.') {
+        Some((t, k)) => (t.to_owned(), k.to_owned()),
+        None => (String::new(), full.clone()),
+    };
+    let hint = suggestion(&table, &key).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+    let table = if table.is_empty() { "the top level".to_owned() } else { format!("[{}]", table.split('.').filter(|s| s.parse::<usize>().is_err() && *s != "?").collect::<Vec<_>>().join(".")) };
+    Err(ConfigError::UnknownKey { file: path.display().to_string(), key, table, hint })
+}
+
+/// The closest known key of `table` to `key`, when it is close enough to be a typo.
+fn suggestion(table: &str, key: &str) -> Option<String> {
+    let mut known: Vec<String> = vec!["master_key".into(), "retired_master_keys".into(), "bootstrap_management_key".into()];
+    let mut node = serde_json::to_value(Config::default()).ok()?;
+    for seg in table.split('.').filter(|s| !s.is_empty()) {
+        node = match node {
+            serde_json::Value::Object(mut m) => m.remove(seg).unwrap_or(serde_json::Value::Null),
+            // A list or a map of tables: any element shows the element's keys.
+            serde_json::Value::Array(a) => a.into_iter().next().unwrap_or(serde_json::Value::Null),
+            _ => serde_json::Value::Null,
+        };
+    }
+    if !table.is_empty() {
+        known.clear();
+    }
+    if let serde_json::Value::Object(m) = &node {
+        known.extend(m.keys().cloned());
+    }
+    match table.split('.').next() {
+        Some("providers") => known.push("base_url".into()),
+        Some("system_credentials") => known.extend(["provider", "key", "name", "zdr"].map(String::from)),
+        _ => {}
+    }
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(&k, key), k))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 /// Environment variables can't hold `-`: `amazon_bedrock` names `amazon-bedrock`.
@@ -333,5 +385,35 @@ mod tests {
             assert!(resolve_secret("env:KW_MISSING_VAR").is_err());
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod unknown_key_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("keyway.toml");
+        std::fs::write(&f, toml).unwrap();
+        Config::load(Some(&f))
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_naming_it_its_table_and_the_likely_key() {
+        let e = load("[billing]\nbyok_fee_pecrent = 5\n").unwrap_err().to_string();
+        assert!(e.contains("`byok_fee_pecrent`") && e.contains("[billing]") && e.contains("did you mean `byok_fee_percent`"), "{e}");
+        let e = load("listn = \"127.0.0.1:1\"\n").unwrap_err().to_string();
+        assert!(e.contains("`listn`") && e.contains("the top level") && e.contains("`listen`"), "{e}");
+        let e = load("[providers.openai]\nbase_ulr = \"http://x\"\n").unwrap_err().to_string();
+        assert!(e.contains("[providers.openai]") && e.contains("`base_url`"), "{e}");
+        let e = load("[[system_credentials]]\nprovider = \"openai\"\nkey = \"env:X\"\nzdrr = true\n").unwrap_err().to_string();
+        assert!(e.contains("[system_credentials]") && e.contains("`zdr`"), "{e}");
+        // Far from every key: no guess, still an error.
+        let e = load("[security]\ncompletely_unrelated = 1\n").unwrap_err().to_string();
+        assert!(e.contains("completely_unrelated") && !e.contains("did you mean"), "{e}");
+        // The example file and a correct file load.
+        assert!(load("[billing]\nbyok_fee_percent = 5\n").is_ok());
     }
 }
