@@ -18,7 +18,7 @@ mod workspaces;
 
 pub use activity::{ActivityGroup, ActivityRow};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
-pub use generations::GenerationRow;
+pub use generations::{GenerationFilter, GenerationRow};
 pub use workspaces::Bootstrapped;
 pub use records::*;
 
