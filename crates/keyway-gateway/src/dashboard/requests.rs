@@ -138,7 +138,7 @@ pub async fn list(State(state): State<SharedState>, headers: HeaderMap, Query(f)
                         @for g in &rows {
                             @let n = attempts_of(g).len();
                             tr {
-                                td { a href={ "/requests/" (g.id) } aria-label={ "Request " (g.id) } { (layout::time(g.created_at)) } }
+                                td { a href={ "/requests/" (g.id) } { (layout::time(g.created_at)) } }
                                 td { code { (g.model.as_deref().unwrap_or(&g.requested_model)) } }
                                 td { (g.provider.as_deref().map(provider_name).unwrap_or_else(|| "—".into())) }
                                 td { (names.credential(g.credential_id.as_deref().unwrap_or(""))) }
