@@ -143,10 +143,10 @@ fn section(state: &SharedState, s: &Session, title: &str, hint: &str, rows: &[&B
     html! {
         div.key-section {
             h3 id=(id) { (title) " " span.count { (rows.len()) } }
-            p.hint { (hint) }
             @if rows.is_empty() {
-                p.empty-line { "No " (title.to_lowercase()) " keys." }
+                p.empty-line { "None. " (hint) }
             } @else {
+                p.hint { (hint) }
                 ul.key-list aria-labelledby=(id) {
                     @for (i, r) in rows.iter().enumerate() {
                         (key_row(state, s, r, names, i == 0, i + 1 == rows.len()))
@@ -196,8 +196,8 @@ pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> Resul
                     }
                     @let prio: Vec<&ByokRecord> = mine.iter().copied().filter(|r| !r.is_fallback).collect();
                     @let fall: Vec<&ByokRecord> = mine.iter().copied().filter(|r| r.is_fallback).collect();
-                    (section(&state, &s, "Prioritized", "Tried first, top to bottom.", &prio, &names, &format!("{}-prio", p.as_str())))
-                    (section(&state, &s, "Fallback", "Tried only when every prioritized key failed or was skipped.", &fall, &names, &format!("{}-fall", p.as_str())))
+                    (section(&state, &s, "Prioritized", "Prioritized keys are tried first, top to bottom.", &prio, &names, &format!("{}-prio", p.as_str())))
+                    (section(&state, &s, "Fallback", "Fallback keys are tried only when every prioritized key failed or was skipped.", &fall, &names, &format!("{}-fall", p.as_str())))
                 }
             }
         }

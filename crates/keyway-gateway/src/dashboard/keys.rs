@@ -121,7 +121,7 @@ pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> Resul
                                     td { @if k.disabled { span.badge.muted { "Disabled" } } @else { span.badge.ok { "Active" } } }
                                     td { (limits_view(&k.limits)) }
                                     td.badges { (usable(k, &creds)) }
-                                    td { time datetime=(crate::routes::iso(k.created_at)) { (layout::time(k.created_at)) } }
+                                    td.nowrap { time datetime=(crate::routes::iso(k.created_at)) { (layout::day(k.created_at)) } }
                                     @if edit {
                                         td.actions {
                                             @if !own {

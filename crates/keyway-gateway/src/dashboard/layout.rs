@@ -110,6 +110,11 @@ pub fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default()
 }
 
+/// Unix milliseconds as a date: `2026-01-31`.
+pub fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
 /// An RFC 3339 string (as the JSON shapes carry) shown like [`time`].
 pub fn time_str(s: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(s).map(|t| time(t.timestamp_millis())).unwrap_or_else(|_| s.to_owned())

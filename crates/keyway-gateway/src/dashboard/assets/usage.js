@@ -19,7 +19,7 @@
         cursor: { drag: { x: false, y: false } },
         legend: { show: series.length > 1 },
         scales: { x: { time: true }, y: opts.y || {} },
-        axes: [axis, { ...axis, size: 60, values: opts.values }],
+        axes: [axis, { ...axis, size: opts.size || 60, values: opts.values, incrs: opts.incrs }],
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, fill: s.fill, width: 2, points: { show: d.x.length <= 31 } }))],
       },
       [d.x, ...series.map((s) => s.data)],
@@ -28,16 +28,19 @@
     charts.push([u, host]);
   }
 
-  const money = (u, vals) => vals.map((v) => "$" + (v < 1 ? v.toFixed(4) : v.toFixed(2)));
-  chart("chart-requests", [{ label: "Requests", data: d.requests, color: accent, fill: "rgba(63,63,209,0.12)" }]);
-  chart("chart-tokens", [{ label: "Tokens", data: d.tokens, color: "#14507f", fill: "rgba(20,80,127,0.12)" }]);
+  // Small amounts keep their digits: a BYOK request can cost a millionth of a dollar.
+  const money = (u, vals) => vals.map((v) => (v === 0 ? "$0" : "$" + (v < 0.01 ? v.toFixed(6) : v.toFixed(2))));
+  // Counts are whole numbers: no 0.25 ticks.
+  const whole = { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 1e8, 1e9] };
+  chart("chart-requests", [{ label: "Requests", data: d.requests, color: accent, fill: "rgba(63,63,209,0.12)" }], whole);
+  chart("chart-tokens", [{ label: "Tokens", data: d.tokens, color: "#14507f", fill: "rgba(20,80,127,0.12)" }], whole);
   chart(
     "chart-cost",
     [
       { label: "Cost", data: d.cost, color: "#16683a", fill: "rgba(22,104,58,0.10)" },
       { label: "Fees", data: d.fees, color: "#85520a" },
     ],
-    { values: money },
+    { values: money, size: 84 },
   );
   chart("chart-byok", [{ label: "BYOK %", data: d.byok_share, color: "#6f4a00", fill: "rgba(111,74,0,0.10)" }], {
     y: { range: [0, 100] },
