@@ -26,7 +26,7 @@ pub struct UsageQuery {
 
 fn table(title: &str, id: &str, label: &str, rows: &[ActivityRow], name: impl Fn(&ActivityRow) -> String) -> Markup {
     let mut rows: Vec<&ActivityRow> = rows.iter().collect();
-    rows.sort_by(|a, b| b.requests.cmp(&a.requests));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.requests));
     html! {
         section.card.half aria-labelledby=(id) {
             h2 id=(id) { (title) }
