@@ -125,6 +125,17 @@ describe("dashboard", () => {
     await shot("03-provider-keys-empty");
   });
 
+  test("keyboard: open the add dialog with Enter, the name field has focus, Escape closes it", async () => {
+    await page.focus("#add-provider");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Add key");
+    await page.keyboard.press("Enter");
+    await page.locator("#key-dialog[open]").waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.id), "f-name");
+    await page.keyboard.press("Escape");
+    await page.locator("#key-dialog:not([open])").waitFor({ state: "attached" });
+  });
+
   test("add an OpenAI key, tested in the dialog before saving", async () => {
     await openAdd("openai");
     await page.getByLabel("Name", { exact: true }).fill("Primary OpenAI");
@@ -352,6 +363,15 @@ describe("dashboard", () => {
     assert.match(second, /200/);
     await axeCheck("request");
     await shot("13-request-detail");
+
+    // The health board saw both attempts: the refused key's last error, the other's last success.
+    await page.goto(gw.baseUrl + "/");
+    const backup = await row("Backup OpenAI").locator(".health").textContent();
+    assert.match(backup, /Last error: \d{4}-\d\d-\d\d [\d:]+ UTC \(auth\)/);
+    assert.match(backup, /Cooling down|Unhealthy/);
+    const primary = await row("Primary OpenAI").locator(".health").textContent();
+    assert.match(primary, /Last success: \d{4}-/);
+    await shot("15-provider-keys-after-traffic");
   });
 
   test("usage shows the request in its charts and tables", async () => {

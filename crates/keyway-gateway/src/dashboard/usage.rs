@@ -38,7 +38,7 @@ fn table(title: &str, id: &str, label: &str, rows: &[ActivityRow], name: impl Fn
                         th scope="col" .num { "Tokens" } th scope="col" .num { "Cost" } th scope="col" .num { "Fees" }
                     } }
                     tbody { @for r in rows { tr {
-                        td { (name(r)) }
+                        td.nowrap { (name(r)) }
                         td.num { (layout::count(r.requests)) }
                         td.num { (layout::count(r.byok_requests)) }
                         td.num { (layout::count(r.prompt_tokens + r.completion_tokens)) }

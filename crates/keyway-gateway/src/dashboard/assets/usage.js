@@ -29,7 +29,7 @@
   }
 
   // Small amounts keep their digits: a BYOK request can cost a millionth of a dollar.
-  const money = (u, vals) => vals.map((v) => (v === 0 ? "$0" : "$" + (v < 0.01 ? v.toFixed(6) : v.toFixed(2))));
+  const money = (u, vals) => vals.map((v) => (v === 0 ? "$0" : "$" + (v < 0.01 ? v.toLocaleString("en-US", { maximumSignificantDigits: 2 }) : v.toFixed(2))));
   // Counts are whole numbers: no 0.25 ticks.
   const whole = { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 1e8, 1e9] };
   chart("chart-requests", [{ label: "Requests", data: d.requests, color: accent, fill: "rgba(63,63,209,0.12)" }], whole);
