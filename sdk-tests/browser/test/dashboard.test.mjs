@@ -261,9 +261,12 @@ describe("dashboard", () => {
     await page.locator("#key-error").filter({ hasText: /private_key/ }).waitFor();
     await ta.fill(JSON.stringify(sa, null, 2));
     assert.match(await page.locator("#vertex-check").textContent(), /Looks right: kw@keyway-test/);
+    // An admin may share a key with every workspace; it is marked as such.
+    await page.getByLabel("Global (every workspace)").check();
     await shot("08-add-vertex-dialog");
     await saveDialog();
-    await row("Vertex SA").waitFor();
+    await row("Vertex SA").locator(".badge.global", { hasText: "Global" }).waitFor();
+    assert.equal((await gw.api("GET", "/byok?provider=google-vertex")).data[0].workspace_id, null);
   });
 
   test("create an API key: shown once, copied", async () => {
