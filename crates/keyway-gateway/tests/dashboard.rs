@@ -217,3 +217,19 @@ async fn pages_carry_security_headers_and_assets_are_embedded() {
     }
     assert_eq!(client().get(g.url("/assets/nope.js")).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn a_successful_key_test_shows_as_the_last_success() {
+    let (_fake, g, _key) = common::openai_gateway(keyway_fakes::server::FakeOptions::default(), "sk-system-0001").await;
+    let id = g.add_byok(json!({"provider": "openai", "key": "sk-byok-health-0001"})).await;
+    let (_, v) = g.mgmt("GET", &format!("/api/v1/byok/{id}"), None).await;
+    assert!(v["data"]["health"]["last_success_at"].is_null(), "{v}");
+    let (s, t) = g.mgmt("POST", &format!("/api/v1/byok/{id}/test"), None).await;
+    assert_eq!((s, &t["ok"]), (200, &json!(true)), "{t}");
+    let (_, v) = g.mgmt("GET", &format!("/api/v1/byok/{id}"), None).await;
+    assert!(v["data"]["health"]["last_success_at"].is_string(), "{v}");
+    assert_eq!(v["data"]["health"]["status"], "ok");
+    let (cookie, _) = session(&g, MGMT).await;
+    let page = client().get(g.url("/")).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Last success: <span class=\"muted\">never"), "the page shows the success");
+}
