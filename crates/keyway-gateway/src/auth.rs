@@ -26,6 +26,10 @@ pub fn presented_key_in(h: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Arc<ApiKeyRecord>, ApiError> {
+    // A dashboard session, vetted by its middleware (only server code can put it in extensions).
+    if let Some(crate::dashboard::session::SessionAuth(rec)) = parts.extensions.get() {
+        return Ok(rec.clone());
+    }
     let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     if let Some(wait) = peer.and_then(|ip| state.keys.blocked(ip)) {
         return Err(too_many_failures(wait));
@@ -48,6 +52,11 @@ async fn authenticate_key(parts: &Parts, state: &SharedState) -> Result<Arc<ApiK
     let raw = presented_key(parts).filter(|k| !k.is_empty()).ok_or_else(|| {
         ApiError::Unauthorized("missing API key: send `Authorization: Bearer kw-...`".into())
     })?;
+    key_for(state, raw).await
+}
+
+/// The enabled key `raw` names (any kind), or 401.
+pub async fn key_for(state: &SharedState, raw: &str) -> Result<Arc<ApiKeyRecord>, ApiError> {
     if !raw.starts_with(keyway_crypto::INFERENCE_PREFIX) {
         return Err(ApiError::Unauthorized("invalid API key".into()));
     }
@@ -61,6 +70,14 @@ async fn authenticate_key(parts: &Parts, state: &SharedState) -> Result<Arc<ApiK
         return Err(ApiError::Unauthorized("this API key is disabled".into()));
     }
     Ok(rec)
+}
+
+/// 403 unless the key is a management key.
+pub fn require_management(rec: &ApiKeyRecord) -> Result<(), ApiError> {
+    if !rec.role.is_management() {
+        return Err(ApiError::Forbidden("this endpoint needs a management key (kw-mgmt-...)".into()));
+    }
+    Ok(())
 }
 
 /// A caller with an inference key. Management keys (any role) are refused: a key that can read
@@ -128,9 +145,7 @@ impl FromRequestParts<SharedState> for Manager {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let rec = authenticate(parts, state).await?;
-        if !rec.role.is_management() {
-            return Err(ApiError::Forbidden("this endpoint needs a management key (kw-mgmt-...)".into()));
-        }
+        require_management(&rec)?;
         Ok(Manager(rec))
     }
 }

@@ -50,6 +50,21 @@ pub struct Config {
     /// `text` or `json`.
     pub log_format: String,
     pub telemetry: TelemetryConfig,
+    pub dashboard: DashboardConfig,
+}
+
+/// The web dashboard served at `/` (`[dashboard]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DashboardConfig {
+    /// How long a dashboard sign-in lasts, in seconds, before the management key must be entered again. Sessions live in this node's memory: a restart signs everyone out.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self { session_ttl_secs: 8 * 3600 }
+    }
 }
 
 /// OpenTelemetry trace export (`[telemetry]`): off unless `otlp_endpoint` is set.
@@ -201,6 +216,7 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             log_format: "text".into(),
             telemetry: TelemetryConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }

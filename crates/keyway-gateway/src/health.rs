@@ -35,6 +35,7 @@ impl HealthBoard {
         json!({
             "status": if h.unhealthy { "unhealthy" } else if h.is_cooling(now) { "cooling_down" } else { "ok" },
             "last_used_at": h.last_used.map(ts),
+            "last_success_at": h.last_success.map(ts),
             "last_error": h.last_failure.map(|(at, kind)| json!({"at": ts(at), "kind": kind.as_str()})),
             "cooldown_until": h.cooldown_until.filter(|t| *t > now).map(ts),
             "consecutive_auth_failures": h.consecutive_auth_failures,

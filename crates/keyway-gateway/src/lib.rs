@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;

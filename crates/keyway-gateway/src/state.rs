@@ -43,6 +43,8 @@ pub struct AppState {
     pub limiter: crate::limits::Limiter,
     /// `/metrics` (Prometheus); fed by `usage` as each request finishes.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Dashboard sign-ins (`dashboard/session.rs`).
+    pub sessions: crate::dashboard::session::Sessions,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -147,6 +149,7 @@ impl AppState {
             credentials: CredentialCache::new(Duration::from_secs(30)),
             health: HealthBoard::default(),
             stats: crate::stats::StatsBoard::default(),
+            sessions: crate::dashboard::session::Sessions::new(Duration::from_secs(config.dashboard.session_ttl_secs.max(1))),
             providers: Arc::new(providers),
             system,
             store,

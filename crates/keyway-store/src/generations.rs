@@ -32,6 +32,19 @@ pub struct GenerationRow {
     pub created_at: i64,
 }
 
+/// What the dashboard's request list narrows by; `None` (or empty) = any.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationFilter {
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub api_key_hash: Option<String>,
+    pub credential_id: Option<String>,
+    /// `Some(true)`: answered (status 200); `Some(false)`: failed.
+    pub succeeded: Option<bool>,
+    /// Only requests that tried more than one attempt.
+    pub fell_back: bool,
+}
+
 const COLUMNS: &str = "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
     status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
     finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at";
@@ -281,6 +294,40 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?)
+    }
+
+    /// The newest generations (up to `limit`), in `workspace_id` when given, narrowed by `filter`.
+    pub async fn recent_generations(&self, workspace_id: Option<&str>, filter: &GenerationFilter, limit: i64) -> Result<Vec<GenerationRow>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM generations WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut eq = |col: &str, v: Option<&str>, sql: &mut String| {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                args.push(v.to_owned());
+                sql.push_str(&format!(" AND {col} = ${}", args.len()));
+            }
+        };
+        eq("workspace_id", workspace_id, &mut sql);
+        eq("COALESCE(model, requested_model)", filter.model.as_deref(), &mut sql);
+        eq("provider", filter.provider.as_deref(), &mut sql);
+        eq("api_key_hash", filter.api_key_hash.as_deref(), &mut sql);
+        eq("credential_id", filter.credential_id.as_deref(), &mut sql);
+        match filter.succeeded {
+            Some(true) => sql.push_str(" AND status = 200"),
+            Some(false) => sql.push_str(" AND status <> 200"),
+            None => {}
+        }
+        // A fallback left more than one attempt in the JSON list.
+        if filter.fell_back {
+            sql.push_str(" AND attempts LIKE '%},{%'");
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", args.len() + 1));
+        let mut q = sqlx::query(&sql);
+        for a in &args {
+            q = q.bind(a.clone());
+        }
+        self.count();
+        let rows = q.bind(limit.clamp(1, 1000)).fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_gen).collect()
     }
 
     /// Every generation of a workspace, oldest first (exports and tests; not for the request path).

@@ -21,7 +21,7 @@ mod workspaces;
 pub use activity::{ActivityGroup, ActivityRow};
 pub use audit::{AuditActor, AuditEntry, AuditFilter, AuditRow};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
-pub use generations::GenerationRow;
+pub use generations::{GenerationFilter, GenerationRow};
 pub use keyring::{KeyringKey, RotationFailure, RotationReport};
 pub use workspaces::Bootstrapped;
 pub use records::*;

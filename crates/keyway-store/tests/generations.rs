@@ -68,3 +68,34 @@ async fn rows_written_apart_from_the_pool_are_seen_by_a_reopened_store() {
     let again = Store::connect(&url, keyring).await.unwrap();
     assert_eq!(again.get_generation(None, "gen-00007").await.unwrap(), full(7, &ws.id));
 }
+
+#[tokio::test]
+async fn recent_generations_are_newest_first_and_filtered() {
+    each_engine(|s| async move {
+        let ws = s.create_workspace("W", "w").await.unwrap();
+        let other = s.create_workspace("O", "o").await.unwrap();
+        let fell_back = r#"[{"provider":"openai","credential_id":"c1","status":401,"error":"auth","latency_ms":1},{"provider":"openai","credential_id":"c2","status":200,"latency_ms":2}]"#;
+        let rows = vec![
+            GenerationRow { attempts: fell_back.into(), credential_id: Some("c2".into()), ..gen("g1", &ws.id, "k1", "openai/gpt-4o-mini", Some("openai"), true, 1, 1, 1_000) },
+            GenerationRow { status: 502, ..gen("g2", &ws.id, "k2", "anthropic/claude-haiku-4.5", Some("anthropic"), false, 1, 1, 2_000) },
+            gen("g3", &ws.id, "k1", "openai/gpt-4o-mini", Some("openai"), false, 1, 1, 3_000),
+            gen("g4", &other.id, "k9", "openai/gpt-4o-mini", Some("openai"), false, 1, 1, 4_000),
+        ];
+        s.insert_generations(Arc::from(rows)).await.unwrap();
+        let ids = |v: Vec<GenerationRow>| v.into_iter().map(|g| g.id).collect::<Vec<_>>();
+        let any = GenerationFilter::default();
+        assert_eq!(ids(s.recent_generations(Some(&ws.id), &any, 10).await.unwrap()), ["g3", "g2", "g1"]);
+        assert_eq!(ids(s.recent_generations(None, &any, 2).await.unwrap()), ["g4", "g3"]);
+        let f = GenerationFilter { fell_back: true, ..Default::default() };
+        assert_eq!(ids(s.recent_generations(Some(&ws.id), &f, 10).await.unwrap()), ["g1"]);
+        let f = GenerationFilter { succeeded: Some(false), ..Default::default() };
+        assert_eq!(ids(s.recent_generations(Some(&ws.id), &f, 10).await.unwrap()), ["g2"]);
+        let f = GenerationFilter { api_key_hash: Some("k1".into()), provider: Some("openai".into()), ..Default::default() };
+        assert_eq!(ids(s.recent_generations(Some(&ws.id), &f, 10).await.unwrap()), ["g3", "g1"]);
+        let f = GenerationFilter { model: Some("anthropic/claude-haiku-4.5".into()), ..Default::default() };
+        assert_eq!(ids(s.recent_generations(Some(&ws.id), &f, 10).await.unwrap()), ["g2"]);
+        let f = GenerationFilter { credential_id: Some("c2".into()), ..Default::default() };
+        assert_eq!(ids(s.recent_generations(Some(&ws.id), &f, 10).await.unwrap()), ["g1"]);
+    })
+    .await;
+}

@@ -177,10 +177,11 @@ async fn main() -> anyhow::Result<()> {
             let (state, boot) = AppState::build(config).await?;
             if let Some(key) = &boot.management_key {
                 eprintln!("\nFirst start: created the default workspace and a management key.");
-                eprintln!("Management key (shown once, store it now): {}\n", key.as_str());
+                eprintln!("Management key (shown once, store it now): {}", key.as_str());
+                eprintln!("Sign in to the dashboard with it at http://{listen}/\n");
             }
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            tracing::info!(addr = %listener.local_addr()?, "keyway listening");
+            tracing::info!(addr = %listener.local_addr()?, dashboard = %format!("http://{}/", listener.local_addr()?), "keyway listening");
             let served = keyway_gateway::serve(listener, state, shutdown_signal()).await;
             // Flush the spans still queued before the process exits.
             if let Some(t) = telemetry {

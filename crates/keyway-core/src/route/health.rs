@@ -73,6 +73,8 @@ pub struct CredentialHealth {
     pub consecutive_auth_failures: u32,
     pub unhealthy: bool,
     pub last_used: Option<SystemTime>,
+    /// The last attempt that succeeded (the dashboard's "last success").
+    pub last_success: Option<SystemTime>,
     pub last_failure: Option<(SystemTime, FailureKind)>,
 }
 
@@ -93,6 +95,7 @@ impl CredentialHealth {
         h.last_used = Some(now);
         match outcome {
             Outcome::Success => {
+                h.last_success = Some(now);
                 h.cooldown_until = None;
                 h.consecutive_rate_limits = 0;
                 h.consecutive_auth_failures = 0;

@@ -95,6 +95,8 @@ pub async fn test_stored(
     let out = run_test(&state, rec.provider, &cred, &opts).await?;
     if out["ok"] == true {
         state.health.reset(&rec.id);
+        // Shown as the key's last success (the dashboard's health column).
+        state.health.record(keyway_core::route::HealthKey::Byok(&rec.id), keyway_core::route::Outcome::Success);
     }
     Ok(Json(out))
 }

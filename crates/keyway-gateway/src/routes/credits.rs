@@ -30,7 +30,7 @@ pub fn readable_workspace<'a>(key: &'a ApiKeyRecord, asked: Option<&'a str>) -> 
     }
 }
 
-fn credits_json(state: &SharedState, ws: &str) -> Value {
+pub fn credits_json(state: &SharedState, ws: &str) -> Value {
     let b = state.billing.balance(ws, chrono::Utc::now().timestamp_millis());
     json!({
         // OpenRouter's SDK reads these two (USD); the remaining balance is their difference.

@@ -32,7 +32,35 @@ pub fn router(state: SharedState) -> Router {
             .route("/embeddings", post(chat::embeddings))
             .route("/models", get(models::list))
     };
-    let management = Router::new()
+    // Anthropic's clients expect Anthropic's error shape from the Messages API.
+    let messages = || Router::new().route("/messages", post(messages::messages)).layer(axum::middleware::map_response(dialect::anthropic));
+    let openrouter = inference()
+        .merge(messages())
+        .merge(management().layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::refusals)))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(dialect::openrouter));
+    let ui_api = management()
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(dialect::openrouter))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::dashboard::session::require_api_session));
+    Router::new()
+        .nest("/v1", inference().merge(messages()).merge(vercel::origin_router()).nest("/ai", vercel::router()).fallback(not_found))
+        .nest("/api/v1", openrouter)
+        // The dashboard's fetches: the same management handlers, behind a session and its CSRF token.
+        .nest("/ui/api/v1", ui_api)
+        .merge(crate::dashboard::router())
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::endpoint))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .with_state(state)
+}
+
+/// The management API (`/api/v1/...`); also served to the dashboard under `/ui/api/v1`.
+fn management() -> Router<SharedState> {
+    Router::new()
         .route("/byok", get(byok::list).post(byok::create))
         .route("/byok/test", post(byok_test::test_unsaved))
         .route("/byok/{id}", get(byok::get).patch(byok::patch).delete(byok::delete))
@@ -48,24 +76,6 @@ pub fn router(state: SharedState) -> Router {
         .route("/credits", get(credits::get).post(credits::top_up))
         .route("/generation", get(generation::get))
         .route("/activity", get(activity::get))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::refusals));
-    // Anthropic's clients expect Anthropic's error shape from the Messages API.
-    let messages = || Router::new().route("/messages", post(messages::messages)).layer(axum::middleware::map_response(dialect::anthropic));
-    let openrouter = inference()
-        .merge(messages())
-        .merge(management)
-        .fallback(not_found)
-        .layer(axum::middleware::map_response(dialect::openrouter));
-    Router::new()
-        .nest("/v1", inference().merge(messages()).merge(vercel::origin_router()).nest("/ai", vercel::router()).fallback(not_found))
-        .nest("/api/v1", openrouter)
-        .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(crate::metrics::endpoint))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
-        .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
