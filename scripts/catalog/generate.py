@@ -362,7 +362,7 @@ def better(provider: str, new: str, old: str, slug: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--litellm-version", default=PINNED_VERSION)
-    ap.add_argument("--source", help="an extracted model_prices_and_context_window json (skips pip)")
+    ap.add_argument("--source", help="an extracted model_prices_and_context_window json (skips pip; name its release with --litellm-version)")
     ap.add_argument("--out", default=DEFAULT_OUT)
     a = ap.parse_args()
     if a.source:
@@ -376,7 +376,7 @@ def main() -> None:
     doc = {
         "source": {
             "data": "LiteLLM model price map (model_prices_and_context_window_backup.json)",
-            "package": f"litellm=={a.litellm_version} (PyPI)" if not a.source else origin,
+            "package": f"litellm=={a.litellm_version} (PyPI)",
             "file": origin,
             "supplement": "scripts/catalog/supplement.json",
             "generator": "scripts/catalog/generate.py",

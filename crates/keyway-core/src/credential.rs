@@ -52,6 +52,54 @@ pub enum BedrockCredential {
     Iam(Vec<BedrockKeySet>),
 }
 
+/// Where a Bedrock credential can send calls, without its secrets (what routing needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BedrockScope {
+    /// A Bedrock API key: any region; its own `region` when the request names none.
+    Anywhere { home: Option<String> },
+    /// IAM key sets by region, in the order given; `global` serves any region without a set of its own.
+    Sets(Vec<String>),
+}
+
+impl BedrockScope {
+    pub fn of(c: &BedrockCredential) -> Self {
+        match c {
+            BedrockCredential::ApiKey { region, .. } => Self::Anywhere { home: region.clone() },
+            BedrockCredential::Iam(sets) => Self::Sets(sets.iter().map(|s| s.region.clone()).collect()),
+        }
+    }
+
+    /// The region a call goes to, or `None` when this credential can't serve the region asked for.
+    ///
+    /// A request that names a region gets it (from the set for it, else the `global` set).
+    /// Otherwise the credential's own region is where its requests go: an API key's `region`, else
+    /// the first key set that isn't `global`; a credential with only a `global` set (or an API key
+    /// without a region) goes to `default` (the catalog's region for the model).
+    pub fn region_for<'a>(&'a self, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+        match self {
+            Self::Anywhere { home } => Some(wanted.or(home.as_deref()).unwrap_or(default)),
+            Self::Sets(sets) => sets_region(sets.iter().map(String::as_str), wanted, default),
+        }
+    }
+}
+
+impl BedrockCredential {
+    /// [`BedrockScope::region_for`] on the credential itself (borrowing its region names).
+    pub fn region_for<'a>(&'a self, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+        match self {
+            Self::ApiKey { region, .. } => Some(wanted.or(region.as_deref()).unwrap_or(default)),
+            Self::Iam(sets) => sets_region(sets.iter().map(|s| s.region.as_str()), wanted, default),
+        }
+    }
+}
+
+fn sets_region<'a>(mut sets: impl Iterator<Item = &'a str> + Clone, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+    match wanted {
+        Some(r) => sets.any(|s| s == r || s == "global").then_some(r),
+        None => Some(sets.find(|s| *s != "global").unwrap_or(default)),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BedrockKeySet {
     pub region: String,
@@ -198,6 +246,12 @@ impl Credential {
                     });
                 }
                 Ok(AzureCredential::Deployments(out))
+            }
+            // One deployment as a bare object (OpenRouter's page shows it so): a list of one.
+            Value::Object(m) if !m.contains_key("resource_name") && !m.contains_key("resourceName")
+                && (m.contains_key("model_slug") || m.contains_key("modelSlug") || m.contains_key("endpoint_url") || m.contains_key("endpointUrl")) =>
+            {
+                Self::parse_azure(cx, &Value::Array(vec![v.clone()]))
             }
             Value::Object(m) => {
                 let resource_name = cx.string(m, &["resource_name", "resourceName"])?;
@@ -495,6 +549,17 @@ mod tests {
             let e = parse(ProviderSlug::Azure, json!({"api_key": "k", "resource_name": bad}));
             assert!(e.is_err(), "resource_name {bad:?} must be refused");
         }
+        // OpenRouter's single deployment object is a list of one.
+        let single = json!({"model_slug": "mistralai/mistral-large", "endpoint_url": "https://x.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview", "api_key": "k", "model_id": "mistral-large-2411"});
+        match parse(ProviderSlug::Azure, single.clone()) {
+            Ok(Credential::Azure(AzureCredential::Deployments(ds))) => {
+                assert_eq!((ds.len(), ds[0].model_slug.as_str(), ds[0].model_id.as_str()), (1, "mistralai/mistral-large", "mistral-large-2411"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(ProviderSlug::Azure, Value::String(single.to_string())).is_ok());
+        let e = parse(ProviderSlug::Azure, json!({"model_slug": "m", "endpoint_url": "https://x.openai.azure.com/"})).err().map(|e| e.message);
+        assert_eq!(e.as_deref(), Some("`api_key` is required"));
         let e = parse(ProviderSlug::Azure, json!({"api_key": "k"})).err().map(|e| e.message);
         assert_eq!(e.as_deref(), Some("`resource_name` is required"));
         assert!(parse(ProviderSlug::Azure, json!([{"model_slug": "m", "endpoint_url": "not a url", "api_key": "k", "model_id": "d"}])).is_err());
@@ -517,6 +582,30 @@ mod tests {
         assert!(parse(ProviderSlug::AmazonBedrock, dup).is_err());
         assert!(parse(ProviderSlug::AmazonBedrock, json!([{"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"}])).is_err());
         assert!(parse(ProviderSlug::AmazonBedrock, json!({"accessKeyId": "short", "secretAccessKey": "s"})).is_err());
+    }
+
+    #[test]
+    fn bedrock_scope_region_rules() {
+        let sets = |rs: &[&str]| BedrockScope::Sets(rs.iter().map(|r| (*r).to_owned()).collect());
+        // (sets, request region, want)
+        let cases: &[(&[&str], Option<&str>, Option<&str>)] = &[
+            (&["us-west-2"], None, Some("us-west-2")),
+            (&["us-west-2"], Some("us-west-2"), Some("us-west-2")),
+            (&["us-west-2"], Some("us-east-1"), None),
+            (&["global"], None, Some("us-east-1")),
+            (&["global"], Some("ap-south-1"), Some("ap-south-1")),
+            (&["global", "eu-west-1"], None, Some("eu-west-1")),
+            (&["global", "eu-west-1"], Some("us-east-2"), Some("us-east-2")),
+            (&["eu-west-1", "us-west-2"], None, Some("eu-west-1")),
+            (&["eu-west-1", "us-west-2"], Some("us-west-2"), Some("us-west-2")),
+        ];
+        for (rs, wanted, want) in cases {
+            assert_eq!(sets(rs).region_for(*wanted, "us-east-1"), *want, "{rs:?} {wanted:?}");
+        }
+        let key = BedrockScope::Anywhere { home: Some("ap-south-1".into()) };
+        assert_eq!(key.region_for(None, "us-east-1"), Some("ap-south-1"));
+        assert_eq!(key.region_for(Some("eu-west-1"), "us-east-1"), Some("eu-west-1"));
+        assert_eq!(BedrockScope::Anywhere { home: None }.region_for(None, "us-east-1"), Some("us-east-1"));
     }
 
     #[test]
