@@ -72,9 +72,9 @@ impl BedrockScope {
     /// The region a call goes to, or `None` when this credential can't serve the region asked for.
     ///
     /// A request that names a region gets it (from the set for it, else the `global` set).
-    /// Otherwise the credential's own region is where its requests go: an API key's `region`, else
-    /// the first key set that isn't `global`; a credential with only a `global` set (or an API key
-    /// without a region) goes to `default` (the catalog's region for the model).
+    /// Otherwise the credential's own region is where its requests go: an API key's `region`; for
+    /// key sets, `default` (the catalog's region for the model) when a `global` set covers it, else
+    /// the first set's region. An API key without a region goes to `default` too.
     pub fn region_for<'a>(&'a self, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
         match self {
             Self::Anywhere { home } => Some(wanted.or(home.as_deref()).unwrap_or(default)),
@@ -96,7 +96,8 @@ impl BedrockCredential {
 fn sets_region<'a>(mut sets: impl Iterator<Item = &'a str> + Clone, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
     match wanted {
         Some(r) => sets.any(|s| s == r || s == "global").then_some(r),
-        None => Some(sets.find(|s| *s != "global").unwrap_or(default)),
+        None if sets.clone().any(|s| s == "global") => Some(default),
+        None => sets.next().or(Some(default)),
     }
 }
 
@@ -594,7 +595,7 @@ mod tests {
             (&["us-west-2"], Some("us-east-1"), None),
             (&["global"], None, Some("us-east-1")),
             (&["global"], Some("ap-south-1"), Some("ap-south-1")),
-            (&["global", "eu-west-1"], None, Some("eu-west-1")),
+            (&["global", "eu-west-1"], None, Some("us-east-1")),
             (&["global", "eu-west-1"], Some("us-east-2"), Some("us-east-2")),
             (&["eu-west-1", "us-west-2"], None, Some("eu-west-1")),
             (&["eu-west-1", "us-west-2"], Some("us-west-2"), Some("us-west-2")),

@@ -166,7 +166,8 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
             if uuid::Uuid::parse_str(ws).is_err() {
                 return Err(ApiError::BadRequest(format!("`workspace_id` must be a workspace id (a UUID), not `{}`", ws.chars().take(64).collect::<String>())));
             }
-            m.target_workspace(Some(ws))?.to_owned()
+            let ws = m.target_workspace(Some(ws))?;
+            state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id
         }
         None if m.0.admin => state.store.get_workspace("default").await.map_or_else(|_| m.0.workspace_id.clone(), |w| w.id),
         None => m.0.workspace_id.clone(),

@@ -22,7 +22,7 @@ pub enum Auth<'a> {
 /// The region a call goes to and the key that serves it.
 ///
 /// The region is the one asked for (the route plan's), else the credential's own (an API key's
-/// `region`, the first key set that isn't `global`), else `us-east-1`: the rule of
+/// `region`; without a `global` set, the first set's region), else `us-east-1`: the rule of
 /// [`BedrockCredential::region_for`]. From IAM key sets the one for that region is used, else the
 /// `global` one; no match is `Unsupported` (the router moves on to the next credential).
 pub fn choose<'a>(cred: &'a BedrockCredential, wanted: Option<&str>) -> Result<(Auth<'a>, String), ProviderError> {
@@ -106,10 +106,10 @@ mod tests {
         let (a, r) = choose(&both, Some("eu-west-1")).unwrap();
         assert!(matches!(a, Auth::Iam(s) if s.region == "eu-west-1"));
         assert_eq!(r, "eu-west-1");
-        // No region asked for: the credential's own (its first set that isn't `global`).
+        // No region asked for, a `global` set: the default region, through it.
         let (a, r) = choose(&both, None).unwrap();
-        assert!(matches!(a, Auth::Iam(s) if s.region == "eu-west-1"));
-        assert_eq!(r, "eu-west-1");
+        assert!(matches!(a, Auth::Iam(s) if s.region == "global"));
+        assert_eq!(r, "us-east-1");
         let global = BedrockCredential::Iam(vec![set("global")]);
         let (a, r) = choose(&global, None).unwrap();
         assert!(matches!(a, Auth::Iam(s) if s.region == "global"));

@@ -50,8 +50,9 @@ const TABLE: &[(&[&str], Option<&str>, &str, Option<&str>)] = &[
     // Only `global`: the catalog's region, or the request's.
     (&["global"], None, SONNET, Some("us-east-1")),
     (&["global"], Some("ap-south-1"), SONNET, Some("ap-south-1")),
-    // A set of its own and `global`: no region asked -> its own; another region -> global's keys there.
-    (&["global", "eu-west-1"], None, SONNET, Some("eu-west-1")),
+    // `global` and a set of its own: no region asked -> the catalog's region through `global`;
+    // the set's region -> that set; another region -> global's keys there.
+    (&["global", "eu-west-1"], None, SONNET, Some("us-east-1")),
     (&["global", "eu-west-1"], Some("eu-west-1"), SONNET, Some("eu-west-1")),
     (&["global", "eu-west-1"], Some("us-east-2"), SONNET, Some("us-east-2")),
     // Several sets: the first is home; a request picks the one for its region.
@@ -63,7 +64,10 @@ const TABLE: &[(&[&str], Option<&str>, &str, Option<&str>)] = &[
     (&["eu-west-1"], None, NOVA, None),
     (&["global"], None, NOVA, Some("us-east-1")),
     (&["global"], Some("eu-west-1"), NOVA, None),
-    (&["global", "eu-west-1"], None, NOVA, None),
+    (&["global", "eu-west-1"], None, NOVA, Some("us-east-1")),
+    (&["global", "eu-west-1"], Some("eu-west-1"), NOVA, None),
+    (&["eu-west-1", "us-west-2"], None, NOVA, None),
+    (&["eu-west-1", "us-west-2"], Some("us-west-2"), NOVA, Some("us-west-2")),
     (&["global", "eu-west-1"], Some("us-west-2"), NOVA, Some("us-west-2")),
 ];
 
