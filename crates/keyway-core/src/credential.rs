@@ -254,6 +254,18 @@ impl Credential {
             {
                 Self::parse_azure(cx, &Value::Array(vec![v.clone()]))
             }
+            // Edgee's `{endpoint, api_key}`: the resource's endpoint names the resource.
+            Value::Object(m) if !m.contains_key("resource_name") && !m.contains_key("resourceName") && m.contains_key("endpoint") => {
+                let endpoint = cx.string(m, &["endpoint"])?;
+                let host = url::Url::parse(&endpoint).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+                let Some(resource) = host.strip_suffix(".openai.azure.com").or_else(|| host.strip_suffix(".cognitiveservices.azure.com")) else {
+                    return cx.err("`endpoint` must be an Azure OpenAI resource endpoint (`https://<resource>.openai.azure.com/`); for other endpoints give deployments `{model_slug, endpoint_url, api_key, model_id}`");
+                };
+                let mut r = m.clone();
+                r.remove("endpoint");
+                r.insert("resource_name".into(), Value::String(resource.to_owned()));
+                Self::parse_azure(cx, &Value::Object(r))
+            }
             Value::Object(m) => {
                 let resource_name = cx.string(m, &["resource_name", "resourceName"])?;
                 if !resource_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -304,6 +316,19 @@ impl Credential {
                     }
                 }
                 Ok(BedrockCredential::ApiKey { key: cx.secret(m, &["apiKey", "api_key"])?, region })
+            }
+            // Edgee's region-keyed form: `{"us-east-1": {accessKeyId, secretAccessKey}, "global": {...}}`.
+            Value::Object(m) if !m.is_empty() && m.values().all(Value::is_object) => {
+                let mut sets = Vec::with_capacity(m.len());
+                for (region, item) in m {
+                    let mut set = key_set(cx.obj(item, &format!("key set `{region}`"))?, Some(region))?;
+                    if set.region != *region {
+                        return cx.err(format!("key set `{region}` names another region (`{}`)", set.region));
+                    }
+                    set.region = region.clone();
+                    sets.push(set);
+                }
+                Ok(BedrockCredential::Iam(sets))
             }
             Value::Object(m) => Ok(BedrockCredential::Iam(vec![key_set(m, Some("global"))?])),
             Value::Array(items) => {
@@ -550,6 +575,12 @@ mod tests {
             let e = parse(ProviderSlug::Azure, json!({"api_key": "k", "resource_name": bad}));
             assert!(e.is_err(), "resource_name {bad:?} must be refused");
         }
+        // Edgee's `{endpoint, api_key}` names the resource by its endpoint.
+        match parse(ProviderSlug::Azure, json!({"endpoint": "https://my-res.openai.azure.com/", "api_key": "k"})) {
+            Ok(Credential::Azure(AzureCredential::Resource { resource_name, .. })) => assert_eq!(resource_name, "my-res"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(ProviderSlug::Azure, json!({"endpoint": "https://evil.example.com/", "api_key": "k"})).is_err());
         // OpenRouter's single deployment object is a list of one.
         let single = json!({"model_slug": "mistralai/mistral-large", "endpoint_url": "https://x.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview", "api_key": "k", "model_id": "mistral-large-2411"});
         match parse(ProviderSlug::Azure, single.clone()) {
@@ -583,6 +614,18 @@ mod tests {
         assert!(parse(ProviderSlug::AmazonBedrock, dup).is_err());
         assert!(parse(ProviderSlug::AmazonBedrock, json!([{"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"}])).is_err());
         assert!(parse(ProviderSlug::AmazonBedrock, json!({"accessKeyId": "short", "secretAccessKey": "s"})).is_err());
+        // Edgee's region-keyed object.
+        let keyed = json!({"us-east-1": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"},
+                           "global": {"accessKeyId": "AKIAIOSFODNN7EXAMPL2", "secretAccessKey": "t"}});
+        match parse(ProviderSlug::AmazonBedrock, keyed) {
+            Ok(Credential::Bedrock(BedrockCredential::Iam(s))) => {
+                let mut regions: Vec<&str> = s.iter().map(|k| k.region.as_str()).collect();
+                regions.sort_unstable();
+                assert_eq!(regions, ["global", "us-east-1"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(ProviderSlug::AmazonBedrock, json!({"Not A Region": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"}})).is_err());
     }
 
     #[test]
