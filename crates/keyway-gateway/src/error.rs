@@ -61,12 +61,15 @@ pub struct ErrorInfo {
 }
 
 impl ApiError {
-    /// A provider's failure: its status and OpenRouter's `{provider_name, raw}` metadata.
+    /// A provider's failure: OpenRouter's `{provider_name, raw}` metadata, and the provider's
+    /// status for `/api/v1` when it is a 4xx (the provider refused the request, the key or the
+    /// rate). A provider's 5xx stays 502/503 there too, as OpenRouter documents ("your chosen model
+    /// is down or we received an invalid response from it").
     pub fn with_provider(self, provider_status: u16, provider_name: &str, raw: serde_json::Value) -> Self {
         ApiError::WithMetadata {
             error: Box::new(self),
             metadata: json!({"provider_name": provider_name, "raw": raw}),
-            provider_status: Some(provider_status),
+            provider_status: (400..500).contains(&provider_status).then_some(provider_status),
         }
     }
 

@@ -41,7 +41,9 @@ fn outcome(f: &Fx, model: &str) -> Result<Vec<String>, String> {
 }
 
 /// (key sets, request region, model, expected: Some(region) or None = the credential can't serve it)
-const TABLE: &[(&[&str], Option<&str>, &str, Option<&str>)] = &[
+type Case = (&'static [&'static str], Option<&'static str>, &'static str, Option<&'static str>);
+
+const TABLE: &[Case] = &[
     // One set: its region, whatever the catalog's default is (OpenRouter's `{accessKeyId, secretAccessKey, region}`).
     (&["us-west-2"], None, SONNET, Some("us-west-2")),
     (&["us-west-2"], Some("us-west-2"), SONNET, Some("us-west-2")),
