@@ -726,3 +726,30 @@ async fn e2e_azure_deployments_of_models_outside_the_catalogs_azure_list() {
     assert!(costs[1] > 0 && costs[2] > 0, "gpt-5.2 and o3-mini priced from the catalog: {costs:?}");
     assert_eq!(costs[3], 0, "a model no catalog knows costs 0: {costs:?}");
 }
+
+/// `[[pricing]]` with `provider = "azure"` prices a deployment of a model no catalog knows.
+#[tokio::test]
+async fn e2e_azure_deployment_priced_from_pricing_config() {
+    let fake = keyway_fakes::azure::start(FakeOptions::default()).await.unwrap();
+    let g = Gateway::start(|c| {
+        c.security.allowed_upstream_hosts.push("127.0.0.1".into());
+        c.pricing.push(keyway_core::pricing::PriceOverride {
+            model: "acme/house-model-8".into(),
+            provider: "Azure".into(),
+            input_per_mtok_micros: Some(1_000_000_000),
+            output_per_mtok_micros: Some(1_000_000_000),
+            cached_input_per_mtok_micros: None,
+            per_request_micros: None,
+        });
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "azure", "key":
+        {"model_slug": "acme/house-model-8", "endpoint_url": fake.url(), "api_key": "azure-key-000031", "model_id": "house8"}})).await;
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("acme/house-model-8"))).await;
+    assert_eq!(s, 200, "{v}");
+    let id = h["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let gen = generation(&g, &id).await;
+    let tokens = gen["tokens_prompt"].as_u64().unwrap() + gen["tokens_completion"].as_u64().unwrap();
+    assert_eq!(gen["cost_micros"].as_u64().unwrap(), tokens * 1000, "$1000/Mtok = 1000 micros a token: {gen}");
+}
