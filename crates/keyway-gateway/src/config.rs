@@ -268,9 +268,10 @@ impl Config {
     }
 }
 
-/// Environment variables can't hold `-`: `amazon_bedrock` names `amazon-bedrock`.
+/// Environment variables can't hold `-`: `amazon_bedrock` names `amazon-bedrock`. Display names
+/// and aliases (`AWS Bedrock`, `xAI`) work too, as on the management API.
 pub fn provider_from_key(k: &str) -> Option<ProviderSlug> {
-    ProviderSlug::parse_alias(&k.to_ascii_lowercase().replace('_', "-"))
+    ProviderSlug::parse_alias(&k.to_ascii_lowercase().replace('_', "-")).or_else(|| ProviderSlug::parse_name(k))
 }
 
 /// Resolves `env:NAME` / `file:/path` references (operator config only: never caller input).
