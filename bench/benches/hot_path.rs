@@ -251,6 +251,13 @@ fn decoding(c: &mut Criterion) {
     g.finish();
 }
 
+/// Start-up cost of the model catalog: parsing the embedded JSON (what the first
+/// `Catalog::builtin` does; later calls are a reference-count bump) and applying `[[pricing]]`.
+fn catalog_load(c: &mut Criterion) {
+    c.bench_function("catalog/parse_builtin", |b| b.iter(|| Catalog::from_json(black_box(keyway_core::catalog::BUILTIN)).unwrap()));
+    c.bench_function("catalog/builtin_cached", |b| b.iter(|| Catalog::builtin().unwrap()));
+}
+
 fn caches_and_hashing(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -298,6 +305,6 @@ fn caches_and_hashing(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
-    targets = route_planning, translation, decoding, caches_and_hashing
+    targets = route_planning, translation, decoding, catalog_load, caches_and_hashing
 }
 criterion_main!(benches);

@@ -255,9 +255,15 @@ def test_chat_send_streaming(gw):
 def test_models_list(gw):
     res = sdk(gw, gw.inference_key).models.list()
     assert isinstance(res.result, components.ModelsListResponse)
-    ids = [m.id for m in res.result.data]
-    assert MODEL in ids and res.result.total_count == len(ids)
-    m = next(m for m in res.result.data if m.id == MODEL)
+    # The SDK asks for pages of 500; the generated catalog holds more, so follow `next` to the end.
+    models, page = [], res
+    while page is not None:
+        models += page.result.data
+        page = page.next()
+    ids = [m.id for m in models]
+    assert len(ids) >= 300 and res.result.total_count == len(ids) == len(set(ids))
+    assert MODEL in ids
+    m = next(m for m in models if m.id == MODEL)
     # USD per token, as strings: $0.15 / $0.60 per million.
     assert float(m.pricing.prompt) == pytest.approx(0.15e-6) and float(m.pricing.completion) == pytest.approx(0.60e-6)
     # The SDK pages with offset/limit.

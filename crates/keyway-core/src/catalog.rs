@@ -20,9 +20,20 @@ pub struct Endpoint {
     pub cached_input_per_mtok_micros: Option<u64>,
     #[serde(rename = "per_request", default)]
     pub per_request_micros: u64,
-    /// Bedrock: the region used when the request names none.
+    /// Bedrock: the region used when neither the request nor the credential names one.
     #[serde(default)]
     pub default_region: Option<String>,
+    /// Bedrock: the regions that offer the model; absent = not restricted (routing asks the
+    /// region of each credential against it).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+}
+
+impl Endpoint {
+    /// Whether the model is offered in `region` (always, when the catalog doesn't say).
+    pub fn offered_in(&self, region: &str) -> bool {
+        self.regions.as_ref().is_none_or(|rs| rs.iter().any(|r| r == region))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +77,8 @@ pub enum CatalogError {
     Parse(#[from] serde_json::Error),
     #[error("catalog lists model `{0}` twice")]
     Duplicate(String),
+    #[error("the built-in catalog is not valid: {0}")]
+    Builtin(String),
 }
 
 /// An immutable, cheaply cloned catalog indexed by slug.
@@ -75,11 +88,18 @@ pub struct Catalog {
     index: Arc<HashMap<String, usize>>,
 }
 
+/// The generated snapshot (`scripts/catalog/generate.py`), embedded in the binary.
 pub const BUILTIN: &str = include_str!("../data/catalog.json");
+
+/// Parsed on first use; every later [`Catalog::builtin`] is a reference-count bump.
+static BUILTIN_PARSED: std::sync::OnceLock<Result<Catalog, String>> = std::sync::OnceLock::new();
 
 impl Catalog {
     pub fn builtin() -> Result<Self, CatalogError> {
-        Self::from_json(BUILTIN)
+        BUILTIN_PARSED
+            .get_or_init(|| Self::from_json(BUILTIN).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(CatalogError::Builtin)
     }
 
     pub fn from_json(s: &str) -> Result<Self, CatalogError> {
@@ -132,6 +152,7 @@ impl Catalog {
                 cached_input_per_mtok_micros: None,
                 per_request_micros: 0,
                 default_region: None,
+                regions: None,
             }],
         }))
     }
@@ -157,6 +178,54 @@ mod tests {
         assert_eq!(m.endpoints[0].model_id, "gpt-9");
         assert!(c.resolve("nobody/x").is_none());
         assert!(c.resolve("openai/").is_none());
+    }
+
+    #[test]
+    fn generated_catalog_is_large_and_has_the_popular_models() {
+        let c = Catalog::builtin().unwrap();
+        let embeddings = c.models().iter().filter(|m| m.output_modalities.iter().any(|o| o == "embeddings")).count();
+        assert!(c.models().len() >= 300, "{} models", c.models().len());
+        assert!(embeddings >= 10, "{embeddings} embedding models");
+        let want: &[(&str, &[ProviderSlug])] = &[
+            ("openai/gpt-4.1", &[ProviderSlug::OpenAi, ProviderSlug::Azure]),
+            ("openai/o3-mini", &[ProviderSlug::OpenAi, ProviderSlug::Azure]),
+            // Claude on Anthropic's own API too (the Vercel BYOK page's sample calls anthropic/claude-sonnet-4).
+            ("anthropic/claude-3.5-haiku", &[ProviderSlug::Anthropic, ProviderSlug::AmazonBedrock, ProviderSlug::GoogleVertex]),
+            ("anthropic/claude-sonnet-4", &[ProviderSlug::Anthropic, ProviderSlug::AmazonBedrock]),
+            ("anthropic/claude-sonnet-4.5", &[ProviderSlug::Anthropic, ProviderSlug::AmazonBedrock, ProviderSlug::GoogleVertex]),
+            ("google/gemini-2.5-pro", &[ProviderSlug::GoogleAiStudio, ProviderSlug::GoogleVertex]),
+            ("mistralai/mistral-large", &[ProviderSlug::Mistral]),
+            ("meta-llama/llama-3.3-70b-instruct", &[ProviderSlug::Groq, ProviderSlug::DeepInfra, ProviderSlug::Together, ProviderSlug::AmazonBedrock]),
+            ("deepseek/deepseek-chat", &[ProviderSlug::DeepSeek]),
+            ("x-ai/grok-3-mini", &[ProviderSlug::XAi]),
+            ("z-ai/glm-4.6", &[ProviderSlug::ZAi]),
+            ("openai/text-embedding-3-small", &[ProviderSlug::OpenAi, ProviderSlug::Azure]),
+        ];
+        for (slug, providers) in want {
+            let m = c.get(slug).unwrap_or_else(|| panic!("{slug} missing"));
+            for p in *providers {
+                let e = m.endpoint(*p).unwrap_or_else(|| panic!("{slug} has no {p} endpoint"));
+                assert!(!e.model_id.is_empty() && e.input_per_mtok_micros > 0, "{slug} at {p}: {e:?}");
+            }
+            assert!(m.context_length > 0, "{slug}");
+        }
+        // The provider's own id, and cached-input prices where the provider has them.
+        let haiku = c.get("anthropic/claude-3.5-haiku").unwrap();
+        assert_eq!(haiku.endpoint(ProviderSlug::AmazonBedrock).unwrap().model_id, "anthropic.claude-3-5-haiku-20241022-v1:0");
+        assert_eq!(c.get("openai/gpt-4.1").unwrap().endpoint(ProviderSlug::OpenAi).unwrap().cached_input_per_mtok_micros, Some(500_000));
+        // Every slug is `author/model` and every endpoint's provider has an adapter-facing id.
+        for m in c.models() {
+            assert!(m.id.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()), "{}", m.id);
+            assert!(!m.endpoints.is_empty(), "{}", m.id);
+        }
+    }
+
+    #[test]
+    fn the_catalog_names_its_source() {
+        let v: serde_json::Value = serde_json::from_str(BUILTIN).unwrap();
+        let data = v["source"]["data"].as_str().unwrap_or_default();
+        assert!(data.contains("LiteLLM"), "{data}");
+        assert!(v["source"]["package"].as_str().unwrap_or_default().starts_with("litellm=="));
     }
 
     #[test]

@@ -52,6 +52,55 @@ pub enum BedrockCredential {
     Iam(Vec<BedrockKeySet>),
 }
 
+/// Where a Bedrock credential can send calls, without its secrets (what routing needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BedrockScope {
+    /// A Bedrock API key: any region; its own `region` when the request names none.
+    Anywhere { home: Option<String> },
+    /// IAM key sets by region, in the order given; `global` serves any region without a set of its own.
+    Sets(Vec<String>),
+}
+
+impl BedrockScope {
+    pub fn of(c: &BedrockCredential) -> Self {
+        match c {
+            BedrockCredential::ApiKey { region, .. } => Self::Anywhere { home: region.clone() },
+            BedrockCredential::Iam(sets) => Self::Sets(sets.iter().map(|s| s.region.clone()).collect()),
+        }
+    }
+
+    /// The region a call goes to, or `None` when this credential can't serve the region asked for.
+    ///
+    /// A request that names a region gets it (from the set for it, else the `global` set).
+    /// Otherwise the credential's own region is where its requests go: an API key's `region`; for
+    /// key sets, `default` (the catalog's region for the model) when a `global` set covers it, else
+    /// the first set's region. An API key without a region goes to `default` too.
+    pub fn region_for<'a>(&'a self, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+        match self {
+            Self::Anywhere { home } => Some(wanted.or(home.as_deref()).unwrap_or(default)),
+            Self::Sets(sets) => sets_region(sets.iter().map(String::as_str), wanted, default),
+        }
+    }
+}
+
+impl BedrockCredential {
+    /// [`BedrockScope::region_for`] on the credential itself (borrowing its region names).
+    pub fn region_for<'a>(&'a self, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+        match self {
+            Self::ApiKey { region, .. } => Some(wanted.or(region.as_deref()).unwrap_or(default)),
+            Self::Iam(sets) => sets_region(sets.iter().map(|s| s.region.as_str()), wanted, default),
+        }
+    }
+}
+
+fn sets_region<'a>(mut sets: impl Iterator<Item = &'a str> + Clone, wanted: Option<&'a str>, default: &'a str) -> Option<&'a str> {
+    match wanted {
+        Some(r) => sets.any(|s| s == r || s == "global").then_some(r),
+        None if sets.clone().any(|s| s == "global") => Some(default),
+        None => sets.next().or(Some(default)),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BedrockKeySet {
     pub region: String,
@@ -199,6 +248,24 @@ impl Credential {
                 }
                 Ok(AzureCredential::Deployments(out))
             }
+            // One deployment as a bare object (OpenRouter's page shows it so): a list of one.
+            Value::Object(m) if !m.contains_key("resource_name") && !m.contains_key("resourceName")
+                && (m.contains_key("model_slug") || m.contains_key("modelSlug") || m.contains_key("endpoint_url") || m.contains_key("endpointUrl")) =>
+            {
+                Self::parse_azure(cx, &Value::Array(vec![v.clone()]))
+            }
+            // Edgee's `{endpoint, api_key}`: the resource's endpoint names the resource.
+            Value::Object(m) if !m.contains_key("resource_name") && !m.contains_key("resourceName") && m.contains_key("endpoint") => {
+                let endpoint = cx.string(m, &["endpoint"])?;
+                let host = url::Url::parse(&endpoint).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+                let Some(resource) = host.strip_suffix(".openai.azure.com").or_else(|| host.strip_suffix(".cognitiveservices.azure.com")) else {
+                    return cx.err("`endpoint` must be an Azure OpenAI resource endpoint (`https://<resource>.openai.azure.com/`); for other endpoints give deployments `{model_slug, endpoint_url, api_key, model_id}`");
+                };
+                let mut r = m.clone();
+                r.remove("endpoint");
+                r.insert("resource_name".into(), Value::String(resource.to_owned()));
+                Self::parse_azure(cx, &Value::Object(r))
+            }
             Value::Object(m) => {
                 let resource_name = cx.string(m, &["resource_name", "resourceName"])?;
                 if !resource_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -249,6 +316,19 @@ impl Credential {
                     }
                 }
                 Ok(BedrockCredential::ApiKey { key: cx.secret(m, &["apiKey", "api_key"])?, region })
+            }
+            // Edgee's region-keyed form: `{"us-east-1": {accessKeyId, secretAccessKey}, "global": {...}}`.
+            Value::Object(m) if !m.is_empty() && m.values().all(Value::is_object) => {
+                let mut sets = Vec::with_capacity(m.len());
+                for (region, item) in m {
+                    let mut set = key_set(cx.obj(item, &format!("key set `{region}`"))?, Some(region))?;
+                    if set.region != *region {
+                        return cx.err(format!("key set `{region}` names another region (`{}`)", set.region));
+                    }
+                    set.region = region.clone();
+                    sets.push(set);
+                }
+                Ok(BedrockCredential::Iam(sets))
             }
             Value::Object(m) => Ok(BedrockCredential::Iam(vec![key_set(m, Some("global"))?])),
             Value::Array(items) => {
@@ -495,6 +575,23 @@ mod tests {
             let e = parse(ProviderSlug::Azure, json!({"api_key": "k", "resource_name": bad}));
             assert!(e.is_err(), "resource_name {bad:?} must be refused");
         }
+        // Edgee's `{endpoint, api_key}` names the resource by its endpoint.
+        match parse(ProviderSlug::Azure, json!({"endpoint": "https://my-res.openai.azure.com/", "api_key": "k"})) {
+            Ok(Credential::Azure(AzureCredential::Resource { resource_name, .. })) => assert_eq!(resource_name, "my-res"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(ProviderSlug::Azure, json!({"endpoint": "https://evil.example.com/", "api_key": "k"})).is_err());
+        // OpenRouter's single deployment object is a list of one.
+        let single = json!({"model_slug": "mistralai/mistral-large", "endpoint_url": "https://x.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview", "api_key": "k", "model_id": "mistral-large-2411"});
+        match parse(ProviderSlug::Azure, single.clone()) {
+            Ok(Credential::Azure(AzureCredential::Deployments(ds))) => {
+                assert_eq!((ds.len(), ds[0].model_slug.as_str(), ds[0].model_id.as_str()), (1, "mistralai/mistral-large", "mistral-large-2411"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(ProviderSlug::Azure, Value::String(single.to_string())).is_ok());
+        let e = parse(ProviderSlug::Azure, json!({"model_slug": "m", "endpoint_url": "https://x.openai.azure.com/"})).err().map(|e| e.message);
+        assert_eq!(e.as_deref(), Some("`api_key` is required"));
         let e = parse(ProviderSlug::Azure, json!({"api_key": "k"})).err().map(|e| e.message);
         assert_eq!(e.as_deref(), Some("`resource_name` is required"));
         assert!(parse(ProviderSlug::Azure, json!([{"model_slug": "m", "endpoint_url": "not a url", "api_key": "k", "model_id": "d"}])).is_err());
@@ -517,6 +614,42 @@ mod tests {
         assert!(parse(ProviderSlug::AmazonBedrock, dup).is_err());
         assert!(parse(ProviderSlug::AmazonBedrock, json!([{"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"}])).is_err());
         assert!(parse(ProviderSlug::AmazonBedrock, json!({"accessKeyId": "short", "secretAccessKey": "s"})).is_err());
+        // Edgee's region-keyed object.
+        let keyed = json!({"us-east-1": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"},
+                           "global": {"accessKeyId": "AKIAIOSFODNN7EXAMPL2", "secretAccessKey": "t"}});
+        match parse(ProviderSlug::AmazonBedrock, keyed) {
+            Ok(Credential::Bedrock(BedrockCredential::Iam(s))) => {
+                let mut regions: Vec<&str> = s.iter().map(|k| k.region.as_str()).collect();
+                regions.sort_unstable();
+                assert_eq!(regions, ["global", "us-east-1"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(ProviderSlug::AmazonBedrock, json!({"Not A Region": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s"}})).is_err());
+    }
+
+    #[test]
+    fn bedrock_scope_region_rules() {
+        let sets = |rs: &[&str]| BedrockScope::Sets(rs.iter().map(|r| (*r).to_owned()).collect());
+        // (sets, request region, want)
+        let cases: &[(&[&str], Option<&str>, Option<&str>)] = &[
+            (&["us-west-2"], None, Some("us-west-2")),
+            (&["us-west-2"], Some("us-west-2"), Some("us-west-2")),
+            (&["us-west-2"], Some("us-east-1"), None),
+            (&["global"], None, Some("us-east-1")),
+            (&["global"], Some("ap-south-1"), Some("ap-south-1")),
+            (&["global", "eu-west-1"], None, Some("us-east-1")),
+            (&["global", "eu-west-1"], Some("us-east-2"), Some("us-east-2")),
+            (&["eu-west-1", "us-west-2"], None, Some("eu-west-1")),
+            (&["eu-west-1", "us-west-2"], Some("us-west-2"), Some("us-west-2")),
+        ];
+        for (rs, wanted, want) in cases {
+            assert_eq!(sets(rs).region_for(*wanted, "us-east-1"), *want, "{rs:?} {wanted:?}");
+        }
+        let key = BedrockScope::Anywhere { home: Some("ap-south-1".into()) };
+        assert_eq!(key.region_for(None, "us-east-1"), Some("ap-south-1"));
+        assert_eq!(key.region_for(Some("eu-west-1"), "us-east-1"), Some("eu-west-1"));
+        assert_eq!(BedrockScope::Anywhere { home: None }.region_for(None, "us-east-1"), Some("us-east-1"));
     }
 
     #[test]

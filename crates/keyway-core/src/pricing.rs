@@ -265,8 +265,13 @@ pub fn apply_overrides(catalog: &Catalog, overrides: &[PriceOverride]) -> Result
     }
     let mut models: Vec<Model> = catalog.models().to_vec();
     for (index, o) in overrides.iter().enumerate() {
+        let provider = ProviderSlug::parse_name(&o.provider);
+        // Azure serves whatever its deployments name: pricing one adds the model (or its Azure
+        // endpoint) to the catalog, starting from the catalog's price for the model, else 0.
+        if provider == Some(ProviderSlug::Azure) {
+            add_azure_endpoint(&mut models, &o.model).map_err(|()| PricingError::UnknownModel { index, model: o.model.clone() })?;
+        }
         let model = models.iter_mut().find(|m| m.id == o.model).ok_or_else(|| PricingError::UnknownModel { index, model: o.model.clone() })?;
-        let provider = ProviderSlug::parse_alias(&o.provider);
         let endpoint = model
             .endpoints
             .iter_mut()
@@ -286,6 +291,41 @@ pub fn apply_overrides(catalog: &Catalog, overrides: &[PriceOverride]) -> Result
         }
     }
     Ok(Catalog::from_models(models)?)
+}
+
+/// Ensures `slug` has an Azure endpoint (`Err` for a slug that isn't `author/model`).
+fn add_azure_endpoint(models: &mut Vec<Model>, slug: &str) -> Result<(), ()> {
+    let Some((_, tail)) = slug.split_once('/').filter(|(a, t)| !a.is_empty() && !t.is_empty()) else {
+        return Err(());
+    };
+    let azure = |like: Option<&Endpoint>| Endpoint {
+        provider: ProviderSlug::Azure,
+        model_id: tail.to_owned(),
+        input_per_mtok_micros: like.map_or(0, |e| e.input_per_mtok_micros),
+        output_per_mtok_micros: like.map_or(0, |e| e.output_per_mtok_micros),
+        cached_input_per_mtok_micros: like.and_then(|e| e.cached_input_per_mtok_micros),
+        per_request_micros: like.map_or(0, |e| e.per_request_micros),
+        default_region: None,
+        regions: None,
+    };
+    match models.iter_mut().find(|m| m.id == slug) {
+        Some(m) if m.endpoint(ProviderSlug::Azure).is_some() => {}
+        Some(m) => {
+            let e = azure(m.endpoints.first());
+            m.endpoints.push(e);
+        }
+        None => models.push(Model {
+            id: slug.to_owned(),
+            name: slug.to_owned(),
+            context_length: 0,
+            created: 0,
+            input_modalities: vec!["text".to_owned()],
+            output_modalities: vec!["text".to_owned()],
+            supported_parameters: Vec::new(),
+            endpoints: vec![azure(None)],
+        }),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -468,6 +508,30 @@ mod tests {
         assert!(matches!(apply_overrides(&cat, &[bad]), Err(PricingError::UnknownModel { .. })));
         let bad = PriceOverride { provider: "anthropic".into(), ..o };
         assert!(matches!(apply_overrides(&cat, &[bad]), Err(PricingError::UnknownEndpoint { .. })));
+    }
+
+    #[test]
+    fn azure_overrides_price_any_deployed_model() {
+        let cat = Catalog::builtin().unwrap_or_else(|e| unreachable!("{e}"));
+        let o = |model: &str, input: Option<u64>| PriceOverride {
+            model: model.into(),
+            provider: "Azure".into(),
+            input_per_mtok_micros: input,
+            output_per_mtok_micros: None,
+            cached_input_per_mtok_micros: None,
+            per_request_micros: None,
+        };
+        // Not in the catalog: added with an Azure endpoint at the configured price (0 elsewhere).
+        let c = apply_overrides(&cat, &[o("openai/gpt-5.2-deployment-x", Some(1_750_000))]).unwrap();
+        let e = c.get("openai/gpt-5.2-deployment-x").and_then(|m| m.endpoint(ProviderSlug::Azure)).unwrap();
+        assert_eq!((e.input_per_mtok_micros, e.output_per_mtok_micros, e.model_id.as_str()), (1_750_000, 0, "gpt-5.2-deployment-x"));
+        // In the catalog but not at Azure: starts from the catalog's price for the model.
+        let llama = cat.get("meta-llama/llama-3.3-70b-instruct").unwrap();
+        let first = llama.endpoints[0].output_per_mtok_micros;
+        let c = apply_overrides(&cat, &[o("meta-llama/llama-3.3-70b-instruct", Some(42))]).unwrap();
+        let e = c.get("meta-llama/llama-3.3-70b-instruct").and_then(|m| m.endpoint(ProviderSlug::Azure)).unwrap();
+        assert_eq!((e.input_per_mtok_micros, e.output_per_mtok_micros), (42, first));
+        assert!(matches!(apply_overrides(&cat, &[o("no-slash", Some(1))]), Err(PricingError::UnknownModel { .. })));
     }
 
     #[test]

@@ -149,6 +149,61 @@ impl ProviderSlug {
     }
 }
 
+impl ProviderSlug {
+    /// A provider as people name it: the slug, the display name or a common alias, in any case and
+    /// spacing (`amazon-bedrock`, `Amazon Bedrock`, `AWS Bedrock`, `xAI`, `Grok`, `zAI`, `Google
+    /// Vertex`). Management API, CLI and routing options all read names through this.
+    pub fn parse_name(name: &str) -> Option<Self> {
+        let lower = name.trim().to_ascii_lowercase();
+        if let Some(p) = Self::parse_alias(&lower) {
+            return Some(p);
+        }
+        let key: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
+        let squash = |s: &str| -> String { s.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase() };
+        ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == key)
+            .map(|(_, p)| *p)
+            .or_else(|| Self::ALL.into_iter().find(|p| squash(p.as_str()) == key || squash(p.display_name()) == key))
+    }
+
+    /// What [`Self::parse_name`] accepts, for error messages: each slug with its display name.
+    pub fn accepted_names() -> String {
+        let mut out: Vec<String> = Self::ALL.iter().map(|p| format!("{} ({})", p.as_str(), p.display_name())).collect();
+        out.push("aliases: bedrock, aws bedrock, vertex, vertex ai, gemini, google, azure openai, grok, zai, moonshot, together ai, fireworks ai, mistral ai".to_owned());
+        out.join(", ")
+    }
+}
+
+/// Other names in use (letters and digits only, lower case) -> the provider.
+const ALIASES: &[(&str, ProviderSlug)] = &[
+    ("azureopenai", ProviderSlug::Azure),
+    ("azureaifoundry", ProviderSlug::Azure),
+    ("microsoftazure", ProviderSlug::Azure),
+    ("bedrock", ProviderSlug::AmazonBedrock),
+    ("awsbedrock", ProviderSlug::AmazonBedrock),
+    ("aws", ProviderSlug::AmazonBedrock),
+    ("amazon", ProviderSlug::AmazonBedrock),
+    ("vertex", ProviderSlug::GoogleVertex),
+    ("vertexai", ProviderSlug::GoogleVertex),
+    ("googlevertexai", ProviderSlug::GoogleVertex),
+    ("googlecloudvertexai", ProviderSlug::GoogleVertex),
+    ("gemini", ProviderSlug::GoogleAiStudio),
+    ("google", ProviderSlug::GoogleAiStudio),
+    ("googleaistudio", ProviderSlug::GoogleAiStudio),
+    ("googlegemini", ProviderSlug::GoogleAiStudio),
+    ("mistralai", ProviderSlug::Mistral),
+    ("grok", ProviderSlug::XAi),
+    ("xai", ProviderSlug::XAi),
+    ("zai", ProviderSlug::ZAi),
+    ("zhipu", ProviderSlug::ZAi),
+    ("zhipuai", ProviderSlug::ZAi),
+    ("moonshot", ProviderSlug::MoonshotAi),
+    ("kimi", ProviderSlug::MoonshotAi),
+    ("togetherai", ProviderSlug::Together),
+    ("fireworksai", ProviderSlug::Fireworks),
+];
+
 impl fmt::Display for ProviderSlug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -194,5 +249,30 @@ mod tests {
         }
         assert!("nope".parse::<ProviderSlug>().is_err());
         assert_eq!(ProviderSlug::parse_alias("bedrock"), Some(ProviderSlug::AmazonBedrock));
+    }
+
+    #[test]
+    fn names_people_type_parse_to_the_slug() {
+        let cases = [
+            ("xAI", ProviderSlug::XAi), ("Grok", ProviderSlug::XAi), ("XAI", ProviderSlug::XAi),
+            ("zAI", ProviderSlug::ZAi), ("Z.AI", ProviderSlug::ZAi), ("z-ai", ProviderSlug::ZAi),
+            ("Azure", ProviderSlug::Azure), ("Azure OpenAI", ProviderSlug::Azure),
+            ("AWS Bedrock", ProviderSlug::AmazonBedrock), ("Amazon Bedrock", ProviderSlug::AmazonBedrock),
+            ("amazon-bedrock", ProviderSlug::AmazonBedrock), ("Bedrock", ProviderSlug::AmazonBedrock),
+            ("Google Vertex", ProviderSlug::GoogleVertex), ("Vertex AI", ProviderSlug::GoogleVertex),
+            ("Google AI Studio", ProviderSlug::GoogleAiStudio), ("Gemini", ProviderSlug::GoogleAiStudio),
+            ("OpenAI", ProviderSlug::OpenAi), (" openai ", ProviderSlug::OpenAi), ("Moonshot AI", ProviderSlug::MoonshotAi),
+            ("Together AI", ProviderSlug::Together), ("DeepInfra", ProviderSlug::DeepInfra), ("Mistral AI", ProviderSlug::Mistral),
+        ];
+        for (name, want) in cases {
+            assert_eq!(ProviderSlug::parse_name(name), Some(want), "{name}");
+        }
+        for p in ProviderSlug::ALL {
+            assert_eq!(ProviderSlug::parse_name(p.as_str()), Some(p));
+            assert_eq!(ProviderSlug::parse_name(p.display_name()), Some(p));
+        }
+        assert_eq!(ProviderSlug::parse_name("nope"), None);
+        assert_eq!(ProviderSlug::parse_name(""), None);
+        assert!(ProviderSlug::accepted_names().contains("xai (xAI)"));
     }
 }

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The catalog `keyway catalog update` installs in `data_dir`.
+pub const CATALOG_FILE: &str = "catalog.json";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -41,6 +44,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Generation records (the usage writer).
     pub usage: UsageConfig,
+    /// A model catalog JSON file to use instead of the built-in one (same shape as `crates/keyway-core/data/catalog.json`). Without it, `data_dir/catalog.json` is used when present (`keyway catalog update --file PATH` puts it there), else the built-in catalog. `[[pricing]]` applies on top either way.
+    pub catalog_file: Option<PathBuf>,
     /// Catalog price overrides (`[[pricing]]`, see `keyway_core::pricing::PriceOverride`).
     pub pricing: Vec<keyway_core::pricing::PriceOverride>,
     pub security: Security,
@@ -112,7 +117,8 @@ pub struct Billing {
     /// Refuse requests (402) a workspace's credits can't cover. Off by default: a single-team
     /// install pays its providers directly and needs no ledger.
     pub credits_enabled: bool,
-    /// Percent of the catalog price charged on BYOK traffic.
+    /// Percent of the catalog price charged on BYOK traffic (default 0: a self-hosted gateway
+    /// charges nothing for keys its users bring; OpenRouter's terms are 5 after 1,000,000).
     pub byok_fee_percent: u64,
     /// BYOK requests per workspace and calendar month (UTC) without the fee.
     pub byok_free_requests_per_month: u64,
@@ -122,7 +128,7 @@ pub struct Billing {
 
 impl Default for Billing {
     fn default() -> Self {
-        Self { credits_enabled: false, byok_fee_percent: 5, byok_free_requests_per_month: 1_000_000, reconcile_interval_secs: 60 }
+        Self { credits_enabled: false, byok_fee_percent: 0, byok_free_requests_per_month: 1_000_000, reconcile_interval_secs: 60 }
     }
 }
 
@@ -210,6 +216,7 @@ impl Default for Config {
             billing: Billing::default(),
             limits: LimitsConfig::default(),
             usage: UsageConfig::default(),
+            catalog_file: None,
             pricing: Vec::new(),
             security: Security::default(),
             timeouts: TimeoutsConfig::default(),
@@ -266,6 +273,15 @@ impl Config {
             .collect()
     }
 
+    /// Where the catalog comes from: `catalog_file`, else `data_dir/catalog.json` when it exists
+    /// (`None`: the built-in one).
+    pub fn catalog_path(&self) -> Option<PathBuf> {
+        match &self.catalog_file {
+            Some(p) => Some(p.clone()),
+            None => Some(self.data_dir.join(CATALOG_FILE)).filter(|p| p.is_file()),
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| keyway_store::Store::sqlite_url(&self.data_dir))
     }
@@ -320,9 +336,10 @@ fn suggestion(table: &str, key: &str) -> Option<String> {
         .map(|(_, k)| k)
 }
 
-/// Environment variables can't hold `-`: `amazon_bedrock` names `amazon-bedrock`.
+/// Environment variables can't hold `-`: `amazon_bedrock` names `amazon-bedrock`. Display names
+/// and aliases (`AWS Bedrock`, `xAI`) work too, as on the management API.
 pub fn provider_from_key(k: &str) -> Option<ProviderSlug> {
-    ProviderSlug::parse_alias(&k.to_ascii_lowercase().replace('_', "-"))
+    ProviderSlug::parse_alias(&k.to_ascii_lowercase().replace('_', "-")).or_else(|| ProviderSlug::parse_name(k))
 }
 
 /// Resolves `env:NAME` / `file:/path` references (operator config only: never caller input).

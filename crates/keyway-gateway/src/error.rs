@@ -39,6 +39,10 @@ pub enum ApiError {
     /// Details go to the log; the client sees a generic message.
     #[error("internal error")]
     Internal(String),
+    /// An error with OpenRouter's `error.metadata` (every dialect that has room shows it). With
+    /// `provider_status`, a provider caused it: `/api/v1` answers with that status, as OpenRouter does.
+    #[error("{error}")]
+    WithMetadata { error: Box<ApiError>, metadata: serde_json::Value, provider_status: Option<u16> },
 }
 
 /// What a dialect layer needs to re-render an error.
@@ -50,10 +54,29 @@ pub struct ErrorInfo {
     pub kind: &'static str,
     /// OpenAI's string `code`, if any.
     pub code: Option<&'static str>,
+    /// OpenRouter's `error.metadata` (`provider_name`, `raw` for a provider's failure).
+    pub metadata: Option<serde_json::Value>,
+    /// The provider's own status, when a provider caused the failure (OpenRouter's `error.code`).
+    pub provider_status: Option<u16>,
 }
 
 impl ApiError {
+    /// A provider's failure: OpenRouter's `{provider_name, raw}` metadata, and the provider's
+    /// status for `/api/v1` when it is a 4xx (the provider refused the request, the key or the
+    /// rate). A provider's 5xx stays 502/503 there too, as OpenRouter documents ("your chosen model
+    /// is down or we received an invalid response from it").
+    pub fn with_provider(self, provider_status: u16, provider_name: &str, raw: serde_json::Value) -> Self {
+        ApiError::WithMetadata {
+            error: Box::new(self),
+            metadata: json!({"provider_name": provider_name, "raw": raw}),
+            provider_status: (400..500).contains(&provider_status).then_some(provider_status),
+        }
+    }
+
     pub fn info(&self) -> ErrorInfo {
+        if let ApiError::WithMetadata { error, metadata, provider_status } = self {
+            return ErrorInfo { metadata: Some(metadata.clone()), provider_status: *provider_status, ..error.info() };
+        }
         let (status, kind, code) = match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", None),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "authentication_error", Some("invalid_api_key")),
@@ -68,18 +91,19 @@ impl ApiError {
             ApiError::Upstream { status, kind, .. } => {
                 (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY), "upstream_error", Some(*kind))
             }
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
+            ApiError::Internal(_) | ApiError::WithMetadata { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         let message = match self {
             ApiError::Internal(_) => "internal error; see the gateway log".to_owned(),
             other => other.to_string(),
         };
-        ErrorInfo { status, message, kind, code }
+        ErrorInfo { status, message, kind, code, metadata: None, provider_status: None }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::RateLimited { retry_after, .. } | ApiError::Upstream { retry_after, .. } => *retry_after,
+            ApiError::WithMetadata { error, .. } => error.retry_after(),
             _ => None,
         }
     }
@@ -91,8 +115,11 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         let info = self.info();
-        let mut resp = (info.status, Json(json!({"error": {"message": info.message, "type": info.kind, "param": null, "code": info.code}})))
-            .into_response();
+        let mut error = json!({"message": info.message, "type": info.kind, "param": null, "code": info.code});
+        if let (Some(m), Some(o)) = (&info.metadata, error.as_object_mut()) {
+            o.insert("metadata".into(), m.clone());
+        }
+        let mut resp = (info.status, Json(json!({"error": error}))).into_response();
         if let Some(ra) = self.retry_after() {
             let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
             if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
@@ -118,6 +145,7 @@ impl From<keyway_store::StoreError> for ApiError {
 /// Re-renders errors for a surface whose clients expect another shape.
 pub mod dialect {
     use super::ErrorInfo;
+    use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};
     use axum::Json;
     use serde_json::json;
@@ -128,6 +156,14 @@ pub mod dialect {
     struct Rendered;
 
     pub(crate) fn rerender(resp: Response, body: impl FnOnce(&ErrorInfo) -> serde_json::Value) -> Response {
+        rerender_with_status(resp, |i| i.status, body)
+    }
+
+    fn rerender_with_status(
+        resp: Response,
+        status_of: impl FnOnce(&ErrorInfo) -> StatusCode,
+        body: impl FnOnce(&ErrorInfo) -> serde_json::Value,
+    ) -> Response {
         if resp.extensions().get::<Rendered>().is_some() {
             return resp;
         }
@@ -136,7 +172,8 @@ pub mod dialect {
         };
         let (mut parts, _) = resp.into_parts();
         parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-        let mut out = (info.status, Json(body(&info))).into_response();
+        let status = status_of(&info);
+        let mut out = (status, Json(body(&info))).into_response();
         for (k, v) in parts.headers.iter() {
             if k != axum::http::header::CONTENT_TYPE {
                 out.headers_mut().insert(k.clone(), v.clone());
@@ -147,9 +184,13 @@ pub mod dialect {
         out
     }
 
-    /// OpenRouter's base: an integer `code` (its SDKs build typed errors from it).
+    /// OpenRouter's base: an integer `code` (its SDKs build typed errors from it). A provider's
+    /// failure carries the provider's status, as OpenRouter passes it through.
     pub async fn openrouter(resp: Response) -> Response {
-        rerender(resp, |i| json!({"error": {"code": i.status.as_u16(), "message": i.message, "type": i.kind, "metadata": null}}))
+        rerender_with_status(resp, |i| i.provider_status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(i.status), |i| {
+            let code = i.provider_status.unwrap_or(i.status.as_u16());
+            json!({"error": {"code": code, "message": i.message, "type": i.kind, "metadata": i.metadata}})
+        })
     }
 
     /// Anthropic's Messages API.

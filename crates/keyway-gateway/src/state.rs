@@ -69,6 +69,21 @@ pub enum StartError {
     Providers(#[from] keyway_providers::registry::BuildError),
     #[error("upstream_ca_file `{path}`: {error}")]
     UpstreamCaFile { path: String, error: std::io::Error },
+    #[error("catalog file `{path}`: {error}")]
+    CatalogFile { path: String, error: String },
+}
+
+/// The operator's catalog (`catalog_file`, or the one `keyway catalog update` installed), else
+/// the built-in one. A file that doesn't parse stops start-up rather than routing on a guess.
+pub fn load_catalog(config: &Config) -> Result<Catalog, StartError> {
+    let Some(path) = config.catalog_path() else {
+        return Ok(Catalog::builtin()?);
+    };
+    let err = |error: String| StartError::CatalogFile { path: path.display().to_string(), error };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let catalog = Catalog::from_json(&text).map_err(|e| err(e.to_string()))?;
+    tracing::info!(path = %path.display(), models = catalog.models().len(), "model catalog loaded from file");
+    Ok(catalog)
 }
 
 /// What the first start created; the raw management key is shown once and never again.
@@ -126,7 +141,14 @@ impl AppState {
         })?;
         let system_metas = system
             .iter()
-            .map(|s| keyway_core::route::SystemCredential { zdr: s.zdr, ..keyway_core::route::SystemCredential::new(s.provider) })
+            .map(|s| keyway_core::route::SystemCredential {
+                zdr: s.zdr,
+                bedrock: match s.credential.as_ref() {
+                    Credential::Bedrock(b) => Some(keyway_core::credential::BedrockScope::of(b)),
+                    _ => None,
+                },
+                ..keyway_core::route::SystemCredential::new(s.provider)
+            })
             .collect();
         let metrics = Arc::new(crate::metrics::Metrics::new());
         // Balances are loaded before the first request and then kept in memory.
@@ -142,7 +164,7 @@ impl AppState {
             system_metas,
             usage,
             metrics,
-            catalog: keyway_core::pricing::apply_overrides(&Catalog::builtin()?, &config.pricing)?,
+            catalog: keyway_core::pricing::apply_overrides(&load_catalog(&config)?, &config.pricing)?,
             billing,
             limiter,
             keys: KeyCache::new(Duration::from_secs(30)),

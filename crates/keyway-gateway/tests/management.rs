@@ -180,9 +180,26 @@ async fn auth_401_403_and_workspace_isolation_404() {
     assert_error(s, &v, 404);
     let (s, v, _) = g.req("POST", "/api/v1/workspaces", Some(&mgmt_b), Some(json!({"name": "C"}))).await;
     assert_error(s, &v, 403);
-    // admin sees both
-    let (_, all) = g.mgmt("GET", "/api/v1/byok", None).await;
-    assert_eq!(all["total_count"], 2);
+    // Without `workspace_id` an admin lists the default workspace (OpenRouter's reference); with
+    // it, the workspace named.
+    let (_, default) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(default["total_count"], 1, "{default}");
+    assert_eq!(default["data"][0]["id"], in_a.as_str());
+    let (s, b) = g.mgmt("GET", &format!("/api/v1/byok?workspace_id={ws_b}"), None).await;
+    assert_eq!((s, b["total_count"].as_i64(), b["data"][0]["workspace_id"].as_str()), (200, Some(1), Some(ws_b.as_str())), "{b}");
+}
+
+#[tokio::test]
+async fn byok_list_workspace_id_must_be_a_uuid() {
+    let g = Gateway::start(|_| {}).await;
+    for bad in ["not-a-uuid", "default", "1234", "00000000-0000-0000-0000-00000000000g"] {
+        let (s, v) = g.mgmt("GET", &format!("/api/v1/byok?workspace_id={bad}"), None).await;
+        assert_error(s, &v, 400);
+        assert!(v["error"]["message"].as_str().unwrap().contains("workspace_id"), "{v}");
+    }
+    // A well-formed id of no workspace is not found, not an empty list.
+    let (s, v) = g.mgmt("GET", "/api/v1/byok?workspace_id=00000000-0000-4000-8000-000000000000", None).await;
+    assert_error(s, &v, 404);
 }
 
 #[tokio::test]
@@ -579,4 +596,29 @@ async fn an_upstream_ca_file_is_read_at_start_and_a_bad_one_refuses_to_start() {
         let msg = err.to_string();
         assert!(msg.contains(wanted), "{msg}");
     }
+}
+
+/// The names people type (`xAI`, `Grok`, `zAI`, `Azure`, `AWS Bedrock`, `Google Vertex`), in any
+/// case: accepted and stored as the slug; an unknown name's error lists the accepted ones.
+#[tokio::test]
+async fn byok_accepts_display_names_and_aliases() {
+    let g = Gateway::start(|_| {}).await;
+    for (name, slug) in [("xAI", "xai"), ("Grok", "xai"), ("zAI", "z-ai"), ("Z.AI", "z-ai"), ("OPENAI", "openai"), ("Moonshot AI", "moonshotai")] {
+        let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": name, "key": "sk-name-test-0000000001"}))).await;
+        assert_eq!(s, 201, "{name}: {v}");
+        assert_eq!(v["data"]["provider"], slug, "{name}");
+    }
+    let azure = json!({"model_slug": "openai/gpt-4o", "endpoint_url": "https://res.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21", "api_key": "az-key-0000000001", "model_id": "d"});
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "Azure", "key": azure}))).await;
+    assert_eq!((s, v["data"]["provider"].as_str()), (201, Some("azure")), "{v}");
+    let bedrock = json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "s3cr3t-value", "region": "us-west-2"});
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "AWS Bedrock", "key": bedrock}))).await;
+    assert_eq!((s, v["data"]["provider"].as_str()), (201, Some("amazon-bedrock")), "{v}");
+    // Filtering the list by a display name works the same way.
+    let (s, v) = g.mgmt("GET", "/api/v1/byok?provider=Grok", None).await;
+    assert_eq!((s, v["total_count"].as_i64()), (200, Some(2)), "{v}");
+    let (s, v) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "Cohere Labs", "key": "k-0000000000001"}))).await;
+    assert_error(s, &v, 400);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("Cohere Labs") && msg.contains("amazon-bedrock (Amazon Bedrock)") && msg.contains("xai (xAI)"), "{msg}");
 }

@@ -139,7 +139,7 @@ async fn zdr_uses_only_declared_zdr_credentials() {
     s.openai.clear_calls();
     s.openai.set_fault_for_key("sk-zdr-key-0001", Fault::ServerError);
     let (st, v, _) = s.send(body).await;
-    assert_eq!(st, 502, "{v}");
+    assert_eq!((st, v["error"]["code"].as_u64()), (502, Some(502)), "{v}");
     assert_eq!(s.keys_seen(), ["sk-zdr-key-0001"]);
 }
 
@@ -159,7 +159,7 @@ async fn is_required_never_falls_back_to_the_system_credential() {
     assert_eq!(v["data"]["always_use"], true);
     s.openai.clear_calls();
     let (st, v, _) = s.send(chat(MODEL)).await;
-    assert_eq!(st, 502, "{v}");
+    assert_eq!((st, v["error"]["code"].as_u64()), (502, Some(502)), "{v}");
     assert_eq!(s.openai.calls_with_key(SYSTEM_OPENAI), 0, "the system credential saw no call");
     assert_eq!(s.keys_seen(), ["sk-required-0001"]);
 
@@ -176,7 +176,7 @@ async fn is_byok_only_bars_the_system_credential_for_every_model() {
     s.g.add_byok(json!({"provider": "openai", "key": "sk-byok-only-0001", "allowed_models": [MODEL], "is_byok_only": true})).await;
     s.openai.set_fault_for_key("sk-byok-only-0001", Fault::ServerError);
     let (st, v, _) = s.send(chat(MODEL)).await;
-    assert_eq!(st, 502, "{v}");
+    assert_eq!((st, v["error"]["code"].as_u64()), (502, Some(502)), "{v}");
     let (st, v, _) = s.send(chat("openai/gpt-4o")).await;
     assert_eq!(st, 404, "{v}");
     assert_eq!(v["error"]["code"], 404);
@@ -321,7 +321,7 @@ async fn x_keyway_ignored_is_set_on_failures_and_plan_errors_too() {
     let mut body = chat(MODEL);
     body["provider"] = json!({"quantizations": ["fp8"]});
     let (st, v, h) = s.send(body).await;
-    assert_eq!(st, 502, "{v}");
+    assert_eq!((st, v["error"]["code"].as_u64()), (502, Some(502)), "{v}");
     assert_eq!(h["x-keyway-ignored"], "provider.quantizations");
 
     // The planner refuses (nothing under max_price): a 402, still naming the unknown option.
@@ -513,4 +513,46 @@ async fn messages_under_the_openrouter_base_speak_anthropic_and_route() {
     assert!(st >= 500, "{st} {v}");
     assert_eq!(v["type"], "error", "{v}");
     assert_eq!(h["x-keyway-ignored"], "provider.quantizations");
+}
+
+/// A provider's failure on `/api/v1` is OpenRouter's: the provider's 4xx status as HTTP status and
+/// `error.code` (a 5xx stays 502), `metadata.provider_name`, `metadata.raw` (the provider's answer,
+/// scrubbed). `/v1` keeps Keyway's statuses and carries the same metadata.
+#[tokio::test]
+async fn provider_failures_carry_openrouter_metadata() {
+    let s = setup().await;
+    const KEY: &str = "sk-byok-failing-000000000001";
+    s.g.add_byok(json!({"provider": "openai", "key": KEY, "is_byok_only": true})).await;
+    s.openai.set_fault_for_key(KEY, Fault::BadRequest);
+    let (st, v, _) = s.send(chat(MODEL)).await;
+    assert_eq!((st, v["error"]["code"].as_u64()), (400, Some(400)), "{v}");
+    assert_eq!(v["error"]["metadata"]["provider_name"], "OpenAI", "{v}");
+    assert!(v["error"]["metadata"]["raw"]["error"]["message"].is_string(), "the provider's own JSON: {v}");
+    let (st, v1, _) = s.g.req("POST", "/v1/chat/completions", Some(&s.key), Some(chat(MODEL))).await;
+    assert_eq!(st, 400, "{v1}");
+    assert_eq!(v1["error"]["metadata"], v["error"]["metadata"], "/v1 carries the same metadata");
+    assert!(v1["error"]["code"].is_string(), "OpenAI's string code stays on /v1: {v1}");
+
+    s.openai.set_fault_for_key(KEY, Fault::Unauthorized);
+    let (st, v, _) = s.send(chat(MODEL)).await;
+    assert_eq!((st, v["error"]["code"].as_u64()), (401, Some(401)), "{v}");
+    assert_eq!(v["error"]["metadata"]["provider_name"], "OpenAI");
+    let (st, v1, _) = s.g.req("POST", "/v1/chat/completions", Some(&s.key), Some(chat(MODEL))).await;
+    assert_eq!(st, 502, "/v1 keeps its status for a provider's auth failure: {v1}");
+    assert_eq!(v1["error"]["metadata"]["provider_name"], "OpenAI");
+    for body in [&v, &v1] {
+        assert!(!body.to_string().contains(KEY), "the secret never shows: {body}");
+    }
+
+    // A provider's 5xx is a 502 on both surfaces (OpenRouter's "model is down"), with the metadata.
+    s.openai.set_fault_for_key(KEY, Fault::ServerError);
+    let (st, v, _) = s.send(chat(MODEL)).await;
+    assert_eq!((st, v["error"]["code"].as_u64()), (502, Some(502)), "{v}");
+    assert_eq!(v["error"]["metadata"]["provider_name"], "OpenAI", "{v}");
+    assert!(v["error"]["metadata"]["raw"].is_string(), "{v}");
+
+    // Keyway's own errors have no provider metadata.
+    let (st, v, _) = s.send(chat("nobody/model")).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["metadata"].is_null(), "{v}");
 }

@@ -302,3 +302,82 @@ async fn bedrock_chat_and_stream_with_region_choice_through_the_gateway() {
     let l = logs();
     assert!(!l.contains("e2e-global-secret") && !l.contains("e2e-eu-secret"));
 }
+
+/// OpenRouter's, FastRouter's and Vercel's Bedrock shape `{accessKeyId, secretAccessKey, region}`:
+/// the region is where the key's requests go (the fake checks the SigV4 scope), for chat and for
+/// Test key; a request naming another region can't use it.
+#[tokio::test]
+async fn a_stored_bedrock_key_is_used_in_its_own_region() {
+    const AKID: &str = "AKIAWESTKEY000000001";
+    const SECRET: &str = "west-secret-value-123";
+    let fake = keyway_fakes::bedrock::start(FakeOptions::default(), keyway_fakes::bedrock::BedrockConfig::default().with_key(AKID, SECRET))
+        .await
+        .unwrap();
+    let g = Gateway::for_bedrock(&fake).await;
+    let (key, _) = g.inference_key().await;
+    let id = g.add_byok(json!({"provider": "AWS Bedrock", "key": {"accessKeyId": AKID, "secretAccessKey": SECRET, "region": "us-west-2"}})).await;
+    let chat = |region: Option<&str>| {
+        let mut b = json!({"model": "anthropic/claude-sonnet-4.5", "messages": [{"role": "user", "content": "hello there"}]});
+        if let Some(r) = region {
+            b["providerOptions"] = json!({"bedrock": {"region": r}});
+        }
+        b
+    };
+    for path in ["/v1/chat/completions", "/api/v1/chat/completions"] {
+        let (st, v, h) = g.req("POST", path, Some(&key), Some(chat(None))).await;
+        assert_eq!(st, 200, "{path}: {v}");
+        assert_eq!(h["x-keyway-credential"].to_str().unwrap(), id.as_str(), "the BYOK key paid, not a system key");
+    }
+    let calls = fake.calls();
+    assert!(calls.iter().all(|c| c.path.starts_with("/us-west-2/model/anthropic.claude-sonnet-4-5") && c.key == AKID), "{calls:?}");
+
+    // Test key signs for the credential's region too.
+    let (st, t) = g.mgmt("POST", &format!("/api/v1/byok/{id}/test"), None).await;
+    assert_eq!((st, t["ok"].as_bool()), (200, Some(true)), "{t}");
+    assert!(fake.calls().last().unwrap().path.starts_with("/us-west-2/"));
+
+    // A request that names another region: this key has no set there, and no system key exists.
+    let (st, v, _) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(Some("eu-west-1")))).await;
+    assert!(st == 404 || st == 503 || st == 400, "{st} {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("region"), "{v}");
+    assert!(!v.to_string().contains(SECRET));
+}
+
+/// `POST /api/v1/byok` with `"test": true`: Test key first; a key that fails is not stored (422
+/// with the test result), one that passes is stored with the result beside it.
+#[tokio::test]
+async fn create_with_test_stores_only_a_key_that_passes() {
+    const AKID: &str = "AKIATESTFIRST0000001";
+    const SECRET: &str = "the-right-secret-456";
+    let fake = keyway_fakes::bedrock::start(FakeOptions::default(), keyway_fakes::bedrock::BedrockConfig::default().with_key(AKID, SECRET))
+        .await
+        .unwrap();
+    let g = Gateway::for_bedrock(&fake).await;
+    let bad = json!({"provider": "amazon-bedrock", "name": "wrong", "test": true,
+                     "key": {"accessKeyId": AKID, "secretAccessKey": "not-the-secret-789", "region": "us-west-2"}});
+    for path in ["/api/v1/byok"] {
+        let (st, v) = g.mgmt("POST", path, Some(bad.clone())).await;
+        assert_eq!(st, 422, "{v}");
+        assert_eq!(v["error"]["code"], 422, "{v}");
+        assert_eq!(v["error"]["metadata"]["test"]["ok"], false, "{v}");
+        assert!(v["error"]["metadata"]["test"]["status"].as_u64().is_some_and(|s| s == 403 || s == 401), "{v}");
+        assert!(!v.to_string().contains("not-the-secret-789"));
+    }
+    let (_, list) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(list["total_count"], 0, "nothing stored: {list}");
+
+    let mut good = bad.clone();
+    good["key"]["secretAccessKey"] = json!(SECRET);
+    good["name"] = json!("right");
+    let (st, v) = g.mgmt("POST", "/api/v1/byok", Some(good)).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["test"]["ok"], true, "{v}");
+    assert_eq!(v["data"]["provider"], "amazon-bedrock");
+    let (_, list) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(list["total_count"], 1);
+    // Without `test`, nothing is sent upstream at creation.
+    let before = fake.calls().len();
+    let (st, _) = g.mgmt("POST", "/api/v1/byok", Some(json!({"provider": "amazon-bedrock", "key": {"accessKeyId": AKID, "secretAccessKey": "unchecked-secret-000", "region": "us-west-2"}}))).await;
+    assert_eq!(st, 201);
+    assert_eq!(fake.calls().len(), before);
+}

@@ -679,3 +679,77 @@ async fn e2e_allow_fallbacks_false_with_order_tries_only_listed_providers() {
     assert_error(s, &v, 502);
     assert_eq!(h["x-keyway-attempts"], "2");
 }
+
+/// The BYOK pages' own Azure examples: deployments of `mistralai/mistral-large` (the single
+/// object form; the catalog lists it at Mistral only), `openai/gpt-5.2` and `openai/o3-mini`
+/// (with `provider.only: ["azure"]`), plus a model no catalog knows. Each is routed to its
+/// deployment; usage is recorded, priced from the catalog when it knows the model, else 0.
+#[tokio::test]
+async fn e2e_azure_deployments_of_models_outside_the_catalogs_azure_list() {
+    let fake = keyway_fakes::azure::start(FakeOptions::default()).await.unwrap();
+    let g = Gateway::start(|c| c.security.allowed_upstream_hosts.push("127.0.0.1".into())).await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "azure", "key":
+        {"model_slug": "mistralai/mistral-large", "endpoint_url": fake.url(), "api_key": "azure-key-000021", "model_id": "mistral-large-2411"}})).await;
+    g.add_byok(json!({"provider": "azure", "key": [
+        {"model_slug": "openai/gpt-5.2", "endpoint_url": fake.url(), "api_key": "azure-key-000022", "model_id": "gpt52-prod"},
+        {"model_slug": "openai/o3-mini", "endpoint_url": fake.url(), "api_key": "azure-key-000022", "model_id": "o3-mini-eu"},
+        {"model_slug": "acme/house-model-7", "endpoint_url": fake.url(), "api_key": "azure-key-000022", "model_id": "house7"}]})).await;
+    let mut ids = Vec::new();
+    for (model, only_azure, deployment) in [("mistralai/mistral-large", false, "mistral-large-2411"), ("openai/gpt-5.2", true, "gpt52-prod"), ("openai/o3-mini", true, "o3-mini-eu"), ("acme/house-model-7", false, "house7")] {
+        let mut body = chat(model);
+        if only_azure {
+            body["provider"] = json!({"only": ["azure"]});
+        }
+        let (s, v, h) = g.req("POST", "/api/v1/chat/completions", Some(&key), Some(body)).await;
+        assert_eq!(s, 200, "{model}: {v}");
+        assert_eq!(h["x-keyway-provider"], "azure", "{model}");
+        assert!(fake.calls().last().unwrap().path.contains(deployment), "{model}: {}", fake.calls().last().unwrap().path);
+        ids.push(h["x-keyway-generation-id"].to_str().unwrap().to_owned());
+    }
+    // Usage recorded for each; the catalog prices the models it knows, the unknown one costs 0.
+    let mut costs = Vec::new();
+    for id in &ids {
+        let mut gen = Value::Null;
+        for _ in 0..100 {
+            let (s, v) = g.mgmt("GET", &format!("/api/v1/generation?id={id}"), None).await;
+            if s == 200 {
+                gen = v;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(gen["data"]["tokens_prompt"].as_u64().unwrap_or(0) > 0, "usage recorded: {gen}");
+        costs.push(gen["data"]["cost_micros"].as_u64().unwrap_or(u64::MAX));
+    }
+    assert!(costs[0] > 0, "mistral-large priced from the catalog: {costs:?}");
+    assert!(costs[1] > 0 && costs[2] > 0, "gpt-5.2 and o3-mini priced from the catalog: {costs:?}");
+    assert_eq!(costs[3], 0, "a model no catalog knows costs 0: {costs:?}");
+}
+
+/// `[[pricing]]` with `provider = "azure"` prices a deployment of a model no catalog knows.
+#[tokio::test]
+async fn e2e_azure_deployment_priced_from_pricing_config() {
+    let fake = keyway_fakes::azure::start(FakeOptions::default()).await.unwrap();
+    let g = Gateway::start(|c| {
+        c.security.allowed_upstream_hosts.push("127.0.0.1".into());
+        c.pricing.push(keyway_core::pricing::PriceOverride {
+            model: "acme/house-model-8".into(),
+            provider: "Azure".into(),
+            input_per_mtok_micros: Some(1_000_000_000),
+            output_per_mtok_micros: Some(1_000_000_000),
+            cached_input_per_mtok_micros: None,
+            per_request_micros: None,
+        });
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "azure", "key":
+        {"model_slug": "acme/house-model-8", "endpoint_url": fake.url(), "api_key": "azure-key-000031", "model_id": "house8"}})).await;
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("acme/house-model-8"))).await;
+    assert_eq!(s, 200, "{v}");
+    let id = h["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let gen = generation(&g, &id).await;
+    let tokens = gen["tokens_prompt"].as_u64().unwrap() + gen["tokens_completion"].as_u64().unwrap();
+    assert_eq!(gen["cost_micros"].as_u64().unwrap(), tokens * 1000, "$1000/Mtok = 1000 micros a token: {gen}");
+}

@@ -545,3 +545,23 @@ async fn pricing_override_reaches_models_and_the_charged_cost() {
     let want = v["usage"]["prompt_tokens"].as_i64().unwrap() + 2 * v["usage"]["completion_tokens"].as_i64().unwrap() + 7;
     assert_eq!(d["cost_micros"].as_i64().unwrap(), want, "{d}");
 }
+
+/// The default BYOK fee is 0: past the month's free requests, a BYOK generation still charges
+/// nothing (Vercel's "no markup"; OpenRouter's 5% is a setting, docs/billing.md).
+#[tokio::test]
+async fn byok_fee_defaults_to_zero_even_past_the_free_requests() {
+    let (_fake, g) = start(true, |c| {
+        c.billing.byok_free_requests_per_month = 0;
+        assert_eq!(c.billing.byok_fee_percent, 0, "the default");
+    })
+    .await;
+    let (key, _) = g.inference_key().await;
+    g.add_byok(json!({"provider": "openai", "key": "sk-byok-user-key-0002"})).await;
+    let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat(None))).await;
+    assert_eq!((s, h["x-keyway-byok"].to_str().unwrap()), (200, "true"), "{v}");
+    let d = generation(&g, &key, v["id"].as_str().unwrap()).await;
+    assert!(d["cost_micros"].as_i64().unwrap() > 0, "{d}");
+    assert_eq!(d["fee_micros"], 0, "{d}");
+    let (_, c, _) = g.req("GET", "/api/v1/credits", Some(&key), None).await;
+    assert_eq!(c["data"]["used_this_month_micros"], 0, "{c}");
+}

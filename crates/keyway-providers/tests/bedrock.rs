@@ -215,12 +215,28 @@ async fn region_choice_uses_the_matching_key_set_then_global() {
     complete(&p, &call(&c, None), &hello(false)).await.unwrap();
     let calls = f.calls();
     let seen: Vec<(&str, &str)> = calls.iter().map(|c| (c.path.split('/').nth(1).unwrap(), c.key.as_str())).collect();
+    // No region asked for: the default region, served by the `global` set.
     assert_eq!(seen, vec![("eu-west-1", AKID_EU), ("ap-south-1", AKID), ("us-east-1", AKID)]);
 
     let eu_only = cred(json!([{"region": "eu-west-1", "accessKeyId": AKID_EU, "secretAccessKey": SECRET_EU}]));
     let e = complete(&p, &call(&eu_only, Some("us-west-2")), &hello(false)).await.unwrap_err();
     assert_eq!(e, ProviderError::Unsupported("no key set for region us-west-2".into()));
     assert_eq!(f.calls().len(), 3, "nothing was sent");
+}
+
+/// OpenRouter's, FastRouter's and Vercel's shape `{accessKeyId, secretAccessKey, region}`: the
+/// region is where the calls go and what the signature is scoped to (the fake checks both).
+#[tokio::test]
+async fn a_single_key_set_signs_for_its_own_region() {
+    let f = start(FakeOptions::default()).await;
+    let p = providers(&f);
+    let c = cred(json!({"accessKeyId": AKID, "secretAccessKey": SECRET, "region": "us-west-2"}));
+    let (body, _) = complete(&p, &call(&c, None), &hello(false)).await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Echo: hello there");
+    assert_eq!(f.calls()[0].path, "/us-west-2/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+    // Asked for another region, it has no keys there.
+    let e = complete(&p, &call(&c, Some("us-east-1")), &hello(false)).await.unwrap_err();
+    assert_eq!(e, ProviderError::Unsupported("no key set for region us-east-1".into()));
 }
 
 #[tokio::test]

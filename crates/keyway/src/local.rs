@@ -5,6 +5,7 @@ use anyhow::{anyhow, bail, Context};
 use keyway_crypto::{Keyring, MasterKey};
 use keyway_gateway::Config;
 use keyway_store::Store;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Runs the schema migrations and nothing else: no master key is created, no workspace or
@@ -82,5 +83,23 @@ pub async fn create_admin_key(config: Config, name: &str) -> anyhow::Result<()> 
     store.close().await;
     println!("Admin key `{}` created (hash {}); {admins} enabled admin key(s) now.", rec.name, rec.hash);
     println!("Admin key (shown once, store it now): {}", raw.as_str());
+    Ok(())
+}
+
+/// Validates `file` as a catalog (and `[[pricing]]` against it, so the next start can't fail on
+/// it), then installs it as `data_dir/catalog.json` through a rename: a reader never sees half a file.
+pub fn install_catalog(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let catalog = keyway_core::catalog::Catalog::from_json(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    keyway_core::pricing::apply_overrides(&catalog, &config.pricing).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    if let Some(other) = &config.catalog_file {
+        eprintln!("note: `catalog_file` is set ({}); it takes precedence over the installed catalog", other.display());
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let dest = config.data_dir.join(keyway_gateway::config::CATALOG_FILE);
+    let tmp = config.data_dir.join(format!("{}.tmp", keyway_gateway::config::CATALOG_FILE));
+    std::fs::write(&tmp, text.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &dest).with_context(|| format!("cannot install {}", dest.display()))?;
+    println!("Installed {} models as {}; restart `keyway serve` to use them.", catalog.models().len(), dest.display());
     Ok(())
 }

@@ -65,6 +65,9 @@ enum Command {
     Export(cli::transfer::ExportArgs),
     /// Import BYOK credentials from an export whose secrets are given as env:/file: references.
     Import(cli::transfer::ImportArgs),
+    /// The model catalog (prices, providers per model): install a newer one without a new binary.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Create or upgrade the database schema, then exit (local: opens the store directly).
     Migrate {
         #[arg(long)]
@@ -98,6 +101,20 @@ enum AdminKeyCommand {
     Create {
         #[arg(long, default_value = "recovery admin")]
         name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Check a catalog JSON file (as `scripts/catalog/generate.py` writes it) and install it as
+    /// `data_dir/catalog.json`, which `keyway serve` loads at its next start instead of the
+    /// built-in one (`[[pricing]]` still applies on top).
+    Update {
+        /// The catalog file.
+        #[arg(long)]
+        file: PathBuf,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -196,6 +213,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(args) => cli::audit::run(&Client::new(&cli.remote)?, args).await?,
         Command::Export(args) => cli::transfer::export(&Client::new(&cli.remote)?, args).await?,
         Command::Import(args) => cli::transfer::import(&Client::new(&cli.remote)?, args).await?,
+        Command::Catalog(CatalogCommand::Update { file, data_dir }) => {
+            let mut config = load()?;
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            local::install_catalog(&config, &file)?;
+        }
         Command::Migrate { data_dir } => {
             let mut config = load()?;
             if let Some(d) = data_dir {

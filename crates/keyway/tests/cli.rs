@@ -567,6 +567,61 @@ async fn malformed_keys_in_the_environment_are_refused_with_their_own_message() 
     assert!(!out.contains("kw-mgmt-short"), "the value is not echoed: {out}");
 }
 
+/// `byok add --test` runs Test key first: a key the provider refuses is not stored (non-zero exit,
+/// the provider's answer named); one that passes is stored. `--provider` takes display names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byok_add_with_test_stores_only_a_key_that_passes() {
+    const BAD: &str = "sk-cli-refused-key-00000000000000000000";
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    fake.set_fault_for_key(BAD, keyway_fakes::Fault::Unauthorized);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &fake.url()).await;
+    let url = server.url.clone();
+
+    let refused = cli(&url, MGMT, &["byok", "add", "--provider", "OpenAI", "--name", "bad", "--key", BAD, "--test"]).await;
+    let out = text(&refused);
+    assert!(!refused.status.success(), "{out}");
+    assert!(out.contains("422") && out.contains("failed its test") && out.contains("status 401"), "{out}");
+    assert!(!out.contains(BAD), "{out}");
+    assert_eq!(json(&cli(&url, MGMT, &["byok", "list", "-o", "json"]).await)["total_count"], 0);
+
+    let ok = cli(&url, MGMT, &["byok", "add", "--provider", "OpenAI", "--name", "good", "--key-env", "CLI_TEST_SECRET", "--test", "-o", "json"]).await;
+    assert!(ok.status.success(), "{}", text(&ok));
+    let v = json(&ok);
+    assert_eq!((v["data"]["provider"].as_str(), v["test"]["ok"].as_bool()), (Some("openai"), Some(true)), "{v}");
+    assert_eq!(fake.calls_with_key(SECRET), 1, "tested once before it was stored");
+}
+
+/// `keyway catalog update --file` checks a catalog and installs it in the data dir; the next
+/// `keyway serve` lists its models. A file that isn't a catalog is refused and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_update_installs_a_newer_catalog() {
+    let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || base_env(&mut Command::new(BIN)).args(&args).output().unwrap())
+    };
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"models": [{"id": "x/y"}]}"#).unwrap();
+    let out = run(vec!["catalog".into(), "update".into(), "--file".into(), bad.display().to_string(), "--data-dir".into(), data.display().to_string()]).await.unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!data.join("catalog.json").exists());
+
+    let good = dir.path().join("catalog.json");
+    std::fs::write(&good, r#"{"source": {"data": "test"}, "models": [
+      {"id": "openai/gpt-next-test", "name": "OpenAI: GPT next", "context_length": 400000, "created": 0,
+       "endpoints": [{"provider": "openai", "model_id": "gpt-next-test", "input": 1000000, "output": 2000000}]}]}"#).unwrap();
+    let out = run(vec!["catalog".into(), "update".into(), "--file".into(), good.display().to_string(), "--data-dir".into(), data.display().to_string()]).await.unwrap();
+    assert!(out.status.success() && text(&out).contains("Installed 1 models"), "{}", text(&out));
+
+    let server = start(&data, &fake.url()).await;
+    let models: Value = reqwest::get(format!("{}/api/v1/models", server.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(models["total_count"], 1, "{models}");
+    assert_eq!(models["data"][0]["id"], "openai/gpt-next-test");
+    assert_eq!(models["data"][0]["pricing"]["prompt"], "0.000001");
+}
+
 /// `keyway admin-key create` recovers an instance whose admin keys are gone (local, like rotation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_key_create_recovers_an_instance_without_an_admin() {

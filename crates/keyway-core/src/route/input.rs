@@ -4,7 +4,7 @@
 use super::health::{HealthSource, NoHealth};
 use super::options::RoutingOptions;
 use crate::catalog::Catalog;
-use crate::credential::{AzureCredential, AzureDeployment, Credential, ModelMapping};
+use crate::credential::{AzureCredential, AzureDeployment, BedrockCredential, BedrockScope, Credential, ModelMapping};
 use crate::provider::ProviderSlug;
 use std::collections::HashMap;
 use std::fmt;
@@ -59,6 +59,8 @@ pub struct CredentialMeta {
     pub declared_zdr: bool,
     /// An Azure deployment list: slug -> deployment model id. The credential serves only these slugs.
     pub azure_deployments: Option<Vec<ModelMapping>>,
+    /// Bedrock: the regions the credential's key sets are for (`None`: unknown, any region).
+    pub bedrock: Option<BedrockScope>,
 }
 
 impl CredentialMeta {
@@ -77,6 +79,7 @@ impl CredentialMeta {
             model_mappings: Vec::new(),
             declared_zdr: false,
             azure_deployments: None,
+            bedrock: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl CredentialMeta {
             Credential::Azure(AzureCredential::Resource { model_mappings, .. }) => {
                 self.model_mappings.extend(model_mappings.iter().cloned());
             }
+            Credential::Bedrock(b) => self.bedrock = Some(BedrockScope::of(b)),
             _ => {}
         }
         self
@@ -109,6 +113,8 @@ pub struct RequestScopedCredential<'a> {
     pub model_mappings: &'a [ModelMapping],
     /// An Azure deployment list: serves only the slugs it lists.
     pub azure_deployments: Option<&'a [AzureDeployment]>,
+    /// Bedrock: the credential, for the regions of its key sets.
+    pub bedrock: Option<&'a BedrockCredential>,
 }
 
 impl<'a> RequestScopedCredential<'a> {
@@ -118,12 +124,16 @@ impl<'a> RequestScopedCredential<'a> {
             Credential::Azure(AzureCredential::Deployments(ds)) => (&[], Some(ds.as_slice())),
             _ => (&[], None),
         };
-        Self { provider, model_mappings, azure_deployments }
+        let bedrock = match credential {
+            Credential::Bedrock(b) => Some(b),
+            _ => None,
+        };
+        Self { provider, model_mappings, azure_deployments, bedrock }
     }
 
     /// A credential without mappings (an API key).
     pub fn plain(provider: ProviderSlug) -> Self {
-        Self { provider, model_mappings: &[], azure_deployments: None }
+        Self { provider, model_mappings: &[], azure_deployments: None, bedrock: None }
     }
 }
 
@@ -134,11 +144,13 @@ pub struct SystemCredential {
     /// The operator vouches that this account has zero data retention.
     pub zdr: bool,
     pub model_mappings: Vec<ModelMapping>,
+    /// Bedrock: the regions of the operator's key sets (`None`: any region).
+    pub bedrock: Option<BedrockScope>,
 }
 
 impl SystemCredential {
     pub fn new(provider: ProviderSlug) -> Self {
-        Self { provider, zdr: false, model_mappings: Vec::new() }
+        Self { provider, zdr: false, model_mappings: Vec::new(), bedrock: None }
     }
 }
 

@@ -372,29 +372,9 @@ fn provider_list(path: &str, v: &Value, ignored: &mut Vec<String>) -> Result<Vec
 }
 
 /// A provider by OpenRouter slug (`amazon-bedrock`), display name in any case (`Amazon Bedrock`,
-/// `OPENAI`, `Z.AI`) or alias (`bedrock`, `vertex`, `gemini`).
+/// `OPENAI`, `Z.AI`) or alias (`bedrock`, `vertex`, `gemini`): [`ProviderSlug::parse_name`].
 pub(crate) fn parse_provider_name(name: &str) -> Option<ProviderSlug> {
-    let lower = name.trim().to_ascii_lowercase();
-    if let Some(p) = ProviderSlug::parse_alias(&lower) {
-        return Some(p);
-    }
-    let key = squash(&lower);
-    let extra = match key.as_str() {
-        "azureopenai" | "azureaifoundry" => Some(ProviderSlug::Azure),
-        "vertexai" | "googlevertexai" => Some(ProviderSlug::GoogleVertex),
-        "awsbedrock" => Some(ProviderSlug::AmazonBedrock),
-        "togetherai" => Some(ProviderSlug::Together),
-        _ => None,
-    };
-    extra.or_else(|| {
-        ProviderSlug::ALL
-            .into_iter()
-            .find(|p| squash(p.as_str()) == key || squash(&p.display_name().to_ascii_lowercase()) == key)
-    })
-}
-
-fn squash(s: &str) -> String {
-    s.chars().filter(char::is_ascii_alphanumeric).collect()
+    ProviderSlug::parse_name(name)
 }
 
 /// Body fields that `require_parameters` checks, and the catalog's `supported_parameters` name

@@ -11,10 +11,13 @@ use super::health::HealthKey;
 use super::input::{CredentialId, CredentialMeta, PlanInput};
 use super::options::{DataCollection, SortBy};
 use crate::catalog::Endpoint;
-use crate::credential::ModelMapping;
+use crate::credential::{BedrockCredential, BedrockScope, ModelMapping};
 use crate::provider::ProviderSlug;
 use std::cmp::Ordering;
 use std::fmt;
+
+/// Where a Bedrock call goes when nothing else names a region.
+pub const DEFAULT_BEDROCK_REGION: &str = "us-east-1";
 
 /// Which part of a plan an attempt belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +81,11 @@ pub struct Attempt<'a> {
     /// The id sent upstream: the catalog's, or the credential's mapping / Azure deployment.
     pub upstream_model: &'a str,
     /// The catalog endpoint (prices); `None` for a `provider/model-id` slug the catalog doesn't list.
+    /// For an Azure deployment of a model the catalog lists only elsewhere: the model's first endpoint.
     pub endpoint: Option<&'a Endpoint>,
     pub credential: CredentialSource<'a>,
-    /// Bedrock: the request's `providerOptions.bedrock.region`, else the endpoint's default.
+    /// Bedrock: the region this credential serves the call in (the request's
+    /// `providerOptions.bedrock.region`, else the credential's own, else the endpoint's default).
     pub region: Option<&'a str>,
     pub section: Section,
     /// The provider is pinned (an always-use or byok-only key): no system credential serves it,
@@ -225,21 +230,54 @@ fn plan_model<'a>(input: &PlanInput<'a, '_>, slug: &'a str) -> Result<Vec<Attemp
 /// catalog doesn't list).
 fn resolve<'a>(input: &PlanInput<'a, '_>, slug: &'a str) -> Result<(Vec<Candidate<'a>>, Option<&'a [String]>), RouteError> {
     if let Some(m) = input.catalog.get(slug) {
-        let cands = m
+        let mut cands: Vec<Candidate<'a>> = m
             .endpoints
             .iter()
             .map(|e| Candidate { provider: e.provider, upstream: &e.model_id, endpoint: Some(e) })
             .collect();
+        // An Azure deployment of a model the catalog lists at other providers: priced as the
+        // model's first endpoint (the catalog's price for the model).
+        if !cands.iter().any(|c| c.provider == ProviderSlug::Azure) && azure_deploys(input, slug) {
+            cands.push(Candidate { provider: ProviderSlug::Azure, upstream: model_tail(slug), endpoint: m.endpoints.first() });
+        }
         return Ok((cands, Some(&m.supported_parameters)));
     }
     // Same rule as `Catalog::resolve`, but borrowing the upstream id from the slug.
     let unknown = || RouteError::UnknownModel { model: slug.to_owned() };
     let (prefix, rest) = slug.split_once('/').ok_or_else(unknown)?;
-    let provider = ProviderSlug::parse_alias(prefix).ok_or_else(unknown)?;
     if rest.is_empty() {
         return Err(unknown());
     }
-    Ok((vec![Candidate { provider, upstream: rest, endpoint: None }], None))
+    let mut cands = Vec::new();
+    if let Some(provider) = ProviderSlug::parse_alias(prefix) {
+        cands.push(Candidate { provider, upstream: rest, endpoint: None });
+    }
+    // Any `provider/model` slug an Azure deployment names is routable to Azure (priced 0 unless
+    // `[[pricing]]` lists it, which puts it in the catalog).
+    if !cands.iter().any(|c| c.provider == ProviderSlug::Azure) && azure_deploys(input, slug) {
+        cands.push(Candidate { provider: ProviderSlug::Azure, upstream: rest, endpoint: None });
+    }
+    if cands.is_empty() {
+        return Err(unknown());
+    }
+    Ok((cands, None))
+}
+
+fn model_tail(slug: &str) -> &str {
+    slug.split_once('/').map_or(slug, |(_, rest)| rest)
+}
+
+/// Whether a usable Azure credential of the request names `slug` in a deployment (or mapping).
+fn azure_deploys(input: &PlanInput<'_, '_>, slug: &str) -> bool {
+    let names = |ms: &[ModelMapping]| ms.iter().any(|m| m.gateway_model_slug == slug);
+    if !input.request_scoped.is_empty() {
+        return input.request_scoped.iter().filter(|r| r.provider == ProviderSlug::Azure).any(|r| {
+            r.azure_deployments.is_some_and(|ds| ds.iter().any(|d| d.model_slug == slug)) || names(r.model_mappings)
+        });
+    }
+    input.stored.iter().filter(|m| m.provider == ProviderSlug::Azure && !m.disabled).any(|m| {
+        m.azure_deployments.as_deref().is_some_and(names) || names(&m.model_mappings)
+    }) || input.system.iter().any(|s| s.provider == ProviderSlug::Azure && names(&s.model_mappings))
 }
 
 fn narrow<'a>(
@@ -344,11 +382,27 @@ impl Sections<'_> {
 
 fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'a>, ex: &mut Excluded) -> Sections<'a> {
     let opts = input.options;
-    let region = match (c.provider, opts.bedrock_region.as_deref()) {
-        (ProviderSlug::AmazonBedrock, Some(r)) => Some(r),
-        _ => c.endpoint.and_then(|e| e.default_region.as_deref()),
+    let wanted = opts.bedrock_region.as_deref();
+    let catalog_region = c.endpoint.and_then(|e| e.default_region.as_deref());
+    let default_region = catalog_region.unwrap_or(DEFAULT_BEDROCK_REGION);
+    // Bedrock: each credential's region (see `BedrockScope::region_for`); `None` = it can't serve
+    // the region asked for, or the model isn't offered there. Other providers have no region.
+    let region_of = |scope: Option<&'a BedrockScope>, bedrock: Option<&'a BedrockCredential>| -> Option<Option<&'a str>> {
+        if c.provider != ProviderSlug::AmazonBedrock {
+            return Some(None);
+        }
+        let r = match (scope, bedrock) {
+            (Some(s), _) => s.region_for(wanted, default_region)?,
+            (None, Some(b)) => b.region_for(wanted, default_region)?,
+            // Nothing known of the credential: the request's region, else the catalog's (else the adapter's).
+            (None, None) => match wanted.or(catalog_region) {
+                Some(r) => r,
+                None => return Some(None),
+            },
+        };
+        c.endpoint.is_none_or(|e| e.offered_in(r)).then_some(Some(r))
     };
-    let attempt = |credential, upstream_model, section, degraded| Attempt {
+    let attempt = |credential, upstream_model, section, degraded, region| Attempt {
         model: slug,
         provider: c.provider,
         upstream_model,
@@ -391,9 +445,13 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
                 ex.not_zdr += 1;
                 continue;
             }
+            let Some(region) = region_of(m.bedrock.as_ref(), None) else {
+                ex.other_region += 1;
+                continue;
+            };
             let degraded = input.health.health(HealthKey::Byok(m.id.as_str())).is_some_and(|h| h.is_degraded(input.now));
             let section = if m.is_fallback { Section::Fallback } else { Section::Primary };
-            let a = attempt(CredentialSource::Byok { id: &m.id, index }, upstream, section, degraded);
+            let a = attempt(CredentialSource::Byok { id: &m.id, index }, upstream, section, degraded, region);
             let list = if m.is_fallback { &mut fallback } else { &mut prioritized };
             list.push((degraded, m.sort_order, a));
         }
@@ -409,8 +467,12 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
                 },
                 None => mapped(r.model_mappings, slug).unwrap_or(c.upstream),
             };
+            let Some(region) = region_of(None, r.bedrock) else {
+                ex.other_region += 1;
+                continue;
+            };
             let source = CredentialSource::RequestScoped { provider: r.provider, index };
-            prioritized.push((false, 0, attempt(source, upstream, Section::Primary, false)));
+            prioritized.push((false, 0, attempt(source, upstream, Section::Primary, false, region)));
         }
     }
     prioritized.sort_by_key(|(d, o, _)| (*d, *o));
@@ -429,9 +491,13 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
             ex.system_not_zdr += 1;
             continue;
         }
+        let Some(region) = region_of(s.bedrock.as_ref(), None) else {
+            ex.other_region += 1;
+            continue;
+        };
         let degraded = input.health.health(HealthKey::System(index)).is_some_and(|h| h.is_degraded(input.now));
         let upstream = mapped(&s.model_mappings, slug).unwrap_or(c.upstream);
-        system.push((degraded, attempt(CredentialSource::System { index }, upstream, Section::System, degraded)));
+        system.push((degraded, attempt(CredentialSource::System { index }, upstream, Section::System, degraded, region)));
     }
     system.sort_by_key(|(d, _)| *d);
     out.system = system.into_iter().map(|(_, a)| a).collect();
@@ -474,6 +540,8 @@ struct Excluded {
     not_zdr: usize,
     system_not_zdr: usize,
     system_barred: usize,
+    /// Bedrock credentials without a key set for the request's region (or the model isn't offered there).
+    other_region: usize,
 }
 
 impl Excluded {
@@ -493,6 +561,7 @@ impl Excluded {
             (self.other_caller, "limited to other Keyway keys or users"),
             (self.other_model, "limited to other models"),
             (self.not_zdr, "not declared zero-data-retention (provider.zdr is on)"),
+            (self.other_region, "without a key set for the region (or the model is not offered in it)"),
         ]
         .iter()
         .filter(|(n, _)| *n > 0)

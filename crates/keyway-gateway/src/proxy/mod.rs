@@ -69,6 +69,18 @@ fn outcome_of(e: &ProviderError) -> Outcome {
     }
 }
 
+/// The status a provider answered with, when the failure is the provider's (not a timeout, a
+/// connection failure or Keyway's own refusal).
+fn provider_status(e: &ProviderError) -> Option<u16> {
+    match e {
+        ProviderError::RateLimited { status, .. }
+        | ProviderError::Auth { status, .. }
+        | ProviderError::BadRequest { status, .. }
+        | ProviderError::Upstream5xx { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
 /// The client's error once every attempt failed: the last failure decides its class.
 fn final_error(e: &ProviderError, message: String) -> ApiError {
     match e {
@@ -275,6 +287,8 @@ async fn proxy_in_span(
     let ignored = route.ignored.join(", ");
     let request = ChatRequest::new(body).with_anthropic(anthropic);
     let mut last_error: Option<(ProviderError, String)> = None;
+    // The last failure a provider answered: (its status, display name, its answer scrubbed).
+    let mut provider_failure: Option<(u16, &'static str, Value)> = None;
 
     for attempt in &route.attempts {
         let Some(cred) = credential_for(&state, &stored, &scoped, attempt) else { continue };
@@ -337,6 +351,17 @@ async fn proxy_in_span(
         match result {
             Err(e) => {
                 let message = scrub(&e.to_string(), &cred.secret_strings());
+                provider_failure = provider_status(&e).map(|status| {
+                    // OpenRouter's `metadata.raw`: the provider's own answer (JSON when it is), secrets scrubbed.
+                    let raw = e.body().map_or_else(
+                        || Value::String(message.clone()),
+                        |b| {
+                            let b = scrub(b, &cred.secret_strings());
+                            serde_json::from_str::<Value>(&b).unwrap_or(Value::String(b))
+                        },
+                    );
+                    (status, attempt.provider.display_name(), raw)
+                });
                 tracing::info!(provider = %attempt.provider, credential = %attempt.credential.header_value(), class = e.class(), "attempt failed");
                 if let Some(k) = attempt.credential.health_key() {
                     let before = state.health.get(k);
@@ -433,7 +458,11 @@ async fn proxy_in_span(
     let err = match last_error {
         Some((e, message)) => {
             let prefix = if record.attempts.len() > 1 { format!("all {} attempts failed; last: ", record.attempts.len()) } else { String::new() };
-            final_error(&e, format!("{prefix}{message}"))
+            let err = final_error(&e, format!("{prefix}{message}"));
+            match provider_failure.take() {
+                Some((status, name, raw)) if provider_status(&e).is_some() => err.with_provider(status, name, raw),
+                _ => err,
+            }
         }
         None => ApiError::NotFound(format!("no usable credential for `{model}`")),
     };

@@ -136,13 +136,12 @@ fn check_combination(is_fallback: bool, is_byok_only: bool) -> Result<(), ApiErr
     Ok(())
 }
 
+/// A provider by slug, display name or alias, in any case (`xAI`, `AWS Bedrock`, `Google Vertex`);
+/// the slug is what gets stored.
 pub fn parse_provider(v: Option<&Value>) -> Result<ProviderSlug, ApiError> {
     match v {
-        Some(Value::String(s)) => ProviderSlug::parse_alias(s).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown provider `{s}`; known: {}",
-                ProviderSlug::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-            ))
+        Some(Value::String(s)) => ProviderSlug::parse_name(s).ok_or_else(|| {
+            ApiError::BadRequest(format!("unknown provider `{s}`; accepted: {}", ProviderSlug::accepted_names()))
         }),
         Some(_) => Err(ApiError::BadRequest("`provider` must be a string".into())),
         None => Err(ApiError::BadRequest("`provider` is required".into())),
@@ -160,11 +159,20 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     let page = page_params(&q)?;
     let provider = q.provider.as_deref().map(|p| parse_provider(Some(&Value::String(p.to_owned())))).transpose()?;
     // A workspace's list holds what its routing may use: its own credentials and the global ones.
+    // Without `workspace_id` that is the key's own workspace (an admin's: the default one, as
+    // OpenRouter's reference says); with it, an admin lists that workspace.
     let ws = match q.workspace_id.as_deref() {
-        Some(ws) => Some(m.target_workspace(Some(ws))?),
-        None => m.scope(),
+        Some(ws) => {
+            if uuid::Uuid::parse_str(ws).is_err() {
+                return Err(ApiError::BadRequest(format!("`workspace_id` must be a workspace id (a UUID), not `{}`", ws.chars().take(64).collect::<String>())));
+            }
+            let ws = m.target_workspace(Some(ws))?;
+            state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id
+        }
+        None if m.0.admin => state.store.get_workspace("default").await.map_or_else(|_| m.0.workspace_id.clone(), |w| w.id),
+        None => m.0.workspace_id.clone(),
     };
-    let (rows, total) = state.store.list_byok(ws, provider, page).await?;
+    let (rows, total) = state.store.list_byok(Some(&ws), provider, page).await?;
     Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
 }
 
@@ -207,11 +215,27 @@ pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::aud
     };
     check_combination(fields.is_fallback, fields.is_byok_only)?;
     let cred = parse_credential(&state, provider, key)?;
+    // `"test": true`: Test key first (Vercel's "validate before adding"); only a key that passes is stored.
+    let tested = match bool_field(&body, &["test"])? {
+        Some(true) => {
+            let result = crate::routes::byok_test::run_test(&state, provider, &cred, &body).await?;
+            if result["ok"] != true {
+                let error = ApiError::InvalidCredential(format!("the {} key failed its test; it was not stored", provider.display_name()));
+                return Err(ApiError::WithMetadata { error: Box::new(error), metadata: json!({"test": result}), provider_status: None });
+            }
+            Some(result)
+        }
+        _ => None,
+    };
     let audited = state.store.audited(crate::audit::entry(&m, &peer, "byok.create", crate::audit::changes(&body)));
     let rec = audited.create_byok_in(ws.as_deref(), provider, &fields, &cred).await?;
     state.credentials.invalidate_for(&rec);
     tracing::info!(credential_id = %rec.id, provider = %provider, workspace_id = ws.as_deref().unwrap_or("*"), "byok credential created");
-    Ok((StatusCode::CREATED, Json(json!({"data": byok_json(&rec, &state)}))))
+    let mut out = json!({"data": byok_json(&rec, &state)});
+    if let (Some(t), Some(o)) = (tested, out.as_object_mut()) {
+        o.insert("test".into(), t);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {

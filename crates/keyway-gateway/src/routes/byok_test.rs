@@ -35,7 +35,7 @@ fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, Ap
     }
 }
 
-async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential, opts: &Map<String, Value>) -> Result<Value, ApiError> {
+pub(crate) async fn run_test(state: &SharedState, provider: ProviderSlug, cred: &Credential, opts: &Map<String, Value>) -> Result<Value, ApiError> {
     let adapter = state.providers.get(provider).ok_or_else(|| ApiError::BadRequest(format!("Keyway has no adapter for {provider}")))?;
     let requested = opt_str(opts, "model")?;
     let region = opt_str(opts, "region")?;

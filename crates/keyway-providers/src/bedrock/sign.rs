@@ -21,16 +21,17 @@ pub enum Auth<'a> {
 
 /// The region a call goes to and the key that serves it.
 ///
-/// The region is the request's, else the API key's own, else `us-east-1`. From IAM key sets the
-/// one for that region is used, else the `global` one; no match is `Unsupported` (the router
-/// moves on to the next credential).
+/// The region is the one asked for (the route plan's), else the credential's own (an API key's
+/// `region`; without a `global` set, the first set's region), else `us-east-1`: the rule of
+/// [`BedrockCredential::region_for`]. From IAM key sets the one for that region is used, else the
+/// `global` one; no match is `Unsupported` (the router moves on to the next credential).
 pub fn choose<'a>(cred: &'a BedrockCredential, wanted: Option<&str>) -> Result<(Auth<'a>, String), ProviderError> {
     let (auth, region) = match cred {
         BedrockCredential::ApiKey { key, region } => {
             (Auth::Bearer(key), wanted.or(region.as_deref()).unwrap_or(DEFAULT_REGION).to_owned())
         }
         BedrockCredential::Iam(sets) => {
-            let region = wanted.unwrap_or(DEFAULT_REGION);
+            let region = wanted.unwrap_or_else(|| cred.region_for(None, DEFAULT_REGION).unwrap_or(DEFAULT_REGION));
             let set = sets
                 .iter()
                 .find(|s| s.region == region)
@@ -105,9 +106,17 @@ mod tests {
         let (a, r) = choose(&both, Some("eu-west-1")).unwrap();
         assert!(matches!(a, Auth::Iam(s) if s.region == "eu-west-1"));
         assert_eq!(r, "eu-west-1");
+        // No region asked for, a `global` set: the default region, through it.
         let (a, r) = choose(&both, None).unwrap();
         assert!(matches!(a, Auth::Iam(s) if s.region == "global"));
         assert_eq!(r, "us-east-1");
+        let global = BedrockCredential::Iam(vec![set("global")]);
+        let (a, r) = choose(&global, None).unwrap();
+        assert!(matches!(a, Auth::Iam(s) if s.region == "global"));
+        assert_eq!(r, "us-east-1");
+        // A single set for us-west-2 (OpenRouter's `{accessKeyId, secretAccessKey, region}`) signs there.
+        let west = BedrockCredential::Iam(vec![set("us-west-2")]);
+        assert_eq!(choose(&west, None).map(|x| x.1).ok().as_deref(), Some("us-west-2"));
         let eu = BedrockCredential::Iam(vec![set("eu-west-1")]);
         assert_eq!(choose(&eu, Some("us-west-2")).err(), Some(ProviderError::Unsupported("no key set for region us-west-2".into())));
         let key = BedrockCredential::ApiKey { key: SecretString::from("k".to_owned()), region: Some("ap-south-1".into()) };

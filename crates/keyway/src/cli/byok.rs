@@ -35,9 +35,13 @@ impl SecretSource {
 pub enum ByokCommand {
     /// Add a provider credential.
     Add {
-        /// Provider slug: openai, anthropic, azure, amazon-bedrock, google-vertex, ...
+        /// Provider: its slug (openai, anthropic, azure, amazon-bedrock, google-vertex, ...), display
+        /// name or alias, in any case (`xAI`, `AWS Bedrock`, `Google Vertex`).
         #[arg(long)]
         provider: String,
+        /// Test the key against the provider first; store it only when the test passes.
+        #[arg(long)]
+        test: bool,
         /// A name to recognise it by.
         #[arg(long)]
         name: String,
@@ -107,7 +111,7 @@ pub enum ByokCommand {
 
 pub async fn run(c: &Client, cmd: ByokCommand) -> anyhow::Result<()> {
     match cmd {
-        ByokCommand::Add { provider, name, secret, workspace_id, always_use, fallback, disabled, sort_order, allowed_models, allowed_api_key_hashes } => {
+        ByokCommand::Add { provider, test, name, secret, workspace_id, always_use, fallback, disabled, sort_order, allowed_models, allowed_api_key_hashes } => {
             let key = secret.read()?.ok_or_else(|| anyhow::anyhow!("a key is required: --key-env VAR, --key-file PATH, --key-stdin or --key"))?;
             let mut body = Map::new();
             body.insert("provider".into(), json!(provider));
@@ -116,6 +120,9 @@ pub async fn run(c: &Client, cmd: ByokCommand) -> anyhow::Result<()> {
             body.insert("always_use".into(), json!(always_use));
             body.insert("is_fallback".into(), json!(fallback));
             body.insert("disabled".into(), json!(disabled));
+            if test {
+                body.insert("test".into(), json!(true));
+            }
             if let Some(w) = workspace_id {
                 body.insert("workspace_id".into(), json!(w));
             }

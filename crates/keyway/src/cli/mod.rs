@@ -73,11 +73,16 @@ impl Client {
         let text = resp.text().await?;
         let json: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if !status.is_success() {
-            let msg = json
+            let mut msg = json
                 .pointer("/error/message")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .unwrap_or_else(|| json.to_string());
+            // A failed Test key (`byok add --test`): what the provider said.
+            if let Some(t) = json.pointer("/error/metadata/test") {
+                let why = t.get("error").map_or_else(|| t.to_string(), |e| e.as_str().map_or_else(|| e.to_string(), str::to_owned));
+                let _ = write!(msg, " (test: status {}, {why})", t.get("status").unwrap_or(&Value::Null));
+            }
             bail!("{method} {path}: {} {msg}", status.as_u16());
         }
         Ok(json)

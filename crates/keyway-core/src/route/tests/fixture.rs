@@ -39,6 +39,9 @@ const CATALOG: &str = r#"{"models": [
      {"provider": "deepinfra", "model_id": "meta-llama/Llama-3.3-70B-Instruct", "input": 230000, "output": 400000},
      {"provider": "together", "model_id": "meta-llama/Llama-3.3-70B-Instruct-Turbo", "input": 880000, "output": 880000},
      {"provider": "fireworks", "model_id": "accounts/fireworks/models/llama-v3p3-70b-instruct", "input": 900000, "output": 900000}]},
+  {"id": "amazon/nova-pro-v1", "name": "Nova Pro", "context_length": 300000, "created": 0,
+   "endpoints": [
+     {"provider": "amazon-bedrock", "model_id": "amazon.nova-pro-v1:0", "input": 800000, "output": 3200000, "default_region": "us-east-1", "regions": ["us-east-1", "us-west-2"]}]},
   {"id": "empty/model", "name": "No endpoints", "context_length": 1, "created": 0, "endpoints": []}
 ]}"#;
 
@@ -46,6 +49,8 @@ pub const GPT4O: &str = "openai/gpt-4o";
 pub const MINI: &str = "openai/gpt-4o-mini";
 pub const SONNET: &str = "anthropic/claude-sonnet-4.5";
 pub const LLAMA: &str = "meta-llama/llama-3.3-70b-instruct";
+/// On Bedrock in us-east-1 and us-west-2 only.
+pub const NOVA: &str = "amazon/nova-pro-v1";
 
 pub fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)

@@ -5,3 +5,5 @@ mod fixture;
 mod health_cases;
 mod options_cases;
 mod plan_cases;
+mod region_cases;
+mod azure_cases;
