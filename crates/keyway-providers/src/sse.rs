@@ -19,12 +19,14 @@ pub struct SseDecoder {
     has_data: bool,
     /// The previous chunk ended in `\r`; a leading `\n` of the next belongs to it.
     skip_lf: bool,
-    /// Guard against an upstream that never ends a line.
+    /// Guard against an upstream that never ends a line, or an event of endless `data:` lines.
     max_line: usize,
+    /// The current event's data grew past `max_line`.
+    too_long: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("SSE line longer than {0} bytes")]
+#[error("SSE line or event longer than {0} bytes")]
 pub struct LineTooLong(pub usize);
 
 impl SseDecoder {
@@ -62,7 +64,14 @@ impl SseDecoder {
             if terminator == b'\r' {
                 self.skip_lf = true;
             }
-            if let Some(ev) = self.line(&line) {
+            let ev = self.line(&line);
+            if self.too_long {
+                self.buf.clear();
+                self.data = String::new();
+                self.too_long = false;
+                return Err(LineTooLong(self.max_line));
+            }
+            if let Some(ev) = ev {
                 return Ok(Some(ev));
             }
         }
@@ -101,6 +110,10 @@ impl SseDecoder {
         };
         match field {
             b"data" => {
+                if self.data.len() + value.len() + 1 > self.max_line {
+                    self.too_long = true;
+                    return None;
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }

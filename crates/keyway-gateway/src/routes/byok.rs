@@ -54,6 +54,34 @@ pub fn byok_json(r: &ByokRecord, state: &SharedState) -> Value {
     })
 }
 
+/// A row this build can't read (unknown provider, broken metadata), listed so that it can be
+/// seen and deleted: the BYOK object's keys where known, `status: "unreadable"` and the reason.
+fn unreadable_json(u: &keyway_store::UnreadableByok) -> Value {
+    json!({
+        "id": u.id,
+        "workspace_id": u.workspace_id,
+        "provider": u.provider,
+        "name": u.name,
+        "label": null,
+        "disabled": true,
+        "is_fallback": false,
+        "is_required": false,
+        "always_use": false,
+        "is_byok_only": false,
+        "sort_order": 0,
+        "allowed_models": null,
+        "allowed_api_key_hashes": null,
+        "allowed_user_ids": null,
+        "model_mappings": [],
+        "declared_region": null,
+        "declared_zdr": false,
+        "created_at": u.created_at.map(iso),
+        "updated_at": u.updated_at.map(iso),
+        "status": "unreadable",
+        "error": u.reason,
+    })
+}
+
 fn bool_field(m: &Map<String, Value>, names: &[&str]) -> Result<Option<bool>, ApiError> {
     for n in names {
         match m.get(*n) {
@@ -164,8 +192,15 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
         Some(ws) => Some(m.target_workspace(Some(ws))?),
         None => m.scope(),
     };
-    let (rows, total) = state.store.list_byok(ws, provider, page).await?;
-    Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
+    let (rows, total) = state.store.list_byok_listing(ws, provider, page).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|l| match l {
+            keyway_store::ByokListing::Readable(r) => byok_json(r, &state),
+            keyway_store::ByokListing::Unreadable(u) => unreadable_json(u),
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "total_count": total})))
 }
 
 pub async fn create(State(state): State<SharedState>, m: Manager, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
