@@ -377,6 +377,16 @@ impl Store {
         Ok(())
     }
 
+    /// Test hook: overwrites one metadata column of a row as a downgrade or a hand edit could
+    /// leave it (`provider`, `allowed_models` or `model_mappings`).
+    #[doc(hidden)]
+    pub async fn debug_damage_byok(&self, id: &str, column: &str, value: &str) -> Result<()> {
+        let column = ["provider", "allowed_models", "model_mappings"].into_iter().find(|c| *c == column).ok_or(StoreError::NotFound)?;
+        self.count();
+        sqlx::query(&format!("UPDATE byok_credentials SET {column} = $1 WHERE id = $2")).bind(value).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// The raw sealed column (tests assert no plaintext reaches the database).
     #[doc(hidden)]
     pub async fn debug_sealed(&self, id: &str) -> Result<String> {

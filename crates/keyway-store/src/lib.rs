@@ -165,14 +165,15 @@ impl Store {
     pub async fn readiness(&self) -> std::result::Result<(), String> {
         self.count();
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| format!("store unreachable: {e}"))?;
-        let rows: Vec<(i64, bool)> = sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
+        // `success` is BOOLEAN, which the Any driver can't map on SQLite: compare in SQL.
+        let rows: Vec<(i64, i32)> = sqlx::query_as("SELECT version, CASE WHEN success THEN 1 ELSE 0 END FROM _sqlx_migrations")
             .fetch_all(&self.pool)
             .await
             .map_err(|e| format!("cannot read the migration table: {e}"))?;
         for m in MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()) {
             match rows.iter().find(|(v, _)| *v == m.version) {
-                Some((_, true)) => {}
-                Some((_, false)) => return Err(format!("migration {} ({}) failed part-way", m.version, m.description)),
+                Some((_, 1)) => {}
+                Some(_) => return Err(format!("migration {} ({}) failed part-way", m.version, m.description)),
                 None => return Err(format!("migration {} ({}) is not applied; run `keyway migrate`", m.version, m.description)),
             }
         }
