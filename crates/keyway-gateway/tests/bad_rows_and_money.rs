@@ -68,6 +68,18 @@ async fn an_unreadable_credential_row_is_skipped_loudly_and_everything_else_keep
     assert!(n >= 2, "keyway_credentials_unreadable_total is {n}");
     let logs = logs();
     assert!(logs.contains(&future) && logs.contains(&broken), "the skipped rows' ids were not logged");
+
+    // The operator can delete them (a workspace key can't touch a global one).
+    let (s, kb_mgmt) = g.mgmt("POST", "/api/v1/keys", Some(json!({"name": "b-admin", "workspace_id": ws["data"]["id"], "management": true}))).await;
+    assert_eq!(s, 201, "{kb_mgmt}");
+    let (s, v, _) = g.req("DELETE", &format!("/api/v1/byok/{future}"), kb_mgmt["key"].as_str(), None).await;
+    assert_error(s, &v, 404);
+    for id in [&future, &broken] {
+        let (s, v) = g.mgmt("DELETE", &format!("/api/v1/byok/{id}"), None).await;
+        assert_eq!((s, &v["deleted"]), (200, &json!(true)), "{v}");
+    }
+    let (_, list) = g.mgmt("GET", "/api/v1/byok", None).await;
+    assert_eq!(list["total_count"], 1, "{list}");
 }
 
 #[tokio::test]

@@ -339,6 +339,20 @@ impl Store {
         Ok(rec)
     }
 
+    /// Deletes a row whatever state it is in (an unreadable one can't be read back first);
+    /// with a workspace scope, only that workspace's own. Returns its `workspace_id`.
+    pub async fn delete_byok_row(&self, workspace_id: Option<&str>, id: &str) -> Result<Option<String>> {
+        self.count();
+        let row = sqlx::query("SELECT workspace_id FROM byok_credentials WHERE id = $1").bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        let owner: Option<String> = row.try_get("workspace_id")?;
+        if workspace_id.is_some_and(|ws| owner.as_deref() != Some(ws)) {
+            return Err(StoreError::NotFound);
+        }
+        self.count();
+        sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(owner)
+    }
+
     /// Re-wraps every sealed secret under the keyring's current master key; returns how many
     /// rows changed. Rows already under the current key are left alone, so it can be re-run.
     pub async fn reseal_all(&self) -> Result<u64> {

@@ -286,13 +286,29 @@ pub async fn patch(
 }
 
 pub async fn delete(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    if state.store.get_byok(m.scope(), &id).await.map_err(not_found)?.is_global() {
+    let current = match state.store.get_byok(m.scope(), &id).await {
+        // A row this build can't read (listed as `unreadable`) can still be deleted.
+        Err(keyway_store::StoreError::Corrupt(reason)) => return delete_unreadable(&state, &m, &id, &reason).await,
+        other => other.map_err(not_found)?,
+    };
+    if current.is_global() {
         require_admin(&m)?;
     }
     let rec = state.store.delete_byok(m.scope(), &id).await.map_err(not_found)?;
     state.credentials.invalidate_for(&rec);
     state.health.reset(&rec.id);
     Ok(Json(json!({"deleted": true, "id": rec.id})))
+}
+
+async fn delete_unreadable(state: &SharedState, m: &Manager, id: &str, reason: &str) -> Result<Json<Value>, ApiError> {
+    let owner = state.store.delete_byok_row(m.scope(), id).await.map_err(not_found)?;
+    tracing::warn!(credential_id = %id, %reason, "deleted a credential row that could not be read");
+    match owner {
+        Some(ws) => state.credentials.invalidate(&ws),
+        None => state.credentials.invalidate_all(),
+    }
+    state.health.reset(id);
+    Ok(Json(json!({"deleted": true, "id": id})))
 }
 
 /// Global credentials are every workspace's: only an admin key may write them.
