@@ -68,6 +68,8 @@ impl SseDecoder {
             if self.too_long {
                 self.buf.clear();
                 self.data = String::new();
+                self.event.clear();
+                self.has_data = false;
                 self.too_long = false;
                 return Err(LineTooLong(self.max_line));
             }
@@ -180,6 +182,19 @@ mod tests {
         let mut d = SseDecoder::with_max_line(8);
         d.push(b"data: 0123456789");
         assert_eq!(d.next_event(), Err(LineTooLong(8)));
+    }
+
+    #[test]
+    fn an_event_of_many_short_data_lines_is_capped_too() {
+        let mut d = SseDecoder::with_max_line(64);
+        for _ in 0..20 {
+            d.push(b"data: 0123456789\n");
+        }
+        assert_eq!(d.next_event(), Err(LineTooLong(64)));
+        // Memory goes back: what was gathered is dropped, and later events decode.
+        assert!(d.data.capacity() == 0 && d.buf.is_empty());
+        d.push(b"\ndata: ok\n\n");
+        assert_eq!(d.next_event().ok().flatten().map(|e| e.data), Some("ok".into()));
     }
 
     proptest! {
