@@ -40,7 +40,7 @@ struct Account {
 
 impl Account {
     fn balance(&self) -> i64 {
-        self.credits - self.usage
+        self.credits.saturating_sub(self.usage)
     }
 
     fn roll(&mut self, now_ms: i64) {

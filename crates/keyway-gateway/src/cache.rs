@@ -134,11 +134,18 @@ pub struct CredentialCache {
     map: RwLock<HashMap<String, (Arc<WorkspaceCredentials>, Instant)>>,
     /// One load per workspace at a time: concurrent misses wait for the first.
     loading: tokio::sync::Mutex<()>,
+    known_models: Option<Arc<crate::metrics::KnownModels>>,
 }
 
 impl CredentialCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, map: RwLock::new(HashMap::new()), loading: tokio::sync::Mutex::new(()) }
+        Self { ttl, map: RwLock::new(HashMap::new()), loading: tokio::sync::Mutex::new(()), known_models: None }
+    }
+
+    /// Model mappings of loaded credentials become names a metric label may carry.
+    pub fn with_known_models(mut self, known: Arc<crate::metrics::KnownModels>) -> Self {
+        self.known_models = Some(known);
+        self
     }
 
     fn fresh(&self, ws: &str) -> Option<Arc<WorkspaceCredentials>> {
@@ -160,6 +167,9 @@ impl CredentialCache {
                 // Never fail every request because one row is damaged; say which row, not its secret.
                 Err(e) => tracing::error!(credential_id = %rec.id, error = %e, "stored credential cannot be opened; skipping it"),
             }
+        }
+        if let Some(known) = &self.known_models {
+            known.add(entries.iter().flat_map(|(r, _)| r.model_mappings.iter().flat_map(|m| [m.gateway_model_slug.as_str(), m.custom_model_id.as_str()])));
         }
         let metas = entries.iter().map(|(r, c)| meta(r, c)).collect();
         let creds = Arc::new(WorkspaceCredentials { entries, metas });

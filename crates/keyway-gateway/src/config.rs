@@ -50,12 +50,31 @@ pub struct Config {
     pub pricing: Vec<keyway_core::pricing::PriceOverride>,
     pub security: Security,
     pub timeouts: TimeoutsConfig,
+    /// Size caps on upstream answers.
+    pub upstream: UpstreamConfig,
+    /// Incoming connections: timeouts for slow or silent clients and a cap on open connections.
+    pub server: ServerConfig,
+    /// On SIGTERM or Ctrl-C: how long in-flight requests and streams may run on after the listener closes, in seconds; then the usage writer is flushed and the process exits.
+    pub shutdown_grace_secs: u64,
     /// Largest request body accepted, in bytes (413 above). Request heads (request line and headers) are limited to 8 KiB (431 above).
     pub max_body_bytes: usize,
     /// `text` or `json`.
     pub log_format: String,
     pub telemetry: TelemetryConfig,
     pub dashboard: DashboardConfig,
+    /// `GET /metrics` (Prometheus).
+    pub metrics: MetricsConfig,
+}
+
+/// Who may read `/metrics` (`[metrics]`): open on the main address by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Require `Authorization: Bearer <token>` on `/metrics`: a reference (`env:NAME`, `file:/path`); 401 without it.
+    #[serde(skip_serializing)]
+    pub bearer_token: Option<String>,
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`), not on `listen`.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The web dashboard served at `/` (`[dashboard]`).
@@ -200,6 +219,42 @@ impl Default for TimeoutsConfig {
     }
 }
 
+/// What an upstream may send (`[upstream]`): past a cap the attempt fails with a 502 (the next attempt runs), so memory stays bounded whatever an upstream answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    /// Largest whole (non-streamed) answer read from an upstream, in bytes.
+    pub max_answer_bytes: usize,
+    /// Largest single line or event of an upstream's stream, in bytes.
+    pub max_event_bytes: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self { max_answer_bytes: 64 * 1024 * 1024, max_event_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+/// Incoming connections (`[server]`): what a slow or silent client may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// A request head (request line and headers) must arrive whole within this many milliseconds of its first byte; else the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive whole within this many milliseconds of its head; else the request is answered 408.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight (a new one that sends nothing, or a keep-alive one between requests) is closed after this many milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Open client connections served at once. Past it a new connection is answered 503 (`/health` still 200) and closed. Lowered at start to fit the open-files limit (`ulimit -n`): half of it, less 64.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { header_read_timeout_ms: 30_000, body_read_timeout_ms: 60_000, idle_timeout_ms: 60_000, max_connections: 10_000 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -220,10 +275,14 @@ impl Default for Config {
             pricing: Vec::new(),
             security: Security::default(),
             timeouts: TimeoutsConfig::default(),
+            upstream: UpstreamConfig::default(),
+            server: ServerConfig::default(),
+            shutdown_grace_secs: 30,
             max_body_bytes: 4 * 1024 * 1024,
             log_format: "text".into(),
             telemetry: TelemetryConfig::default(),
             dashboard: DashboardConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -234,6 +293,8 @@ pub enum ConfigError {
     Figment(#[from] Box<figment::Error>),
     #[error("configuration: unknown provider `{0}` in [providers]")]
     UnknownProvider(String),
+    #[error("configuration: [metrics] bearer_token: {0}")]
+    MetricsToken(String),
     #[error("configuration: system credential {index}: {message}")]
     SystemCredential { index: usize, message: String },
     #[error("configuration: {file}: unknown key `{key}` in {table}{hint}")]

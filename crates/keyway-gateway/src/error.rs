@@ -28,6 +28,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request body did not arrive within `[server] body_read_timeout_ms`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A credential of the wrong shape.
     #[error("{0}")]
     InvalidCredential(String),
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", Some("method_not_allowed")),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "invalid_request_error", Some("conflict")),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("payload_too_large")),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "invalid_request_error", Some("request_timeout")),
             ApiError::InvalidCredential(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", Some("invalid_credential")),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded")),
             ApiError::Upstream { status, kind, .. } => {

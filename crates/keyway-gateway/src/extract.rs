@@ -21,6 +21,8 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("request body is too large".into())
+        } else if crate::server::is_body_timeout(&e) {
+            ApiError::RequestTimeout("the request body did not arrive in time".into())
         } else {
             ApiError::BadRequest(format!("could not read the request body: {e}"))
         }

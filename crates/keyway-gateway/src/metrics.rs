@@ -33,6 +33,44 @@ pub struct Metrics {
     attempts: HandleCache<(String, String, String, u16), AttemptHandles>,
     overhead: OnceLock<Histogram>,
     attempts_per_request: OnceLock<Histogram>,
+    /// The model names a `model` label may carry; any other counts as `other`.
+    pub known_models: Arc<KnownModels>,
+    /// `[metrics] bearer_token`, resolved: a scrape must present it.
+    token: Option<secrecy::SecretString>,
+}
+
+/// Model names that may appear as a metric label: the catalog's, price overrides', and those
+/// of configured model mappings. The `model` of a request comes from the caller; without this
+/// bound 3,000 made-up names made `/metrics` 25 MB.
+#[derive(Debug, Default)]
+pub struct KnownModels {
+    names: RwLock<std::collections::HashSet<String>>,
+}
+
+/// Names added past the catalog stop here (mappings are set by management keys; still bounded).
+const MAX_KNOWN_MODELS: usize = 20_000;
+
+impl KnownModels {
+    pub fn add<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut set = self.names.write().unwrap_or_else(|p| p.into_inner());
+        for n in names {
+            if set.len() >= MAX_KNOWN_MODELS {
+                break;
+            }
+            if !set.contains(n) {
+                set.insert(n.to_owned());
+            }
+        }
+    }
+
+    /// `name` when known, else `other`.
+    pub fn label<'a>(&self, name: &'a str) -> &'a str {
+        if name.is_empty() || self.names.read().unwrap_or_else(|p| p.into_inner()).contains(name) {
+            name
+        } else {
+            "other"
+        }
+    }
 }
 
 /// The handles of one request label set. Building the labels and looking them up in the
@@ -138,6 +176,8 @@ pub struct Snapshot {
     pub store_queries: u64,
     /// Store errors on the request path (key lookups, credential loads).
     pub store_errors: u64,
+    /// Credential rows skipped because they could not be read.
+    pub credentials_unreadable: u64,
 }
 
 fn secs(ms: u64) -> f64 {
@@ -162,7 +202,24 @@ impl Metrics {
             attempts: HandleCache::default(),
             overhead: OnceLock::new(),
             attempts_per_request: OnceLock::new(),
+            known_models: Arc::default(),
+            token: None,
         }
+    }
+
+    /// Scrapes must send `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: Option<secrecy::SecretString>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Whether a scrape with these headers may read the metrics.
+    fn allowed(&self, headers: &axum::http::HeaderMap) -> bool {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let Some(token) = &self.token else { return true };
+        let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()))
     }
 
     /// Called with a credential's health before and after the attempt loop recorded a failure
@@ -212,7 +269,7 @@ impl Metrics {
     /// Counts and times one finished request, and writes its log line.
     pub fn observe(&self, r: &GenerationRecord) {
         let provider = r.provider.as_deref().unwrap_or("none");
-        let model = r.model.as_deref().unwrap_or_default();
+        let model = self.known_models.label(r.model.as_deref().unwrap_or_default());
         let upstream_ms: u64 = r.attempts.iter().map(|a| a.latency_ms).sum();
         // Time Keyway itself spent before the answer started flowing: the whole request for a
         // plain answer, up to the first token for a stream; minus the time spent waiting upstream.
@@ -320,6 +377,16 @@ impl Metrics {
         });
     }
 
+    /// A failed `accept` (out of file descriptors and the like).
+    pub fn accept_error(&self) {
+        with_local_recorder(&self.recorder, || counter!("keyway_accept_errors_total").increment(1));
+    }
+
+    /// A connection past `[server] max_connections`, answered 503 or closed.
+    pub fn connection_shed(&self) {
+        with_local_recorder(&self.recorder, || counter!("keyway_connections_shed_total").increment(1));
+    }
+
     /// Prometheus text, with the scrape-time gauges filled in.
     pub fn render(&self, s: Snapshot) -> String {
         with_local_recorder(&self.recorder, || {
@@ -330,6 +397,7 @@ impl Metrics {
             counter!("keyway_db_errors_total", "source" => "usage_writer").absolute(s.usage_write_errors);
             counter!("keyway_db_errors_total", "source" => "store").absolute(s.store_errors);
             counter!("keyway_store_queries_total").absolute(s.store_queries);
+            counter!("keyway_credentials_unreadable_total").absolute(s.credentials_unreadable);
         });
         self.handle.run_upkeep();
         self.handle.render()
@@ -337,7 +405,16 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub async fn endpoint(axum::extract::State(state): axum::extract::State<crate::SharedState>) -> impl axum::response::IntoResponse {
+pub async fn endpoint(axum::extract::State(state): axum::extract::State<crate::SharedState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !state.metrics.allowed(&headers) {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "/metrics needs `Authorization: Bearer <[metrics] bearer_token>`\n",
+        )
+            .into_response();
+    }
     let snap = Snapshot {
         usage_queue_depth: state.usage.queue_depth() as u64,
         usage_dropped: state.usage.dropped(),
@@ -345,9 +422,15 @@ pub async fn endpoint(axum::extract::State(state): axum::extract::State<crate::S
         usage_write_errors: state.usage.write_errors(),
         store_queries: state.store.query_count(),
         store_errors: state.store.error_count(),
+        credentials_unreadable: state.store.unreadable_count(),
     };
     state.metrics.read_health(&state.health);
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(snap))
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(snap)).into_response()
+}
+
+/// The router of a separate metrics address (`[metrics] listen`).
+pub fn router(state: crate::SharedState) -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(endpoint)).with_state(state)
 }
 
 fn surface(path: &str) -> &'static str {
@@ -409,6 +492,7 @@ mod tests {
     #[test]
     fn a_request_with_a_fallback_is_counted_everywhere() {
         let m = Metrics::new();
+        m.known_models.add(["openai/gpt-4o-mini"]);
         m.observe(&rec());
         let text = m.render(Snapshot { usage_queue_depth: 2, store_queries: 9, store_errors: 4, ..Default::default() });
         for needle in [
@@ -483,6 +567,21 @@ mod tests {
             let base = n.trim_end_matches("_bucket");
             assert!(text.contains(base), "the dashboard uses {n}, which /metrics does not export");
         }
+    }
+
+    #[test]
+    fn model_names_outside_the_known_ones_count_as_other() {
+        let m = Metrics::new();
+        m.known_models.add(["openai/gpt-4o-mini"]);
+        for i in 0..3000 {
+            m.observe(&GenerationRecord { model: Some(format!("openai/made-up-{i}")), ..rec() });
+        }
+        m.observe(&rec());
+        let text = m.render(Snapshot::default());
+        assert!(!text.contains("made-up"), "a caller's model name became a label");
+        assert!(text.contains("keyway_tokens_total{provider=\"openai\",model=\"other\",kind=\"prompt\"} 9000"), "{text}");
+        assert!(text.contains("model=\"openai/gpt-4o-mini\""), "{text}");
+        assert!(text.len() < 20_000, "/metrics grew to {} bytes", text.len());
     }
 
     #[test]

@@ -135,6 +135,8 @@ impl AppState {
                 connect: Duration::from_millis(t.connect_ms),
                 first_byte: Duration::from_millis(t.first_byte_ms),
                 idle: Duration::from_millis(t.idle_ms),
+                max_answer_bytes: config.upstream.max_answer_bytes.max(1),
+                max_event_bytes: config.upstream.max_event_bytes.max(1),
             },
             transport: None,
             extra_roots,
@@ -150,7 +152,11 @@ impl AppState {
                 ..keyway_core::route::SystemCredential::new(s.provider)
             })
             .collect();
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics_token = match &config.metrics.bearer_token {
+            Some(reference) => Some(resolve_secret(reference).map_err(ConfigError::MetricsToken)?),
+            None => None,
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new().with_token(metrics_token));
         // Balances are loaded before the first request and then kept in memory.
         let billing = Arc::new(crate::billing::Ledger::new(&config.billing));
         billing.reconcile(&store).await?;
@@ -160,15 +166,18 @@ impl AppState {
         let usage = if config.usage.record { crate::usage::UsageRecorder::start(store.clone(), config.usage.queue_capacity.max(1), Duration::from_millis(config.usage.batch_linger_ms)) } else { crate::usage::UsageRecorder::disabled() };
         let usage = usage.with_metrics(metrics.clone()).with_hook(billing.clone());
         let limiter = crate::limits::Limiter::from_config(&config.limits, &store).await?;
+        let catalog = keyway_core::pricing::apply_overrides(&load_catalog(&config)?, &config.pricing)?;
+        metrics.known_models.add(catalog.models().iter().map(|m| m.id.as_str()).chain(config.pricing.iter().map(|p| p.model.as_str())));
+        let credentials = CredentialCache::new(Duration::from_secs(30)).with_known_models(metrics.known_models.clone());
         let state = AppState {
             system_metas,
             usage,
             metrics,
-            catalog: keyway_core::pricing::apply_overrides(&load_catalog(&config)?, &config.pricing)?,
+            catalog,
             billing,
             limiter,
             keys: KeyCache::new(Duration::from_secs(30)),
-            credentials: CredentialCache::new(Duration::from_secs(30)),
+            credentials,
             health: HealthBoard::default(),
             stats: crate::stats::StatsBoard::default(),
             sessions: crate::dashboard::session::Sessions::new(Duration::from_secs(config.dashboard.session_ttl_secs.max(1))),

@@ -6,6 +6,12 @@
 //! the store. When the channel is full (the database can't keep up) the record is dropped and
 //! counted (`dropped()`), because slowing every request down to the database's pace is worse
 //! than a gap in the ledger that the operator is told about.
+//!
+//! A batch the store refuses is retried with back-off (0.2, 0.4, 0.8, 1.6 s), then counted in
+//! `dropped()` and logged with its row count. On shutdown [`UsageRecorder::close`] stops taking
+//! records and waits for the writer to write every queued one: a clean stop loses nothing.
+//! A `kill -9` loses what was still queued: at most `queue_capacity` records, in practice the
+//! records of the last `batch_linger_ms` plus one batch in flight (README, "Shutdown").
 
 use keyway_core::Usage;
 use keyway_store::{GenerationRow, Store};
@@ -71,8 +77,11 @@ pub struct UsageRecorder {
     tx: Option<mpsc::Sender<GenerationRecord>>,
     /// Set once after start (`with_hook`); the writer task reads it per batch.
     hook: Arc<std::sync::OnceLock<Arc<dyn UsageHook>>>,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
     recorded: Arc<AtomicU64>,
+    /// Tells the writer to stop taking records and finish the queue; its task, to wait for it.
+    closing: Arc<tokio::sync::Notify>,
+    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The writer's own store handle, counted apart from the request path's.
     writer_store: Option<Store>,
     /// Failed batch inserts (each retry counts): the `keyway_db_errors_total` metric.
@@ -82,6 +91,8 @@ pub struct UsageRecorder {
 }
 
 const BATCH: usize = 512;
+/// Retries of a batch the store refused, before its rows are counted as dropped.
+const WRITE_RETRIES: u32 = 4;
 
 impl UsageRecorder {
     /// Starts the writer task. `capacity` bounds memory under overload; `linger` is how long
@@ -96,9 +107,24 @@ impl UsageRecorder {
         let errors = write_errors.clone();
         let hook: Arc<std::sync::OnceLock<Arc<dyn UsageHook>>> = Arc::default();
         let writer_hook = hook.clone();
-        tokio::spawn(async move {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let lost = dropped.clone();
+        let closing = Arc::new(tokio::sync::Notify::new());
+        let close_signal = closing.clone();
+        let writer = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
+            loop {
+                let got = tokio::select! {
+                    n = rx.recv_many(&mut batch, BATCH) => n,
+                    () = close_signal.notified() => {
+                        // No new records from here on; those queued are still received.
+                        rx.close();
+                        continue;
+                    }
+                };
+                if got == 0 {
+                    break;
+                }
                 // Linger so that a trickle of records becomes one transaction, not one each: a
                 // commit wakes SQLite's worker thread and writes the WAL, which cost ~40% of the
                 // gateway's CPU at 1,000 req/s before this (bench/README.md).
@@ -122,15 +148,17 @@ impl UsageRecorder {
                             counter.fetch_add(n, Ordering::Relaxed);
                             break;
                         }
-                        Err(e) if tries < 3 => {
+                        Err(e) if tries < WRITE_RETRIES => {
                             errors.fetch_add(1, Ordering::Relaxed);
+                            let wait = Duration::from_millis(200 << tries);
                             tries += 1;
-                            tracing::warn!(error = %e, rows = n, "writing usage failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                            tracing::warn!(error = %e, rows = n, retry_in_ms = wait.as_millis() as u64, "writing usage failed; retrying");
+                            tokio::time::sleep(wait).await;
                         }
                         Err(e) => {
                             errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(error = %e, rows = n, "writing usage failed; these records are lost");
+                            lost.fetch_add(n, Ordering::Relaxed);
+                            tracing::error!(error = %e, rows = n, "writing usage failed after retries; these records are lost (keyway_usage_dropped_total)");
                             break;
                         }
                     }
@@ -140,12 +168,47 @@ impl UsageRecorder {
                 }
             }
         });
-        Self { tx: Some(tx), hook, dropped: AtomicU64::new(0), recorded, writer_store, write_errors, metrics: None }
+        Self {
+            tx: Some(tx),
+            hook,
+            dropped,
+            recorded,
+            closing,
+            writer: std::sync::Mutex::new(Some(writer)),
+            writer_store,
+            write_errors,
+            metrics: None,
+        }
+    }
+
+    /// Stops taking records (later ones are dropped and counted) and waits up to `timeout` for
+    /// the writer to write everything queued. Returns whether it finished in time.
+    pub async fn close(&self, timeout: Duration) -> bool {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(writer) = writer else { return true };
+        self.closing.notify_one();
+        match tokio::time::timeout(timeout, writer).await {
+            Ok(_) => true,
+            Err(_) => {
+                tracing::error!(queued = self.queue_depth(), "the usage writer did not finish in time; queued records are lost");
+                false
+            }
+        }
     }
 
     /// A recorder that keeps nothing (`[usage] record = false`: benchmarks and diagnosis only).
     pub fn disabled() -> Self {
-        Self { tx: None, hook: Arc::default(), dropped: AtomicU64::new(0), recorded: Arc::new(AtomicU64::new(0)), writer_store: None, write_errors: Arc::default(), metrics: None }
+        Self {
+            tx: None,
+            hook: Arc::default(),
+            dropped: Arc::default(),
+            recorded: Arc::default(),
+            closing: Arc::default(),
+            writer: std::sync::Mutex::new(None),
+            writer_store: None,
+            write_errors: Arc::default(),
+            metrics: None,
+        }
     }
 
     /// Every recorded request is also observed by `metrics`.

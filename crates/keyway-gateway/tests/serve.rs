@@ -1,6 +1,7 @@
 //! The accept loop (`keyway_gateway::serve`): request heads up to 8 KiB and large bodies are
 //! served, a bigger head is refused with 431, HTTP/2 with prior knowledge is still spoken, and
-//! shutdown lets an in-flight stream finish while refusing new connections.
+//! shutdown lets an in-flight stream finish while refusing new connections, and cuts one that
+//! outlives the grace period (its usage still recorded).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -85,4 +86,39 @@ async fn shutdown_lets_an_open_stream_finish_and_accepts_nothing_new() {
     let text = String::from_utf8(rest).unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"), "the stream was cut: {text}");
     tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returns once the stream ended").unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_the_grace_period_is_cut_and_still_recorded() {
+    let fake = keyway_fakes::openai::start(FakeOptions { chunk_delay: Duration::from_millis(200), chunks: 20, ..FakeOptions::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
+    cfg.system_credentials.push(system_key("openai", SYSTEM));
+    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = Some(Duration::from_millis(400));
+    let server = tokio::spawn(keyway_gateway::serve_with_grace(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }, grace));
+
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http.post(format!("http://{addr}/api/v1/keys")).bearer_auth(MGMT).json(&json!({"name": "t"})).send().await.unwrap().json().await.unwrap();
+    let key = v["key"].as_str().unwrap().to_owned();
+    // Twenty chunks 200 ms apart: four seconds, ten times the grace period.
+    let resp = http.post(format!("http://{addr}/v1/chat/completions")).bearer_auth(&key).json(&chat("a b c d e f g h i j k l m n o p q r s t", true)).send().await.unwrap();
+    let id = resp.headers()["x-keyway-generation-id"].to_str().unwrap().to_owned();
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    let stopped_at = std::time::Instant::now();
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), server).await.expect("serve outlived its grace period").unwrap().unwrap();
+    assert!(stopped_at.elapsed() < Duration::from_secs(2), "{:?}", stopped_at.elapsed());
+    // The client sees the stream end early; the gateway recorded what it served.
+    while let Some(Ok(_)) = body.next().await {}
+    assert!(state.usage.close(Duration::from_secs(5)).await);
+    let row = state.store.get_generation(None, &id).await.expect("the cut stream left no generation row");
+    assert!(row.streamed);
 }

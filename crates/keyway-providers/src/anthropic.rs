@@ -71,7 +71,7 @@ impl Provider for Anthropic {
             let (body, usage) = anthropic_response_to_openai(&msg, created)?;
             return Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) });
         }
-        Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, self.timeouts.idle), AnthropicStreamToOpenAi::new(created), false)))
+        Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, &self.timeouts), AnthropicStreamToOpenAi::new(created), false)))
     }
 
     async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {
@@ -113,7 +113,7 @@ pub(crate) async fn native_answer(resp: crate::client::Response, stream: bool, t
         return Ok(ChatResponse::Complete { body: msg.into(), usage });
     }
     let translator = AnthropicStreamToOpenAi::new(chrono::Utc::now().timestamp());
-    Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, timeouts.idle), translator, true)))
+    Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, timeouts), translator, true)))
 }
 
 struct StreamState {

@@ -89,7 +89,7 @@ pub(crate) async fn chat_over(
         let (body, usage) = convert::response(&v, model)?;
         return Ok(ChatResponse::Complete { body: body.into(), usage });
     }
-    let events = Box::pin(http::sse_events(resp, timeouts.idle));
+    let events = Box::pin(http::sse_events(resp, timeouts));
     Ok(ChatResponse::Stream(openai_shape::translate(events, convert::StreamTranslator::new(model))))
 }
 

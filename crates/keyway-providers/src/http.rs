@@ -46,15 +46,26 @@ async fn read_limited(mut resp: Response, limit: usize) -> Result<Bytes, BodyErr
     Ok(Bytes::from(out))
 }
 
-/// Reads a successful body whole, with the idle timeout between chunks.
+/// Reads a successful body whole, with the idle timeout between chunks and at most
+/// `max_answer_bytes` (refused up front when `Content-Length` says more).
 pub async fn read_body(mut resp: Response, t: &Timeouts) -> Result<Bytes, ProviderError> {
+    let max = t.max_answer_bytes;
+    let too_large = || ProviderError::Protocol(format!("the upstream's answer is larger than the {max}-byte cap (upstream.max_answer_bytes)"));
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
     let mut out = Vec::with_capacity(resp.content_length().unwrap_or(1024).min(1 << 20) as usize);
     loop {
         match tokio::time::timeout(t.idle, resp.chunk()).await {
             Err(_) => return Err(ProviderError::Timeout(TimeoutKind::Idle)),
             Ok(Err(e)) => return Err(ProviderError::Protocol(format!("body cut short: {}", body_error(&e)))),
             Ok(Ok(None)) => return Ok(Bytes::from(out)),
-            Ok(Ok(Some(c))) => out.extend_from_slice(&c),
+            Ok(Ok(Some(c))) => {
+                if c.len() > max.saturating_sub(out.len()) {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(&c);
+            }
         }
     }
 }
@@ -97,10 +108,12 @@ pub fn error_message(body: &[u8]) -> Option<String> {
     v.get("error").and_then(pick).or_else(|| pick(&v))
 }
 
-/// The upstream's SSE events, with the idle timeout between chunks; ends after the last event.
-pub fn sse_events(resp: Response, idle: Duration) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+/// The upstream's SSE events, with the idle timeout between chunks and a line or event at most
+/// `max_event_bytes`; ends after the last event.
+pub fn sse_events(resp: Response, t: &Timeouts) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
     let bytes = resp.bytes_stream().boxed();
-    futures::stream::unfold(Some((bytes, SseDecoder::new())), move |state| async move {
+    let idle = t.idle;
+    futures::stream::unfold(Some((bytes, SseDecoder::with_max_line(t.max_event_bytes))), move |state| async move {
         let (mut bytes, mut dec) = state?;
         loop {
             match dec.next_event() {

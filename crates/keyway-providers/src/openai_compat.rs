@@ -161,7 +161,7 @@ pub async fn read_chat(resp: crate::client::Response, stream: bool, t: &Timeouts
         let (body, usage) = read_whole(resp, t).await?;
         return Ok(ChatResponse::Complete { body, usage });
     }
-    let state = OpenAiStream { events: http::sse_events(resp, t.idle).boxed(), seen: 0, finished: false, over: false };
+    let state = OpenAiStream { events: http::sse_events(resp, t).boxed(), seen: 0, finished: false, over: false };
     let stream = futures::stream::unfold(state, |mut st| async move {
         if st.over {
             return None;
@@ -532,7 +532,7 @@ mod tests {
     }
 
     async fn whole(body: &'static str) -> Result<(Body, Option<Usage>), ProviderError> {
-        let t = Timeouts { connect: Duration::from_secs(1), first_byte: Duration::from_secs(1), idle: Duration::from_secs(1) };
+        let t = Timeouts { connect: Duration::from_secs(1), first_byte: Duration::from_secs(1), idle: Duration::from_secs(1), ..Timeouts::default() };
         read_whole(crate::client::Response::from_http(::http::Response::new(reqwest::Body::from(body))), &t).await
     }
 

@@ -19,12 +19,14 @@ pub struct SseDecoder {
     has_data: bool,
     /// The previous chunk ended in `\r`; a leading `\n` of the next belongs to it.
     skip_lf: bool,
-    /// Guard against an upstream that never ends a line.
+    /// Guard against an upstream that never ends a line, or an event of endless `data:` lines.
     max_line: usize,
+    /// The current event's data grew past `max_line`.
+    too_long: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("SSE line longer than {0} bytes")]
+#[error("SSE line or event longer than {0} bytes")]
 pub struct LineTooLong(pub usize);
 
 impl SseDecoder {
@@ -62,7 +64,16 @@ impl SseDecoder {
             if terminator == b'\r' {
                 self.skip_lf = true;
             }
-            if let Some(ev) = self.line(&line) {
+            let ev = self.line(&line);
+            if self.too_long {
+                self.buf.clear();
+                self.data = String::new();
+                self.event.clear();
+                self.has_data = false;
+                self.too_long = false;
+                return Err(LineTooLong(self.max_line));
+            }
+            if let Some(ev) = ev {
                 return Ok(Some(ev));
             }
         }
@@ -101,6 +112,10 @@ impl SseDecoder {
         };
         match field {
             b"data" => {
+                if self.data.len() + value.len() + 1 > self.max_line {
+                    self.too_long = true;
+                    return None;
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -167,6 +182,19 @@ mod tests {
         let mut d = SseDecoder::with_max_line(8);
         d.push(b"data: 0123456789");
         assert_eq!(d.next_event(), Err(LineTooLong(8)));
+    }
+
+    #[test]
+    fn an_event_of_many_short_data_lines_is_capped_too() {
+        let mut d = SseDecoder::with_max_line(64);
+        for _ in 0..20 {
+            d.push(b"data: 0123456789\n");
+        }
+        assert_eq!(d.next_event(), Err(LineTooLong(64)));
+        // Memory goes back: what was gathered is dropped, and later events decode.
+        assert!(d.data.capacity() == 0 && d.buf.is_empty());
+        d.push(b"\ndata: ok\n\n");
+        assert_eq!(d.next_event().ok().flatten().map(|e| e.data), Some("ok".into()));
     }
 
     proptest! {

@@ -38,6 +38,46 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A credential row this build can't read: a provider slug it doesn't know (what a binary
+/// downgrade leaves), or a metadata column that isn't the JSON it expects. Listed so the operator
+/// sees (and can delete) it; routing skips it and keeps every other credential.
+#[derive(Debug, Clone)]
+pub struct UnreadableByok {
+    pub id: String,
+    pub workspace_id: Option<String>,
+    /// The provider column as stored.
+    pub provider: String,
+    pub name: Option<String>,
+    /// What could not be read (never a secret: the sealed column is not read here).
+    pub reason: String,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+/// One row of a credential listing.
+#[derive(Debug, Clone)]
+pub enum ByokListing {
+    Readable(ByokRecord),
+    Unreadable(UnreadableByok),
+}
+
+/// The row as a record, or what is known of it when it can't be read whole. Only a row whose
+/// `id` itself can't be read is an error.
+fn row_to_listing(r: &sqlx::any::AnyRow) -> Result<ByokListing> {
+    match row_to_byok(r) {
+        Ok(rec) => Ok(ByokListing::Readable(rec)),
+        Err(e) => Ok(ByokListing::Unreadable(UnreadableByok {
+            id: r.try_get("id")?,
+            workspace_id: r.try_get("workspace_id").ok().flatten(),
+            provider: r.try_get("provider").unwrap_or_default(),
+            name: r.try_get("name").ok(),
+            reason: e.to_string(),
+            created_at: r.try_get("created_at").ok(),
+            updated_at: r.try_get("updated_at").ok(),
+        })),
+    }
+}
+
 fn row_to_byok(r: &sqlx::any::AnyRow) -> Result<ByokRecord> {
     let provider: String = r.try_get("provider")?;
     let flag = |c: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(c)? != 0) };
@@ -138,7 +178,21 @@ impl Store {
 
     /// A page of credentials (metadata only), ordered as routing orders them, with the total.
     /// `workspace_id`: the credentials usable there (its own and the global ones); `None`: all.
+    /// Unreadable rows are left out (see [`Store::list_byok_listing`]).
     pub async fn list_byok(&self, workspace_id: Option<&str>, provider: Option<ProviderSlug>, page: Page) -> Result<(Vec<ByokRecord>, i64)> {
+        let (rows, total) = self.list_byok_listing(workspace_id, provider, page).await?;
+        let rows = rows
+            .into_iter()
+            .filter_map(|l| match l {
+                ByokListing::Readable(r) => Some(r),
+                ByokListing::Unreadable(_) => None,
+            })
+            .collect();
+        Ok((rows, total))
+    }
+
+    /// As [`Store::list_byok`], with the rows that can't be read in their place.
+    pub async fn list_byok_listing(&self, workspace_id: Option<&str>, provider: Option<ProviderSlug>, page: Page) -> Result<(Vec<ByokListing>, i64)> {
         let mut filter = String::from("WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         if let Some(ws) = workspace_id {
@@ -167,12 +221,13 @@ impl Store {
         }
         self.count();
         let total: i64 = cq.fetch_one(&self.pool).await?.try_get("n")?;
-        Ok((rows.iter().map(row_to_byok).collect::<Result<_>>()?, total))
+        Ok((rows.iter().map(row_to_listing).collect::<Result<_>>()?, total))
     }
 
     /// Every credential usable in a workspace (its own and the global ones), decrypted, in
     /// routing order, for the routing cache. A row that fails to open is returned as an error
-    /// beside the others rather than hiding them all.
+    /// beside the others rather than hiding them all; a row whose metadata can't be read is
+    /// skipped, logged with its id and counted ([`Store::unreadable_count`]).
     pub async fn load_byok_for_routing(&self, workspace_id: &str) -> Result<Vec<(ByokRecord, Result<Credential>)>> {
         self.count();
         let rows = sqlx::query(&format!(
@@ -182,14 +237,21 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         self.refresh_keyring_for(rows.iter().filter_map(|r| r.try_get::<String, _>("sealed").ok())).await;
-        rows.iter()
-            .map(|r| {
-                let rec = row_to_byok(r)?;
-                let sealed: String = r.try_get("sealed")?;
-                let cred = self.open_credential(&rec, &sealed);
-                Ok((rec, cred))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            match row_to_listing(r)? {
+                ByokListing::Readable(rec) => {
+                    let sealed: String = r.try_get("sealed")?;
+                    let cred = self.open_credential(&rec, &sealed);
+                    out.push((rec, cred));
+                }
+                ByokListing::Unreadable(u) => {
+                    self.unreadable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(credential_id = %u.id, provider = %u.provider, reason = %u.reason, "skipping a credential row that cannot be read");
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get_byok(&self, workspace_id: Option<&str>, id: &str) -> Result<ByokRecord> {
@@ -286,6 +348,20 @@ impl Store {
         Ok(rec)
     }
 
+    /// Deletes a row whatever state it is in (an unreadable one can't be read back first);
+    /// with a workspace scope, only that workspace's own. Returns its `workspace_id`.
+    pub async fn delete_byok_row(&self, workspace_id: Option<&str>, id: &str) -> Result<Option<String>> {
+        self.count();
+        let row = sqlx::query("SELECT workspace_id FROM byok_credentials WHERE id = $1").bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        let owner: Option<String> = row.try_get("workspace_id")?;
+        if workspace_id.is_some_and(|ws| owner.as_deref() != Some(ws)) {
+            return Err(StoreError::NotFound);
+        }
+        self.count();
+        sqlx::query("DELETE FROM byok_credentials WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(owner)
+    }
+
     /// Test hook: copies one row's sealed secret onto another (proves the binding).
     #[doc(hidden)]
     pub async fn debug_copy_sealed(&self, from_id: &str, to_id: &str) -> Result<()> {
@@ -297,6 +373,16 @@ impl Store {
             .ok_or(StoreError::NotFound)?
             .try_get("sealed")?;
         sqlx::query("UPDATE byok_credentials SET sealed = $1 WHERE id = $2").bind(sealed).bind(to_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Test hook: overwrites one metadata column of a row as a downgrade or a hand edit could
+    /// leave it (`provider`, `allowed_models` or `model_mappings`).
+    #[doc(hidden)]
+    pub async fn debug_damage_byok(&self, id: &str, column: &str, value: &str) -> Result<()> {
+        let column = ["provider", "allowed_models", "model_mappings"].into_iter().find(|c| *c == column).ok_or(StoreError::NotFound)?;
+        self.count();
+        sqlx::query(&format!("UPDATE byok_credentials SET {column} = $1 WHERE id = $2")).bind(value).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -123,12 +123,8 @@ impl Store {
     /// Every workspace's totals (three aggregate queries; start-up and reconciliation only).
     pub async fn credit_totals(&self, since_ms: i64) -> Result<HashMap<String, CreditTotals>> {
         let mut out: HashMap<String, CreditTotals> = HashMap::new();
-        self.count();
-        let rows = sqlx::query(&format!("SELECT workspace_id, {} AS n FROM credit_entries GROUP BY workspace_id", sum("amount_micros")))
-            .fetch_all(&self.pool)
-            .await?;
-        for r in rows {
-            out.entry(r.try_get("workspace_id")?).or_default().credits_micros = r.try_get("n")?;
+        for (ws, n) in self.credit_sums().await? {
+            out.entry(ws).or_default().credits_micros = n;
         }
         self.count();
         let rows = sqlx::query(&format!("SELECT workspace_id, {} AS n FROM generations GROUP BY workspace_id", sum(CHARGED)))
@@ -152,6 +148,32 @@ impl Store {
             t.byok_requests_since = r.try_get("b")?;
         }
         Ok(out)
+    }
+
+    /// Each workspace's sum of ledger entries. Top-ups are refused when they would overflow a
+    /// balance, but rows written before that check (or by hand) may sum past `i64`: then the
+    /// database's `SUM` fails, and the entries are summed here instead, saturating, so that
+    /// start-up never fails on them.
+    async fn credit_sums(&self) -> Result<Vec<(String, i64)>> {
+        self.count();
+        let summed = sqlx::query(&format!("SELECT workspace_id, {} AS n FROM credit_entries GROUP BY workspace_id", sum("amount_micros")))
+            .fetch_all(&self.pool)
+            .await;
+        match summed {
+            Ok(rows) => rows.iter().map(|r| Ok((r.try_get("workspace_id")?, r.try_get("n")?))).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "summing credit entries in the database failed; summing them one by one (saturating)");
+                self.count();
+                let rows = sqlx::query("SELECT workspace_id, amount_micros FROM credit_entries").fetch_all(&self.pool).await?;
+                let mut sums: HashMap<String, i64> = HashMap::new();
+                for r in rows {
+                    let n: i64 = r.try_get("amount_micros")?;
+                    let total = sums.entry(r.try_get("workspace_id")?).or_default();
+                    *total = total.saturating_add(n);
+                }
+                Ok(sums.into_iter().collect())
+            }
+        }
     }
 
     /// What each key spent (catalog cost plus fee) since `since_ms`, by key hash.

@@ -20,6 +20,7 @@ mod workspaces;
 
 pub use activity::{ActivityGroup, ActivityRow};
 pub use audit::{AuditActor, AuditEntry, AuditFilter, AuditRow};
+pub use byok::{ByokListing, UnreadableByok};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
 pub use generations::{GenerationFilter, GenerationRow};
 pub use keyring::{KeyringKey, RotationFailure, RotationReport};
@@ -78,6 +79,8 @@ pub struct Store {
     queries: Arc<AtomicU64>,
     /// Errors reported with [`Store::note_error`] (shared by clones).
     errors: Arc<AtomicU64>,
+    /// Credential rows skipped because they could not be read (shared by clones).
+    unreadable: Arc<AtomicU64>,
     /// SQLite file stores: the generation writer's own connection (shared by clones).
     generation_writer: Option<Arc<generations::SqliteWriter>>,
 }
@@ -120,7 +123,7 @@ impl Store {
             Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
             Engine::Postgres => None,
         };
-        Ok(Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), generation_writer })
+        Ok(Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), unreadable: Arc::default(), generation_writer })
     }
 
     /// A SQLite URL for a file in `dir`.
@@ -159,6 +162,31 @@ impl Store {
     /// Errors counted by [`Store::note_error`] so far.
     pub fn error_count(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Credential rows skipped so far because they could not be read (`keyway_credentials_unreadable_total`).
+    pub fn unreadable_count(&self) -> u64 {
+        self.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store can serve: it answers a query, and every migration this build knows
+    /// has been applied (none failed half-way). The reason when not.
+    pub async fn readiness(&self) -> std::result::Result<(), String> {
+        self.count();
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| format!("store unreachable: {e}"))?;
+        // `success` is BOOLEAN, which the Any driver can't map on SQLite: compare in SQL.
+        let rows: Vec<(i64, i32)> = sqlx::query_as("SELECT version, CASE WHEN success THEN 1 ELSE 0 END FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| format!("cannot read the migration table: {e}"))?;
+        for m in MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()) {
+            match rows.iter().find(|(v, _)| *v == m.version) {
+                Some((_, 1)) => {}
+                Some(_) => return Err(format!("migration {} ({}) failed part-way", m.version, m.description)),
+                None => return Err(format!("migration {} ({}) is not applied; run `keyway migrate`", m.version, m.description)),
+            }
+        }
+        Ok(())
     }
 
     fn count(&self) {

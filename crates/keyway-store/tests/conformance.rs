@@ -267,3 +267,33 @@ async fn restart_keeps_data() {
     assert_eq!(s.get_meta("bootstrapped").await.unwrap().as_deref(), Some("yes"));
     assert_eq!(s.open_byok(Some(&ws.id), &r.id).await.unwrap().1.secret_strings(), vec!["sk-persist-1234"]);
 }
+
+#[tokio::test]
+async fn an_unreadable_row_is_skipped_by_routing_and_listed_apart() {
+    each_engine(|s| async move {
+        let ws = s.create_workspace("W", "w").await.unwrap();
+        let c = Credential::parse(ProviderSlug::OpenAi, &json!("sk-one-111122223333")).unwrap();
+        let good = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+        let future = s.create_byok_in(None, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+        let broken = s.create_byok(&ws.id, ProviderSlug::OpenAi, &ByokFields::default(), &c).await.unwrap();
+        s.debug_damage_byok(&future.id, "provider", "a-provider-from-a-newer-build").await.unwrap();
+        s.debug_damage_byok(&broken.id, "model_mappings", "{oops").await.unwrap();
+        let loaded = s.load_byok_for_routing(&ws.id).await.expect("one bad row failed the whole load");
+        assert_eq!(loaded.iter().map(|(r, _)| r.id.as_str()).collect::<Vec<_>>(), [good.id.as_str()]);
+        assert_eq!(s.unreadable_count(), 2);
+        let (rows, total) = s.list_byok_listing(None, None, Page { offset: 0, limit: 50 }).await.unwrap();
+        assert_eq!((rows.len(), total), (3, 3));
+        let unreadable: Vec<_> = rows.iter().filter_map(|l| match l {
+            ByokListing::Unreadable(u) => Some((u.id.clone(), u.provider.clone())),
+            ByokListing::Readable(_) => None,
+        }).collect();
+        assert_eq!(unreadable.len(), 2);
+        assert!(unreadable.contains(&(future.id.clone(), "a-provider-from-a-newer-build".to_owned())));
+        // The readable-only list leaves them out; delete works on them.
+        assert_eq!(s.list_byok(None, None, Page { offset: 0, limit: 50 }).await.unwrap().0.len(), 1);
+        assert_eq!(s.delete_byok_row(Some(&ws.id), &future.id).await.err().map(|e| e.to_string()), Some(StoreError::NotFound.to_string()), "a workspace can't delete a global row");
+        assert_eq!(s.delete_byok_row(None, &future.id).await.unwrap(), None);
+        assert_eq!(s.delete_byok_row(Some(&ws.id), &broken.id).await.unwrap(), Some(ws.id.clone()));
+    })
+    .await;
+}

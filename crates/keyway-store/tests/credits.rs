@@ -165,3 +165,28 @@ async fn check_activity_by_app(s: Store) {
 async fn activity_grouped_by_app() {
     each_engine(check_activity_by_app).await;
 }
+
+#[tokio::test]
+async fn credit_sums_past_i64_saturate_instead_of_failing() {
+    each_engine(|s| async move {
+        let a = s.create_workspace("A", "a").await.unwrap();
+        let b = s.create_workspace("B", "b").await.unwrap();
+        s.add_credits(&a.id, CreditKind::Topup, i64::MAX, None, None).await.unwrap();
+        s.add_credits(&a.id, CreditKind::Topup, i64::MAX, None, None).await.unwrap();
+        s.add_credits(&b.id, CreditKind::Topup, 42, None, None).await.unwrap();
+        let totals = s.credit_totals(0).await.expect("the ledger sums failed");
+        assert_eq!(totals[&a.id].credits_micros, i64::MAX);
+        assert_eq!(totals[&b.id].credits_micros, 42, "the other workspaces keep their exact sums");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_store_with_every_migration_applied_is_ready() {
+    each_engine(|s| async move {
+        assert_eq!(s.readiness().await, Ok(()));
+        s.close().await;
+        assert!(s.readiness().await.is_err_and(|e| e.contains("unreachable")));
+    })
+    .await;
+}

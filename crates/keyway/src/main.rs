@@ -199,7 +199,11 @@ async fn main() -> anyhow::Result<()> {
             }
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(addr = %listener.local_addr()?, dashboard = %format!("http://{}/", listener.local_addr()?), "keyway listening");
-            let served = keyway_gateway::serve(listener, state, shutdown_signal()).await;
+            let grace = std::time::Duration::from_secs(state.config.shutdown_grace_secs);
+            let served = keyway_gateway::serve_with_grace(listener, state.clone(), shutdown_signal(), Some(grace)).await;
+            // Every answered request's record is queued by now: write them all before exiting.
+            let flushed = state.usage.close(std::time::Duration::from_secs(30)).await;
+            tracing::info!(recorded = state.usage.recorded(), dropped = state.usage.dropped(), flushed, "usage writer stopped");
             // Flush the spans still queued before the process exits.
             if let Some(t) = telemetry {
                 t.shutdown().await;

@@ -93,7 +93,17 @@ fn opt(s: &str) -> Value {
     if s.is_empty() { Value::Null } else { json!(s) }
 }
 
+/// One CSV cell. A text cell a spreadsheet would read as a formula (starting with `=`, `+`,
+/// `-`, `@`, tab or CR: OWASP's list) gets a leading `'`, so that an app title sent by an
+/// inference key can't run in the admin's spreadsheet; then quoted where CSV needs it.
 fn csv_field(s: &str) -> String {
+    let neutral;
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutral = format!("'{s}");
+        neutral.as_str()
+    } else {
+        s
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -170,6 +180,18 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a-b"), "a-b");
+    }
+
+    #[test]
+    fn csv_cells_that_would_be_formulas_are_neutralised() {
+        assert_eq!(csv_field("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+        for (cell, want) in [("+1", "'+1"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "\"'\rx\"")] {
+            assert_eq!(csv_field(cell), want, "{cell:?}");
+        }
+        let rows = [ActivityRow { day: 20_000, model: "m".into(), app_title: "=1+1".into(), app_referer: "@evil".into(), ..Default::default() }];
+        let csv = to_csv(&rows);
+        assert!(csv.lines().nth(1).is_some_and(|l| l.ends_with(",'@evil,'=1+1")), "{csv}");
         let rows = [ActivityRow { day: 20_000, model: "m".into(), requests: 2, charged_micros: 5, ..Default::default() }];
         let csv = to_csv(&rows);
         assert!(csv.lines().nth(1).is_some_and(|l| l.starts_with("2024-10-04,m,,,,2,")), "{csv}");

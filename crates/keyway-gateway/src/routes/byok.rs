@@ -54,6 +54,34 @@ pub fn byok_json(r: &ByokRecord, state: &SharedState) -> Value {
     })
 }
 
+/// A row this build can't read (unknown provider, broken metadata), listed so that it can be
+/// seen and deleted: the BYOK object's keys where known, `status: "unreadable"` and the reason.
+fn unreadable_json(u: &keyway_store::UnreadableByok) -> Value {
+    json!({
+        "id": u.id,
+        "workspace_id": u.workspace_id,
+        "provider": u.provider,
+        "name": u.name,
+        "label": null,
+        "disabled": true,
+        "is_fallback": false,
+        "is_required": false,
+        "always_use": false,
+        "is_byok_only": false,
+        "sort_order": 0,
+        "allowed_models": null,
+        "allowed_api_key_hashes": null,
+        "allowed_user_ids": null,
+        "model_mappings": [],
+        "declared_region": null,
+        "declared_zdr": false,
+        "created_at": u.created_at.map(iso),
+        "updated_at": u.updated_at.map(iso),
+        "status": "unreadable",
+        "error": u.reason,
+    })
+}
+
 fn bool_field(m: &Map<String, Value>, names: &[&str]) -> Result<Option<bool>, ApiError> {
     for n in names {
         match m.get(*n) {
@@ -172,8 +200,15 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
         None if m.0.admin => state.store.get_workspace("default").await.map_or_else(|_| m.0.workspace_id.clone(), |w| w.id),
         None => m.0.workspace_id.clone(),
     };
-    let (rows, total) = state.store.list_byok(Some(&ws), provider, page).await?;
-    Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
+    let (rows, total) = state.store.list_byok_listing(Some(&ws), provider, page).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|l| match l {
+            keyway_store::ByokListing::Readable(r) => byok_json(r, &state),
+            keyway_store::ByokListing::Unreadable(u) => unreadable_json(u),
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "total_count": total})))
 }
 
 pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
@@ -278,7 +313,12 @@ pub async fn patch(
 }
 
 pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    if state.store.get_byok(m.scope(), &id).await.map_err(not_found)?.is_global() {
+    let current = match state.store.get_byok(m.scope(), &id).await {
+        // A row this build can't read (listed as `unreadable`) can still be deleted.
+        Err(keyway_store::StoreError::Corrupt(reason)) => return delete_unreadable(&state, &m, &id, &reason).await,
+        other => other.map_err(not_found)?,
+    };
+    if current.is_global() {
         require_admin(&m)?;
     }
     let audited = state.store.audited(crate::audit::entry(&m, &peer, "byok.delete", Value::Object(Map::new())));
@@ -286,6 +326,17 @@ pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::aud
     state.credentials.invalidate_for(&rec);
     state.health.reset(&rec.id);
     Ok(Json(json!({"deleted": true, "id": rec.id})))
+}
+
+async fn delete_unreadable(state: &SharedState, m: &Manager, id: &str, reason: &str) -> Result<Json<Value>, ApiError> {
+    let owner = state.store.delete_byok_row(m.scope(), id).await.map_err(not_found)?;
+    tracing::warn!(credential_id = %id, %reason, "deleted a credential row that could not be read");
+    match owner {
+        Some(ws) => state.credentials.invalidate(&ws),
+        None => state.credentials.invalidate_all(),
+    }
+    state.health.reset(id);
+    Ok(Json(json!({"deleted": true, "id": id})))
 }
 
 /// Global credentials are every workspace's: only an admin key may write them.

@@ -75,6 +75,11 @@ pub async fn top_up(State(state): State<SharedState>, m: Admin, peer: crate::aud
     }
     let ws = m.target_workspace(body.workspace_id.as_deref())?;
     let ws = state.store.get_workspace(ws).await.map_err(|_| ApiError::NotFound("workspace not found".into()))?.id;
+    // Checked money: a top-up that would take the total past what the ledger can hold is refused.
+    let credits = state.billing.balance(&ws, chrono::Utc::now().timestamp_millis()).credits_micros;
+    if credits.checked_add(body.amount_micros).is_none() {
+        return Err(ApiError::BadRequest(format!("this top-up would overflow the workspace's credits ({credits} micro-units already); top up less")));
+    }
     let changes = serde_json::json!({"amount_micros": body.amount_micros, "note": body.note});
     let audited = state.store.audited(crate::audit::entry(&m, &peer, "credits.top_up", changes));
     let entry = audited.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0 .0.id)).await?;

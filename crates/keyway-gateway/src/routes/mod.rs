@@ -50,12 +50,38 @@ pub fn router(state: SharedState) -> Router {
         .nest("/ui/api/v1", ui_api)
         .merge(crate::dashboard::router())
         .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(crate::metrics::endpoint))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // On its own address when `[metrics] listen` is set (served by `server.rs`).
+        .merge(if state.config.metrics.listen.is_none() { Router::new().route("/metrics", get(crate::metrics::endpoint)) } else { Router::new() })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .with_state(state)
+}
+
+/// `GET /readyz`: 200 when this node can serve (the store answers, its migrations are all
+/// applied, the keyring is loaded), else 503 with the reason. `/health` only says the process
+/// is up; a load balancer routes by this one.
+async fn readyz(axum::extract::State(state): axum::extract::State<SharedState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let store = state.store.readiness().await;
+    let keyring = if state.store.keyring().current_id().is_empty() { Err("no master key loaded".to_owned()) } else { Ok(()) };
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => serde_json::json!("ok"),
+        Err(e) => serde_json::json!(e),
+    };
+    let body = serde_json::json!({
+        "status": if store.is_ok() && keyring.is_ok() { "ready" } else { "not_ready" },
+        "checks": {"store": check(&store), "keyring": check(&keyring)},
+    });
+    match store.and(keyring) {
+        Ok(()) => axum::Json(body).into_response(),
+        Err(reason) => {
+            tracing::warn!(%reason, "not ready");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+    }
 }
 
 /// The management API (`/api/v1/...`); also served to the dashboard under `/ui/api/v1`.

@@ -56,7 +56,7 @@ pub(crate) async fn chat_over(resp: crate::client::Response, stream: bool, _mode
         let (body, usage) = anthropic_response_to_openai(&msg, created)?;
         return Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) });
     }
-    let events = Box::pin(http::sse_events(resp, t.idle));
+    let events = Box::pin(http::sse_events(resp, t));
     Ok(ChatResponse::Stream(translate(events, Events(AnthropicStreamToOpenAi::new(created)))))
 }
 

@@ -34,7 +34,7 @@ pub fn providers_for(slugs: &[ProviderSlug], base: &str) -> Providers {
 
 /// Timeouts with a short idle limit between stream chunks (and a generous first byte).
 pub fn short_idle() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(10), idle: Duration::from_millis(300) }
+    Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(10), idle: Duration::from_millis(300), ..Timeouts::default() }
 }
 
 /// A loopback URL nothing listens on: a port bound then released.
@@ -65,7 +65,7 @@ pub async fn assert_idle_timeout_mid_stream(fake: &keyway_fakes::FakeServer, p: 
 
 /// Timeouts short enough to see a slow first byte fail fast.
 pub fn short_first_byte() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_millis(400), idle: Duration::from_secs(10) }
+    Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_millis(400), idle: Duration::from_secs(10), ..Timeouts::default() }
 }
 
 pub fn api_key(k: &str) -> Credential {

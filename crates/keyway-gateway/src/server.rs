@@ -1,0 +1,501 @@
+//! The accept loop and what each connection may hold: timeouts for slow and silent clients, a
+//! cap on open connections that sheds with a 503 (and still answers `/health`), and a back-off
+//! when `accept` fails (out of file descriptors).
+//!
+//! hyper's own `header_read_timeout` also runs while a keep-alive connection waits for its next
+//! request, so it can't give a head timeout and a longer idle timeout; and the HTTP/1-or-2
+//! detection of hyper-util's auto builder reads with no timeout at all (a silent client held its
+//! connection forever). So each connection has a watchdog instead: it knows whether a request is
+//! in flight (the service counts them) and when bytes last arrived without one (the I/O wrapper
+//! notes it), and closes the connection when the head or idle deadline passes. A body is timed
+//! by [`DeadlineBody`], which fails the read (408) once its deadline passes.
+
+use crate::config::ServerConfig;
+use crate::state::SharedState;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use hyper::body::{Frame, Incoming, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// Timeouts of one class of connection, in force.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    head: Duration,
+    body: Duration,
+    idle: Duration,
+}
+
+/// What the accept loop was configured with, after the open-files limit is applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Connections served in full at once.
+    pub connections: usize,
+    /// Connections past the cap that are still read for one request (answered 503, `/health`
+    /// 200) before closing; past both, a new connection is closed at once.
+    pub shed: usize,
+}
+
+impl Capacity {
+    /// `max_connections`, lowered to half of the open-files limit less 64 (every proxied request
+    /// may hold an upstream socket too, and the store and listener need a few).
+    pub fn from_config(c: &ServerConfig) -> Self {
+        let mut connections = c.max_connections.max(1);
+        if let Some(nofile) = open_files_limit() {
+            let fit = (nofile.saturating_sub(64) / 2).max(8);
+            if fit < connections {
+                tracing::info!(max_connections = fit, configured = connections, open_files_limit = nofile, "max_connections lowered to fit the open-files limit (ulimit -n)");
+                connections = fit;
+            }
+        }
+        Self { connections, shed: (connections / 16).clamp(4, 256) }
+    }
+}
+
+fn open_files_limit() -> Option<usize> {
+    #[cfg(unix)]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        limit.current.and_then(|n| usize::try_from(n).ok())
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then lets open connections
+/// finish (in-flight requests and streams run to their end; idle keep-alive connections close).
+/// With `grace`, connections still open that long after `shutdown` are dropped.
+///
+/// Our own accept loop rather than `axum::serve`, for settings it does not expose:
+/// - `TCP_NODELAY` on every accepted connection: without it a keep-alive client's next request
+///   waits on Nagle (~40 ms);
+/// - HTTP/1 `max_buf_size` of 8 KiB (hyper's minimum; it caps a request head at 8 KiB, as
+///   nginx does by default). With hyper's default (~400 KiB) every connection's read buffer
+///   grew to 16 KiB on its first request: the HTTP/1-or-2 detection reads the first 24 bytes
+///   ahead, hyper then asks for a full 8 KiB more, and the buffer doubles. Held streams pay
+///   that per connection (bench/README.md, scenario 4);
+/// - the timeouts and connection cap of `[server]` (module doc).
+pub async fn serve(listener: TcpListener, state: SharedState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    serve_with_grace(listener, state, shutdown, None).await
+}
+
+/// [`serve`], giving open connections at most `grace` after `shutdown` to finish.
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Option<Duration>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::TokioExecutor;
+    use hyper_util::server::conn::auto::Builder;
+
+    let cfg = state.config.server.clone();
+    let capacity = Capacity::from_config(&cfg);
+    let full = Limits {
+        head: Duration::from_millis(cfg.header_read_timeout_ms.max(1)),
+        body: Duration::from_millis(cfg.body_read_timeout_ms.max(1)),
+        idle: Duration::from_millis(cfg.idle_timeout_ms.max(1)),
+    };
+    // A shed connection gets one short chance to say what it wants.
+    let brief = Duration::from_secs(2).min(full.head);
+    let shed_limits = Limits { head: brief, body: brief, idle: brief };
+
+    let app = crate::routes::router(state.clone());
+    let (metrics_stop, metrics_server) = match state.config.metrics.listen {
+        Some(addr) => {
+            let metrics_listener = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let app = crate::metrics::router(state.clone());
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(metrics_listener, app).with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            });
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(HTTP1_MAX_BUF);
+    builder.http2().enable_connect_protocol();
+    let builder = Arc::new(builder);
+    let mut shed_builder = Builder::new(TokioExecutor::new());
+    shed_builder.http1().max_buf_size(HTTP1_MAX_BUF).keep_alive(false);
+    let shed_builder = Arc::new(shed_builder);
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(capacity.connections));
+    let shed_slots = Arc::new(tokio::sync::Semaphore::new(capacity.shed));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = Duration::ZERO;
+    // The connection tasks, so that those still running when the grace period ends are
+    // cancelled before the caller flushes usage (a cancelled stream records what it served).
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => {
+                    backoff = Duration::ZERO;
+                    pair
+                }
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of descriptors and the like: back off (5 ms doubling to 1 s) instead
+                    // of spinning on accept; the pending connection waits in the backlog.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    state.metrics.accept_error();
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        () = &mut shutdown => break,
+                    }
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+        let (permit, shed) = match slots.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match shed_slots.clone().try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    // Past both caps: closing now costs the least.
+                    state.metrics.connection_shed();
+                    drop(tcp);
+                    continue;
+                }
+            },
+        };
+        let watcher = graceful.watcher();
+        if shed {
+            state.metrics.connection_shed();
+            let builder = shed_builder.clone();
+            conns.spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Body>| async move { Ok::<_, std::convert::Infallible>(shed_response(req.uri().path())) });
+                run_connection(tcp, shed_limits, |io, activity| {
+                    let svc = Tracked { inner: svc, activity, body_timeout: shed_limits.body };
+                    watcher.watch(builder.serve_connection(io, svc).into_owned())
+                })
+                .await;
+                drop(permit);
+            });
+        } else {
+            let builder = builder.clone();
+            // The peer address rides along for the audit log and the failed-authentication limit
+            // (`ConnectInfo`, as `axum::serve` would give it).
+            let app = tower::ServiceExt::map_request(app.clone(), move |mut req: Request<Body>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            });
+            conns.spawn(async move {
+                run_connection(tcp, full, |io, activity| {
+                    let svc = Tracked { inner: hyper_util::service::TowerToHyperService::new(app), activity, body_timeout: full.body };
+                    watcher.watch(builder.serve_connection_with_upgrades(io, svc).into_owned())
+                })
+                .await;
+                drop(permit);
+            });
+        }
+    }
+    drop(listener);
+    if let Some(stop) = metrics_stop {
+        let _ = stop.send(());
+    }
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
+    match grace {
+        Some(g) => {
+            if tokio::time::timeout(g, graceful.shutdown()).await.is_err() {
+                tracing::warn!(grace_secs = g.as_secs(), open = conns.len(), "connections still open after the shutdown grace period are closed");
+                conns.abort_all();
+            }
+        }
+        None => graceful.shutdown().await,
+    }
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
+const HTTP1_MAX_BUF: usize = 8 * 1024;
+
+/// Errors of one connection that `accept` reports; the listener itself is fine.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
+
+/// Serves one connection with its watchdog: closes it (drops the connection future) when a
+/// head takes too long or it sits idle with no request in flight.
+async fn run_connection<F, C, E>(tcp: TcpStream, limits: Limits, serve: F)
+where
+    F: FnOnce(hyper_util::rt::TokioIo<Watched>, Arc<Activity>) -> C,
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let activity = Arc::new(Activity::new());
+    let io = hyper_util::rt::TokioIo::new(Watched { inner: tcp, activity: activity.clone() });
+    let conn = serve(io, activity.clone());
+    let mut conn = std::pin::pin!(conn);
+    let mut check_at = Instant::now() + limits.head.min(limits.idle);
+    loop {
+        tokio::select! {
+            ended = &mut conn => {
+                if let Err(e) = ended {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(check_at) => {
+                match activity.deadline(limits) {
+                    Some(deadline) if deadline <= Instant::now() => {
+                        tracing::debug!("closing a connection that sent no complete request in time");
+                        return;
+                    }
+                    Some(deadline) => check_at = deadline,
+                    // A request in flight: its body has its own deadline; look again later.
+                    None => check_at = Instant::now() + limits.head.min(limits.idle),
+                }
+            }
+        }
+    }
+}
+
+/// What the watchdog knows of one connection. Times are milliseconds since `start`, plus one
+/// (0: not set).
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// When the first byte of a request head arrived with no request in flight.
+    head_started: AtomicU64,
+    /// When the connection last became idle (accepted, or its last response ended).
+    idle_since: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { start: Instant::now(), in_flight: AtomicUsize::new(0), head_started: AtomicU64::new(0), idle_since: AtomicU64::new(1) }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    fn at(&self, stamp: u64) -> Instant {
+        self.start + Duration::from_millis(stamp.saturating_sub(1))
+    }
+
+    fn bytes_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 && self.head_started.load(Ordering::Relaxed) == 0 {
+            let _ = self.head_started.compare_exchange(0, self.now(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_started.store(0, Ordering::Relaxed);
+    }
+
+    fn request_ended(&self) {
+        self.idle_since.store(self.now(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// When the connection is to be closed unless something changes; None with a request in flight.
+    fn deadline(&self, limits: Limits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        match self.head_started.load(Ordering::Relaxed) {
+            0 => Some(self.at(self.idle_since.load(Ordering::Relaxed)) + limits.idle),
+            started => Some(self.at(started) + limits.head),
+        }
+    }
+}
+
+/// The client socket, noting when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Counts a request in flight from its head until its response body ends (or is dropped), and
+/// puts a deadline on its body.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    body_timeout: Duration,
+}
+
+/// Ends the request's in-flight count when dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<Body>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.activity.request_started();
+        let guard = InFlight(self.activity.clone());
+        let deadline = Instant::now() + self.body_timeout;
+        let req = req.map(|b| Body::new(DeadlineBody { inner: b, sleep: Box::pin(tokio::time::sleep_until(deadline)), done: false }));
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(resp.map(|b| Body::new(GuardedBody { inner: Body::new(b), _guard: guard })))
+        })
+    }
+}
+
+/// A response body that holds the request's [`InFlight`] until it ends.
+struct GuardedBody {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The request body did not arrive within `[server] body_read_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyReadTimeout;
+
+/// A request body that fails with [`BodyReadTimeout`] once its deadline passes.
+struct DeadlineBody {
+    inner: Incoming,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(r)) => Poll::Ready(Some(r.map_err(Into::into))),
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.done = true;
+                    Poll::Ready(Some(Err(Box::new(BodyReadTimeout))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a body read failed on [`BodyReadTimeout`] (anywhere in its error chain).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyReadTimeout>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The answer on a connection past the cap: `/health` stays 200 (the process is alive, just
+/// full); everything else is 503 in its surface's error shape, with `Retry-After`.
+fn shed_response(path: &str) -> Response<Body> {
+    let message = "the gateway is at its connection limit; retry shortly";
+    let (status, body) = if path == "/health" {
+        (StatusCode::OK, Body::from("ok"))
+    } else if path.starts_with("/api/v1/") {
+        (StatusCode::SERVICE_UNAVAILABLE, Body::from(serde_json::json!({"error": {"code": 503, "message": message}}).to_string()))
+    } else if path.ends_with("/messages") {
+        (StatusCode::SERVICE_UNAVAILABLE, Body::from(serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": message}}).to_string()))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Body::from(serde_json::json!({"error": {"message": message, "type": "server_error", "code": "overloaded"}}).to_string()))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    if status != StatusCode::OK {
+        headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+        headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    }
+    resp
+}
