@@ -121,6 +121,17 @@ fn to_csv(rows: &[ActivityRow]) -> String {
     out
 }
 
+#[utoipa::path(get, path = "/api/v1/activity", tag = "usage",
+    params(
+        ("from" = Option<String>, Query, description = "Date (YYYY-MM-DD) or RFC 3339; default 30 days before `to`"),
+        ("to" = Option<String>, Query, description = "Exclusive; default now"),
+        ("date" = Option<String>, Query, description = "One day (YYYY-MM-DD)"),
+        ("group_by" = Option<String>, Query, description = "model, provider, key, credential, day or app"),
+        ("format" = Option<String>, Query, description = "`csv` for a CSV download"),
+        ("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)"),
+    ),
+    responses((status = 200, description = "Aggregates over generations",
+        content((crate::openapi::ActivityList = "application/json"), (String = "text/csv"))), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Query(q): Query<ActivityQuery>) -> Result<Response, ApiError> {
     let group = match q.group_by.as_deref() {
         None | Some("") => ActivityGroup::DayModelProvider,

@@ -48,12 +48,15 @@ pub fn credits_json(state: &SharedState, ws: &str) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/credits", tag = "credits",
+    params(("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)")),
+    responses((status = 200, description = "The workspace's balance", body = crate::openapi::CreditsItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<CreditsQuery>) -> Result<impl IntoResponse, ApiError> {
     let ws = readable_workspace(&key, q.workspace_id.as_deref())?;
     Ok(Json(json!({"data": credits_json(&state, ws)})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
     amount_micros: i64,
@@ -63,6 +66,8 @@ pub struct TopUp {
     note: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/credits", tag = "credits", request_body = TopUp,
+    responses((status = 201, description = "Credited; `entry` is the ledger row", body = crate::openapi::CreditsItem), crate::openapi::Errors))]
 pub async fn top_up(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can add credits".into()));

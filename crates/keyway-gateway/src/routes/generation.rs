@@ -120,6 +120,9 @@ pub fn generation_json(g: &GenerationRow) -> Value {
     v
 }
 
+#[utoipa::path(get, path = "/api/v1/generation", tag = "usage",
+    params(("id" = String, Query, description = "The generation id (`x-keyway-generation-id`)")),
+    responses((status = 200, description = "The generation", body = crate::openapi::GenerationItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /api/v1/generation?id=gen-...".into()))?;
     let scope = if key.kind == KeyKind::Management && key.admin { None } else { Some(key.workspace_id.as_str()) };

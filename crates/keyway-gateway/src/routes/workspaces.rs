@@ -17,7 +17,7 @@ fn ws_json(w: &Workspace) -> Value {
     json!({"id": w.id, "name": w.name, "slug": w.slug, "created_at": iso(w.created_at)})
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     name: String,
@@ -25,6 +25,8 @@ pub struct CreateWorkspace {
     slug: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces",
+    responses((status = 200, description = "Workspaces the key can see", body = crate::openapi::WorkspaceList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl IntoResponse, ApiError> {
     let all = state.store.list_workspaces().await?;
     let visible: Vec<Value> = all.iter().filter(|w| m.scope().is_none_or(|s| s == w.id)).map(ws_json).collect();
@@ -32,6 +34,8 @@ pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl I
     Ok(Json(json!({"data": visible, "total_count": total})))
 }
 
+#[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+    responses((status = 201, description = "Created", body = crate::openapi::WorkspaceItem), crate::openapi::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can create workspaces".into()));
