@@ -75,7 +75,7 @@ pub fn document_value() -> utoipa::openapi::OpenApi {
 }
 
 /// The OpenAPI 3.1 document of this API.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "catalog", security(()),
+#[utoipa::path(get, operation_id = "openapi_document", path = "/api/v1/openapi.json", tag = "catalog", security(()),
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn document() -> impl IntoResponse {
     Json(document_value())
@@ -197,10 +197,11 @@ pub struct ByokCreated {
 /// an object for Azure, Bedrock and Vertex.
 #[derive(ToSchema)]
 pub struct ByokCreate {
-    #[schema(example = "openai")]
+    #[schema(schema_with = provider_schema)]
     pub provider: String,
     #[schema(schema_with = secret_schema)]
     pub key: Value,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub workspace_id: Option<String>,
     pub disabled: Option<bool>,
@@ -224,6 +225,7 @@ pub struct ByokCreate {
 pub struct ByokPatch {
     #[schema(schema_with = secret_schema)]
     pub key: Option<Value>,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub disabled: Option<bool>,
     pub is_fallback: Option<bool>,
@@ -239,12 +241,19 @@ pub struct ByokPatch {
     pub declared_zdr: Option<bool>,
 }
 
+/// Provider slugs Keyway routes to (display names and aliases are accepted too).
+fn provider_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let slugs = keyway_core::ProviderSlug::ALL.iter().map(|p| p.as_str());
+    Schema::Object(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(slugs)).description(Some("A provider slug (display names and aliases are accepted too)")).build())
+}
+
 /// A provider secret: an API key string, or an object (Azure, Bedrock, Vertex credentials).
 fn secret_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
     Schema::OneOf(
         OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::String).examples(["sk-test-0123456789abcdef"]))
+            .item(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).examples(["sk-test-0123456789abcdef"]))
             .item(ObjectBuilder::new().schema_type(Type::Object))
             .build(),
     )

@@ -77,6 +77,14 @@ async fn document_is_openapi_3_1_served_without_a_key_with_bearer_auth() {
         let name = r.split('"').next().unwrap();
         assert!(doc["components"]["schemas"].get(name).is_some(), "dangling $ref {name}");
     }
+    // Code generators name methods after operationIds: each must be unique.
+    let ids: Vec<&str> = documented(&doc).iter().map(|(m, p)| doc["paths"][p][m]["operationId"].as_str().unwrap()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "duplicate operationIds: {ids:?}");
+    // The provider list is the code's own.
+    let providers = &doc["components"]["schemas"]["ByokCreate"]["properties"]["provider"]["enum"];
+    assert_eq!(providers.as_array().unwrap().len(), keyway_core::ProviderSlug::ALL.len());
+    assert!(providers.as_array().unwrap().contains(&json!("amazon-bedrock")));
     // The error shape itself: an integer code and a message.
     let err = &doc["components"]["schemas"]["ErrorDetail"];
     assert_eq!(err["properties"]["code"]["type"], "integer");
@@ -317,4 +325,58 @@ async fn errors_match_the_documented_error_shape() {
     let (s, v, _) = g.req("GET", "/api/v1/keys", None, None).await;
     conforms(&doc, "get", "/api/v1/keys", s, &v, &mut seen);
     assert_eq!(s, 401);
+}
+
+/// The checker above is what makes the shape test mean something: drift in either direction
+/// (a field the handler adds, a type the document gets wrong, a field it stops sending) fails it.
+#[tokio::test]
+async fn the_shape_check_catches_drift() {
+    let g = Gateway::start(|_| {}).await;
+    let doc = document(&g).await;
+    let (s, answer) = g.mgmt("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(s, 200);
+    let schema = json!({"$ref": "#/components/schemas/WorkspaceList"});
+    let errors_with = |doc: &Value| {
+        let mut e = Vec::new();
+        check(doc, &schema, &answer, "$", &mut e);
+        e
+    };
+    assert_eq!(errors_with(&doc), Vec::<String>::new());
+    let mut undocumented = doc.clone();
+    undocumented["components"]["schemas"]["Workspace"]["properties"].as_object_mut().unwrap().remove("slug");
+    assert!(errors_with(&undocumented).iter().any(|e| e.contains("`slug` is returned but not documented")));
+    let mut wrong_type = doc.clone();
+    wrong_type["components"]["schemas"]["Workspace"]["properties"]["created_at"] = json!({"type": "integer"});
+    assert!(errors_with(&wrong_type).iter().any(|e| e.contains("created_at")));
+    let mut missing = doc.clone();
+    missing["components"]["schemas"]["WorkspaceList"]["required"].as_array_mut().unwrap().push(json!("next_cursor"));
+    assert!(errors_with(&missing).iter().any(|e| e.contains("required `next_cursor` is missing")));
+}
+
+// ---- handler bugs schemathesis found, each pinned here ----
+
+/// Two top-ups near `i64::MAX` were both accepted; the store's per-workspace sum then
+/// overflowed, so credit reconciliation failed from then on and `keyway serve` refused to start
+/// ("integer overflow") on that database. Top-ups are now bounded, one and in total.
+#[tokio::test]
+async fn top_ups_cannot_overflow_the_ledger_and_the_instance_still_starts() {
+    use keyway_gateway::routes::credits::{MAX_CREDITS_MICROS, MAX_TOP_UP_MICROS};
+    let g = Gateway::start(|_| {}).await;
+    for amount in [i64::MAX / 2 + 1, MAX_TOP_UP_MICROS + 1] {
+        let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": amount}))).await;
+        common::assert_error(s, &v, 400);
+    }
+    let mut total = 0;
+    while total + MAX_TOP_UP_MICROS <= MAX_CREDITS_MICROS {
+        let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": MAX_TOP_UP_MICROS}))).await;
+        assert_eq!(s, 201, "{v}");
+        total += MAX_TOP_UP_MICROS;
+    }
+    let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 1}))).await;
+    common::assert_error(s, &v, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("past"), "{v}");
+    // The sums the store keeps still load: a second instance on the same data starts.
+    let (state, _) = keyway_gateway::AppState::build(common::config(g.dir.path())).await.expect("the instance starts");
+    let ws = g.mgmt("GET", "/api/v1/credits", None).await.1["data"]["workspace_id"].as_str().unwrap().to_owned();
+    assert_eq!(state.billing.balance(&ws, chrono::Utc::now().timestamp_millis()).credits_micros, total);
 }

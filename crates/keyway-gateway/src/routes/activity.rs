@@ -121,12 +121,12 @@ fn to_csv(rows: &[ActivityRow]) -> String {
     out
 }
 
-#[utoipa::path(get, path = "/api/v1/activity", tag = "usage",
+#[utoipa::path(get, operation_id = "activity_get", path = "/api/v1/activity", tag = "usage",
     params(
         ("from" = Option<String>, Query, description = "Date (YYYY-MM-DD) or RFC 3339; default 30 days before `to`"),
         ("to" = Option<String>, Query, description = "Exclusive; default now"),
         ("date" = Option<String>, Query, description = "One day (YYYY-MM-DD)"),
-        ("group_by" = Option<String>, Query, description = "model, provider, key, credential, day or app"),
+        ("group_by" = Option<String>, Query, pattern = "^(model|provider|key|credential|day|app)?$", description = "model, provider, key, credential, day or app"),
         ("format" = Option<String>, Query, description = "`csv` for a CSV download"),
         ("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)"),
     ),

@@ -36,7 +36,7 @@ fn time_ms(field: &str, v: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("`{field}` must be RFC 3339 (2026-12-07T10:00:00Z) or unix milliseconds")))
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "usage",
+#[utoipa::path(get, operation_id = "audit_list", path = "/api/v1/audit", tag = "usage",
     params(
         ("since" = Option<String>, Query, description = "RFC 3339 or unix milliseconds"),
         ("until" = Option<String>, Query, description = "RFC 3339 or unix milliseconds"),
@@ -45,7 +45,7 @@ fn time_ms(field: &str, v: &str) -> Result<i64, ApiError> {
         ("action" = Option<String>, Query, description = "`byok.create`, `key.update`, ..."),
         ("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1..500, default 100"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"),
     ),
     responses((status = 200, description = "Audit entries, newest first", body = crate::openapi::AuditList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, ApiError> {

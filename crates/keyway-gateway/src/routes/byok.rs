@@ -155,9 +155,9 @@ pub fn parse_credential(state: &SharedState, provider: ProviderSlug, key: &Value
     Ok(cred)
 }
 
-#[utoipa::path(get, path = "/api/v1/byok", tag = "byok", params(
-        ("offset" = Option<i64>, Query, description = "Rows to skip (>= 0)"),
-        ("limit" = Option<i64>, Query, description = "1..100, default 50"),
+#[utoipa::path(get, operation_id = "byok_list", path = "/api/v1/byok", tag = "byok", params(
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50"),
         ("workspace_id" = Option<String>, Query, description = "A workspace id (admin keys: any workspace)"),
         ("provider" = Option<String>, Query, description = "Only this provider's credentials"),
     ),
@@ -183,7 +183,7 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     Ok(Json(json!({"data": rows.iter().map(|r| byok_json(r, &state)).collect::<Vec<_>>(), "total_count": total})))
 }
 
-#[utoipa::path(post, path = "/api/v1/byok", tag = "byok", request_body = crate::openapi::ByokCreate,
+#[utoipa::path(post, operation_id = "byok_create", path = "/api/v1/byok", tag = "byok", request_body = crate::openapi::ByokCreate,
     responses((status = 201, description = "Stored", body = crate::openapi::ByokCreated), crate::openapi::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
@@ -247,14 +247,14 @@ pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::aud
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-#[utoipa::path(get, path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+#[utoipa::path(get, operation_id = "byok_get", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
     responses((status = 200, description = "The credential", body = crate::openapi::ByokItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_byok(m.scope(), &id).await.map_err(not_found)?;
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
-#[utoipa::path(patch, path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+#[utoipa::path(patch, operation_id = "byok_patch", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
     request_body = crate::openapi::ByokPatch,
     responses((status = 200, description = "Updated", body = crate::openapi::ByokItem), crate::openapi::Errors))]
 pub async fn patch(
@@ -291,7 +291,7 @@ pub async fn patch(
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
-#[utoipa::path(delete, path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+#[utoipa::path(delete, operation_id = "byok_delete", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
     responses((status = 200, description = "Deleted", body = crate::openapi::Deleted), crate::openapi::Errors))]
 pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     if state.store.get_byok(m.scope(), &id).await.map_err(not_found)?.is_global() {

@@ -80,7 +80,7 @@ pub(crate) async fn run_test(state: &SharedState, provider: ProviderSlug, cred: 
 }
 
 /// Tests a stored credential; a success also clears its cooldown.
-#[utoipa::path(post, path = "/api/v1/byok/{id}/test", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+#[utoipa::path(post, operation_id = "byok_test_test_stored", path = "/api/v1/byok/{id}/test", tag = "byok", params(("id" = String, Path, description = "Credential id")),
     request_body(content = Option<crate::openapi::TestOptions>, description = "Optional overrides of the test request"),
     responses((status = 200, description = "What the upstream answered (`ok` false on its errors)", body = crate::openapi::TestResult), crate::openapi::Errors))]
 pub async fn test_stored(
@@ -105,7 +105,7 @@ pub async fn test_stored(
 }
 
 /// Tests a credential that is not saved: the body is the one `POST /api/v1/byok` takes.
-#[utoipa::path(post, path = "/api/v1/byok/test", tag = "byok", request_body = crate::openapi::ByokCreate,
+#[utoipa::path(post, operation_id = "byok_test_test_unsaved", path = "/api/v1/byok/test", tag = "byok", request_body = crate::openapi::ByokCreate,
     responses((status = 200, description = "What the upstream answered (`ok` false on its errors)", body = crate::openapi::TestResult), crate::openapi::Errors))]
 pub async fn test_unsaved(State(state): State<SharedState>, _m: Owner, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;

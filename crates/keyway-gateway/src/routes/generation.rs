@@ -120,8 +120,8 @@ pub fn generation_json(g: &GenerationRow) -> Value {
     v
 }
 
-#[utoipa::path(get, path = "/api/v1/generation", tag = "usage",
-    params(("id" = String, Query, description = "The generation id (`x-keyway-generation-id`)")),
+#[utoipa::path(get, operation_id = "generation_get", path = "/api/v1/generation", tag = "usage",
+    params(("id" = String, Query, min_length = 1, description = "The generation id (`x-keyway-generation-id`)")),
     responses((status = 200, description = "The generation", body = crate::openapi::GenerationItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /api/v1/generation?id=gen-...".into()))?;

@@ -88,10 +88,10 @@ pub struct ModelListParams {
 
 /// Public like OpenAI's and OpenRouter's model lists: no key needed to read prices.
 /// Also OpenRouter's list envelope: `total_count` and `links.next`.
-#[utoipa::path(get, path = "/api/v1/models", tag = "catalog", security(()),
+#[utoipa::path(get, operation_id = "models_list", path = "/api/v1/models", tag = "catalog", security(()),
     params(
-        ("offset" = Option<i64>, Query, description = "Models to skip"),
-        ("limit" = Option<i64>, Query, description = "Page size (default: everything)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Models to skip"),
+        ("limit" = Option<i64>, Query, minimum = 0, description = "Page size (default: everything)"),
     ),
     responses((status = 200, description = "The model catalog", body = crate::openapi::ModelList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, Query(q): Query<ModelListParams>) -> Result<impl IntoResponse, ApiError> {
@@ -112,7 +112,7 @@ pub async fn list(State(state): State<SharedState>, Query(q): Query<ModelListPar
 }
 
 /// `GET /api/v1/providers`: the providers Keyway can route to, as OpenRouter lists them.
-#[utoipa::path(get, path = "/api/v1/providers", tag = "catalog", security(()),
+#[utoipa::path(get, operation_id = "models_providers", path = "/api/v1/providers", tag = "catalog", security(()),
     responses((status = 200, description = "Providers Keyway can route to", body = crate::openapi::ProviderList)))]
 pub async fn providers() -> impl IntoResponse {
     let data: Vec<Value> = keyway_core::ProviderSlug::ALL
