@@ -380,3 +380,32 @@ async fn top_ups_cannot_overflow_the_ledger_and_the_instance_still_starts() {
     let ws = g.mgmt("GET", "/api/v1/credits", None).await.1["data"]["workspace_id"].as_str().unwrap().to_owned();
     assert_eq!(state.billing.balance(&ws, chrono::Utc::now().timestamp_millis()).credits_micros, total);
 }
+
+/// A repeated or unknown query field, or an id that is not UTF-8, was answered by axum's own
+/// plain-text 400, not the documented `{"error": {...}}` shape.
+#[tokio::test]
+async fn query_and_path_rejections_speak_the_error_shape() {
+    let g = Gateway::start(|_| {}).await;
+    let doc = document(&g).await;
+    let mut seen = BTreeSet::new();
+    for (doc_path, path) in [
+        ("/api/v1/audit", "/api/v1/audit?bogus=1"),
+        ("/api/v1/generation", "/api/v1/generation?id=a&id=b"),
+        ("/api/v1/byok", "/api/v1/byok?limit=1&limit=2"),
+        ("/api/v1/keys", "/api/v1/keys?offset=1&offset=2"),
+        ("/api/v1/credits", "/api/v1/credits?workspace_id=a&workspace_id=b"),
+        ("/api/v1/activity", "/api/v1/activity?group_by=model&group_by=day"),
+        ("/api/v1/models", "/api/v1/models?limit=1&limit=2"),
+        ("/api/v1/byok/{id}", "/api/v1/byok/%FF"),
+        ("/api/v1/keys/{id}", "/api/v1/keys/%FF"),
+    ] {
+        let (s, v, headers) = g.req("GET", path, Some(MGMT), None).await;
+        assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"), "{path}: {v}");
+        conforms(&doc, "get", doc_path, s, &v, &mut seen);
+        assert_eq!((s, &v["error"]["code"]), (400, &json!(400)), "{path}: {v}");
+    }
+    // The OpenAI-shaped surface gets its own dialect from the same extractor.
+    let (s, v, _) = g.req("GET", "/v1/models?limit=1&limit=2", None, None).await;
+    assert_eq!(s, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("limit"), "{v}");
+}

@@ -2,7 +2,8 @@
 
 use crate::state::SharedState;
 use crate::error::ApiError;
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use keyway_core::catalog::{Endpoint, Model};
