@@ -101,10 +101,11 @@ async fn test_key_never_returns_the_key_an_upstream_quotes_with_json_escapes() {
         post(|headers: axum::http::HeaderMap| async move {
             let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim_start_matches("Bearer ").to_owned();
             let body = format!(
-                r#"{{"error": {{"message": "Incorrect API key provided: {}", "code": "invalid_api_key", "param": "{}", "echo": ["{}"]}}}}"#,
+                r#"{{"error": {{"message": "Incorrect API key provided: {}", "code": "invalid_api_key", "param": "{}", "echo": ["{}{}"]}}}}"#,
                 key.replace('/', "\\/"),
                 escaped(&key),
-                format!("{}{}", &key[..3], escaped(&key[3..]))
+                &key[..3],
+                escaped(&key[3..])
             );
             (axum::http::StatusCode::UNAUTHORIZED, [("content-type", "application/json")], body)
         }),
