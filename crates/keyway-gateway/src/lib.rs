@@ -13,6 +13,7 @@ pub mod extract;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod proxy;
 pub mod redact;
 pub mod routes;

@@ -7,7 +7,8 @@ use crate::auth::Manager;
 use crate::billing::usd;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -131,6 +132,17 @@ fn to_csv(rows: &[ActivityRow]) -> String {
     out
 }
 
+#[utoipa::path(get, operation_id = "activity_get", path = "/api/v1/activity", tag = "usage",
+    params(
+        ("from" = Option<String>, Query, description = "Date (YYYY-MM-DD) or RFC 3339; default 30 days before `to`"),
+        ("to" = Option<String>, Query, description = "Exclusive; default now"),
+        ("date" = Option<String>, Query, description = "One day (YYYY-MM-DD)"),
+        ("group_by" = Option<String>, Query, pattern = "^(model|provider|key|credential|day|app)?$", description = "model, provider, key, credential, day or app"),
+        ("format" = Option<String>, Query, description = "`csv` for a CSV download"),
+        ("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)"),
+    ),
+    responses((status = 200, description = "Aggregates over generations",
+        content((crate::openapi::ActivityList = "application/json"), (String = "text/csv"))), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Query(q): Query<ActivityQuery>) -> Result<Response, ApiError> {
     let group = match q.group_by.as_deref() {
         None | Some("") => ActivityGroup::DayModelProvider,

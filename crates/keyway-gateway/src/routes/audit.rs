@@ -7,7 +7,8 @@ use crate::auth::Manager;
 use crate::error::ApiError;
 use crate::routes::iso;
 use crate::state::SharedState;
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use keyway_store::AuditFilter;
@@ -36,6 +37,18 @@ fn time_ms(field: &str, v: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("`{field}` must be RFC 3339 (2026-12-07T10:00:00Z) or unix milliseconds")))
 }
 
+#[utoipa::path(get, operation_id = "audit_list", path = "/api/v1/audit", tag = "usage",
+    params(
+        ("since" = Option<String>, Query, description = "RFC 3339 or unix milliseconds"),
+        ("until" = Option<String>, Query, description = "RFC 3339 or unix milliseconds"),
+        ("actor" = Option<String>, Query, description = "Key hash prefix or name"),
+        ("target" = Option<String>, Query, description = "An id or key hash"),
+        ("action" = Option<String>, Query, description = "`byok.create`, `key.update`, ..."),
+        ("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"),
+    ),
+    responses((status = 200, description = "Audit entries, newest first", body = crate::openapi::AuditList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, ApiError> {
     let workspace_id = match q.workspace_id.as_deref() {
         Some(ws) => Some(m.target_workspace(Some(ws))?.to_owned()),

@@ -11,7 +11,8 @@ use crate::extract::JsonBody;
 use crate::routes::{iso, page_params, ListParams};
 use crate::security::check_credential_urls;
 use crate::state::SharedState;
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -183,6 +184,13 @@ pub fn parse_credential(state: &SharedState, provider: ProviderSlug, key: &Value
     Ok(cred)
 }
 
+#[utoipa::path(get, operation_id = "byok_list", path = "/api/v1/byok", tag = "byok", params(
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50"),
+        ("workspace_id" = Option<String>, Query, description = "A workspace id (admin keys: any workspace)"),
+        ("provider" = Option<String>, Query, description = "Only this provider's credentials"),
+    ),
+    responses((status = 200, description = "The workspace's credentials and the global ones", body = crate::openapi::ByokList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
     let page = page_params(&q)?;
     let provider = q.provider.as_deref().map(|p| parse_provider(Some(&Value::String(p.to_owned())))).transpose()?;
@@ -211,6 +219,8 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     Ok(Json(json!({"data": data, "total_count": total})))
 }
 
+#[utoipa::path(post, operation_id = "byok_create", path = "/api/v1/byok", tag = "byok", request_body = crate::openapi::ByokCreate,
+    responses((status = 201, description = "Stored", body = crate::openapi::ByokCreated), crate::openapi::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
     let key = match body.get("key") {
@@ -273,11 +283,16 @@ pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::aud
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+#[utoipa::path(get, operation_id = "byok_get", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+    responses((status = 200, description = "The credential", body = crate::openapi::ByokItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_byok(m.scope(), &id).await.map_err(not_found)?;
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
+#[utoipa::path(patch, operation_id = "byok_patch", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+    request_body = crate::openapi::ByokPatch,
+    responses((status = 200, description = "Updated", body = crate::openapi::ByokItem), crate::openapi::Errors))]
 pub async fn patch(
     State(state): State<SharedState>,
     m: Owner,
@@ -312,6 +327,8 @@ pub async fn patch(
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
+#[utoipa::path(delete, operation_id = "byok_delete", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
+    responses((status = 200, description = "Deleted", body = crate::openapi::Deleted), crate::openapi::Errors))]
 pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let current = match state.store.get_byok(m.scope(), &id).await {
         // A row this build can't read (listed as `unreadable`) can still be deleted.

@@ -7,7 +7,8 @@ use crate::billing::usd;
 use crate::error::ApiError;
 use crate::routes::iso;
 use crate::state::SharedState;
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use keyway_core::pricing::Charge;
@@ -120,6 +121,9 @@ pub fn generation_json(g: &GenerationRow) -> Value {
     v
 }
 
+#[utoipa::path(get, operation_id = "generation_get", path = "/api/v1/generation", tag = "usage",
+    params(("id" = String, Query, min_length = 1, description = "The generation id (`x-keyway-generation-id`)")),
+    responses((status = 200, description = "The generation", body = crate::openapi::GenerationItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /api/v1/generation?id=gen-...".into()))?;
     let scope = if key.kind == KeyKind::Management && key.admin { None } else { Some(key.workspace_id.as_str()) };

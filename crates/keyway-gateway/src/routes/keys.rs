@@ -5,7 +5,8 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::{iso, page_params, ListParams};
 use crate::state::SharedState;
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -59,24 +60,29 @@ pub fn key_json(k: &ApiKeyRecord) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     #[serde(default)]
     workspace_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::KeyLimits>)]
     limits: Option<Limits>,
     /// A management key for its workspace (admin keys only): the `owner` role.
     #[serde(default)]
     management: bool,
     /// `admin`, `owner`, `viewer` or `inference` (the default; `management: true` means `owner`).
     #[serde(default)]
+    #[schema(pattern = "^(admin|owner|viewer|inference)$")]
     role: Option<String>,
     /// OpenRouter's credit limit in USD; stored as a monthly (or, by `limit_reset`, daily) budget.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000f64)]
     limit: Option<f64>,
     #[serde(default)]
+    #[schema(pattern = "^(daily|monthly)$")]
     limit_reset: Option<String>,
     /// Accepted for OpenRouter clients; Keyway's budgets always count BYOK traffic.
     #[serde(default)]
@@ -84,24 +90,29 @@ pub struct CreateKey {
     include_byok_in_limit: Option<bool>,
     /// OpenRouter's key expiry; Keyway has none, so only `null` is accepted.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     expires_at: Option<Value>,
     #[serde(default)]
     #[allow(dead_code)]
     creator_user_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchKey {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[serde(default)]
     disabled: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::KeyLimits>)]
     limits: Option<Limits>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000f64)]
     limit: Option<f64>,
     #[serde(default)]
+    #[schema(pattern = "^(daily|monthly)$")]
     limit_reset: Option<String>,
     #[serde(default)]
     #[allow(dead_code)]
@@ -134,6 +145,8 @@ fn apply_openrouter_limit(limits: &mut Limits, usd: f64, reset: Option<&str>) ->
     Ok(())
 }
 
+#[utoipa::path(post, operation_id = "keys_create", path = "/api/v1/keys", tag = "keys", request_body = CreateKey,
+    responses((status = 201, description = "Created; `key` is the raw key, shown this once", body = crate::openapi::ApiKeyCreated), crate::openapi::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
@@ -166,6 +179,12 @@ pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::aud
     Ok((StatusCode::CREATED, Json(json!({"data": key_json(&rec), "key": raw.as_str()}))))
 }
 
+#[utoipa::path(get, operation_id = "keys_list", path = "/api/v1/keys", tag = "keys", params(
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50"),
+        ("workspace_id" = Option<String>, Query, description = "A workspace id (admin keys: any workspace)"),
+    ),
+    responses((status = 200, description = "API keys", body = crate::openapi::ApiKeyList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
     let page = page_params(&q)?;
     let ws = match q.workspace_id.as_deref() {
@@ -176,11 +195,16 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     Ok(Json(json!({"data": rows.iter().map(key_json).collect::<Vec<_>>(), "total_count": total})))
 }
 
+#[utoipa::path(get, operation_id = "keys_get", path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key hash (or id)")),
+    responses((status = 200, description = "The key", body = crate::openapi::ApiKeyItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
     Ok(Json(json!({"data": key_json(&rec)})))
 }
 
+#[utoipa::path(patch, operation_id = "keys_patch", path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key hash (or id)")),
+    request_body = PatchKey,
+    responses((status = 200, description = "Updated", body = crate::openapi::ApiKeyItem), crate::openapi::Errors))]
 pub async fn patch(
     State(state): State<SharedState>,
     m: Owner,
@@ -218,6 +242,8 @@ pub async fn patch(
     Ok(Json(json!({"data": key_json(&rec)})))
 }
 
+#[utoipa::path(delete, operation_id = "keys_delete", path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key hash (or id)")),
+    responses((status = 200, description = "Deleted", body = crate::openapi::Deleted), crate::openapi::Errors))]
 pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
     may_change(&m, &rec)?;
@@ -232,6 +258,8 @@ pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::aud
 
 /// `GET /api/v1/key`: the calling key's own metadata, in OpenRouter's shape (every key its SDKs
 /// require; Keyway has no free tier, organisations or data-region pinning, so those read empty).
+#[utoipa::path(get, operation_id = "keys_current", path = "/api/v1/key", tag = "keys",
+    responses((status = 200, description = "The calling key", body = crate::openapi::CurrentKey), crate::openapi::Errors))]
 pub async fn current(AnyKey(k): AnyKey) -> impl IntoResponse {
     let mut data = key_json(&k);
     let management = k.kind == KeyKind::Management;

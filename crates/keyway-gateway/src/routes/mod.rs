@@ -36,6 +36,8 @@ pub fn router(state: SharedState) -> Router {
     let messages = || Router::new().route("/messages", post(messages::messages)).layer(axum::middleware::map_response(dialect::anthropic));
     let openrouter = inference()
         .merge(messages())
+        // Public: it describes the API and holds nothing of anyone's.
+        .route("/openapi.json", get(crate::openapi::document))
         .merge(management().layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::refusals)))
         .fallback(not_found)
         .layer(axum::middleware::map_response(dialect::openrouter));

@@ -2,7 +2,8 @@
 
 use crate::state::SharedState;
 use crate::error::ApiError;
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use keyway_core::catalog::{Endpoint, Model};
@@ -88,6 +89,12 @@ pub struct ModelListParams {
 
 /// Public like OpenAI's and OpenRouter's model lists: no key needed to read prices.
 /// Also OpenRouter's list envelope: `total_count` and `links.next`.
+#[utoipa::path(get, operation_id = "models_list", path = "/api/v1/models", tag = "catalog", security(()),
+    params(
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Models to skip"),
+        ("limit" = Option<i64>, Query, minimum = 0, description = "Page size (default: everything)"),
+    ),
+    responses((status = 200, description = "The model catalog", body = crate::openapi::ModelList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, Query(q): Query<ModelListParams>) -> Result<impl IntoResponse, ApiError> {
     let number = |v: &Option<String>, name: &str| -> Result<Option<usize>, ApiError> {
         match v.as_deref() {
@@ -106,6 +113,8 @@ pub async fn list(State(state): State<SharedState>, Query(q): Query<ModelListPar
 }
 
 /// `GET /api/v1/providers`: the providers Keyway can route to, as OpenRouter lists them.
+#[utoipa::path(get, operation_id = "models_providers", path = "/api/v1/providers", tag = "catalog", security(()),
+    responses((status = 200, description = "Providers Keyway can route to", body = crate::openapi::ProviderList)))]
 pub async fn providers() -> impl IntoResponse {
     let data: Vec<Value> = keyway_core::ProviderSlug::ALL
         .iter()

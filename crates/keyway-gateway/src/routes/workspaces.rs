@@ -17,14 +17,18 @@ fn ws_json(w: &Workspace) -> Value {
     json!({"id": w.id, "name": w.name, "slug": w.slug, "created_at": iso(w.created_at)})
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9-]+$")]
     slug: Option<String>,
 }
 
+#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/workspaces", tag = "workspaces",
+    responses((status = 200, description = "Workspaces the key can see", body = crate::openapi::WorkspaceList), crate::openapi::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl IntoResponse, ApiError> {
     let all = state.store.list_workspaces().await?;
     let visible: Vec<Value> = all.iter().filter(|w| m.scope().is_none_or(|s| s == w.id)).map(ws_json).collect();
@@ -32,6 +36,8 @@ pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl I
     Ok(Json(json!({"data": visible, "total_count": total})))
 }
 
+#[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+    responses((status = 201, description = "Created", body = crate::openapi::WorkspaceItem), crate::openapi::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can create workspaces".into()));
