@@ -85,14 +85,16 @@ async fn an_unreadable_credential_row_is_skipped_loudly_and_everything_else_keep
 #[tokio::test]
 async fn a_top_up_that_would_overflow_is_400_and_overflowing_sums_do_not_stop_a_start() {
     let g = Gateway::start(|_| {}).await;
+    // Top-ups are capped well below what the ledger can hold (10^15 each, 10^17 per workspace).
     let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": i64::MAX}))).await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 1}))).await;
     assert_error(s, &v, 400);
-    assert!(v["error"]["message"].as_str().unwrap().contains("overflow"), "{v}");
+    let (s, v) = g.mgmt("POST", "/api/v1/credits", Some(json!({"amount_micros": 1}))).await;
+    assert_eq!(s, 201, "{v}");
     // Rows written before the check (or by hand) that sum past i64: a new start still comes up.
     let ws = g.state.store.get_workspace("default").await.unwrap().id;
-    g.state.store.add_credits(&ws, keyway_store::CreditKind::Topup, i64::MAX, None, None).await.unwrap();
+    for _ in 0..2 {
+        g.state.store.add_credits(&ws, keyway_store::CreditKind::Topup, i64::MAX, None, None).await.unwrap();
+    }
     let (again, _) = keyway_gateway::AppState::build(config(g.dir.path())).await.expect("start-up failed on the ledger sums");
     let b = again.billing.balance(&ws, chrono::Utc::now().timestamp_millis());
     assert_eq!(b.credits_micros, i64::MAX, "saturated");
