@@ -119,7 +119,7 @@ pub struct Manager(pub Arc<ApiKeyRecord>);
 impl Manager {
     /// The workspace filter for store calls: an admin key sees every workspace.
     pub fn scope(&self) -> Option<&str> {
-        (self.0.role != Role::Admin).then_some(self.0.workspace_id.as_str())
+        self.0.workspace_scope()
     }
 
     /// The workspace a write lands in: the one asked for (admins only, or the key's own), else the key's.

@@ -106,6 +106,13 @@ pub struct ApiKeyRecord {
     pub updated_at: i64,
 }
 
+impl ApiKeyRecord {
+    /// The workspace this key reads and writes in; `None` for an admin key (every workspace).
+    pub fn workspace_scope(&self) -> Option<&str> {
+        (self.role != Role::Admin).then_some(self.workspace_id.as_str())
+    }
+}
+
 /// A stored BYOK credential's metadata (the sealed secret stays inside the store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ByokRecord {

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use keyway_store::{ApiKeyRecord, CreditKind, KeyKind};
+use keyway_store::{ApiKeyRecord, CreditKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ pub struct CreditsQuery {
 pub fn readable_workspace<'a>(key: &'a ApiKeyRecord, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
     match asked {
         None => Ok(&key.workspace_id),
-        Some(ws) if ws == key.workspace_id || (key.kind == KeyKind::Management && key.admin) => Ok(ws),
+        Some(ws) if ws == key.workspace_id || key.workspace_scope().is_none() => Ok(ws),
         Some(_) => Err(ApiError::NotFound("workspace not found".into())),
     }
 }

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use keyway_core::pricing::Charge;
 use keyway_core::ProviderSlug;
-use keyway_store::{GenerationRow, KeyKind};
+use keyway_store::GenerationRow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -126,7 +126,7 @@ pub fn generation_json(g: &GenerationRow) -> Value {
     responses((status = 200, description = "The generation", body = crate::openapi::GenerationItem), crate::openapi::Errors))]
 pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /api/v1/generation?id=gen-...".into()))?;
-    let scope = if key.kind == KeyKind::Management && key.admin { None } else { Some(key.workspace_id.as_str()) };
+    let scope = key.workspace_scope();
     let g = state.store.get_generation(scope, &id).await.map_err(|e| match e {
         keyway_store::StoreError::NotFound => ApiError::NotFound(format!("generation `{id}` not found (it is written a moment after the request ends)")),
         other => other.into(),

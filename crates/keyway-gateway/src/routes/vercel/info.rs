@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use keyway_core::pricing::Charge;
 use keyway_core::ProviderSlug;
-use keyway_store::{GenerationRow, KeyKind};
+use keyway_store::GenerationRow;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -77,7 +77,7 @@ pub fn generation_json(g: &GenerationRow) -> serde_json::Value {
 /// `{data: {...}}` for a generation of the caller's workspace (an admin key: any).
 pub async fn generation(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<GenerationQuery>) -> Result<impl IntoResponse, ApiError> {
     let id = q.id.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::BadRequest("`id` is required: /v1/generation?id=gen-...".into()))?;
-    let scope = if key.kind == KeyKind::Management && key.admin { None } else { Some(key.workspace_id.as_str()) };
+    let scope = key.workspace_scope();
     let g = state.store.get_generation(scope, &id).await.map_err(|e| match e {
         keyway_store::StoreError::NotFound => ApiError::NotFound(format!("generation `{id}` not found (it is written a moment after the request ends)")),
         other => other.into(),
