@@ -24,6 +24,10 @@ pub struct KeyCache {
     misses: RwLock<HashMap<String, Instant>>,
     /// Failed authentications per source address in the current window.
     failures: std::sync::Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
+    /// When the last block any address is under ends (ms since `epoch`): until then `blocked`
+    /// looks in `failures`; after it, every request skips that lock.
+    blocked_until_ms: std::sync::atomic::AtomicU64,
+    epoch: Instant,
 }
 
 /// How long an unknown key is answered from memory. Keys created on this node are removed from
@@ -36,7 +40,18 @@ pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, map: RwLock::new(HashMap::new()), misses: RwLock::new(HashMap::new()), failures: std::sync::Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            map: RwLock::new(HashMap::new()),
+            misses: RwLock::new(HashMap::new()),
+            failures: std::sync::Mutex::new(HashMap::new()),
+            blocked_until_ms: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn ms_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Counts a failed authentication from `ip`; returns the seconds to wait when it is over the limit.
@@ -50,11 +65,20 @@ impl KeyCache {
             *e = (0, Instant::now());
         }
         e.0 += 1;
-        (e.0 > MAX_AUTH_FAILURES).then(|| AUTH_FAILURE_WINDOW.saturating_sub(e.1.elapsed()).as_secs().max(1))
+        if e.0 <= MAX_AUTH_FAILURES {
+            return None;
+        }
+        let until = self.ms_since_epoch(e.1 + AUTH_FAILURE_WINDOW);
+        self.blocked_until_ms.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+        Some(AUTH_FAILURE_WINDOW.saturating_sub(e.1.elapsed()).as_secs().max(1))
     }
 
     /// Whether `ip` is over its failure budget now (checked before any lookup).
     pub fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        // The common case, no address blocked: one atomic load instead of the lock.
+        if self.ms_since_epoch(Instant::now()) >= self.blocked_until_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         f.get(&ip)
             .filter(|(n, start)| *n > MAX_AUTH_FAILURES && start.elapsed() < AUTH_FAILURE_WINDOW)
