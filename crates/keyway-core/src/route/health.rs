@@ -1,8 +1,11 @@
-//! Per-credential health: cooldowns after 429s, "unhealthy" after repeated auth failures.
+//! Per-credential health: cooldowns after 429s, "unhealthy" after repeated auth failures, and
+//! parking after an answer that says the account is out of money or quota.
 //!
 //! A 429 is a problem of the key that got it, not of the provider, so state is per credential.
 //! A degraded credential (cooling down or unhealthy) is not dropped from plans, only moved to the
-//! end of its section: if it's the only key left, the request still gets a chance.
+//! end of its section: if it's the only key left, the request still gets a chance. A parked one
+//! (quota exhausted) is left out of every plan until its recheck time: trying it again would only
+//! earn the same refusal, and add its latency to every request.
 //!
 //! Pure: every update takes `now`. The gateway keeps one [`HealthTable`] per node (behind a
 //! lock) and records each attempt's [`Outcome`].
@@ -17,6 +20,9 @@ pub enum Outcome {
     Success,
     /// 429 or a rate-limit stream event.
     RateLimited { retry_after: Option<Duration> },
+    /// The account behind the key is out of money or quota (OpenAI `insufficient_quota`,
+    /// Anthropic's "credit balance is too low", a daily quota): no point retrying for a while.
+    QuotaExhausted,
     /// 401/403: the key is wrong, revoked or lacks access.
     AuthFailed,
     /// 5xx, timeout, connection or protocol failure: the provider's trouble, not this key's.
@@ -30,6 +36,7 @@ pub enum FailureKind {
     RateLimited,
     Auth,
     Upstream,
+    QuotaExhausted,
 }
 
 impl FailureKind {
@@ -38,6 +45,7 @@ impl FailureKind {
             FailureKind::RateLimited => "rate_limited",
             FailureKind::Auth => "auth",
             FailureKind::Upstream => "upstream",
+            FailureKind::QuotaExhausted => "quota_exhausted",
         }
     }
 }
@@ -53,6 +61,9 @@ pub struct HealthPolicy {
     pub max_retry_after: Duration,
     /// Consecutive 401/403s after which a key is marked unhealthy (until it succeeds again).
     pub unhealthy_after_auth_failures: u32,
+    /// How long a credential whose account ran out of quota is left out of plans before one
+    /// request tries it again (`routing.quota_recheck_secs`).
+    pub quota_recheck: Duration,
 }
 
 impl Default for HealthPolicy {
@@ -62,6 +73,7 @@ impl Default for HealthPolicy {
             max_cooldown: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(3600),
             unhealthy_after_auth_failures: 3,
+            quota_recheck: Duration::from_secs(3600),
         }
     }
 }
@@ -76,11 +88,20 @@ pub struct CredentialHealth {
     /// The last attempt that succeeded (the dashboard's "last success").
     pub last_success: Option<SystemTime>,
     pub last_failure: Option<(SystemTime, FailureKind)>,
+    /// The upstream's HTTP status of the last failure, when it answered one.
+    pub last_failure_status: Option<u16>,
+    /// Parked (quota exhausted) until then; cleared by a success or an owner re-enabling the key.
+    pub quota_exhausted_until: Option<SystemTime>,
 }
 
 impl CredentialHealth {
     pub fn is_cooling(&self, now: SystemTime) -> bool {
         self.cooldown_until.is_some_and(|t| t > now)
+    }
+
+    /// Parked because its account is out of quota: the planner leaves it out until then.
+    pub fn is_parked(&self, now: SystemTime) -> bool {
+        self.quota_exhausted_until.is_some_and(|t| t > now)
     }
 
     /// Cooling down or unhealthy: the planner moves it to the end of its section.
@@ -100,6 +121,7 @@ impl CredentialHealth {
                 h.consecutive_rate_limits = 0;
                 h.consecutive_auth_failures = 0;
                 h.unhealthy = false;
+                h.quota_exhausted_until = None;
             }
             Outcome::RateLimited { retry_after } => {
                 // The upstream accepted the key enough to rate-limit it: it is not broken.
@@ -118,6 +140,13 @@ impl CredentialHealth {
                 h.unhealthy = h.consecutive_auth_failures >= policy.unhealthy_after_auth_failures;
                 h.cooldown_until = Some(later(now, backoff(policy, h.consecutive_auth_failures)));
                 h.last_failure = Some((now, FailureKind::Auth));
+            }
+            Outcome::QuotaExhausted => {
+                // The upstream knew the key well enough to bill it: the key itself is fine.
+                h.consecutive_auth_failures = 0;
+                h.unhealthy = false;
+                h.quota_exhausted_until = Some(later(now, policy.quota_recheck));
+                h.last_failure = Some((now, FailureKind::QuotaExhausted));
             }
             Outcome::UpstreamError => h.last_failure = Some((now, FailureKind::Upstream)),
             Outcome::RequestError => {}
@@ -186,7 +215,15 @@ impl HealthTable {
 
     /// Applies an attempt's outcome; returns the new state (e.g. to flag a broken key).
     pub fn record(&mut self, key: HealthKey<'_>, outcome: Outcome, now: SystemTime) -> CredentialHealth {
-        let next = self.get(key).unwrap_or_default().after(outcome, now, &self.policy);
+        self.record_status(key, outcome, None, now)
+    }
+
+    /// As [`HealthTable::record`], keeping the upstream's HTTP status of a failure (for `health`).
+    pub fn record_status(&mut self, key: HealthKey<'_>, outcome: Outcome, status: Option<u16>, now: SystemTime) -> CredentialHealth {
+        let mut next = self.get(key).unwrap_or_default().after(outcome, now, &self.policy);
+        if !matches!(outcome, Outcome::Success | Outcome::RequestError) {
+            next.last_failure_status = status;
+        }
         self.set(key, next);
         next
     }

@@ -196,6 +196,36 @@ impl StatsSource for StatsTable {
     }
 }
 
+/// Which comes first when the team's keys and the provider order disagree
+/// (`routing.precedence`; a request overrides it with `provider.byok_first`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precedence {
+    /// Every provider's BYOK keys, then every system key, then fallback keys (the default).
+    #[default]
+    ByokFirst,
+    /// Provider by provider in `provider.order` (then sort) order; within each, the team's keys
+    /// before the system key, then its fallback keys.
+    ProviderOrder,
+}
+
+impl Precedence {
+    /// `byok_first` or `provider_order`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "byok_first" => Some(Precedence::ByokFirst),
+            "provider_order" => Some(Precedence::ProviderOrder),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precedence::ByokFirst => "byok_first",
+            Precedence::ProviderOrder => "provider_order",
+        }
+    }
+}
+
 /// Everything one plan depends on. `'a` is what the plan's attempts borrow (model slugs, catalog,
 /// credential metadata); `'r` is only read while planning (health, stats, the caller's identity),
 /// so e.g. a lock guard on the health table can be dropped right after [`super::plan`] returns.
@@ -223,6 +253,8 @@ pub struct PlanInput<'a, 'r> {
     pub requested_parameters: &'r [&'r str],
     pub health: &'r dyn HealthSource,
     pub stats: &'r dyn StatsSource,
+    /// The workspace's precedence (the request's `provider.byok_first` wins over it).
+    pub precedence: Precedence,
     pub now: SystemTime,
 }
 
@@ -241,6 +273,7 @@ impl<'a> PlanInput<'a, '_> {
             requested_parameters: &[],
             health: &NoHealth,
             stats: &NoStats,
+            precedence: Precedence::ByokFirst,
             now,
         }
     }

@@ -30,6 +30,7 @@
 //! ```
 
 mod error;
+mod explain;
 mod health;
 mod input;
 mod options;
@@ -39,16 +40,17 @@ mod plan;
 mod tests;
 
 pub use error::RouteError;
+pub use explain::{Exclusion, ExclusionReason, Explanation};
 pub use health::{
     CredentialHealth, FailureKind, HealthKey, HealthPolicy, HealthSource, HealthTable, NoHealth,
     Outcome,
 };
 pub use input::{
-    CredentialId, CredentialMeta, EndpointStats, NoStats, PlanInput, RequestScopedCredential,
+    CredentialId, CredentialMeta, EndpointStats, NoStats, PlanInput, Precedence, RequestScopedCredential,
     StatsSource, StatsTable, SystemCredential,
 };
 pub use options::{
     requested_parameters, requested_parameters_of, DataCollection, MaxPrice, RequestByok, RoutingOptions,
     SortBy,
 };
-pub use plan::{plan, Attempt, CredentialSource, RoutePlan, Section, SkippedModel};
+pub use plan::{explain, plan, Attempt, CredentialSource, RoutePlan, Section, SkippedModel};

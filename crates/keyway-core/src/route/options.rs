@@ -104,6 +104,8 @@ pub struct RoutingOptions {
     pub ignore: Vec<ProviderSlug>,
     /// `false`: only the first eligible provider is tried (its keys may still fall back to each other).
     pub allow_fallbacks: bool,
+    /// `provider.byok_first`: `Some(false)` walks the provider order first (see `Precedence`).
+    pub byok_first: Option<bool>,
     pub sort: Option<SortBy>,
     pub max_price: Option<MaxPrice>,
     pub zdr: bool,
@@ -125,6 +127,7 @@ impl Default for RoutingOptions {
             only: None,
             ignore: Vec::new(),
             allow_fallbacks: true,
+            byok_first: None,
             sort: None,
             max_price: None,
             zdr: false,
@@ -209,6 +212,7 @@ impl RoutingOptions {
                     merge_order(&mut self.ignore, list);
                 }
                 "allow_fallbacks" => self.allow_fallbacks = boolean(&path, &v)?,
+                "byok_first" => self.byok_first = Some(boolean(&path, &v)?),
                 "zdr" => self.zdr = boolean(&path, &v)?,
                 "require_parameters" => self.require_parameters = boolean(&path, &v)?,
                 "sort" => self.sort = Some(self.read_sort(&path, &v)?),

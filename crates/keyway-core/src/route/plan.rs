@@ -7,8 +7,9 @@
 //! With `models: [...]`, the per-model plans are concatenated.
 
 use super::error::{join_providers, RouteError};
+use super::explain::{Exclusion, ExclusionReason, Explanation, Log};
 use super::health::HealthKey;
-use super::input::{CredentialId, CredentialMeta, PlanInput};
+use super::input::{CredentialId, CredentialMeta, PlanInput, Precedence};
 use super::options::{DataCollection, SortBy};
 use crate::catalog::Endpoint;
 use crate::credential::{BedrockCredential, BedrockScope, ModelMapping};
@@ -155,12 +156,24 @@ impl RoutePlan<'_> {
 /// Builds the plan for a request. Errors only when no model of the request has any attempt;
 /// the error is the first model's.
 pub fn plan<'a>(input: &PlanInput<'a, '_>) -> Result<RoutePlan<'a>, RouteError> {
+    plan_logged(input, &mut Log(None))
+}
+
+/// The same plan, with every credential and provider it left out and why (`POST /api/v1/route`,
+/// the plan kept on each generation).
+pub fn explain<'a>(input: &PlanInput<'a, '_>) -> Explanation<'a> {
+    let mut log = Log(Some(Vec::new()));
+    let plan = plan_logged(input, &mut log);
+    Explanation { plan, excluded: log.0.unwrap_or_default() }
+}
+
+fn plan_logged<'a>(input: &PlanInput<'a, '_>, log: &mut Log<'a>) -> Result<RoutePlan<'a>, RouteError> {
     let primary = input.model;
     let fallbacks = input.options.models.iter().map(String::as_str).filter(|m| *m != primary);
     let mut attempts = Vec::new();
     let mut skipped = Vec::new();
     for model in std::iter::once(primary).chain(fallbacks) {
-        match plan_model(input, model) {
+        match plan_model(input, model, log) {
             Ok(mut a) => attempts.append(&mut a),
             Err(error) => skipped.push(SkippedModel { model, error }),
         }
@@ -195,27 +208,43 @@ impl Candidate<'_> {
     }
 }
 
-fn plan_model<'a>(input: &PlanInput<'a, '_>, slug: &'a str) -> Result<Vec<Attempt<'a>>, RouteError> {
+fn plan_model<'a>(input: &PlanInput<'a, '_>, slug: &'a str, log: &mut Log<'a>) -> Result<Vec<Attempt<'a>>, RouteError> {
     let (all, supported) = resolve(input, slug)?;
-    let mut cands = narrow(input, slug, all, supported)?;
+    let mut cands = narrow(input, slug, all, supported, log)?;
     order(input, slug, &mut cands);
 
     let mut ex = Excluded::default();
-    let mut sections: Vec<Sections<'a>> = cands.iter().map(|c| credentials_for(input, slug, c, &mut ex)).collect();
+    let mut sections: Vec<Sections<'a>> = cands.iter().map(|c| credentials_for(input, slug, c, &mut ex, log)).collect();
     let opts = input.options;
     if !opts.allow_fallbacks {
         // As OpenRouter: only the providers named in `order`, else only the first provider that
         // has a usable credential. A provider's keys still back each other up.
-        sections = if opts.order.is_empty() {
-            sections.into_iter().filter(|s| !s.is_empty()).take(1).collect()
-        } else {
-            sections.into_iter().filter(|s| opts.order.contains(&s.provider)).collect()
+        let mut served = false;
+        let keep = |s: &Sections<'_>| {
+            let keep = if opts.order.is_empty() { !served && !s.is_empty() } else { opts.order.contains(&s.provider) };
+            served |= keep;
+            keep
         };
+        let (kept, dropped): (Vec<_>, Vec<_>) = sections.into_iter().partition(keep);
+        for s in dropped.iter().filter(|s| !s.is_empty()) {
+            log.note(|| Exclusion { model: slug, provider: s.provider, credential: None, reason: ExclusionReason::NoFallbacks });
+        }
+        sections = kept;
     }
     let mut out = Vec::new();
-    out.extend(sections.iter_mut().flat_map(|s| s.primary.drain(..)));
-    out.extend(sections.iter_mut().flat_map(|s| s.system.drain(..)));
-    out.extend(sections.iter_mut().flat_map(|s| s.fallback.drain(..)));
+    let byok_first = opts.byok_first.unwrap_or(input.precedence == Precedence::ByokFirst);
+    if byok_first {
+        out.extend(sections.iter_mut().flat_map(|s| s.primary.drain(..)));
+        out.extend(sections.iter_mut().flat_map(|s| s.system.drain(..)));
+        out.extend(sections.iter_mut().flat_map(|s| s.fallback.drain(..)));
+    } else {
+        // Provider order first: each provider's own keys, then its system key, then its fallback keys.
+        for s in &mut sections {
+            out.append(&mut s.primary);
+            out.append(&mut s.system);
+            out.append(&mut s.fallback);
+        }
+    }
     if out.is_empty() {
         return Err(RouteError::NoCredentials {
             model: slug.to_owned(),
@@ -282,9 +311,10 @@ fn azure_deploys(input: &PlanInput<'_, '_>, slug: &str) -> bool {
 
 fn narrow<'a>(
     input: &PlanInput<'a, '_>,
-    slug: &str,
+    slug: &'a str,
     mut cands: Vec<Candidate<'a>>,
     supported: Option<&[String]>,
+    log: &mut Log<'a>,
 ) -> Result<Vec<Candidate<'a>>, RouteError> {
     let opts = input.options;
     let none_left = |reason: String| RouteError::NoEndpoints { model: slug.to_owned(), reason };
@@ -295,13 +325,26 @@ fn narrow<'a>(
     if cands.is_empty() {
         return Err(none_left("the catalog lists no provider for it".to_owned()));
     }
+    // Only the explanation needs to know which providers a filter dropped.
+    let mut drop = |cands: &[Candidate<'a>], gone: &dyn Fn(&Candidate<'a>) -> Option<ExclusionReason>| {
+        if !log.is_on() {
+            return;
+        }
+        for c in cands {
+            if let Some(reason) = gone(c) {
+                log.note(|| Exclusion { model: slug, provider: c.provider, credential: None, reason });
+            }
+        }
+    };
     if let Some(only) = &opts.only {
+        drop(&cands, &|c| (!only.contains(&c.provider)).then_some(ExclusionReason::NotInOnly));
         cands.retain(|c| only.contains(&c.provider));
         if cands.is_empty() {
             let named = if only.is_empty() { "no provider Keyway knows".to_owned() } else { join_providers(only) };
             return Err(none_left(format!("provider.only allows {named}, but it is served by {}", served_by())));
         }
     }
+    drop(&cands, &|c| opts.ignore.contains(&c.provider).then_some(ExclusionReason::Ignored));
     cands.retain(|c| !opts.ignore.contains(&c.provider));
     if cands.is_empty() {
         return Err(none_left(format!("provider.ignore excludes every provider that serves it ({})", served_by())));
@@ -323,6 +366,13 @@ fn narrow<'a>(
                 || max.completion_micros.is_some_and(|m| c.completion() > m)
                 || max.request_micros.is_some_and(|m| c.request() > m)
         };
+        drop(&cands, &|c| {
+            over(c).then(|| ExclusionReason::OverMaxPrice {
+                prompt_micros: c.prompt(),
+                completion_micros: c.completion(),
+                request_micros: c.request(),
+            })
+        });
         cands.retain(|c| !over(c));
         if let (true, Some(c)) = (cands.is_empty(), cheapest) {
             return Err(RouteError::MaxPriceExceeded {
@@ -380,127 +430,86 @@ impl Sections<'_> {
     }
 }
 
-fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'a>, ex: &mut Excluded) -> Sections<'a> {
-    let opts = input.options;
-    let wanted = opts.bedrock_region.as_deref();
-    let catalog_region = c.endpoint.and_then(|e| e.default_region.as_deref());
-    let default_region = catalog_region.unwrap_or(DEFAULT_BEDROCK_REGION);
-    // Bedrock: each credential's region (see `BedrockScope::region_for`); `None` = it can't serve
-    // the region asked for, or the model isn't offered there. Other providers have no region.
-    let region_of = |scope: Option<&'a BedrockScope>, bedrock: Option<&'a BedrockCredential>| -> Option<Option<&'a str>> {
-        if c.provider != ProviderSlug::AmazonBedrock {
+/// What every attempt of one candidate shares, and how a credential's region is found.
+struct Ctx<'a, 'i, 'r> {
+    input: &'i PlanInput<'a, 'r>,
+    slug: &'a str,
+    c: &'i Candidate<'a>,
+    wanted: Option<&'a str>,
+    catalog_region: Option<&'a str>,
+    default_region: &'a str,
+}
+
+impl<'a> Ctx<'a, '_, '_> {
+    /// Bedrock: the credential's region (see `BedrockScope::region_for`); `None` = it can't serve
+    /// the region asked for, or the model isn't offered there. Other providers have no region.
+    fn region_of(&self, scope: Option<&'a BedrockScope>, bedrock: Option<&'a BedrockCredential>) -> Option<Option<&'a str>> {
+        if self.c.provider != ProviderSlug::AmazonBedrock {
             return Some(None);
         }
         let r = match (scope, bedrock) {
-            (Some(s), _) => s.region_for(wanted, default_region)?,
-            (None, Some(b)) => b.region_for(wanted, default_region)?,
+            (Some(s), _) => s.region_for(self.wanted, self.default_region)?,
+            (None, Some(b)) => b.region_for(self.wanted, self.default_region)?,
             // Nothing known of the credential: the request's region, else the catalog's (else the adapter's).
-            (None, None) => match wanted.or(catalog_region) {
+            (None, None) => match self.wanted.or(self.catalog_region) {
                 Some(r) => r,
                 None => return Some(None),
             },
         };
-        c.endpoint.is_none_or(|e| e.offered_in(r)).then_some(Some(r))
-    };
-    let attempt = |credential, upstream_model, section, degraded, region| Attempt {
-        model: slug,
-        provider: c.provider,
-        upstream_model,
-        endpoint: c.endpoint,
-        credential,
-        region,
-        section,
-        pinned: false,
-        degraded,
-    };
-    let mut out = Sections { provider: c.provider, primary: Vec::new(), system: Vec::new(), fallback: Vec::new() };
-    // (degraded, sort_order, attempt): sorted below; stable, so ties keep input order.
-    let mut prioritized: Vec<(bool, i64, Attempt<'a>)> = Vec::new();
-    let mut fallback: Vec<(bool, i64, Attempt<'a>)> = Vec::new();
-    let mut pinned = false;
+        self.c.endpoint.is_none_or(|e| e.offered_in(r)).then_some(Some(r))
+    }
 
-    if input.request_scoped.is_empty() {
-        for (index, m) in input.stored.iter().enumerate().filter(|(_, m)| m.provider == c.provider) {
-            if m.disabled {
-                ex.disabled += 1;
-                continue;
-            }
-            if !allows(&m.allowed_api_key_hashes, input.api_key_hash) || !allows(&m.allowed_user_ids, input.user) {
-                ex.other_caller += 1;
-                continue;
-            }
-            // byok-only bars system credentials for the provider whatever models the key covers.
-            pinned |= m.is_byok_only;
-            let upstream = match stored_upstream(m, slug) {
-                Some(id) => id.unwrap_or(c.upstream),
-                None => {
-                    ex.other_model += 1;
-                    continue;
-                }
-            };
-            // An always-use key pins the models it applies to, even when it can't serve this
-            // request (ZDR): its owner said "never the system key" for them.
-            pinned |= m.always_use && !m.is_fallback;
-            if opts.zdr && !m.declared_zdr {
-                ex.not_zdr += 1;
-                continue;
-            }
-            let Some(region) = region_of(m.bedrock.as_ref(), None) else {
-                ex.other_region += 1;
-                continue;
-            };
-            let degraded = input.health.health(HealthKey::Byok(m.id.as_str())).is_some_and(|h| h.is_degraded(input.now));
-            let section = if m.is_fallback { Section::Fallback } else { Section::Primary };
-            let a = attempt(CredentialSource::Byok { id: &m.id, index }, upstream, section, degraded, region);
-            let list = if m.is_fallback { &mut fallback } else { &mut prioritized };
-            list.push((degraded, m.sort_order, a));
-        }
-    } else {
-        for (index, r) in input.request_scoped.iter().enumerate().filter(|(_, r)| r.provider == c.provider) {
-            let upstream = match r.azure_deployments {
-                Some(ds) => match ds.iter().find(|d| d.model_slug == slug) {
-                    Some(d) => d.model_id.as_str(),
-                    None => {
-                        ex.other_model += 1;
-                        continue;
-                    }
-                },
-                None => mapped(r.model_mappings, slug).unwrap_or(c.upstream),
-            };
-            let Some(region) = region_of(None, r.bedrock) else {
-                ex.other_region += 1;
-                continue;
-            };
-            let source = CredentialSource::RequestScoped { provider: r.provider, index };
-            prioritized.push((false, 0, attempt(source, upstream, Section::Primary, false, region)));
+    fn attempt(&self, credential: CredentialSource<'a>, upstream_model: &'a str, section: Section, degraded: bool, region: Option<&'a str>) -> Attempt<'a> {
+        Attempt {
+            model: self.slug,
+            provider: self.c.provider,
+            upstream_model,
+            endpoint: self.c.endpoint,
+            credential,
+            region,
+            section,
+            pinned: false,
+            degraded,
         }
     }
+
+    fn exclusion(&self, credential: CredentialSource<'a>, reason: ExclusionReason) -> Exclusion<'a> {
+        Exclusion { model: self.slug, provider: self.c.provider, credential: Some(credential), reason }
+    }
+
+    /// One health read per credential: (when a parked one is rechecked, whether it is degraded).
+    fn health_of(&self, key: HealthKey<'_>) -> (Option<std::time::SystemTime>, bool) {
+        let now = self.input.now;
+        match self.input.health.health(key) {
+            Some(h) => (h.quota_exhausted_until.filter(|_| h.is_parked(now)), h.is_degraded(now)),
+            None => (None, false),
+        }
+    }
+}
+
+/// (degraded, sort_order, attempt): sorted before use; stable, so ties keep input order.
+type Ranked<'a> = Vec<(bool, i64, Attempt<'a>)>;
+
+fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'a>, ex: &mut Excluded, log: &mut Log<'a>) -> Sections<'a> {
+    let wanted = input.options.bedrock_region.as_deref();
+    let catalog_region = c.endpoint.and_then(|e| e.default_region.as_deref());
+    let default_region = catalog_region.unwrap_or(DEFAULT_BEDROCK_REGION);
+    let cx = Ctx { input, slug, c, wanted, catalog_region, default_region };
+    let mut out = Sections { provider: c.provider, primary: Vec::new(), system: Vec::new(), fallback: Vec::new() };
+    let mut prioritized: Ranked<'a> = Vec::new();
+    let mut fallback: Ranked<'a> = Vec::new();
+
+    let pinned = if input.request_scoped.is_empty() {
+        stored_keys(&cx, ex, log, &mut prioritized, &mut fallback)
+    } else {
+        request_keys(&cx, ex, log, &mut prioritized);
+        false
+    };
     prioritized.sort_by_key(|(d, o, _)| (*d, *o));
     fallback.sort_by_key(|(d, o, _)| (*d, *o));
     out.primary = prioritized.into_iter().map(|(_, _, a)| a).collect();
     out.fallback = fallback.into_iter().map(|(_, _, a)| a).collect();
-
-    let system_barred = pinned || (!input.request_scoped.is_empty() && !input.system_after_request_scoped);
-    let mut system: Vec<(bool, Attempt<'a>)> = Vec::new();
-    for (index, s) in input.system.iter().enumerate().filter(|(_, s)| s.provider == c.provider) {
-        if system_barred {
-            ex.system_barred += 1;
-            continue;
-        }
-        if (opts.zdr || opts.data_collection == DataCollection::Deny) && !s.zdr {
-            ex.system_not_zdr += 1;
-            continue;
-        }
-        let Some(region) = region_of(s.bedrock.as_ref(), None) else {
-            ex.other_region += 1;
-            continue;
-        };
-        let degraded = input.health.health(HealthKey::System(index)).is_some_and(|h| h.is_degraded(input.now));
-        let upstream = mapped(&s.model_mappings, slug).unwrap_or(c.upstream);
-        system.push((degraded, attempt(CredentialSource::System { index }, upstream, Section::System, degraded, region)));
-    }
-    system.sort_by_key(|(d, _)| *d);
-    out.system = system.into_iter().map(|(_, a)| a).collect();
+    out.system = system_keys(&cx, pinned, ex, log);
 
     if pinned {
         for a in out.primary.iter_mut().chain(out.fallback.iter_mut()) {
@@ -508,6 +517,128 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
         }
     }
     out
+}
+
+/// The workspace's stored keys for the candidate's provider; returns whether one pins it.
+fn stored_keys<'a>(cx: &Ctx<'a, '_, '_>, ex: &mut Excluded, log: &mut Log<'a>, prioritized: &mut Ranked<'a>, fallback: &mut Ranked<'a>) -> bool {
+    let input = cx.input;
+    let mut pinned = false;
+    for (index, m) in input.stored.iter().enumerate().filter(|(_, m)| m.provider == cx.c.provider) {
+        let source = CredentialSource::Byok { id: &m.id, index };
+        let mut skip = |counter: &mut usize, reason: ExclusionReason| {
+            *counter += 1;
+            log.note(|| cx.exclusion(source, reason));
+        };
+        if m.disabled {
+            skip(&mut ex.disabled, ExclusionReason::Disabled);
+            continue;
+        }
+        if !allows(&m.allowed_api_key_hashes, input.api_key_hash) {
+            skip(&mut ex.other_caller, ExclusionReason::NotAssignedToKey);
+            continue;
+        }
+        if !allows(&m.allowed_user_ids, input.user) {
+            skip(&mut ex.other_caller, ExclusionReason::NotAssignedToUser);
+            continue;
+        }
+        // byok-only bars system credentials for the provider whatever models the key covers.
+        pinned |= m.is_byok_only;
+        let upstream = match stored_upstream(m, cx.slug) {
+            Some(id) => id.unwrap_or(cx.c.upstream),
+            None => {
+                skip(&mut ex.other_model, ExclusionReason::ModelNotAllowed);
+                continue;
+            }
+        };
+        // An always-use key pins the models it applies to, even when it can't serve this
+        // request (ZDR): its owner said "never the system key" for them.
+        pinned |= m.always_use && !m.is_fallback;
+        if input.options.zdr && !m.declared_zdr {
+            skip(&mut ex.not_zdr, ExclusionReason::NotZdr);
+            continue;
+        }
+        let Some(region) = cx.region_of(m.bedrock.as_ref(), None) else {
+            skip(&mut ex.other_region, ExclusionReason::NoRegion);
+            continue;
+        };
+        let (parked, degraded) = cx.health_of(HealthKey::Byok(m.id.as_str()));
+        if let Some(until) = parked {
+            skip(&mut ex.quota_exhausted, ExclusionReason::QuotaExhausted { until });
+            continue;
+        }
+        let section = if m.is_fallback { Section::Fallback } else { Section::Primary };
+        let a = cx.attempt(source, upstream, section, degraded, region);
+        let list = if m.is_fallback { &mut *fallback } else { &mut *prioritized };
+        list.push((degraded, m.sort_order, a));
+    }
+    pinned
+}
+
+/// The request's own keys for the candidate's provider (stored keys step aside for them).
+fn request_keys<'a>(cx: &Ctx<'a, '_, '_>, ex: &mut Excluded, log: &mut Log<'a>, prioritized: &mut Ranked<'a>) {
+    let input = cx.input;
+    if log.is_on() {
+        for (index, m) in input.stored.iter().enumerate().filter(|(_, m)| m.provider == cx.c.provider) {
+            log.note(|| cx.exclusion(CredentialSource::Byok { id: &m.id, index }, ExclusionReason::ReplacedByRequestKeys));
+        }
+    }
+    for (index, r) in input.request_scoped.iter().enumerate().filter(|(_, r)| r.provider == cx.c.provider) {
+        let source = CredentialSource::RequestScoped { provider: r.provider, index };
+        let upstream = match r.azure_deployments {
+            Some(ds) => match ds.iter().find(|d| d.model_slug == cx.slug) {
+                Some(d) => d.model_id.as_str(),
+                None => {
+                    ex.other_model += 1;
+                    log.note(|| cx.exclusion(source, ExclusionReason::ModelNotAllowed));
+                    continue;
+                }
+            },
+            None => mapped(r.model_mappings, cx.slug).unwrap_or(cx.c.upstream),
+        };
+        let Some(region) = cx.region_of(None, r.bedrock) else {
+            ex.other_region += 1;
+            log.note(|| cx.exclusion(source, ExclusionReason::NoRegion));
+            continue;
+        };
+        prioritized.push((false, 0, cx.attempt(source, upstream, Section::Primary, false, region)));
+    }
+}
+
+/// The operator's credentials for the candidate's provider, healthy ones first.
+fn system_keys<'a>(cx: &Ctx<'a, '_, '_>, pinned: bool, ex: &mut Excluded, log: &mut Log<'a>) -> Vec<Attempt<'a>> {
+    let input = cx.input;
+    let opts = input.options;
+    let after_request_keys_barred = !input.request_scoped.is_empty() && !input.system_after_request_scoped;
+    let mut system: Vec<(bool, Attempt<'a>)> = Vec::new();
+    for (index, s) in input.system.iter().enumerate().filter(|(_, s)| s.provider == cx.c.provider) {
+        let source = CredentialSource::System { index };
+        if pinned || after_request_keys_barred {
+            ex.system_barred += 1;
+            let reason = if pinned { ExclusionReason::PinnedByByok } else { ExclusionReason::NoSystemAfterRequestKeys };
+            log.note(|| cx.exclusion(source, reason));
+            continue;
+        }
+        if (opts.zdr || opts.data_collection == DataCollection::Deny) && !s.zdr {
+            ex.system_not_zdr += 1;
+            log.note(|| cx.exclusion(source, ExclusionReason::SystemNotZdr));
+            continue;
+        }
+        let Some(region) = cx.region_of(s.bedrock.as_ref(), None) else {
+            ex.other_region += 1;
+            log.note(|| cx.exclusion(source, ExclusionReason::NoRegion));
+            continue;
+        };
+        let (parked, degraded) = cx.health_of(HealthKey::System(index));
+        if let Some(until) = parked {
+            ex.quota_exhausted += 1;
+            log.note(|| cx.exclusion(source, ExclusionReason::QuotaExhausted { until }));
+            continue;
+        }
+        let upstream = mapped(&s.model_mappings, cx.slug).unwrap_or(cx.c.upstream);
+        system.push((degraded, cx.attempt(source, upstream, Section::System, degraded, region)));
+    }
+    system.sort_by_key(|(d, _)| *d);
+    system.into_iter().map(|(_, a)| a).collect()
 }
 
 /// Empty allow-list: everyone. Otherwise the request's value must be listed.
@@ -542,6 +673,8 @@ struct Excluded {
     system_barred: usize,
     /// Bedrock credentials without a key set for the request's region (or the model isn't offered there).
     other_region: usize,
+    /// Parked: their accounts are out of quota.
+    quota_exhausted: usize,
 }
 
 impl Excluded {
@@ -562,6 +695,7 @@ impl Excluded {
             (self.other_model, "limited to other models"),
             (self.not_zdr, "not declared zero-data-retention (provider.zdr is on)"),
             (self.other_region, "without a key set for the region (or the model is not offered in it)"),
+            (self.quota_exhausted, "out of quota or credit (parked until rechecked; see GET /api/v1/byok health)"),
         ]
         .iter()
         .filter(|(n, _)| *n > 0)

@@ -3,8 +3,8 @@
 use crate::catalog::Catalog;
 use crate::credential::ModelMapping;
 use crate::route::{
-    plan, CredentialMeta, EndpointStats, HealthKey, HealthTable, Outcome, PlanInput, RequestScopedCredential,
-    RouteError, RoutePlan, RoutingOptions, StatsTable, SystemCredential,
+    explain, plan, CredentialMeta, EndpointStats, Explanation, HealthKey, HealthTable, Outcome, PlanInput,
+    Precedence, RequestScopedCredential, RouteError, RoutePlan, RoutingOptions, StatsTable, SystemCredential,
 };
 use crate::{Credential, ProviderSlug};
 use serde_json::{json, Value};
@@ -68,6 +68,7 @@ pub struct Fx {
     params: Vec<&'static str>,
     health: HealthTable,
     stats: StatsTable,
+    precedence: Precedence,
 }
 
 pub fn fx() -> Fx {
@@ -83,6 +84,7 @@ pub fn fx() -> Fx {
         params: Vec::new(),
         health: HealthTable::default(),
         stats: StatsTable::default(),
+        precedence: Precedence::ByokFirst,
     }
 }
 
@@ -193,6 +195,29 @@ impl Fx {
         self
     }
 
+    /// Its account answered "out of quota" a moment ago (parked for the default hour).
+    pub fn quota_exhausted(mut self, id: &str) -> Self {
+        self.health.record(HealthKey::Byok(id), Outcome::QuotaExhausted, now() - Duration::from_secs(1));
+        self
+    }
+
+    /// Out of quota two hours ago: the recheck time has passed.
+    pub fn quota_exhausted_long_ago(mut self, id: &str) -> Self {
+        self.health.record(HealthKey::Byok(id), Outcome::QuotaExhausted, now() - Duration::from_secs(7200));
+        self
+    }
+
+    pub fn quota_exhausted_system(mut self, index: usize) -> Self {
+        self.health.record(HealthKey::System(index), Outcome::QuotaExhausted, now());
+        self
+    }
+
+    /// The workspace's `routing.precedence`.
+    pub fn precedence(mut self, p: Precedence) -> Self {
+        self.precedence = p;
+        self
+    }
+
     pub fn observed(mut self, model: &str, p: ProviderSlug, latency_ms: Option<f64>, tps: Option<f64>) -> Self {
         self.stats.insert(model, p, EndpointStats { latency_ms, throughput_tps: tps });
         self
@@ -200,6 +225,30 @@ impl Fx {
 
     /// Plans `model` and hands the result to `f` (the plan borrows the fixture).
     pub fn run<R>(&self, model: &str, f: impl FnOnce(Result<RoutePlan<'_>, RouteError>) -> R) -> R {
+        self.run_explained(model, |e| f(e.plan), false)
+    }
+
+    /// `code provider credential` per exclusion (`credential` is `-` for a whole provider), and
+    /// the plan as `provider:credential` (empty when it failed).
+    pub fn exclusions(&self, model: &str) -> (Vec<String>, Vec<String>) {
+        self.run_explained(
+            model,
+            |e| {
+                let ex = e
+                    .excluded
+                    .iter()
+                    .map(|x| {
+                        let who = x.credential.map_or_else(|| "-".to_owned(), |c| c.to_string());
+                        format!("{} {} {}", x.reason.code(), x.provider, who)
+                    })
+                    .collect();
+                (ex, e.plan.map(|p| p.explain_compact()).unwrap_or_default())
+            },
+            true,
+        )
+    }
+
+    fn run_explained<R>(&self, model: &str, f: impl FnOnce(Explanation<'_>) -> R, explained: bool) -> R {
         let mut body = self.body.clone();
         let map = body.as_object_mut().expect("body is an object");
         let options = RoutingOptions::extract(map).expect("routing options parse");
@@ -215,9 +264,14 @@ impl Fx {
             requested_parameters: &self.params,
             health: &self.health,
             stats: &self.stats,
+            precedence: self.precedence,
             ..PlanInput::new(model, &options, &self.catalog, now())
         };
-        f(plan(&input))
+        if explained {
+            f(explain(&input))
+        } else {
+            f(Explanation { plan: plan(&input), excluded: Vec::new() })
+        }
     }
 
     /// `provider:credential` per attempt; panics with the error if planning fails.

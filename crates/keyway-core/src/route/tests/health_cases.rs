@@ -135,3 +135,31 @@ fn health_table_set_replaces() {
     assert_eq!(t.get(HealthKey::Byok("k1")), Some(CredentialHealth::default()));
     assert_eq!(t.policy(), &HealthPolicy::default());
 }
+
+#[test]
+fn quota_exhausted_parks_for_the_recheck_time_and_success_clears_it() {
+    let h = after(CredentialHealth::default(), Outcome::QuotaExhausted);
+    assert_eq!(h.quota_exhausted_until, Some(now() + S(3600)));
+    assert!(h.is_parked(now() + S(3599)) && !h.is_parked(now() + S(3600)));
+    assert_eq!(h.last_failure, Some((now(), FailureKind::QuotaExhausted)));
+    // Parking is not a cooldown: a rate limit's Retry-After would have the key hammered again soon.
+    assert_eq!(h.cooldown_until, None);
+    let h = after(h, Outcome::Success);
+    assert_eq!(h.quota_exhausted_until, None);
+}
+
+#[test]
+fn quota_recheck_follows_the_policy() {
+    let policy = HealthPolicy { quota_recheck: S(60), ..HealthPolicy::default() };
+    let h = CredentialHealth::default().after(Outcome::QuotaExhausted, now(), &policy);
+    assert_eq!(h.quota_exhausted_until, Some(now() + S(60)));
+}
+
+#[test]
+fn a_failure_keeps_its_status() {
+    let mut t = HealthTable::default();
+    let h = t.record_status(HealthKey::Byok("k1"), Outcome::QuotaExhausted, Some(429), now());
+    assert_eq!(h.last_failure_status, Some(429));
+    let h = t.record_status(HealthKey::Byok("k1"), Outcome::Success, Some(200), now());
+    assert_eq!(h.last_failure_status, Some(429), "a success leaves the last failure as it was");
+}

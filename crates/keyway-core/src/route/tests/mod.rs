@@ -7,3 +7,5 @@ mod options_cases;
 mod plan_cases;
 mod region_cases;
 mod azure_cases;
+mod explain_cases;
+mod precedence_cases;
