@@ -61,6 +61,11 @@ fn pre_fault_response(fault: &Fault, server_error: StatusCode) -> Option<Respons
         Fault::Unauthorized => Some(error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key")),
         Fault::Forbidden => Some(error(StatusCode::FORBIDDEN, "permission_error", "Your API key does not have permission to use the specified resource.")),
         Fault::BadRequest => Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", "Invalid request: injected fault.")),
+        Fault::QuotaExhausted => Some(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+        )),
         Fault::InvalidJson => Some((StatusCode::OK, [("content-type", "application/json")], "{not json").into_response()),
         Fault::SlowFirstByte(_) | Fault::CutStream | Fault::ErrorEventAfter200 | Fault::StallMidStream(_) | Fault::EndStreamEarly | Fault::NoDoneMarker => None,
     }

@@ -147,6 +147,8 @@ async fn pre_fault(fault: &Option<Fault>, stream: bool) -> Option<Response> {
         Some(Fault::ServerError) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerException", "The server encountered an internal error.")),
         Some(Fault::Unauthorized) => Some(error(StatusCode::FORBIDDEN, "UnrecognizedClientException", "The security token included in the request is invalid.")),
         Some(Fault::BadRequest) => Some(error(StatusCode::BAD_REQUEST, "ValidationException", "Invalid request: injected fault.")),
+        // The model's daily token quota: a throttle by name, but not one that passes in seconds.
+        Some(Fault::QuotaExhausted) => Some(error(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", "Too many tokens per day, please wait before trying again.")),
         Some(Fault::SlowFirstByte(d)) => {
             tokio::time::sleep(*d).await;
             None

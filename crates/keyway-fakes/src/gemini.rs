@@ -25,6 +25,20 @@ pub fn error(status: StatusCode, rpc_status: &str, message: &str) -> Response {
     (status, Json(json!({"error": {"code": status.as_u16(), "message": message, "status": rpc_status}}))).into_response()
 }
 
+/// The free tier's requests-per-day quota spent: a 429 like a rate limit, but until tomorrow.
+fn daily_quota() -> Response {
+    let body = json!({"error": {"code": 429,
+        "message": "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"}, "quotaValue": "250"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "22s"}]}});
+    (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
+}
+
 fn key_invalid() -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -47,6 +61,7 @@ pub async fn pre_fault(fault: &Option<Fault>) -> Option<Response> {
         Some(Fault::ServerError) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "An internal error has occurred.")),
         Some(Fault::Unauthorized) => Some(error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials.")),
         Some(Fault::BadRequest) => Some(error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid request: injected fault.")),
+        Some(Fault::QuotaExhausted) => Some(daily_quota()),
         Some(Fault::SlowFirstByte(d)) => {
             tokio::time::sleep(*d).await;
             None

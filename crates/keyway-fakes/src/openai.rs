@@ -57,6 +57,12 @@ pub async fn pre_fault(fault: &Option<Fault>) -> Option<Response> {
             "Country, region, or territory not supported",
         )),
         Some(Fault::BadRequest) => Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", None, "Invalid request: injected fault.")),
+        Some(Fault::QuotaExhausted) => Some(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            Some("insufficient_quota"),
+            "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        )),
         Some(Fault::SlowFirstByte(d)) => {
             tokio::time::sleep(*d).await;
             None

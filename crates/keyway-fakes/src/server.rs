@@ -20,6 +20,11 @@ pub enum Fault {
     Forbidden,
     /// 400 with the provider's invalid-request body.
     BadRequest,
+    /// The provider's "the account is out of money or quota" answer: OpenAI 429
+    /// `insufficient_quota`, Anthropic 400 "credit balance is too low", Gemini 429
+    /// `RESOURCE_EXHAUSTED` for a per-day quota, Vertex 403 `BILLING_DISABLED`, Bedrock 429
+    /// `ThrottlingException` "Too many tokens per day".
+    QuotaExhausted,
     /// Wait this long before sending the response head.
     SlowFirstByte(Duration),
     /// Send half of the stream, then drop the connection.
@@ -211,7 +216,7 @@ pub fn key_hint(key: &str) -> String {
 /// `POST /__fake/fault` body.
 #[derive(Debug, serde::Deserialize)]
 struct FaultRequest {
-    /// `rate_limit`, `server_error`, `unauthorized`, `forbidden`, `bad_request`, `slow`, `cut_stream`,
+    /// `rate_limit`, `server_error`, `unauthorized`, `forbidden`, `bad_request`, `quota_exhausted`, `slow`, `cut_stream`,
     /// `end_early`, `no_done`, `stall` (`ms`), `error_event`, `invalid_json`, or null to clear (all faults, or only `key`'s).
     fault: Option<String>,
     /// Only calls made with this key.
@@ -231,6 +236,7 @@ fn parse_fault(r: &FaultRequest) -> Result<Option<Fault>, String> {
         "unauthorized" => Fault::Unauthorized,
         "forbidden" => Fault::Forbidden,
         "bad_request" => Fault::BadRequest,
+        "quota_exhausted" => Fault::QuotaExhausted,
         "slow" => Fault::SlowFirstByte(Duration::from_millis(r.ms.unwrap_or(1000))),
         "cut_stream" => Fault::CutStream,
         "end_early" => Fault::EndStreamEarly,

@@ -283,6 +283,9 @@ async fn model_call(State(f): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, bo
         None => uri.path().to_owned(),
     };
     let fault = f.state.record(RecordedCall { method: "POST".into(), path, key: token.to_owned(), headers: header_pairs(&headers), body: req.clone() });
+    if fault == Some(Fault::QuotaExhausted) {
+        return billing_disabled(&t.project);
+    }
     if let Some(r) = pre_fault(&fault).await {
         return r;
     }
@@ -295,6 +298,16 @@ async fn model_call(State(f): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, bo
         ("anthropic", "streamRawPredict") => claude(&req, &t.model, true, fault, &opts),
         _ => gemini::error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown publisher model method."),
     }
+}
+
+/// Vertex's "out of money": the project's billing account is closed or unlinked.
+fn billing_disabled(project: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": 403,
+        "message": format!("This API method requires billing to be enabled. Please enable billing on project #{project} by visiting https://console.developers.google.com/billing/enable?project={project} then retry."),
+        "status": "PERMISSION_DENIED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "BILLING_DISABLED", "domain": "googleapis.com",
+            "metadata": {"consumer": format!("projects/{project}"), "service": "aiplatform.googleapis.com"}}]}});
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
 }
 
 fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {

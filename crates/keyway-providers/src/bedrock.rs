@@ -114,6 +114,10 @@ fn reclassify(e: ProviderError, kind: &str) -> ProviderError {
         "ThrottlingException" | "TooManyRequestsException" if !matches!(e, ProviderError::RateLimited { .. }) => {
             ProviderError::RateLimited { status: 429, retry_after: None, message: message(&e), body: None }
         }
+        // The account's quota for the model, not a passing throttle: park the key.
+        "ServiceQuotaExceededException" if !matches!(e, ProviderError::QuotaExhausted { .. }) => {
+            ProviderError::QuotaExhausted { status: 400, message: message(&e), body: e.body().map(str::to_owned) }
+        }
         "UnrecognizedClientException" | "InvalidSignatureException" | "AccessDeniedException" | "ExpiredTokenException"
             if !matches!(e, ProviderError::Auth { .. }) =>
         {

@@ -10,6 +10,10 @@ pub enum ProviderError {
     /// 429 or a throttling event; move on to the next attempt, cool this key down.
     #[error("rate limited by upstream ({status}): {message}")]
     RateLimited { status: u16, retry_after: Option<Duration>, message: String, body: Option<String> },
+    /// The account behind the credential is out of money or quota (see `quota.rs`): move on,
+    /// and park this key instead of cooling it for a `Retry-After`.
+    #[error("upstream account is out of quota or credit ({status}): {message}")]
+    QuotaExhausted { status: u16, message: String, body: Option<String> },
     /// 401/403: the credential is wrong or lacks access.
     #[error("upstream rejected the credential ({status}): {message}")]
     Auth { status: u16, message: String, body: Option<String> },
@@ -52,9 +56,10 @@ impl ProviderError {
     /// The upstream's raw error answer, where one was kept.
     pub fn body(&self) -> Option<&str> {
         match self {
-            ProviderError::RateLimited { body, .. } | ProviderError::Auth { body, .. } | ProviderError::BadRequest { body, .. } => {
-                body.as_deref()
-            }
+            ProviderError::RateLimited { body, .. }
+            | ProviderError::QuotaExhausted { body, .. }
+            | ProviderError::Auth { body, .. }
+            | ProviderError::BadRequest { body, .. } => body.as_deref(),
             _ => None,
         }
     }
@@ -68,6 +73,7 @@ impl ProviderError {
     pub fn class(&self) -> &'static str {
         match self {
             ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::QuotaExhausted { .. } => "quota_exhausted",
             ProviderError::Auth { .. } => "auth",
             ProviderError::BadRequest { .. } => "bad_request",
             ProviderError::Upstream5xx { .. } => "upstream_5xx",
@@ -82,7 +88,7 @@ impl ProviderError {
     pub fn status(&self) -> u16 {
         match self {
             ProviderError::RateLimited { .. } => 429,
-            ProviderError::Auth { status, .. } | ProviderError::BadRequest { status, .. } => *status,
+            ProviderError::Auth { status, .. } | ProviderError::BadRequest { status, .. } | ProviderError::QuotaExhausted { status, .. } => *status,
             ProviderError::Upstream5xx { .. } | ProviderError::Protocol(_) | ProviderError::Connect(_) => 502,
             ProviderError::Timeout(_) => 504,
             ProviderError::Unsupported(_) => 400,

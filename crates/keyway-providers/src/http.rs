@@ -31,7 +31,7 @@ pub async fn error_from_response(resp: Response, t: &Timeouts) -> ProviderError 
     };
     let message = error_message(&body).unwrap_or_else(|| format!("HTTP {status}"));
     let body = String::from_utf8(body.to_vec()).ok().filter(|s| !s.is_empty());
-    ProviderError::from_status(status, retry_after, message, body)
+    crate::quota::reclassify(ProviderError::from_status(status, retry_after, message, body))
 }
 
 async fn read_limited(mut resp: Response, limit: usize) -> Result<Bytes, BodyError> {

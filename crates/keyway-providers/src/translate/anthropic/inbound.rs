@@ -335,6 +335,7 @@ pub(super) fn anthropic_usage_json(u: &Usage) -> Value {
 pub fn anthropic_error_type(e: &ProviderError) -> &'static str {
     match e {
         ProviderError::RateLimited { .. } => "rate_limit_error",
+        ProviderError::QuotaExhausted { .. } => "billing_error",
         ProviderError::Auth { status: 403, .. } => "permission_error",
         ProviderError::Auth { .. } => "authentication_error",
         ProviderError::BadRequest { status: 404, .. } => "not_found_error",
