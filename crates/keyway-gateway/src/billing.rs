@@ -613,6 +613,7 @@ mod tests {
             created_at_ms: chrono::Utc::now().timestamp_millis(),
             cost_micros: 0,
             fee_micros: 0,
+            route_plan: None,
         }
     }
 

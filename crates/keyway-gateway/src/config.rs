@@ -49,6 +49,8 @@ pub struct Config {
     /// Catalog price overrides (`[[pricing]]`, see `keyway_core::pricing::PriceOverride`).
     pub pricing: Vec<keyway_core::pricing::PriceOverride>,
     pub security: Security,
+    /// Route planning: which keys come first, and how long a key whose account ran out of quota is left out (see docs/routing.md).
+    pub routing: RoutingConfig,
     pub timeouts: TimeoutsConfig,
     /// Size caps on upstream answers.
     pub upstream: UpstreamConfig,
@@ -202,6 +204,50 @@ impl Default for Security {
     }
 }
 
+/// `[routing]`: the rules of the route plan a deployment may choose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoutingConfig {
+    /// `byok_first` (every provider's BYOK keys before any system key) or `provider_order` (provider by provider in `provider.order`; within each, the team's keys before the system key). A request overrides it with `provider.byok_first`.
+    pub precedence: PrecedenceConfig,
+    /// A key whose account answered "out of quota or credit" is left out of every plan for this many seconds, then one request tries it again (an owner re-enabling the key clears it at once).
+    pub quota_recheck_secs: u64,
+    /// Per workspace, by id or slug (`[routing.workspaces.team-a] precedence = "provider_order"`); replaces `precedence` for it.
+    pub workspaces: BTreeMap<String, WorkspaceRouting>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self { precedence: PrecedenceConfig::ByokFirst, quota_recheck_secs: 3600, workspaces: BTreeMap::new() }
+    }
+}
+
+/// `[routing.workspaces.NAME]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceRouting {
+    /// `byok_first` or `provider_order`.
+    pub precedence: PrecedenceConfig,
+}
+
+/// `routing.precedence` as written in config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrecedenceConfig {
+    #[default]
+    ByokFirst,
+    ProviderOrder,
+}
+
+impl From<PrecedenceConfig> for keyway_core::route::Precedence {
+    fn from(p: PrecedenceConfig) -> Self {
+        match p {
+            PrecedenceConfig::ByokFirst => keyway_core::route::Precedence::ByokFirst,
+            PrecedenceConfig::ProviderOrder => keyway_core::route::Precedence::ProviderOrder,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TimeoutsConfig {
@@ -274,6 +320,7 @@ impl Default for Config {
             catalog_file: None,
             pricing: Vec::new(),
             security: Security::default(),
+            routing: RoutingConfig::default(),
             timeouts: TimeoutsConfig::default(),
             upstream: UpstreamConfig::default(),
             server: ServerConfig::default(),

@@ -1,6 +1,7 @@
-//! This node's view of credential health (cooldowns, broken keys), shared by all requests.
+//! This node's view of credential health (cooldowns, broken keys, keys out of quota), shared by
+//! all requests: the same board the router plans with is what `GET /api/v1/byok` shows.
 
-use keyway_core::route::{CredentialHealth, HealthKey, HealthSource, HealthTable, Outcome};
+use keyway_core::route::{CredentialHealth, HealthKey, HealthPolicy, HealthSource, HealthTable, Outcome};
 use serde_json::{json, Value};
 use std::sync::RwLock;
 use std::time::SystemTime;
@@ -16,8 +17,17 @@ fn ts(t: SystemTime) -> Value {
 }
 
 impl HealthBoard {
+    pub fn new(policy: HealthPolicy) -> Self {
+        Self { table: RwLock::new(HealthTable::new(policy)) }
+    }
+
     pub fn record(&self, key: HealthKey<'_>, outcome: Outcome) -> CredentialHealth {
         self.table.write().unwrap_or_else(|p| p.into_inner()).record(key, outcome, SystemTime::now())
+    }
+
+    /// As [`HealthBoard::record`], keeping the upstream's HTTP status of a failure.
+    pub fn record_status(&self, key: HealthKey<'_>, outcome: Outcome, status: Option<u16>) -> CredentialHealth {
+        self.table.write().unwrap_or_else(|p| p.into_inner()).record_status(key, outcome, status, SystemTime::now())
     }
 
     pub fn reset(&self, id: &str) {
@@ -28,19 +38,54 @@ impl HealthBoard {
         self.table.read().unwrap_or_else(|p| p.into_inner()).get(key)
     }
 
-    /// `health` as `GET /api/v1/byok/{id}` shows it.
+    /// `health` as `GET /api/v1/byok` shows it for each credential.
     pub fn snapshot(&self, id: &str) -> Value {
-        let h = self.get(HealthKey::Byok(id)).unwrap_or_default();
-        let now = SystemTime::now();
-        json!({
-            "status": if h.unhealthy { "unhealthy" } else if h.is_cooling(now) { "cooling_down" } else { "ok" },
-            "last_used_at": h.last_used.map(ts),
-            "last_success_at": h.last_success.map(ts),
-            "last_error": h.last_failure.map(|(at, kind)| json!({"at": ts(at), "kind": kind.as_str()})),
-            "cooldown_until": h.cooldown_until.filter(|t| *t > now).map(ts),
-            "consecutive_auth_failures": h.consecutive_auth_failures,
-        })
+        snapshot_of(&self.get(HealthKey::Byok(id)).unwrap_or_default(), SystemTime::now())
     }
+}
+
+/// `status` (`ok`, `cooling_down`, `unhealthy`, `quota_exhausted`) is what the router does with
+/// the key; `state` (`ok`, `cooling`, `quota_exhausted`, `failing`) adds whether its last attempt
+/// failed, and `until` when the state ends (a cooldown, or a parked key's recheck).
+pub fn snapshot_of(h: &CredentialHealth, now: SystemTime) -> Value {
+    let parked = h.is_parked(now);
+    let cooling = h.is_cooling(now);
+    let status = if parked {
+        "quota_exhausted"
+    } else if h.unhealthy {
+        "unhealthy"
+    } else if cooling {
+        "cooling_down"
+    } else {
+        "ok"
+    };
+    let last_failed = match (h.last_failure, h.last_success) {
+        (Some((failed, _)), Some(succeeded)) => failed > succeeded,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let (state, until) = if parked {
+        ("quota_exhausted", h.quota_exhausted_until)
+    } else if h.unhealthy {
+        ("failing", None)
+    } else if cooling {
+        ("cooling", h.cooldown_until)
+    } else if last_failed {
+        ("failing", None)
+    } else {
+        ("ok", None)
+    };
+    json!({
+        "status": status,
+        "state": state,
+        "until": until.map(ts),
+        "last_used_at": h.last_used.map(ts),
+        "last_success_at": h.last_success.map(ts),
+        "last_error": h.last_failure.map(|(at, kind)| json!({"at": ts(at), "kind": kind.as_str(), "status": h.last_failure_status})),
+        "cooldown_until": h.cooldown_until.filter(|t| *t > now).map(ts),
+        "quota_exhausted_until": h.quota_exhausted_until.filter(|t| *t > now).map(ts),
+        "consecutive_auth_failures": h.consecutive_auth_failures,
+    })
 }
 
 impl HealthSource for HealthBoard {

@@ -232,6 +232,12 @@ impl Metrics {
         // A 429 while already cooling extends the cooldown; that is not a new one.
         let started_cooling = after.is_cooling(now) && !before.is_cooling(now);
         let turned_unhealthy = after.unhealthy && !before.unhealthy;
+        let parked = after.is_parked(now) && !before.is_parked(now);
+        if parked {
+            with_local_recorder(&self.recorder, || {
+                counter!("keyway_credentials_quota_exhausted_total", "provider" => provider.to_owned(), "credential" => credential.to_owned()).increment(1);
+            });
+        }
         if started_cooling || turned_unhealthy {
             let reason = after.last_failure.map(|(_, k)| k.as_str()).unwrap_or("unknown");
             with_local_recorder(&self.recorder, || {
@@ -251,17 +257,19 @@ impl Metrics {
     /// the health board as it is now, so a key reset over the API or a cooldown that ran out shows at once.
     pub fn read_health(&self, board: &HealthBoard) {
         let now = SystemTime::now();
-        let mut by_provider: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut by_provider: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         for ((provider, _), key) in self.health_keys.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let h = board.get(key.key()).unwrap_or_default();
             let e = by_provider.entry(provider.clone()).or_default();
             e.0 += u64::from(h.is_cooling(now));
             e.1 += u64::from(h.unhealthy);
+            e.2 += u64::from(h.is_parked(now));
         }
         with_local_recorder(&self.recorder, || {
-            for (provider, (cooling, unhealthy)) in by_provider {
+            for (provider, (cooling, unhealthy, parked)) in by_provider {
                 gauge!("keyway_credentials_cooling", "provider" => provider.clone()).set(cooling as f64);
-                gauge!("keyway_credentials_unhealthy", "provider" => provider).set(unhealthy as f64);
+                gauge!("keyway_credentials_unhealthy", "provider" => provider.clone()).set(unhealthy as f64);
+                gauge!("keyway_credentials_quota_exhausted", "provider" => provider).set(parked as f64);
             }
         });
     }
@@ -486,6 +494,7 @@ mod tests {
             created_at_ms: 0,
             cost_micros: 1234,
             fee_micros: 0,
+            route_plan: None,
         }
     }
 

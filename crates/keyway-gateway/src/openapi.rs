@@ -46,6 +46,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         crate::routes::credits::top_up,
         crate::routes::generation::get,
         crate::routes::activity::get,
+        crate::routes::route::explain_route,
         document,
     ),
     components(schemas(ErrorBody)),
@@ -55,6 +56,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "byok", description = "Provider credentials (bring your own key)"),
         (name = "keys", description = "Keyway API keys"),
         (name = "workspaces"), (name = "credits"), (name = "usage"), (name = "keyring"), (name = "catalog"),
+        (name = "routing", description = "The route plan a request would get, and why (inference key)"),
     )
 )]
 pub struct ApiDoc;
@@ -125,21 +127,31 @@ pub enum Errors {
 
 // ---- BYOK ----
 
+/// From the health board the router plans with.
 #[derive(ToSchema)]
 pub struct CredentialHealth {
-    /// `ok`, `cooling_down` or `unhealthy`.
+    /// What the router does with the key: `ok`, `cooling_down` (tried last), `unhealthy` (tried
+    /// last) or `quota_exhausted` (left out until `quota_exhausted_until`).
     pub status: String,
+    /// `ok`, `cooling` (until `until`), `quota_exhausted` (rechecked at `until`) or `failing`
+    /// (its last attempt failed: see `last_error`).
+    pub state: String,
+    pub until: Option<String>,
     pub last_used_at: Option<String>,
     pub last_success_at: Option<String>,
     pub last_error: Option<HealthError>,
     pub cooldown_until: Option<String>,
+    pub quota_exhausted_until: Option<String>,
     pub consecutive_auth_failures: u32,
 }
 
 #[derive(ToSchema)]
 pub struct HealthError {
     pub at: String,
+    /// `rate_limited`, `quota_exhausted`, `auth` or `upstream`.
     pub kind: String,
+    /// The upstream's HTTP status, when it answered one.
+    pub status: Option<u16>,
 }
 
 #[derive(ToSchema)]
@@ -576,6 +588,9 @@ pub struct Generation {
     pub cache_write_tokens: Option<i64>,
     /// `[{provider, credential_id, status, error?, latency_ms}]`.
     pub attempts: Vec<Object>,
+    /// The route plan the request was made with (as `POST /api/v1/route` answers it); `null`
+    /// for requests recorded before plans were kept.
+    pub route_plan: Option<RoutePlan>,
     pub http_referer: Option<String>,
     pub app_title: Option<String>,
 }
@@ -670,4 +685,81 @@ pub struct ModelList {
     pub data: Vec<Model>,
     pub total_count: i64,
     pub links: ModelListLinks,
+}
+
+// ---- Routing ----
+
+#[derive(ToSchema)]
+pub struct RouteExplain {
+    pub data: RoutePlan,
+}
+
+/// The route plan: candidates in the order they would be tried, and every credential or
+/// provider left out with the rule that did it.
+#[derive(ToSchema)]
+pub struct RoutePlan {
+    pub model: String,
+    /// `byok_first` or `provider_order` (the workspace's, or the request's `provider.byok_first`).
+    pub precedence: String,
+    pub candidates: Vec<RouteCandidate>,
+    pub excluded: Vec<RouteExclusion>,
+    pub skipped_models: Vec<RouteError>,
+    /// Why no attempt can be made (what a request would be answered); `null` when there is a plan.
+    pub error: Option<RouteError>,
+    /// Routing options Keyway does not know.
+    pub ignored: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RouteCandidate {
+    pub position: i64,
+    pub model: String,
+    pub provider: String,
+    /// The stored key's id, `system` or `request`.
+    pub credential_id: String,
+    pub credential_name: Option<String>,
+    /// For a system credential: its place in `[[system_credentials]]`.
+    pub system_index: Option<i64>,
+    /// `pinned`, `prioritized`, `system` or `fallback`.
+    pub section: String,
+    /// The model id sent upstream.
+    pub endpoint_model: String,
+    pub region: Option<String>,
+    /// Cooling down or unhealthy: kept, but last in its section.
+    pub degraded: bool,
+    pub pricing: Option<RoutePrice>,
+}
+
+/// Micro-USD per million tokens, and per request.
+#[derive(ToSchema)]
+pub struct RoutePrice {
+    pub prompt_per_mtok_micros: i64,
+    pub completion_per_mtok_micros: i64,
+    pub request_micros: i64,
+}
+
+#[derive(ToSchema)]
+pub struct RouteExclusion {
+    pub model: String,
+    pub provider: String,
+    /// `null`: the rule left out the whole provider.
+    pub credential_id: Option<String>,
+    pub credential_name: Option<String>,
+    pub system_index: Option<i64>,
+    /// `not_in_only`, `ignored`, `over_max_price`, `no_fallbacks`, `disabled`, `quota_exhausted`,
+    /// `not_assigned_to_key`, `not_assigned_to_user`, `model_not_allowed`, `no_region`, `not_zdr`,
+    /// `system_not_zdr`, `pinned_by_byok`, `no_system_after_request_keys`, `replaced_by_request_keys`.
+    pub code: String,
+    pub reason: String,
+    /// `quota_exhausted`: when the key is tried again.
+    pub until: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RouteError {
+    /// The fallback model this is about (in `skipped_models`).
+    pub model: Option<String>,
+    pub code: String,
+    pub status: i64,
+    pub message: String,
 }

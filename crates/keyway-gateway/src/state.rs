@@ -34,6 +34,8 @@ pub struct AppState {
     /// The planner's view of `system` (same order).
     pub system_metas: Vec<keyway_core::route::SystemCredential>,
     pub health: HealthBoard,
+    /// `[routing]`: each workspace's precedence.
+    pub routing: crate::routing::RoutingPolicy,
     /// Observed latency and throughput per endpoint, for `provider.sort` (`stats.rs`).
     pub stats: crate::stats::StatsBoard,
     pub usage: crate::usage::UsageRecorder,
@@ -166,6 +168,7 @@ impl AppState {
         let usage = if config.usage.record { crate::usage::UsageRecorder::start(store.clone(), config.usage.queue_capacity.max(1), Duration::from_millis(config.usage.batch_linger_ms)) } else { crate::usage::UsageRecorder::disabled() };
         let usage = usage.with_metrics(metrics.clone()).with_hook(billing.clone());
         let limiter = crate::limits::Limiter::from_config(&config.limits, &store).await?;
+        let routing = crate::routing::RoutingPolicy::from_config(&config.routing, &store).await?;
         let catalog = keyway_core::pricing::apply_overrides(&load_catalog(&config)?, &config.pricing)?;
         metrics.known_models.add(catalog.models().iter().map(|m| m.id.as_str()).chain(config.pricing.iter().map(|p| p.model.as_str())));
         let credentials = CredentialCache::new(Duration::from_secs(30)).with_known_models(metrics.known_models.clone());
@@ -178,7 +181,11 @@ impl AppState {
             limiter,
             keys: KeyCache::new(Duration::from_secs(30)),
             credentials,
-            health: HealthBoard::default(),
+            health: HealthBoard::new(keyway_core::route::HealthPolicy {
+                quota_recheck: Duration::from_secs(config.routing.quota_recheck_secs),
+                ..keyway_core::route::HealthPolicy::default()
+            }),
+            routing,
             stats: crate::stats::StatsBoard::default(),
             sessions: crate::dashboard::session::Sessions::new(Duration::from_secs(config.dashboard.session_ttl_secs.max(1))),
             providers: Arc::new(providers),

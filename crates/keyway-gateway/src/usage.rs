@@ -63,6 +63,8 @@ pub struct GenerationRecord {
     pub created_at_ms: i64,
     pub cost_micros: u64,
     pub fee_micros: u64,
+    /// The route plan as JSON text (`crate::explain`): candidates and exclusions.
+    pub route_plan: Option<String>,
 }
 
 /// Told about every batch the writer commits and every record dropped (the billing ledger
@@ -298,5 +300,6 @@ fn to_row(r: GenerationRecord) -> GenerationRow {
         cost_micros: r.cost_micros as i64,
         fee_micros: r.fee_micros as i64,
         created_at: r.created_at_ms,
+        route_plan: r.route_plan,
     }
 }

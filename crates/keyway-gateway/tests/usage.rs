@@ -479,6 +479,7 @@ async fn full_usage_queue_drops_and_counts_records() {
             created_at_ms: chrono::Utc::now().timestamp_millis(),
             cost_micros: 0,
             fee_micros: 0,
+            route_plan: None,
         };
         assert_eq!(g.state.billing.settle(&mut rec, Some(prices)).charged_micros, 450);
         g.state.usage.record(rec);

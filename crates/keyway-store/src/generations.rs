@@ -30,6 +30,8 @@ pub struct GenerationRow {
     pub cost_micros: i64,
     pub fee_micros: i64,
     pub created_at: i64,
+    /// The route plan (candidates and exclusions) as JSON text; `None` for rows older than it.
+    pub route_plan: Option<String>,
 }
 
 /// What the dashboard's request list narrows by; `None` (or empty) = any.
@@ -47,8 +49,8 @@ pub struct GenerationFilter {
 
 const COLUMNS: &str = "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
     status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
-    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at";
-const NCOLS: usize = 25;
+    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at, route_plan";
+const NCOLS: usize = 26;
 
 fn row_to_gen(r: &sqlx::any::AnyRow) -> Result<GenerationRow> {
     let flag = |c: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(c)? != 0) };
@@ -78,6 +80,7 @@ fn row_to_gen(r: &sqlx::any::AnyRow) -> Result<GenerationRow> {
         cost_micros: r.try_get("cost_micros")?,
         fee_micros: r.try_get("fee_micros")?,
         created_at: r.try_get("created_at")?,
+        route_plan: r.try_get("route_plan")?,
     })
 }
 
@@ -185,6 +188,7 @@ fn bind_and_run(st: &mut rusqlite::Statement<'_>, rows: &[GenerationRow]) -> rus
         bind(&g.cost_micros)?;
         bind(&g.fee_micros)?;
         bind(&g.created_at)?;
+        bind(&g.route_plan)?;
     }
     st.raw_execute()?;
     Ok(())
@@ -263,7 +267,8 @@ impl Store {
                     .bind(g.app_title.clone())
                     .bind(g.cost_micros)
                     .bind(g.fee_micros)
-                    .bind(g.created_at);
+                    .bind(g.created_at)
+                    .bind(g.route_plan.clone());
             }
             self.count();
             q.execute(&mut *tx).await?;

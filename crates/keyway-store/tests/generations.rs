@@ -19,6 +19,7 @@ fn full(i: usize, ws: &str) -> GenerationRow {
         app_title: Some("héllo ✓ 'quoted'".into()),
         cache_write_tokens: i as i64,
         has_usage: !i.is_multiple_of(7),
+        route_plan: i.is_multiple_of(4).then(|| format!(r#"{{"candidates":[{{"position":1,"provider":"openai","n":{i}}}],"excluded":[]}}"#)),
         ..gen(&format!("gen-{i:05}"), ws, "kh", "openai/gpt-4o-mini", Some("openai"), i % 2 == 1, i as i64 * 3, i as i64, 1_000 + i as i64)
     }
 }

@@ -57,7 +57,9 @@ fn health_view(h: &Value) -> Markup {
     let status = h["status"].as_str().unwrap_or("ok");
     let (class, text) = match status {
         "unhealthy" => ("bad", "Unhealthy"),
+        "quota_exhausted" => ("bad", "Out of quota"),
         "cooling_down" => ("warn", "Cooling down"),
+        _ if h["state"] == "failing" => ("warn", "Failing"),
         _ => ("ok", "Healthy"),
     };
     html! {
@@ -65,11 +67,18 @@ fn health_view(h: &Value) -> Markup {
         ul.health-lines {
             li { "Last success: " @match h["last_success_at"].as_str() { Some(t) => { time datetime=(t) { (layout::time_str(t)) } }, None => span.muted { "never" } } }
             li { "Last error: " @match h["last_error"]["at"].as_str() {
-                Some(t) => { time datetime=(t) { (layout::time_str(t)) } " (" (h["last_error"]["kind"].as_str().unwrap_or("error")) ")" },
+                Some(t) => {
+                    time datetime=(t) { (layout::time_str(t)) } " (" (h["last_error"]["kind"].as_str().unwrap_or("error"))
+                    @if let Some(code) = h["last_error"]["status"].as_u64() { ", HTTP " (code) }
+                    ")"
+                },
                 None => span.muted { "none" },
             } }
             @if let Some(t) = h["cooldown_until"].as_str() {
                 li { "Cooling until: " time datetime=(t) { (layout::time_str(t)) } }
+            }
+            @if let Some(t) = h["quota_exhausted_until"].as_str() {
+                li { "Out of quota; tried again at " time datetime=(t) { (layout::time_str(t)) } " (or when re-enabled)" }
             }
         }
     }

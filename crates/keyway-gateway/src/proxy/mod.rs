@@ -14,7 +14,7 @@ use crate::state::SharedState;
 use crate::usage::{AttemptRecord, GenerationRecord};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use keyway_core::route::{plan, requested_parameters_of, Attempt, CredentialSource, Outcome, PlanInput, RouteError, RoutingOptions};
+use keyway_core::route::{explain, requested_parameters_of, Attempt, CredentialSource, Outcome, PlanInput, RouteError, RoutingOptions};
 use keyway_core::Credential;
 use keyway_providers::{Body, Call, ChatRequest, ChatResponse, ProviderError, RequestBody};
 use keyway_store::ApiKeyRecord;
@@ -63,6 +63,7 @@ pub fn scrub(message: &str, secrets: &[&str]) -> String {
 fn outcome_of(e: &ProviderError) -> Outcome {
     match e {
         ProviderError::RateLimited { retry_after, .. } => Outcome::RateLimited { retry_after: *retry_after },
+        ProviderError::QuotaExhausted { .. } => Outcome::QuotaExhausted,
         ProviderError::Auth { .. } => Outcome::AuthFailed,
         ProviderError::BadRequest { .. } | ProviderError::Unsupported(_) => Outcome::RequestError,
         _ => Outcome::UpstreamError,
@@ -74,6 +75,7 @@ fn outcome_of(e: &ProviderError) -> Outcome {
 fn provider_status(e: &ProviderError) -> Option<u16> {
     match e {
         ProviderError::RateLimited { status, .. }
+        | ProviderError::QuotaExhausted { status, .. }
         | ProviderError::Auth { status, .. }
         | ProviderError::BadRequest { status, .. }
         | ProviderError::Upstream5xx { status, .. } => Some(*status),
@@ -87,6 +89,8 @@ fn final_error(e: &ProviderError, message: String) -> ApiError {
         ProviderError::RateLimited { retry_after, .. } => ApiError::RateLimited { message, retry_after: *retry_after },
         ProviderError::BadRequest { status, .. } => ApiError::Upstream { status: *status, message, retry_after: None, kind: "upstream_bad_request" },
         ProviderError::Unsupported(_) => ApiError::BadRequest(message),
+        // The account behind the key needs paying (each provider's words differ; 402 says it).
+        ProviderError::QuotaExhausted { .. } => ApiError::Upstream { status: 402, message, retry_after: None, kind: "upstream_quota_exhausted" },
         ProviderError::Timeout(_) => ApiError::Upstream { status: 504, message, retry_after: None, kind: "upstream_timeout" },
         ProviderError::Auth { .. } => ApiError::Upstream { status: 502, message, retry_after: None, kind: "upstream_auth" },
         ProviderError::Upstream5xx { status: 503 | 529, .. } => {
@@ -226,7 +230,8 @@ async fn proxy_in_span(
     };
     let requested = requested_parameters_of(body.keys_set());
     // The planner's input holds `&dyn` sources that aren't `Send`; it must not live across an await.
-    let route = match plan(&PlanInput {
+    let precedence = state.routing.effective(&caller.workspace_id, options.byok_first);
+    let explained = explain(&PlanInput {
         stored: &stored.metas,
         request_scoped: &scoped_inputs,
         system: &state.system_metas,
@@ -236,8 +241,12 @@ async fn proxy_in_span(
         requested_parameters: &requested,
         health: &state.health,
         stats: &state.stats,
+        precedence,
         ..PlanInput::new(&model, &options, &state.catalog, SystemTime::now())
-    }) {
+    });
+    // Kept on the generation: the plan beside its attempts (one JSON buffer, no `Value`s).
+    let route_plan = crate::explain::to_json_text(&crate::explain::view(&model, precedence, &explained.plan, &explained.excluded, &options.ignored, &*stored));
+    let route = match explained.plan {
         Ok(r) => r,
         Err(e) => return Ok(Served::Failed(with_ignored(ApiError::from(e).into_response(), &options.ignored))),
     };
@@ -268,6 +277,7 @@ async fn proxy_in_span(
         created_at_ms: chrono::Utc::now().timestamp_millis(),
         cost_micros: 0,
         fee_micros: 0,
+        route_plan,
     };
     // Limits and credits, from memory; a refused request never reaches an upstream, but it is
     // recorded (no attempt, no cost) like every other request.
@@ -365,8 +375,12 @@ async fn proxy_in_span(
                 tracing::info!(provider = %attempt.provider, credential = %attempt.credential.header_value(), class = e.class(), "attempt failed");
                 if let Some(k) = attempt.credential.health_key() {
                     let before = state.health.get(k);
-                    let after = state.health.record(k, outcome_of(&e));
+                    let after = state.health.record_status(k, outcome_of(&e), provider_status(&e));
                     state.metrics.health_changed(attempt.provider.as_str(), attempt.credential.header_value(), k, before, &after);
+                    if let (ProviderError::QuotaExhausted { .. }, Some(until)) = (&e, after.quota_exhausted_until) {
+                        let until: chrono::DateTime<chrono::Utc> = until.into();
+                        tracing::warn!(provider = %attempt.provider, credential = %attempt.credential.header_value(), %until, "credential's account is out of quota or credit; left out of plans until rechecked");
+                    }
                 }
                 record.attempts.push(AttemptRecord { message: Some(message.clone()), ..attempt_record(attempt, Some(&e), latency.as_millis() as u64) });
                 let stop = matches!(e, ProviderError::BadRequest { .. });

@@ -321,7 +321,9 @@ pub async fn patch(
     let audited = state.store.audited(crate::audit::entry(&m, &peer, "byok.update", crate::audit::changes(&body)));
     let rec = audited.update_byok(m.scope(), &id, &p, cred.as_ref()).await.map_err(not_found)?;
     state.credentials.invalidate_for(&rec);
-    if cred.is_some() {
+    // A new key starts healthy; an owner enabling a key (`disabled: false`, e.g. a parked one
+    // after topping up its account) wants it tried at once rather than at its recheck time.
+    if cred.is_some() || p.disabled == Some(false) {
         state.health.reset(&rec.id);
     }
     Ok(Json(json!({"data": byok_json(&rec, &state)})))

@@ -111,6 +111,8 @@ pub fn generation_json(g: &GenerationRow) -> Value {
         "ttft_ms": g.ttft_ms,
         "cache_write_tokens": tokens(g.cache_write_tokens),
         "attempts": attempts,
+        // Stored as `crate::explain`'s JSON text; read back as plain JSON.
+        "route_plan": g.route_plan.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
         "http_referer": g.app_referer,
         "app_title": g.app_title,
     });

@@ -12,6 +12,7 @@ pub mod keyring;
 pub mod keys;
 pub mod messages;
 pub mod models;
+pub mod route;
 pub mod vercel;
 pub mod workspaces;
 
@@ -38,6 +39,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(messages())
         // Public: it describes the API and holds nothing of anyone's.
         .route("/openapi.json", get(crate::openapi::document))
+        // An inference key's question about its own routing: beside the inference routes, not
+        // in `management()` (the dashboard's session is no inference key).
+        .route("/route", post(route::explain_route))
         .merge(management().layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::refusals)))
         .fallback(not_found)
         .layer(axum::middleware::map_response(dialect::openrouter));

@@ -88,5 +88,6 @@ pub fn gen(id: &str, ws: &str, key: &str, model: &str, provider: Option<&str>, b
         cost_micros: cost,
         fee_micros: fee,
         created_at: at,
+        route_plan: None,
     }
 }

@@ -1,0 +1,190 @@
+//! The route plan as JSON: what `POST /api/v1/route` answers and what each generation keeps
+//! (`route_plan` in `GET /api/v1/generation`). One shape for both, written straight from the
+//! planner's borrowed answer with `serde` (no intermediate `Value`), so recording it on every
+//! request costs one buffer.
+
+use keyway_core::route::{Attempt, CredentialSource, Exclusion, ExclusionReason, Precedence, RouteError, RoutePlan, Section};
+use serde::Serialize;
+
+/// A credential's display name (a stored key's `name`), by its place in the plan's input.
+pub trait Names {
+    fn name(&self, c: &CredentialSource<'_>) -> Option<&str>;
+}
+
+/// No names (request-scoped keys, tests).
+pub struct NoNames;
+
+impl Names for NoNames {
+    fn name(&self, _: &CredentialSource<'_>) -> Option<&str> {
+        None
+    }
+}
+
+impl Names for crate::cache::WorkspaceCredentials {
+    fn name(&self, c: &CredentialSource<'_>) -> Option<&str> {
+        match c {
+            CredentialSource::Byok { index, .. } => self.entries.get(*index).map(|(r, _)| r.name.as_str()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PlanView<'p> {
+    pub model: &'p str,
+    pub precedence: &'static str,
+    pub candidates: Vec<CandidateView<'p>>,
+    pub excluded: Vec<ExcludedView<'p>>,
+    /// Fallback models (`models`) that got no candidate at all, and why.
+    pub skipped_models: Vec<ErrorView>,
+    /// Why no attempt can be made at all (the answer a request would get); `null` when there is a plan.
+    pub error: Option<ErrorView>,
+    /// Routing options Keyway does not know (as `x-keyway-ignored`).
+    pub ignored: &'p [String],
+}
+
+#[derive(Serialize)]
+pub struct CandidateView<'p> {
+    pub position: usize,
+    pub model: &'p str,
+    pub provider: &'static str,
+    /// The stored key's id, `system`, or `request`.
+    pub credential_id: &'p str,
+    pub credential_name: Option<&'p str>,
+    /// For a system credential: its place in `[[system_credentials]]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_index: Option<usize>,
+    /// `pinned`, `prioritized`, `system` or `fallback`.
+    pub section: &'static str,
+    /// The model id sent upstream (a mapping or Azure deployment when the key has one).
+    pub endpoint_model: &'p str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'p str>,
+    /// Cooling down or unhealthy when planned: kept, but last in its section.
+    pub degraded: bool,
+    pub pricing: Option<PriceView>,
+}
+
+#[derive(Serialize)]
+pub struct PriceView {
+    pub prompt_per_mtok_micros: u64,
+    pub completion_per_mtok_micros: u64,
+    pub request_micros: u64,
+}
+
+#[derive(Serialize)]
+pub struct ExcludedView<'p> {
+    pub model: &'p str,
+    pub provider: &'static str,
+    /// `null` when the rule left out the whole provider.
+    pub credential_id: Option<&'p str>,
+    pub credential_name: Option<&'p str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_index: Option<usize>,
+    /// Stable: `disabled`, `quota_exhausted`, `not_assigned_to_key`, ... (docs/routing.md).
+    pub code: &'static str,
+    pub reason: String,
+    /// When a parked key is tried again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub code: &'static str,
+    pub status: u16,
+    pub message: String,
+}
+
+impl ErrorView {
+    fn of(model: Option<&str>, e: &RouteError) -> Self {
+        Self { model: model.map(str::to_owned), code: e.code(), status: e.http_status(), message: e.to_string() }
+    }
+}
+
+fn section(a: &Attempt<'_>) -> &'static str {
+    match a.section {
+        Section::Primary if a.pinned => "pinned",
+        Section::Primary => "prioritized",
+        Section::System => "system",
+        Section::Fallback => "fallback",
+    }
+}
+
+fn system_index(c: &CredentialSource<'_>) -> Option<usize> {
+    match c {
+        CredentialSource::System { index } => Some(*index),
+        _ => None,
+    }
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let dt: chrono::DateTime<chrono::Utc> = t.into();
+    dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The view of one planning: `model` is the body's, `plan` what the planner answered.
+pub fn view<'p>(
+    model: &'p str,
+    precedence: Precedence,
+    plan: &'p Result<RoutePlan<'p>, RouteError>,
+    excluded: &'p [Exclusion<'p>],
+    ignored: &'p [String],
+    names: &'p dyn Names,
+) -> PlanView<'p> {
+    let candidates = match plan {
+        Ok(p) => p
+            .attempts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| CandidateView {
+                position: i + 1,
+                model: a.model,
+                provider: a.provider.as_str(),
+                credential_id: a.credential.header_value(),
+                credential_name: names.name(&a.credential),
+                system_index: system_index(&a.credential),
+                section: section(a),
+                endpoint_model: a.upstream_model,
+                region: a.region,
+                degraded: a.degraded,
+                pricing: a.endpoint.map(|e| PriceView {
+                    prompt_per_mtok_micros: e.input_per_mtok_micros,
+                    completion_per_mtok_micros: e.output_per_mtok_micros,
+                    request_micros: e.per_request_micros,
+                }),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let excluded = excluded
+        .iter()
+        .map(|x| ExcludedView {
+            model: x.model,
+            provider: x.provider.as_str(),
+            credential_id: x.credential.as_ref().map(CredentialSource::header_value),
+            credential_name: x.credential.as_ref().and_then(|c| names.name(c)),
+            system_index: x.credential.as_ref().and_then(system_index),
+            code: x.reason.code(),
+            reason: x.reason.message(),
+            until: match x.reason {
+                ExclusionReason::QuotaExhausted { until } => Some(rfc3339(until)),
+                _ => None,
+            },
+        })
+        .collect();
+    let (skipped_models, error) = match plan {
+        Ok(p) => (p.skipped.iter().map(|s| ErrorView::of(Some(s.model), &s.error)).collect(), None),
+        Err(e) => (Vec::new(), Some(ErrorView::of(None, e))),
+    };
+    PlanView { model, precedence: precedence.as_str(), candidates, excluded, skipped_models, error, ignored }
+}
+
+/// The view as JSON text, for the generation row.
+pub fn to_json_text(v: &PlanView<'_>) -> Option<String> {
+    let mut out = Vec::with_capacity(256 + 320 * v.candidates.len() + 256 * v.excluded.len());
+    serde_json::to_writer(&mut out, v).ok()?;
+    String::from_utf8(out).ok()
+}
