@@ -111,7 +111,8 @@ fn reclassify(e: ProviderError, kind: &str) -> ProviderError {
         other => other.to_string(),
     };
     match kind {
-        "ThrottlingException" | "TooManyRequestsException" if !matches!(e, ProviderError::RateLimited { .. }) => {
+        // A daily-quota throttle was already told apart by its words (`quota.rs`): keep it.
+        "ThrottlingException" | "TooManyRequestsException" if !matches!(e, ProviderError::RateLimited { .. } | ProviderError::QuotaExhausted { .. }) => {
             ProviderError::RateLimited { status: 429, retry_after: None, message: message(&e), body: None }
         }
         // The account's quota for the model, not a passing throttle: park the key.
@@ -191,6 +192,10 @@ mod tests {
     fn error_type_header_reclassifies() {
         let e = ProviderError::BadRequest { status: 400, message: "slow down".into(), body: None };
         assert!(matches!(reclassify(e, "ThrottlingException"), ProviderError::RateLimited { .. }));
+        let quota = ProviderError::BadRequest { status: 400, message: "Your request exceeds the service quota for your account.".into(), body: Some(r#"{"message":"Your request exceeds the service quota for your account."}"#.into()) };
+        assert!(matches!(reclassify(quota, "ServiceQuotaExceededException"), ProviderError::QuotaExhausted { status: 400, .. }));
+        let daily = crate::quota::reclassify(ProviderError::RateLimited { status: 429, retry_after: None, message: "m".into(), body: Some(r#"{"message":"Too many tokens per day, please wait before trying again."}"#.into()) });
+        assert!(matches!(reclassify(daily, "ThrottlingException"), ProviderError::QuotaExhausted { status: 429, .. }));
         let e = ProviderError::BadRequest { status: 400, message: "m".into(), body: None };
         assert!(matches!(reclassify(e, "ValidationException"), ProviderError::BadRequest { .. }));
     }

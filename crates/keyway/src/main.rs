@@ -59,6 +59,9 @@ enum Command {
     Keys(cli::keys::KeysCommand),
     /// Show credits and spend, or one generation with its attempts.
     Usage(cli::usage::UsageArgs),
+    /// Show the route plan a request would get, and every key or provider left out and why
+    /// (calls no upstream; asks as the inference key `--key` / KEYWAY_API_KEY).
+    Route(cli::route::RouteArgs),
     /// Show the audit log: who changed what, when, from where (newest first).
     Audit(cli::audit::AuditArgs),
     /// Export BYOK credential metadata as JSON (never secrets).
@@ -214,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Byok(cmd) => cli::byok::run(&Client::new(&cli.remote)?, cmd).await?,
         Command::Keys(cmd) => cli::keys::run(&Client::new(&cli.remote)?, cmd).await?,
         Command::Usage(args) => cli::usage::run(&Client::new(&cli.remote)?, args).await?,
+        Command::Route(args) => cli::route::run(&cli.remote, args).await?,
         Command::Audit(args) => cli::audit::run(&Client::new(&cli.remote)?, args).await?,
         Command::Export(args) => cli::transfer::export(&Client::new(&cli.remote)?, args).await?,
         Command::Import(args) => cli::transfer::import(&Client::new(&cli.remote)?, args).await?,

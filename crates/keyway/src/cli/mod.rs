@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod byok;
 pub mod keys;
+pub mod route;
 pub mod transfer;
 pub mod usage;
 
@@ -59,6 +60,12 @@ impl Client {
             key,
             output: r.output,
         })
+    }
+
+    /// A client that calls as an inference key (`keyway route`) instead of the management key.
+    pub fn with_key(r: &Remote, key: String) -> anyhow::Result<Self> {
+        anyhow::ensure!(!key.is_empty(), "no inference key: set KEYWAY_API_KEY or pass --key");
+        Ok(Self { http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?, base: r.url.trim_end_matches('/').to_owned(), key, output: r.output })
     }
 
     /// Sends a request to `/api/v1{path}`; an error status becomes an error carrying the API's message.
