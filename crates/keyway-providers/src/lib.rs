@@ -18,6 +18,7 @@ pub mod error;
 pub mod gemini;
 pub mod http;
 pub mod openai_compat;
+pub mod raw;
 pub mod registry;
 pub mod sse;
 pub mod translate;

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use crate::body::RawObject;
+use crate::raw::{splice, Edit, RawObject};
+pub use crate::raw::{json_str, Span};
 
 /// The visitor methods for the JSON scalars a lenient read maps to one value (`$v`): null,
 /// booleans, numbers, strings (with `ints`); without it `u64`/`i64` are the caller's. Maps and
@@ -247,22 +248,6 @@ pub enum StreamEvent {
     Usage(Usage),
 }
 
-/// Where one top-level value sits in a chunk's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub start: usize,
-    pub end: usize,
-}
-
-impl Span {
-    /// The span of `part`, a slice borrowed from `whole`; `None` when it isn't one.
-    pub fn within(whole: &str, part: &str) -> Option<Span> {
-        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-        let end = start.checked_add(part.len())?;
-        (end <= whole.len()).then_some(Span { start, end })
-    }
-}
-
 /// An upstream OpenAI chunk's layout, read in the adapter's one scan of it: where its
 /// top-level `id`, `model` and `provider` values are (a `null` included), whether it is the
 /// usage-only chunk that ends a stream, and its first choice's finish reason. Re-parsing every
@@ -295,68 +280,6 @@ impl ChunkShape {
     }
 }
 
-/// `s` as a JSON string, quotes and escapes included.
-pub fn json_str(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_str(&mut out, s);
-    // serde_json writes valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// One top-level edit of a JSON object's text: `key` set to `value` (JSON text, written as it
-/// is), in place where its old value sits (`at`), else added at the end.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Edit<'a> {
-    pub key: &'a str,
-    pub at: Option<Span>,
-    pub value: &'a str,
-}
-
-/// Appends the object `json` to `out` with `edits` made: the present keys' values replaced where
-/// they are, the absent keys added before the closing brace in `edits`' order. `false` (and
-/// nothing written) when the spans don't fit `json`, which is then not the text they were read
-/// from. The caller sizes `out`; a handful of edits, sorted in place, no allocation.
-pub(crate) fn splice(json: &[u8], edits: &mut [Edit<'_>], out: &mut Vec<u8>) -> bool {
-    let Some(close) = json.iter().rposition(|&b| b == b'}') else { return false };
-    let Some(open) = json.iter().position(|&b| b == b'{') else { return false };
-    // The present keys first, by where they sit; the absent ones after, in their order (the
-    // sort is stable).
-    edits.sort_by_key(|e| e.at.map_or(usize::MAX, |s| s.start));
-    let present = edits.iter().take_while(|e| e.at.is_some()).count();
-    let (present, absent) = edits.split_at(present);
-    // In order, apart, and inside the object: else these spans belong to other bytes.
-    let mut at = open + 1;
-    for s in present.iter().filter_map(|e| e.at) {
-        if s.start < at || s.end < s.start || s.end > close {
-            return false;
-        }
-        at = s.end;
-    }
-    let has_members = !present.is_empty() || json.get(open + 1..close).is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
-    let mut at = 0;
-    for e in present {
-        let Some(s) = e.at else { continue };
-        out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
-        out.extend_from_slice(e.value.as_bytes());
-        at = s.end;
-    }
-    out.extend_from_slice(json.get(at..close).unwrap_or_default());
-    for (i, e) in absent.iter().enumerate() {
-        if has_members || i > 0 {
-            out.push(b',');
-        }
-        write_json_str(out, e.key);
-        out.push(b':');
-        out.extend_from_slice(e.value.as_bytes());
-    }
-    out.extend_from_slice(json.get(close..).unwrap_or_default());
-    true
-}
-
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a string into memory cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
 
