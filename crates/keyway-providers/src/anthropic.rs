@@ -6,11 +6,11 @@
 
 use crate::error::ProviderError;
 use crate::http::{self, parse_json, read_body};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::sse::SseEvent;
 use crate::translate::anthropic::{anthropic_error, anthropic_response_to_openai, anthropic_usage, openai_request_to_anthropic, AnthropicStreamToOpenAi};
 use crate::types::{AnthropicNative, Call, ChatRequest, ChatResponse, ChunkStream, RequestPreview, StreamEvent};
-use crate::Provider;
+use crate::provider::Provider;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;

@@ -3,9 +3,12 @@
 
 use crate::error::ProviderError;
 use crate::http::{self, read_body};
-use crate::registry::Timeouts;
+pub use crate::openai_shape::chunk_has_content;
+use crate::timeouts::Timeouts;
 use crate::types::{openai_usage, Call, UsageView, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestBody, RequestPreview, Span, StreamEvent};
-use crate::{Body, Provider, RawObject};
+use crate::body::Body;
+use crate::provider::Provider;
+use crate::raw::RawObject;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -391,20 +394,6 @@ fn read_shaped(bytes: &Bytes) -> Option<Result<(Body, Option<Usage>), ProviderEr
     let finish_reason = view.choices.and_then(|c| c.into_iter().next()).and_then(|c| c.finish_reason).map(|r| r.into_owned());
     let body = Body::Shaped(Box::new(crate::body::Shaped::new(bytes.clone(), at, finish_reason)));
     Some(Ok((body, usage)))
-}
-
-/// Whether a chunk carries output a client would see (and so forbids a silent retry).
-pub fn chunk_has_content(chunk: &Value) -> bool {
-    chunk.get("choices").and_then(Value::as_array).is_some_and(|choices| {
-        choices.iter().any(|c| {
-            let d = c.get("delta");
-            let text = d.and_then(|d| d.get("content")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-            let tools = d.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null());
-            let refusal = d.and_then(|d| d.get("refusal")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-            let finish = c.get("finish_reason").is_some_and(|f| !f.is_null());
-            text || tools || refusal || finish
-        })
-    })
 }
 
 /// An `{"error": {...}}` object sent inside a 200 stream.

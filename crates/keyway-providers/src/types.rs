@@ -285,7 +285,7 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderErr
 
 pub enum ChatResponse {
     /// A whole OpenAI `chat.completion` object.
-    Complete { body: crate::Body, usage: Option<Usage> },
+    Complete { body: crate::body::Body, usage: Option<Usage> },
     Stream(ChunkStream),
 }
 
@@ -303,7 +303,7 @@ impl std::fmt::Debug for ChatResponse {
 #[derive(Debug, Clone)]
 pub struct EmbeddingsResponse {
     /// An OpenAI `list` of `embedding` objects.
-    pub body: crate::Body,
+    pub body: crate::body::Body,
     pub usage: Option<Usage>,
 }
 

@@ -17,9 +17,9 @@ pub use token::{TokenCache, TokenKey};
 use crate::error::ProviderError;
 use crate::gemini::{self, encode_segment};
 use crate::http;
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::types::{AnthropicNative, Call, ChatRequest, ChatResponse, RequestPreview};
-use crate::Provider;
+use crate::provider::Provider;
 use async_trait::async_trait;
 use keyway_core::credential::VertexCredential;
 use keyway_core::{Credential, ProviderSlug};
@@ -110,7 +110,7 @@ impl Vertex {
         let native = self.native(call, req);
         let body = match (Publisher::of(call.model), native) {
             (Publisher::Anthropic, Some(n)) => claude::native_request(n),
-            (Publisher::Google, _) => gemini::convert::request(req.body.map()?)?,
+            (Publisher::Google, _) => crate::translate::gemini::request(req.body.map()?)?,
             (Publisher::Anthropic, None) => claude::request(req.body.map()?)?,
         };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;

@@ -6,6 +6,8 @@
 //! Vercel AI SDK's gateway protocol at `/v1/ai` likewise).
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod vercel;
 
 use crate::error::ProviderError;

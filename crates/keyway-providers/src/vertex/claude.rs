@@ -5,9 +5,9 @@
 //! untranslated.
 
 use crate::error::ProviderError;
-use crate::gemini::openai_shape::{translate, Translate};
+use crate::stream::{translate, Translate};
 use crate::http::{self, parse_json, read_body};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::sse::SseEvent;
 use crate::translate::anthropic::{anthropic_error, anthropic_response_to_openai, openai_request_to_anthropic, AnthropicStreamToOpenAi};
 use crate::types::{AnthropicNative, ChatResponse, StreamEvent};
