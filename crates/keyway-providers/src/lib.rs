@@ -27,6 +27,7 @@ pub mod stream;
 pub mod timeouts;
 pub mod translate;
 pub mod types;
+pub mod usage;
 pub mod vertex;
 
 pub use body::{Body, RawObject};

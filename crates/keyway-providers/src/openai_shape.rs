@@ -4,6 +4,7 @@
 
 use crate::error::ProviderError;
 use crate::types::StreamEvent;
+use crate::usage::openai_usage_json;
 use base64::Engine;
 use bytes::Bytes;
 use keyway_core::Usage;
@@ -34,7 +35,7 @@ impl ChunkMaker {
     /// The trailing usage chunk OpenAI sends with `stream_options.include_usage` (empty choices).
     pub fn usage_chunk(&self, u: &Usage) -> StreamEvent {
         let v = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                       "choices": [], "usage": usage_json(u)});
+                       "choices": [], "usage": openai_usage_json(u)});
         StreamEvent::Chunk { json: Bytes::from(v.to_string()), content: false, shape: None }
     }
 
@@ -43,21 +44,10 @@ impl ChunkMaker {
         let mut v = json!({"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
                            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}]});
         if let Some(u) = usage {
-            v["usage"] = usage_json(u);
+            v["usage"] = openai_usage_json(u);
         }
         v
     }
-}
-
-/// [`Usage`] in OpenAI's shape (cached tokens are part of `prompt_tokens`, as OpenAI counts them;
-/// cache writes appear as OpenRouter's `prompt_tokens_details.cache_write_tokens` when non-zero).
-pub fn usage_json(u: &Usage) -> Value {
-    let mut details = json!({"cached_tokens": u.cached_tokens});
-    if u.cache_write_tokens > 0 {
-        details["cache_write_tokens"] = json!(u.cache_write_tokens);
-    }
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total(),
-           "prompt_tokens_details": details})
 }
 
 /// An assistant message from collected text and tool calls (OpenAI puts `null` content beside tool calls).
