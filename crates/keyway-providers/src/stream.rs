@@ -14,6 +14,11 @@ pub trait Translate: Send + 'static {
     fn item(&mut self, item: Self::Item) -> Vec<Result<StreamEvent, ProviderError>>;
     /// Called once when the upstream ends cleanly (flush usage; complain about a truncated stream).
     fn end(&mut self) -> Vec<Result<StreamEvent, ProviderError>>;
+    /// Whether the protocol's last event has been seen (Anthropic's `message_stop`): the stream
+    /// ends there, without waiting for the upstream to close (and [`Translate::end`] is not called).
+    fn is_complete(&self) -> bool {
+        false
+    }
 }
 
 struct Run<S, T> {
@@ -43,7 +48,10 @@ where
                 return None;
             }
             match run.source.next().await {
-                Some(Ok(item)) => run.pending.extend(run.t.item(item)),
+                Some(Ok(item)) => {
+                    run.pending.extend(run.t.item(item));
+                    run.done = run.t.is_complete();
+                }
                 Some(Err(e)) => {
                     run.done = true;
                     run.pending.push_back(Err(e));

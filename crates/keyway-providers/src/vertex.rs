@@ -14,6 +14,7 @@ pub mod token;
 
 pub use token::{TokenCache, TokenKey};
 
+use crate::anthropic;
 use crate::error::ProviderError;
 use crate::gemini::{self, encode_segment};
 use crate::http;
@@ -145,11 +146,11 @@ impl Provider for Vertex {
             }
         };
         if self.native(call, req).is_some() {
-            return crate::anthropic::native_answer(resp, req.stream(), &self.timeouts).await;
+            return anthropic::answer(resp, req.stream(), anthropic::Shape::Native, &self.timeouts).await;
         }
         match Publisher::of(call.model) {
             Publisher::Google => gemini::chat_over(resp, req.stream(), call.model, &self.timeouts).await,
-            Publisher::Anthropic => claude::chat_over(resp, req.stream(), call.model, &self.timeouts).await,
+            Publisher::Anthropic => anthropic::answer(resp, req.stream(), anthropic::Shape::OpenAi, &self.timeouts).await,
         }
     }
 
