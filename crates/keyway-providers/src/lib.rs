@@ -10,6 +10,8 @@
 //! answer in Anthropic's shapes ([`Provider::native_anthropic`]).
 
 pub mod anthropic;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod azure;
 pub mod bedrock;
 pub mod body;

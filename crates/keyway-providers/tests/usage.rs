@@ -34,9 +34,9 @@ fn openai_compatible_answers_whole_raw_and_streamed() {
     assert_eq!(translate::usage_from_openai_json(&u), Some(WANT));
     let bytes = openai_answer(u.clone());
     assert_eq!(openai_compat::read_answer(&bytes).unwrap().1, Some(WANT));
-    assert_eq!(openai_compat::read_raw(&bytes).unwrap().1, Some(WANT));
     let chunk = json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [], "usage": u}).to_string();
-    for (items, _) in [openai_compat::chunk_items(chunk.clone()), openai_compat::chunk_items_by_value(chunk)] {
+    // (The slow readers agree with these on every input: the oracle properties in openai_compat.rs.)
+    for (items, _) in [openai_compat::chunk_items(chunk)] {
         let usage: Vec<Usage> = items.into_iter().filter_map(|i| match i.unwrap() {
             StreamEvent::Usage(u) => Some(u),
             StreamEvent::Chunk { .. } => None,
