@@ -296,7 +296,7 @@ impl ChoiceView<'_> {
 }
 
 /// [`chunk_items`] over a parsed `Value`: for chunks the borrowed view can't read (and the
-/// oracle it is tested against; the benchmark reaches it through [`crate::bench`]).
+/// oracle it is tested against; the benchmark reaches it through `keyway_providers::bench`, `bench` feature).
 pub(crate) fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
     let v = match serde_json::from_str::<Value>(&data) {
         Ok(v) => v,
@@ -335,7 +335,7 @@ pub fn read_answer(bytes: &Bytes) -> Result<(Body, Option<Usage>), ProviderError
 }
 
 /// The answer split at the top level: [`read_answer`]'s fallback and oracle (the benchmark
-/// reaches it through [`crate::bench`]).
+/// reaches it through `keyway_providers::bench`, `bench` feature).
 pub(crate) fn read_raw(bytes: &[u8]) -> Result<(Body, Option<Usage>), ProviderError> {
     let body = RawObject::parse(bytes).map_err(|e| ProviderError::Protocol(format!("invalid JSON from upstream: {e}")))?;
     if let Some(e) = body.get_as::<Value>("error").filter(|e| !e.is_null()) {
