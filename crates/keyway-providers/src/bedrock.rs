@@ -11,9 +11,11 @@ pub mod sign;
 
 pub use eventstream::{EventStreamDecoder, FrameError};
 
+/// The conversion lives in [`crate::translate::bedrock`]; this path stays for existing callers.
+pub use crate::translate::bedrock as convert;
+
 use crate::error::{ProviderError, TimeoutKind};
 use crate::stream::translate;
-use crate::translate::bedrock as convert;
 use crate::http::{self, parse_json, read_body};
 use crate::timeouts::Timeouts;
 use crate::types::{Call, ChatRequest, ChatResponse, RequestPreview};

@@ -4,11 +4,12 @@
 //! the key in `x-goog-api-key`: never as `?key=`, because URLs end up in logs. Embeddings go to
 //! `:embedContent` (one input) or `:batchEmbedContents` and come back as OpenAI's list.
 
+/// The conversion lives in [`crate::translate::gemini`]; this path stays for existing callers.
+pub use crate::translate::gemini as convert;
 
 use crate::error::ProviderError;
 use crate::openai_shape::bad_request;
 use crate::stream::translate;
-use crate::translate::gemini as convert;
 use crate::http::{self, parse_json, read_body};
 use crate::timeouts::Timeouts;
 use crate::types::{Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview};
