@@ -36,13 +36,15 @@ fn openai_compatible_answers_whole_raw_and_streamed() {
     assert_eq!(openai_compat::read_answer(&bytes).unwrap().1, Some(WANT));
     let chunk = json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [], "usage": u}).to_string();
     // (The slow readers agree with these on every input: the oracle properties in openai_compat.rs.)
-    for (items, _) in [openai_compat::chunk_items(chunk)] {
-        let usage: Vec<Usage> = items.into_iter().filter_map(|i| match i.unwrap() {
+    let (items, _) = openai_compat::chunk_items(chunk);
+    let usage: Vec<Usage> = items
+        .into_iter()
+        .filter_map(|i| match i.unwrap() {
             StreamEvent::Usage(u) => Some(u),
             StreamEvent::Chunk { .. } => None,
-        }).collect();
-        assert_eq!(usage, vec![WANT]);
-    }
+        })
+        .collect();
+    assert_eq!(usage, vec![WANT]);
 }
 
 #[test]
