@@ -28,7 +28,7 @@ fn openai_usage_object() -> Value {
 }
 
 #[test]
-fn openai_compatible_answers_whole_raw_and_streamed() {
+fn openai_compatible_answers_whole_and_streamed() {
     let u = openai_usage_object();
     assert_eq!(openai_usage(&u), Some(WANT));
     assert_eq!(translate::usage_from_openai_json(&u), Some(WANT));
