@@ -787,7 +787,9 @@ mod oracle {
     }
 
     /// A stream item without what only the fast reader finds (the chunk's shape).
-    fn plain(items: Vec<Result<StreamEvent, ProviderError>>) -> Vec<Result<(Bytes, bool, Option<Usage>), ProviderError>> {
+    type Plain = Result<(Bytes, bool, Option<Usage>), ProviderError>;
+
+    fn plain(items: Vec<Result<StreamEvent, ProviderError>>) -> Vec<Plain> {
         items
             .into_iter()
             .map(|i| {
