@@ -11,6 +11,7 @@
 //! by [`DeadlineBody`], which fails the read (408) once its deadline passes.
 
 use crate::config::ServerConfig;
+use crate::extract::BodyReadTimeout;
 use crate::state::SharedState;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
@@ -107,7 +108,7 @@ pub async fn serve_with_grace(
     let brief = Duration::from_secs(2).min(full.head);
     let shed_limits = Limits { head: brief, body: brief, idle: brief };
 
-    let app = crate::routes::router(state.clone());
+    let app = crate::app::router(state.clone());
     let (metrics_stop, metrics_server) = match state.config.metrics.listen {
         Some(addr) => {
             let metrics_listener = TcpListener::bind(addr).await?;
@@ -422,11 +423,6 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
-/// The request body did not arrive within `[server] body_read_timeout_ms`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyReadTimeout;
-
 /// A request body that fails with [`BodyReadTimeout`] once its deadline passes.
 struct DeadlineBody {
     inner: Incoming,
@@ -464,17 +460,6 @@ impl hyper::body::Body for DeadlineBody {
     }
 }
 
-/// Whether a body read failed on [`BodyReadTimeout`] (anywhere in its error chain).
-pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<BodyReadTimeout>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
 
 /// The answer on a connection past the cap: `/health` stays 200 (the process is alive, just
 /// full); everything else is 503 in its surface's error shape, with `Retry-After`.
