@@ -87,6 +87,33 @@ pub async fn serve(listener: TcpListener, state: SharedState, shutdown: impl Fut
     serve_with_grace(listener, state, shutdown, None).await
 }
 
+/// `/metrics` on its own address when `[metrics] listen` is set.
+struct MetricsServer(Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>);
+
+impl MetricsServer {
+    async fn start(state: &SharedState) -> std::io::Result<Self> {
+        let Some(addr) = state.config.metrics.listen else { return Ok(Self(None)) };
+        let metrics_listener = TcpListener::bind(addr).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::metrics::router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, app).with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Ok(Self(Some((tx, task))))
+    }
+
+    fn stop(self) {
+        if let Some((stop, task)) = self.0 {
+            let _ = stop.send(());
+            task.abort();
+        }
+    }
+}
+
 /// [`serve`], giving open connections at most `grace` after `shutdown` to finish.
 pub async fn serve_with_grace(
     listener: TcpListener,
@@ -109,22 +136,7 @@ pub async fn serve_with_grace(
     let shed_limits = Limits { head: brief, body: brief, idle: brief };
 
     let app = crate::app::router(state.clone());
-    let (metrics_stop, metrics_server) = match state.config.metrics.listen {
-        Some(addr) => {
-            let metrics_listener = TcpListener::bind(addr).await?;
-            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let app = crate::metrics::router(state.clone());
-            let task = tokio::spawn(async move {
-                let _ = axum::serve(metrics_listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            });
-            (Some(tx), Some(task))
-        }
-        None => (None, None),
-    };
+    let metrics_server = MetricsServer::start(&state).await?;
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(HTTP1_MAX_BUF);
     builder.http2().enable_connect_protocol();
@@ -211,12 +223,7 @@ pub async fn serve_with_grace(
         }
     }
     drop(listener);
-    if let Some(stop) = metrics_stop {
-        let _ = stop.send(());
-    }
-    if let Some(task) = metrics_server {
-        task.abort();
-    }
+    metrics_server.stop();
     match grace {
         Some(g) => {
             if tokio::time::timeout(g, graceful.shutdown()).await.is_err() {
