@@ -108,7 +108,7 @@ fn translation(c: &mut Criterion) {
         let model = body.value("model");
         let stream = body.value("stream");
         let listed = body.is_nonempty_list("messages");
-        let demand = keyway_gateway::billing::demand_of_body(body);
+        let demand = keyway_gateway::estimate::demand_of_body(body);
         black_box((model, stream, listed, demand));
     };
     for (name, client_bytes) in [("short", serde_json::to_vec(&chat_body()).unwrap()), ("20_turns", serde_json::to_vec(&long).unwrap())] {
