@@ -1,9 +1,8 @@
 //! The one rule the attempt loop follows after a failed attempt, and how a failure is reported
 //! (to the health board, and to the client once every attempt failed).
 //!
-//! The rule is the gateway's own rather than `ProviderError::is_retryable`, which also stops on
-//! `Unsupported`: an adapter that can't serve an attempt (no key for the region, a parameter it
-//! lacks) is exactly the case a fallback is for, so the loop has always moved on then.
+//! The rule itself is `ProviderError::is_retryable` (keyway-providers, table-tested there); this
+//! module is where the loop asks it, and its tests pin the loop's side of the contract.
 
 use crate::error::ApiError;
 use keyway_core::route::Outcome;
@@ -11,8 +10,10 @@ use keyway_providers::ProviderError;
 
 /// Whether the loop tries the next attempt after `e`. Only a request the upstream rejected as
 /// malformed (4xx other than 401/403/429) stops it: another key would be told the same.
+/// An adapter that can't serve an attempt (`Unsupported`: no key for the region, a parameter it
+/// lacks) moves on too: that is exactly the case a fallback is for.
 pub fn moves_on(e: &ProviderError) -> bool {
-    !matches!(e, ProviderError::BadRequest { .. })
+    e.is_retryable()
 }
 
 /// What a failure tells the health board about the credential.
