@@ -2,6 +2,9 @@
 //! OpenRouter's `/api/v1/...`), the BYOK management API, authentication, the attempt loop that
 //! walks a route plan, and usage recording. `keyway serve` is [`serve`] on [`AppState::build`].
 
+pub mod admission;
+pub mod api_schema;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -9,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod estimate;
 pub mod explain;
 pub mod extract;
 pub mod health;
@@ -16,14 +20,17 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy;
+pub mod record;
 pub mod redact;
+pub mod render;
 pub mod routing;
 pub mod routes;
 pub mod security;
 pub mod server;
+pub mod sessions;
 pub mod state;
-pub mod telemetry;
 pub mod stats;
+pub mod telemetry;
 pub mod usage;
 
 pub use config::Config;

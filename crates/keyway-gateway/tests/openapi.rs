@@ -100,7 +100,11 @@ async fn every_management_route_is_documented_and_every_documented_route_is_serv
     let missing: Vec<_> = routes.difference(&documented).collect();
     assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
     // Beyond the management router: the document itself and the public model list.
-    let extra: Vec<_> = documented.difference(&routes).filter(|(_, p)| p != "/api/v1/openapi.json" && p != "/api/v1/models").collect();
+    // And the route explanation, which answers an inference key beside the inference routes.
+    let extra: Vec<_> = documented
+        .difference(&routes)
+        .filter(|(_, p)| p != "/api/v1/openapi.json" && p != "/api/v1/models" && p != "/api/v1/route")
+        .collect();
     assert!(extra.is_empty(), "openapi.json documents routes the router lacks: {extra:?}");
     // On the live router: each documented method is routed (no key: 401, or 200 where public),
     // each undocumented one on the same path is 405, so the two can't drift apart.
@@ -271,6 +275,12 @@ async fn every_documented_success_shape_matches_its_handler() {
 
     call!("get", "/api/v1/providers", "/api/v1/providers", None, 200);
     call!("get", "/api/v1/models", "/api/v1/models?limit=3", None, 200);
+    // The route explanation answers the inference key: candidates and what was left out, and why.
+    let (s, v, _) = g
+        .req("POST", "/api/v1/route", Some(&inference), Some(json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}], "provider": {"ignore": ["azure"]}})))
+        .await;
+    conforms(&doc, "post", "/api/v1/route", s, &v, &mut seen);
+    assert!(v["data"]["excluded"].as_array().unwrap().iter().any(|x| x["code"] == "model_not_allowed"), "{v}");
 
     // Usage is written a moment after the request ends.
     let mut generation = (0, Value::Null);

@@ -7,8 +7,7 @@
 //! each renders to a stable `code` (for clients and tests) and a human `message`.
 
 use super::error::usd;
-use super::plan::{CredentialSource, RoutePlan};
-use super::RouteError;
+use super::source::CredentialSource;
 use crate::provider::ProviderSlug;
 use std::time::SystemTime;
 
@@ -122,14 +121,6 @@ pub struct Exclusion<'a> {
     pub provider: ProviderSlug,
     pub credential: Option<CredentialSource<'a>>,
     pub reason: ExclusionReason,
-}
-
-/// The planner's answer with its exclusions: the plan (or why there is none) and every
-/// credential or provider left out, in the order the planner met them.
-#[derive(Debug, Clone)]
-pub struct Explanation<'a> {
-    pub plan: Result<RoutePlan<'a>, RouteError>,
-    pub excluded: Vec<Exclusion<'a>>,
 }
 
 /// The exclusion log the planner writes to; `None` when nobody asked (the request path).

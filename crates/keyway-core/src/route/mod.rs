@@ -35,12 +35,14 @@ mod health;
 mod input;
 mod options;
 mod plan;
+mod source;
+mod price;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::RouteError;
-pub use explain::{Exclusion, ExclusionReason, Explanation};
+pub use explain::{Exclusion, ExclusionReason};
 pub use health::{
     CredentialHealth, FailureKind, HealthKey, HealthPolicy, HealthSource, HealthTable, NoHealth,
     Outcome,
@@ -50,7 +52,8 @@ pub use input::{
     StatsSource, StatsTable, SystemCredential,
 };
 pub use options::{
-    requested_parameters, requested_parameters_of, DataCollection, MaxPrice, RequestByok, RoutingOptions,
+    requested_parameters, requested_parameters_of, DataCollection, RequestByok, RoutingOptions,
     SortBy,
 };
-pub use plan::{explain, plan, Attempt, CredentialSource, RoutePlan, Section, SkippedModel};
+pub use price::MaxPrice;
+pub use plan::{explain, plan, Attempt, CredentialSource, Explanation, RoutePlan, Section, SkippedModel};

@@ -7,9 +7,10 @@
 //! With `models: [...]`, the per-model plans are concatenated.
 
 use super::error::{join_providers, RouteError};
-use super::explain::{Exclusion, ExclusionReason, Explanation, Log};
+use super::explain::{Exclusion, ExclusionReason, Log};
 use super::health::HealthKey;
-use super::input::{CredentialId, CredentialMeta, PlanInput, Precedence};
+use super::input::{CredentialMeta, PlanInput, Precedence};
+pub use super::source::CredentialSource;
 use super::options::{DataCollection, SortBy};
 use crate::catalog::Endpoint;
 use crate::credential::{BedrockCredential, BedrockScope, ModelMapping};
@@ -28,49 +29,6 @@ pub enum Section {
     System,
     /// BYOK keys marked `is_fallback`, after the system credentials.
     Fallback,
-}
-
-/// The credential an attempt uses. Indexes point into the slices of [`PlanInput`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialSource<'a> {
-    Byok { id: &'a CredentialId, index: usize },
-    RequestScoped { provider: ProviderSlug, index: usize },
-    System { index: usize },
-}
-
-impl<'a> CredentialSource<'a> {
-    /// For `x-keyway-credential`: the stored id, `request` or `system`.
-    pub fn header_value(&self) -> &'a str {
-        match self {
-            CredentialSource::Byok { id, .. } => id.as_str(),
-            CredentialSource::RequestScoped { .. } => "request",
-            CredentialSource::System { .. } => "system",
-        }
-    }
-
-    /// The caller's own key (stored or request-scoped): billed as BYOK, `x-keyway-byok: true`.
-    pub fn is_byok(&self) -> bool {
-        !matches!(self, CredentialSource::System { .. })
-    }
-
-    /// Where to record the attempt's outcome; request-scoped keys have no lasting health.
-    pub fn health_key(&self) -> Option<HealthKey<'a>> {
-        match self {
-            CredentialSource::Byok { id, .. } => Some(HealthKey::Byok(id.as_str())),
-            CredentialSource::RequestScoped { .. } => None,
-            CredentialSource::System { index } => Some(HealthKey::System(*index)),
-        }
-    }
-}
-
-impl fmt::Display for CredentialSource<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CredentialSource::Byok { id, .. } => write!(f, "byok:{id}"),
-            CredentialSource::RequestScoped { provider, index } => write!(f, "request:{provider}#{index}"),
-            CredentialSource::System { index } => write!(f, "system#{index}"),
-        }
-    }
 }
 
 /// One try: this model on this provider with this credential.
@@ -157,6 +115,14 @@ impl RoutePlan<'_> {
 /// the error is the first model's.
 pub fn plan<'a>(input: &PlanInput<'a, '_>) -> Result<RoutePlan<'a>, RouteError> {
     plan_logged(input, &mut Log(None))
+}
+
+/// The planner's answer with its exclusions: the plan (or why there is none) and every
+/// credential or provider left out, in the order the planner met them.
+#[derive(Debug, Clone)]
+pub struct Explanation<'a> {
+    pub plan: Result<RoutePlan<'a>, RouteError>,
+    pub excluded: Vec<Exclusion<'a>>,
 }
 
 /// The same plan, with every credential and provider it left out and why (`POST /api/v1/route`,

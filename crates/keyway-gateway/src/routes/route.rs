@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 #[utoipa::path(post, operation_id = "route_explain", path = "/api/v1/route", tag = "routing",
     request_body(content = Object, description = "A chat completion request body (the same as POST /v1/chat/completions); nothing is sent upstream"),
-    responses((status = 200, description = "The route plan: candidates in order, and what was left out and why", body = crate::openapi::RouteExplain), crate::openapi::Errors))]
+    responses((status = 200, description = "The route plan: candidates in order, and what was left out and why", body = crate::api_schema::RouteExplain), crate::api_schema::Errors))]
 pub async fn explain_route(
     State(state): State<SharedState>,
     Caller(caller): Caller,
