@@ -212,22 +212,14 @@ pub struct RoutingConfig {
     pub precedence: PrecedenceConfig,
     /// A key whose account answered "out of quota or credit" is left out of every plan for this many seconds, then one request tries it again (an owner re-enabling the key clears it at once).
     pub quota_recheck_secs: u64,
-    /// Per workspace, by id or slug (`[routing.workspaces.team-a] precedence = "provider_order"`); replaces `precedence` for it.
-    pub workspaces: BTreeMap<String, WorkspaceRouting>,
+    /// Per workspace, by id or slug (`[routing.workspaces]` then `team-a = "provider_order"`); replaces `precedence` for it.
+    pub workspaces: BTreeMap<String, PrecedenceConfig>,
 }
 
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self { precedence: PrecedenceConfig::ByokFirst, quota_recheck_secs: 3600, workspaces: BTreeMap::new() }
     }
-}
-
-/// `[routing.workspaces.NAME]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkspaceRouting {
-    /// `byok_first` or `provider_order`.
-    pub precedence: PrecedenceConfig,
 }
 
 /// `routing.precedence` as written in config.

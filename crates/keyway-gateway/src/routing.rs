@@ -17,7 +17,7 @@ impl RoutingPolicy {
         let mut by_workspace = HashMap::new();
         if !cfg.workspaces.is_empty() {
             let all = store.list_workspaces().await?;
-            for (name, w) in &cfg.workspaces {
+            for (name, precedence) in &cfg.workspaces {
                 let id = match all.iter().find(|x| x.id == *name || x.slug == *name) {
                     Some(x) => x.id.clone(),
                     None => {
@@ -25,7 +25,7 @@ impl RoutingPolicy {
                         name.clone()
                     }
                 };
-                by_workspace.insert(id, w.precedence.into());
+                by_workspace.insert(id, (*precedence).into());
             }
         }
         Ok(Self { default: cfg.precedence.into(), by_workspace })

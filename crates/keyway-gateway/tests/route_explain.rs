@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use keyway_fakes::server::FakeOptions;
 use keyway_fakes::Fault;
-use keyway_gateway::config::{PrecedenceConfig, ProviderSettings, WorkspaceRouting};
+use keyway_gateway::config::{PrecedenceConfig, ProviderSettings};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -115,7 +115,7 @@ async fn precedence_provider_order_per_workspace_and_byok_first_false_per_reques
                 c.system_credentials.push(system_key("groq", "gsk-system-groq-0001"));
                 c.system_credentials.push(system_key("together", "tg-system-together-01"));
                 if let Some(p) = precedence {
-                    c.routing.workspaces.insert("default".into(), WorkspaceRouting { precedence: p });
+                    c.routing.workspaces.insert("default".into(), p);
                 }
             })
             .await

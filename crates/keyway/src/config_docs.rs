@@ -96,6 +96,7 @@ fn type_name(ty: &str) -> String {
         "f64" => "number".into(),
         "SocketAddr" => "address (`host:port`)".into(),
         "PathBuf" => "path".into(),
+        "PrecedenceConfig" => "`\"byok_first\"` or `\"provider_order\"`".into(),
         other => format!("`{other}`"),
     }
 }
