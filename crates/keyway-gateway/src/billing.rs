@@ -76,6 +76,14 @@ impl Spend {
     }
 }
 
+/// See [`Ledger::seeds`]: (today, this month) for the key and for the workspace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seeds {
+    pub balance: i64,
+    pub key: (u64, u64),
+    pub workspace: (u64, u64),
+}
+
 /// What `GET /api/v1/credits` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Balance {
@@ -95,6 +103,8 @@ pub struct Ledger {
     ws_spend: RwLock<HashMap<String, Arc<Mutex<Spend>>>>,
     /// Odd while the usage writer is committing a batch (see the module doc).
     seq: AtomicU64,
+    /// Set when nodes share counters: charges and top-ups are applied there too (`cluster.rs`).
+    shared: std::sync::OnceLock<keyway_store::shared::Shared>,
 }
 
 impl Ledger {
@@ -106,7 +116,25 @@ impl Ledger {
             spend: RwLock::new(HashMap::new()),
             ws_spend: RwLock::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Applies charges and top-ups to the shared balances and budgets too.
+    pub fn share(&self, shared: keyway_store::shared::Shared) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// This node's view of what the shared counters start from when Redis has none: the
+    /// workspace's balance, and the key's and workspace's spend today and this month.
+    pub fn seeds(&self, key_hash: &str, ws: &str, now_ms: i64) -> Seeds {
+        let balance = self.balance(ws, now_ms).balance_micros;
+        let spent = |s: Arc<Mutex<Spend>>| {
+            let mut s = lock(&s);
+            s.roll(now_ms);
+            (s.day_micros, s.month_micros)
+        };
+        Seeds { balance, key: spent(self.spend_of(key_hash)), workspace: spent(self.ws_spend_of(ws)) }
     }
 
     pub fn credits_enabled(&self) -> bool {
@@ -214,6 +242,18 @@ impl Ledger {
         }
         rec.cost_micros = charge.cost_micros;
         rec.fee_micros = charge.fee_micros;
+        if let (Some(shared), true) = (self.shared.get(), total > 0) {
+            // Off the request path: the shared balance and budgets learn the real charge.
+            use keyway_store::shared::keys;
+            let (day, month) = (pricing::day_of(now_ms), Month::of(now_ms).start_ms());
+            let (c, t) = (i64::try_from(charge.charged_micros).unwrap_or(i64::MAX), i64::try_from(total).unwrap_or(i64::MAX));
+            let (k, ws) = (rec.api_key_hash.as_str(), rec.workspace_id.as_str());
+            let mut deltas = vec![(keys::spend('k', k, 'd', day), t), (keys::spend('k', k, 'm', month), t), (keys::spend('w', ws, 'd', day), t), (keys::spend('w', ws, 'm', month), t)];
+            if self.credits_enabled && c > 0 {
+                deltas.push((keys::balance(ws), -c));
+            }
+            shared.add(deltas);
+        }
         charge
     }
 
@@ -222,6 +262,9 @@ impl Ledger {
         let account = self.account(ws);
         let mut a = lock(&account);
         a.credits = a.credits.saturating_add(amount_micros);
+        if let Some(shared) = self.shared.get() {
+            shared.add(vec![(keyway_store::shared::keys::balance(ws), amount_micros)]);
+        }
     }
 
     pub fn balance(&self, ws: &str, now_ms: i64) -> Balance {

@@ -13,7 +13,8 @@
 //! Tokens: a request reserves its estimate (prompt characters / 4 plus `max_tokens`); when it
 //! ends, the difference to the upstream's reported usage is added or given back.
 //!
-//! Everything here is per node; the scale-out issue moves the counters to Redis.
+//! Everything here is per node; with `redis_url`, `cluster.rs` checks the same limits on counters
+//! every node shares, after these pass (and these alone hold while Redis is unreachable).
 
 use crate::error::ApiError;
 use crate::state::SharedState;
@@ -219,6 +220,8 @@ pub enum Refusal {
     Limited { message: String, retry_after: Duration, headers: Box<HeaderMap> },
     /// 402: the workspace's credits can't cover the request.
     Payment(String),
+    /// 503: the shared counters are unreachable and `[cluster] fail_closed` is set.
+    Unavailable(String),
 }
 
 impl Refusal {
@@ -226,6 +229,7 @@ impl Refusal {
         match self {
             Refusal::Limited { .. } => 429,
             Refusal::Payment(_) => 402,
+            Refusal::Unavailable(_) => 503,
         }
     }
 }
@@ -234,6 +238,7 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
             Refusal::Payment(m) => ApiError::PaymentRequired(m).into_response(),
+            Refusal::Unavailable(m) => ApiError::Unavailable(m).into_response(),
             Refusal::Limited { message, retry_after, headers } => {
                 let mut resp = ApiError::RateLimited { message, retry_after: Some(retry_after) }.into_response();
                 resp.headers_mut().extend(*headers);
@@ -293,6 +298,10 @@ pub struct Admission {
     money: Option<crate::billing::Reservation>,
     /// `x-ratelimit-*` headers for the response.
     pub rates: RateHeaders,
+    /// What the request asked for (the shared counters take the same, `cluster.rs`).
+    pub demand: Demand,
+    /// Its share of the counters nodes share in Redis, when they do.
+    pub shared: Option<keyway_store::shared::Hold>,
 }
 
 impl Admission {
@@ -300,6 +309,17 @@ impl Admission {
     pub fn settle_tokens(&mut self, actual: u64) {
         for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
             h.settle_tokens(actual);
+        }
+        if let Some(s) = self.shared.as_mut() {
+            s.settle_tokens(actual);
+        }
+    }
+
+    /// Gives back the rate cells taken on this node, for a request refused after all (by the
+    /// shared counters): the node's own counters then track what was admitted.
+    pub fn give_back(&mut self) {
+        for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
+            h.give_back();
         }
     }
 }
@@ -466,7 +486,7 @@ pub struct Demand {
 pub fn admit(state: &SharedState, key: &ApiKeyRecord, demand: &Demand) -> Result<Admission, Refusal> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let ws_limits = state.limiter.workspace_limits(&key.workspace_id);
-    let mut adm = Admission::default();
+    let mut adm = Admission { demand: *demand, ..Admission::default() };
     // Money first: a 402 is the more useful answer when both apply.
     if state.billing.credits_enabled() || has_budget(&key.limits) || ws_limits.is_some_and(has_budget) {
         adm.money = Some(state.billing.reserve(key, ws_limits, demand.money, now_ms)?);

@@ -121,7 +121,9 @@ impl Store {
                     .connect(&url)
                     .await?
             }
-            Engine::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+            // A short acquire timeout: with the database out of reach, a management call answers
+            // 503 in seconds instead of hanging for sqlx's default 30.
+            Engine::Postgres => AnyPoolOptions::new().max_connections(16).acquire_timeout(std::time::Duration::from_secs(3)).connect(url).await?,
         };
         refuse_newer_schema(&pool).await?;
         // On PostgreSQL sqlx holds an advisory lock while migrating: nodes starting at once

@@ -271,7 +271,7 @@ async fn proxy_in_span(
     };
     // Limits and credits, from memory; a refused request never reaches an upstream, but it is
     // recorded (no attempt, no cost) like every other request.
-    let mut admission = match crate::limits::admit_request(&state, &caller, &body, &route) {
+    let mut admission = match crate::cluster::admit_request(&state, &caller, &body, &route).await {
         Ok(a) => a,
         Err(refusal) => {
             record.status = refusal.status();

@@ -5,7 +5,7 @@
 --   r (GCRA rate):   a = µs per cell, b = burst (cells), c = cells wanted
 --   s (slot):        a = max concurrent
 --   b (balance):     a = amount wanted, b = seed (the balance, when the counter is absent)
---   c (capped sum):  a = amount wanted, b = cap, c = seed (the sum so far, when absent), d = ttl ms
+--   c (capped sum):  a = amount wanted, b = cap (refused once reached), c = seed (the sum so far, when absent), d = ttl ms
 -- Returns {0, remaining_1, reset_us_1, ...} when all pass, or {1, i, wait_us, value} for the
 -- first check that refuses (nothing written then but the slot sets' expired members).
 -- Integers as digits: a Lua number passed as is may be written in exponent form.
@@ -58,7 +58,8 @@ for i = 1, #KEYS do
     out[#out + 1] = 0
   elseif kind == 'c' then
     local v = tonumber(redis.call('GET', k)) or c
-    if v + a > b then
+    -- As the per-node budget does: refused once spent (with what is held) reaches the cap.
+    if v >= b then
       return {1, i, 0, v}
     end
     writes[#writes + 1] = {'c', k, v + a, d}

@@ -208,7 +208,7 @@ impl Shared {
                 if !slots.is_empty() {
                     lock(&self.inner.held).insert(member.clone(), slots);
                 }
-                Ok(Verdict::Admitted(Hold { shared: self.clone(), member, checks, settled_tokens: None }, states))
+                Ok(Verdict::Admitted(Hold { shared: Arc::downgrade(&self.inner), member, checks, settled_tokens: None }, states))
             }
             Some(1) => {
                 let index = reply.get(1).map_or(0, |i| usize::try_from(*i).unwrap_or(1).saturating_sub(1));
@@ -267,12 +267,18 @@ struct Op {
 
 /// What one admitted request took from the shared counters. Dropping it frees its slots and
 /// gives back its balance and budget reservations (the real charge is added on its own).
-#[derive(Debug)]
 pub struct Hold {
-    shared: Shared,
+    /// Weak: a node that is gone frees nothing (its slots expire with their lease).
+    shared: std::sync::Weak<Inner>,
     member: String,
     checks: Vec<Check>,
     settled_tokens: Option<u64>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("member", &self.member).field("checks", &self.checks).finish_non_exhaustive()
+    }
 }
 
 impl Hold {
@@ -281,10 +287,10 @@ impl Hold {
         self.settled_tokens = Some(actual);
     }
 
-    fn ops(&self) -> Vec<Op> {
+    fn ops(&self, shared: &Shared) -> Vec<Op> {
         let mut ops = Vec::with_capacity(self.checks.len());
         for c in &self.checks {
-            let key = self.shared.key(c.key());
+            let key = shared.key(c.key());
             match c {
                 Check::Rate { per_minute, cells, tokens: true, .. } => {
                     let Some(actual) = self.settled_tokens else { continue };
@@ -306,9 +312,11 @@ impl Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        lock(&self.shared.inner.held).remove(&self.member);
-        let ops = self.ops();
-        self.shared.apply_later(std::mem::take(&mut self.member), ops);
+        let Some(inner) = self.shared.upgrade() else { return };
+        let shared = Shared { inner };
+        lock(&shared.inner.held).remove(&self.member);
+        let ops = self.ops(&shared);
+        shared.apply_later(std::mem::take(&mut self.member), ops);
     }
 }
 
@@ -375,4 +383,27 @@ async fn renew(shared: &Shared) {
         }
     }
     let _: Result<(), _> = shared.run(pipe.query_async(&mut conn)).await;
+}
+
+/// The names of the shared counters, in one place: the admission that takes from them and the
+/// ledger that charges them must agree.
+pub mod keys {
+    /// `k` (an API key, by hash) or `w` (a workspace).
+    pub fn rate(scope: char, id: &str, what: &str) -> String {
+        format!("rl:{scope}:{id}:{what}")
+    }
+
+    pub fn slots(scope: char, id: &str) -> String {
+        format!("sl:{scope}:{id}")
+    }
+
+    /// A workspace's credit balance.
+    pub fn balance(workspace_id: &str) -> String {
+        format!("cr:{workspace_id}")
+    }
+
+    /// Spend in one period: `d` and the day number, or `m` and the month's first millisecond.
+    pub fn spend(scope: char, id: &str, period: char, n: i64) -> String {
+        format!("sp:{scope}:{id}:{period}{n}")
+    }
 }
