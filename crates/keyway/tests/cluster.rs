@@ -65,7 +65,7 @@ impl Cluster {
             database_url: fresh_database().await,
             redis_url,
             prefix: format!("kwtest-{}", uuid::Uuid::new_v4().simple()),
-            master_key: keyway_crypto::MasterKey::generate().to_base64(),
+            master_key: keyway_crypto::MasterKey::generate().to_base64().to_string(),
             fake: fake.to_owned(),
         }
     }
