@@ -262,9 +262,6 @@ impl Ledger {
         let account = self.account(ws);
         let mut a = lock(&account);
         a.credits = a.credits.saturating_add(amount_micros);
-        if let Some(shared) = self.shared.get() {
-            shared.add(vec![(keyway_store::shared::keys::balance(ws), amount_micros)]);
-        }
     }
 
     pub fn balance(&self, ws: &str, now_ms: i64) -> Balance {

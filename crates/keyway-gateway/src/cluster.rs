@@ -33,11 +33,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the Redis connection (in the background: a node starts while Redis is down).
-    pub fn new(config: &crate::config::Config) -> Result<Self, SharedError> {
+    /// Connects to Redis (one attempt; a node starts while Redis is down and joins it later).
+    pub async fn new(config: &crate::config::Config) -> Result<Self, SharedError> {
         let c = &config.cluster;
         let shared = match &config.redis_url {
-            Some(url) => Some(Shared::start(url, &c.key_prefix, Duration::from_secs(c.slot_lease_secs))?),
+            Some(url) => Some(Shared::start(url, &c.key_prefix, Duration::from_secs(c.slot_lease_secs)).await?),
             None => None,
         };
         Ok(Self { shared, fail_closed: c.fail_closed, unavailable: AtomicU64::new(0), node: uuid::Uuid::new_v4().simple().to_string() })
@@ -215,13 +215,13 @@ pub fn start(state: &SharedState) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         state.keys.share(tx.clone());
         state.credentials.share(tx);
-        let store = state.store.clone().with_separate_count();
+        let (store, node) = (state.store.clone().with_separate_count(), state.cluster.node.clone());
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {
-                store.notify(&c).await;
+                store.notify(&node, &c).await;
             }
         });
-        let mut changes = signal::listen(state.config.database_url());
+        let mut changes = signal::listen(state.config.database_url(), state.cluster.node.clone());
         let weak = Arc::downgrade(state);
         tokio::spawn(async move {
             while let Some(c) = changes.recv().await {
@@ -255,19 +255,22 @@ pub fn start(state: &SharedState) {
     });
 }
 
+/// A top-up this node accepted (and the store committed): the shared balance grows by it, and
+/// the other nodes' ledgers learn it at once rather than at their next reconciliation.
+pub async fn credited(state: &SharedState, ws: &str, amount: i64) {
+    if let Some(shared) = &state.cluster.shared {
+        shared.add(vec![(keys::balance(ws), amount)]);
+    }
+    state.store.notify(&state.cluster.node, &Change::Credits(ws.to_owned(), amount)).await;
+}
+
 fn apply(state: &SharedState, change: Change) {
     match change {
         Change::Key(hash) => state.keys.forget(&hash),
         Change::Credentials(Some(ws)) => state.credentials.forget(&ws),
         Change::Credentials(None) => state.credentials.forget_all(),
-        Change::Credits(_) => {
-            let (billing, store) = (state.billing.clone(), state.store.clone().with_separate_count());
-            tokio::spawn(async move {
-                if let Err(e) = billing.reconcile(&store).await {
-                    tracing::warn!(error = %e, "could not re-read balances after another node's top-up");
-                }
-            });
-        }
+        // The next reconciliation sets the absolute figure from the store; until then, the delta.
+        Change::Credits(ws, amount) => state.billing.credit(&ws, amount),
         Change::Resync => {
             state.keys.forget_all();
             state.credentials.forget_all();

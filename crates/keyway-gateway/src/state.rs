@@ -173,7 +173,7 @@ impl AppState {
         let catalog = keyway_core::pricing::apply_overrides(&load_catalog(&config)?, &config.pricing)?;
         metrics.known_models.add(catalog.models().iter().map(|m| m.id.as_str()).chain(config.pricing.iter().map(|p| p.model.as_str())));
         let credentials = CredentialCache::new(Duration::from_secs(30)).with_known_models(metrics.known_models.clone());
-        let cluster = crate::cluster::Cluster::new(&config)?;
+        let cluster = crate::cluster::Cluster::new(&config).await?;
         let state = AppState {
             cluster,
             system_metas,

@@ -18,8 +18,8 @@ pub enum Change {
     Key(String),
     /// The credentials of a workspace; `None`: a global credential, so every workspace.
     Credentials(Option<String>),
-    /// A workspace's credits (a top-up).
-    Credits(String),
+    /// A top-up of a workspace's credits: (workspace, micro-units added).
+    Credits(String, i64),
     /// The listener (re)connected: anything may have changed while it was away.
     Resync,
 }
@@ -30,7 +30,7 @@ impl Change {
             Change::Key(h) => format!("k:{h}"),
             Change::Credentials(Some(ws)) => format!("c:{ws}"),
             Change::Credentials(None) => "c*".to_owned(),
-            Change::Credits(ws) => format!("b:{ws}"),
+            Change::Credits(ws, amount) => format!("b:{ws}:{amount}"),
             Change::Resync => return None,
         })
     }
@@ -43,7 +43,10 @@ impl Change {
         match tag {
             "k" => Some(Change::Key(id.to_owned())),
             "c" => Some(Change::Credentials(Some(id.to_owned()))),
-            "b" => Some(Change::Credits(id.to_owned())),
+            "b" => {
+                let (ws, amount) = id.rsplit_once(':')?;
+                Some(Change::Credits(ws.to_owned(), amount.parse().ok()?))
+            }
             _ => None,
         }
     }
@@ -51,18 +54,20 @@ impl Change {
 
 impl Store {
     /// Tells the other nodes on this PostgreSQL database that `change` happened (after it
-    /// committed). Best effort: a lost signal is caught by the caches' TTL.
-    pub async fn notify(&self, change: &Change) {
+    /// committed); `origin` names this node, whose own listener skips it. Best effort: a lost
+    /// signal is caught by the caches' TTL.
+    pub async fn notify(&self, origin: &str, change: &Change) {
         let (Engine::Postgres, Some(payload)) = (self.engine, change.encode()) else { return };
+        let payload = format!("{origin}|{payload}");
         if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await {
             tracing::warn!(error = %e, "could not signal a change to the other nodes; they see it when their caches expire");
         }
     }
 }
 
-/// Listens for changes on the PostgreSQL database at `url`, reconnecting by itself; each
-/// (re)connection is announced as [`Change::Resync`].
-pub fn listen(url: String) -> mpsc::Receiver<Change> {
+/// Listens for other nodes' changes (not `origin`'s) on the PostgreSQL database at `url`,
+/// reconnecting by itself; each (re)connection is announced as [`Change::Resync`].
+pub fn listen(url: String, origin: String) -> mpsc::Receiver<Change> {
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(async move {
         let mut was_connected = true;
@@ -90,7 +95,11 @@ pub fn listen(url: String) -> mpsc::Receiver<Change> {
             }
             // `try_recv` says when the connection dropped (`None`): start over and resync.
             while let Ok(Some(n)) = listener.try_recv().await {
-                if let Some(c) = Change::decode(n.payload()) {
+                let Some((from, payload)) = n.payload().split_once('|') else { continue };
+                if from == origin {
+                    continue;
+                }
+                if let Some(c) = Change::decode(payload) {
                     if tx.send(c).await.is_err() {
                         return;
                     }
@@ -108,7 +117,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for c in [Change::Key("abc".into()), Change::Credentials(Some("ws".into())), Change::Credentials(None), Change::Credits("w".into())] {
+        for c in [Change::Key("abc".into()), Change::Credentials(Some("ws".into())), Change::Credentials(None), Change::Credits("w".into(), -5)] {
             assert_eq!(Change::decode(&c.encode().unwrap()), Some(c));
         }
         assert_eq!(Change::decode("x:y"), None);

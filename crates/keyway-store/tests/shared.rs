@@ -11,8 +11,8 @@ fn redis_url() -> String {
 
 async fn nodes(lease: Duration) -> (Shared, Shared) {
     let prefix = format!("kwtest-{}", uuid::Uuid::new_v4().simple());
-    let a = Shared::start(&redis_url(), &prefix, lease).unwrap();
-    let b = Shared::start(&redis_url(), &prefix, lease).unwrap();
+    let a = Shared::start(&redis_url(), &prefix, lease).await.unwrap();
+    let b = Shared::start(&redis_url(), &prefix, lease).await.unwrap();
     let t0 = Instant::now();
     while !(a.is_up() && b.is_up()) {
         assert!(t0.elapsed() < Duration::from_secs(5), "Redis at KEYWAY_TEST_REDIS_URL never answered");
@@ -113,11 +113,10 @@ async fn a_dead_nodes_slots_come_back_after_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_redis_answers_at_once() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let s = Shared::start(&format!("redis://127.0.0.1:{port}"), "kwtest-down", Duration::from_secs(30)).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = Shared::start(&format!("redis://127.0.0.1:{port}"), "kwtest-down", Duration::from_secs(30)).await.unwrap();
     let t0 = Instant::now();
     let r = s.admit(vec![Check::Slot { key: "sl:x".into(), max: 1 }]).await;
     assert!(matches!(r, Err(SharedError::Unavailable)), "{r:?}");
     assert!(t0.elapsed() < Duration::from_millis(20), "{:?}", t0.elapsed());
-    assert!(Shared::start("not a url", "p", Duration::from_secs(1)).is_err());
+    assert!(Shared::start("not a url", "p", Duration::from_secs(1)).await.is_err());
 }

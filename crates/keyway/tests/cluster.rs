@@ -157,13 +157,13 @@ async fn chat(http: &reqwest::Client, node: &str, key: &str) -> reqwest::Respons
 
 /// Sends `per_node` requests to each node at once; returns the statuses and the generation ids
 /// of the answered ones with the node that answered.
-async fn burst(http: &reqwest::Client, nodes: &[&str], key: &str, per_node: usize, max_tokens: u64) -> (Vec<u16>, Vec<(String, String)>) {
+async fn burst(http: &reqwest::Client, nodes: &[&str], key: &str, per_node: usize, body: Value) -> (Vec<u16>, Vec<(String, String)>) {
     let mut tasks = Vec::new();
     for node in nodes {
         for _ in 0..per_node {
-            let (http, node, key) = (http.clone(), node.to_string(), key.to_owned());
+            let (http, node, key, body) = (http.clone(), node.to_string(), key.to_owned(), body.clone());
             tasks.push(tokio::spawn(async move {
-                let r = http.post(format!("{node}/v1/chat/completions")).bearer_auth(&key).json(&chat_body(max_tokens)).send().await.unwrap();
+                let r = http.post(format!("{node}/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
                 let id = r.headers().get("x-keyway-generation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let status = r.status().as_u16();
                 (status, id.filter(|_| status == 200).map(|id| (node, id)))
@@ -201,7 +201,8 @@ async fn three_nodes_act_as_one_gateway() {
     let fake = keyway_fakes::openai::start(Default::default()).await.unwrap();
     let c = Cluster::new(&fake.url(), None).await;
     let extra = [
-        ("KEYWAY_LIMITS__WORKSPACE_DEFAULT__REQUESTS_PER_MINUTE", "20".to_owned()),
+        // The default workspace (slug `default`): 20 a minute for all its keys; others unlimited.
+        ("KEYWAY_LIMITS__WORKSPACES__DEFAULT__REQUESTS_PER_MINUTE", "20".to_owned()),
         ("KEYWAY_BILLING__CREDITS_ENABLED", "true".to_owned()),
         ("KEYWAY_BILLING__BYOK_FEE_PERCENT", "100".to_owned()),
         ("KEYWAY_BILLING__BYOK_FREE_REQUESTS_PER_MONTH", "0".to_owned()),
@@ -216,7 +217,7 @@ async fn three_nodes_act_as_one_gateway() {
 
     // Per key: 10 a minute, 30 sent across three nodes at once.
     let (key, _) = create_key(&http, &nodes[1], json!({"name": "rpm10", "limits": {"requests_per_minute": 10}})).await;
-    let (statuses, mut generations) = burst(&http, &urls, &key, 10, 16).await;
+    let (statuses, mut generations) = burst(&http, &urls, &key, 10, chat_body(16)).await;
     let key_admitted = count(&statuses, 200);
     eprintln!("per key: limit 10 (burst 10), 30 sent over 3 nodes, admitted {key_admitted}, refused {}", count(&statuses, 429));
     assert!((10..=11).contains(&key_admitted), "{statuses:?}");
@@ -225,8 +226,8 @@ async fn three_nodes_act_as_one_gateway() {
     // Per workspace: 20 a minute for all its keys; the first key took 10 of them.
     let (k2, _) = create_key(&http, &nodes[2], json!({"name": "free-a"})).await;
     let (k3, _) = create_key(&http, &nodes[0], json!({"name": "free-b"})).await;
-    let (s2, g2) = burst(&http, &urls, &k2, 10, 16).await;
-    let (s3, g3) = burst(&http, &urls, &k3, 10, 16).await;
+    let (s2, g2) = burst(&http, &urls, &k2, 10, chat_body(16)).await;
+    let (s3, g3) = burst(&http, &urls, &k3, 10, chat_body(16)).await;
     let ws_admitted = key_admitted + count(&s2, 200) + count(&s3, 200);
     eprintln!("per workspace: limit 20 (burst 20), 70 sent over 3 nodes, admitted {ws_admitted}");
     assert!((20..=21).contains(&ws_admitted), "{s2:?} {s3:?}");
@@ -256,9 +257,18 @@ async fn three_nodes_act_as_one_gateway() {
 async fn changes_reach_every_node_within_a_second(http: &reqwest::Client, nodes: &[Node]) {
     let (a, b) = (&nodes[0].url, &nodes[1].url);
     let mut worst = Duration::ZERO;
+    // Its own workspace: the default one's rate limit is spent by now.
+    let ws = {
+        let (s, v) = mgmt(http, reqwest::Method::POST, format!("{a}/api/v1/workspaces"), Some(json!({"name": "invalidation"}))).await;
+        assert_eq!(s, 201, "{v}");
+        v["data"]["id"].as_str().unwrap().to_owned()
+    };
+    let (s, _) = mgmt(http, reqwest::Method::POST, format!("{a}/api/v1/credits"), Some(json!({"amount_micros": 1_000_000_000, "workspace_id": ws}))).await;
+    assert_eq!(s, 201);
+    let cred = create_byok(http, &nodes[0], json!({"provider": "openai", "key": "sk-cluster-ws-0000AbCd", "workspace_id": ws})).await;
     for round in 0..5 {
         // A key, cached on B, disabled through A; then deleted.
-        let (key, hash) = create_key(http, &nodes[round % 3], json!({"name": format!("inv-{round}")})).await;
+        let (key, hash) = create_key(http, &nodes[round % 3], json!({"name": format!("inv-{round}"), "workspace_id": ws})).await;
         assert_eq!(chat(http, b, &key).await.status(), 200);
         let (s, _) = mgmt(http, reqwest::Method::PATCH, format!("{a}/api/v1/keys/{hash}"), Some(json!({"disabled": true}))).await;
         assert_eq!(s, 200);
@@ -271,21 +281,11 @@ async fn changes_reach_every_node_within_a_second(http: &reqwest::Client, nodes:
         worst = worst.max(time_until(http, b, &key, |s| s == 401).await);
     }
     // A credential, cached on B, disabled through A: B stops using it.
-    let (key, _) = create_key(http, &nodes[0], json!({"name": "inv-cred"})).await;
-    let ws = {
-        let (s, v) = mgmt(http, reqwest::Method::POST, format!("{a}/api/v1/workspaces"), Some(json!({"name": "invalidation"}))).await;
-        assert_eq!(s, 201, "{v}");
-        v["data"]["id"].as_str().unwrap().to_owned()
-    };
     let (wkey, _) = create_key(http, &nodes[0], json!({"name": "inv-ws", "workspace_id": ws})).await;
-    let (s, _) = mgmt(http, reqwest::Method::POST, format!("{a}/api/v1/credits"), Some(json!({"amount_micros": 1_000_000_000, "workspace_id": ws}))).await;
-    assert_eq!(s, 201);
-    let cred = create_byok(http, &nodes[0], json!({"provider": "openai", "key": "sk-cluster-ws-0000AbCd", "workspace_id": ws})).await;
-    worst = worst.max(time_until(http, b, &wkey, |s| s == 200).await);
+    assert_eq!(chat(http, b, &wkey).await.status(), 200);
     let (s, _) = mgmt(http, reqwest::Method::PATCH, format!("{a}/api/v1/byok/{cred}"), Some(json!({"disabled": true}))).await;
     assert_eq!(s, 200);
     worst = worst.max(time_until(http, b, &wkey, |s| s != 200).await);
-    drop(key);
     eprintln!("invalidation across nodes: worst {worst:?} over 16 changes");
     assert!(worst < Duration::from_secs(1), "{worst:?}");
 }
@@ -325,13 +325,23 @@ async fn credits_are_never_overspent(http: &reqwest::Client, nodes: &[Node]) {
     let (s, v) = mgmt(http, reqwest::Method::POST, format!("{a}/api/v1/workspaces"), Some(json!({"name": "credits"}))).await;
     assert_eq!(s, 201, "{v}");
     let ws = v["data"]["id"].as_str().unwrap().to_owned();
-    let credits: i64 = 300;
+    let credits: i64 = 3000;
     let (s, _) = mgmt(http, reqwest::Method::POST, format!("{a}/api/v1/credits"), Some(json!({"amount_micros": credits, "workspace_id": ws}))).await;
     assert_eq!(s, 201);
     create_byok(http, &nodes[1], json!({"provider": "openai", "key": "sk-cluster-credits-0000AbCd", "workspace_id": ws})).await;
     let (key, _) = create_key(http, &nodes[2], json!({"name": "credits", "workspace_id": ws})).await;
     let urls: Vec<&str> = nodes.iter().map(|n| n.url.as_str()).collect();
-    let (statuses, ids) = burst(http, &urls, &key, 20, 24).await;
+    // ~400 tokens in and out: each costs ~300 micros and holds ~630 while it runs, so the
+    // balance runs out over a few waves of concurrent requests on every node.
+    let body = json!({"model": "openai/gpt-4o-mini", "max_tokens": 1000, "messages": [{"role": "user", "content": "w ".repeat(400)}]});
+    let (mut statuses, mut ids) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (s, i) = burst(http, &urls, &key, 7, body.clone()).await;
+        statuses.extend(s);
+        ids.extend(i);
+        // The real charges reach the shared balance just after the answers.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(count(&statuses, 402) > 0 && !ids.is_empty(), "{statuses:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut charged = 0;
@@ -346,8 +356,9 @@ async fn credits_are_never_overspent(http: &reqwest::Client, nodes: &[Node]) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    eprintln!("credits: {credits} micros, 60 requests over 3 nodes: {} admitted, charged {charged}, overspend {}", ids.len(), (charged - credits).max(0));
+    eprintln!("credits: {credits} micros, 5 waves of 21 requests over 3 nodes: {} admitted, charged {charged}, overspend {}", ids.len(), (charged - credits).max(0));
     assert!(charged <= credits, "overspent: charged {charged} of {credits}");
+    assert!(charged > credits / 2, "the balance was not used up, so nothing was tested: {charged} of {credits}");
 }
 
 /// A private redis-server on an ephemeral port (this test stops and restarts it).
@@ -403,13 +414,13 @@ async fn redis_down_fails_open_then_shared_counting_resumes() {
     }
     create_byok(&http, &nodes[0], json!({"provider": "openai", "key": "sk-cluster-redis-0000AbCd"})).await;
     let (key, _) = create_key(&http, &nodes[0], json!({"name": "r1", "limits": {"requests_per_minute": 5}})).await;
-    let (s, _) = burst(&http, open, &key, 5, 16).await;
+    let (s, _) = burst(&http, open, &key, 5, chat_body(16)).await;
     assert_eq!(count(&s, 200), 5, "shared before the outage: {s:?}");
 
     drop(redis.take());
     let (key2, _) = create_key(&http, &nodes[0], json!({"name": "r2", "limits": {"requests_per_minute": 5}})).await;
     let t0 = Instant::now();
-    let (s, _) = burst(&http, open, &key2, 8, 16).await;
+    let (s, _) = burst(&http, open, &key2, 8, chat_body(16)).await;
     let took = t0.elapsed();
     // Each node admits on its own counters: 5 each.
     eprintln!("Redis down: 16 sent to 2 fail-open nodes (limit 5 each, per node): admitted {} in {took:?}", count(&s, 200));
@@ -435,7 +446,7 @@ async fn redis_down_fails_open_then_shared_counting_resumes() {
     }
     eprintln!("Redis back: shared counting resumed on every node after {:?}", t0.elapsed());
     let (key4, _) = create_key(&http, &nodes[0], json!({"name": "r4", "limits": {"requests_per_minute": 5}})).await;
-    let (s, _) = burst(&http, &urls, &key4, 5, 16).await;
+    let (s, _) = burst(&http, &urls, &key4, 5, chat_body(16)).await;
     assert_eq!(count(&s, 200), 5, "shared again after the restart: {s:?}");
     drop(redis);
 }
@@ -503,7 +514,7 @@ async fn behind_nginx_and_through_a_postgres_outage() {
     let ndir = c.dir.path().join("nginx");
     std::fs::create_dir_all(ndir.join("logs")).unwrap();
     let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 256; }}\n\
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 256; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          upstream keyway {{ server {a}; server {b}; keepalive 16; }}\n\
          server {{ listen 127.0.0.1:{p};\n    location / {{ proxy_pass http://keyway; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_set_header X-Forwarded-For $remote_addr; }} }}\n}}\n",
@@ -519,7 +530,7 @@ async fn behind_nginx_and_through_a_postgres_outage() {
     let lb = format!("http://127.0.0.1:{nginx_port}");
     create_byok(&http, &nodes[0], json!({"provider": "openai", "key": "sk-cluster-lb-0000AbCd"})).await;
     let (key, _) = create_key(&http, &nodes[0], json!({"name": "lb", "limits": {"requests_per_minute": 10}})).await;
-    let (s, _) = burst(&http, &[lb.as_str()], &key, 30, 16).await;
+    let (s, _) = burst(&http, &[lb.as_str()], &key, 30, chat_body(16)).await;
     eprintln!("behind nginx (2 nodes): limit 10, 30 sent, admitted {}", count(&s, 200));
     assert!((10..=11).contains(&count(&s, 200)), "{s:?}");
 

@@ -102,10 +102,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Parses `url` and starts the background task that connects, probes and renews slots.
-    /// Never waits for Redis: a node starts while Redis is down and joins it when it is back.
-    /// Must be called inside a Tokio runtime.
-    pub fn start(url: &str, prefix: &str, lease: Duration) -> Result<Self, SharedError> {
+    /// Parses `url`, makes one connection attempt (at most ~0.6 s: a node that can reach Redis
+    /// shares counters from its first request) and starts the background task that reconnects,
+    /// probes and renews slots. A node starts while Redis is down and joins it when it is back.
+    pub async fn start(url: &str, prefix: &str, lease: Duration) -> Result<Self, SharedError> {
         let client = redis::Client::open(url).map_err(|e| SharedError::Url(e.to_string()))?;
         let inner = Arc::new(Inner {
             client,
@@ -120,8 +120,10 @@ impl Shared {
             admit: Script::new(include_str!("admit.lua")),
             apply: Script::new(include_str!("apply.lua")),
         });
-        tokio::spawn(maintain(Arc::downgrade(&inner)));
-        Ok(Self { inner })
+        let this = Self { inner };
+        probe(&this).await;
+        tokio::spawn(maintain(Arc::downgrade(&this.inner)));
+        Ok(this)
     }
 
     /// Whether the last operation (or probe) reached Redis.
