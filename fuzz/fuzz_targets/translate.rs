@@ -1,8 +1,9 @@
-//! Every translator (OpenAI <-> Anthropic, Bedrock, Gemini) and stream translator on any JSON:
+//! Every translator (OpenAI <-> Anthropic, Bedrock, Gemini, Vercel) and stream translator on any JSON:
 //! a value or an error, never a panic.
 #![no_main]
 
 use keyway_providers::translate::anthropic as ant;
+use keyway_providers::translate::vercel;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -14,7 +15,15 @@ fuzz_target!(|data: &[u8]| {
         let _ = ant::anthropic_request_to_openai_lossy(m);
         let _ = keyway_providers::gemini::convert::request(m);
         let _ = keyway_providers::bedrock::convert::request(m);
+        let _ = vercel::vercel_request_to_openai(m, "m", true);
+        let _ = vercel::vercel_embedding_to_openai(m, "m");
     }
+    let served = vercel::ServedBy::default();
+    let _ = vercel::openai_response_to_vercel(&v, &served);
+    let _ = vercel::openai_embeddings_to_vercel(&v, &served);
+    let mut to_vercel = vercel::OpenAiStreamToVercel::new("g", "m");
+    let _ = to_vercel.push_chunk(&v);
+    let _ = to_vercel.finish(&served);
     let _ = ant::anthropic_response_to_openai(&v, 0);
     let _ = ant::openai_response_to_anthropic(&v);
     let _ = keyway_providers::gemini::convert::response(&v, "m");
