@@ -159,7 +159,8 @@ impl From<keyway_store::StoreError> for ApiError {
 /// The database is down or out of reach (rather than refusing a statement): worth a retry.
 fn db_unreachable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // Not `PoolClosed`: that is this process shutting down, not the database away.
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
         // 08xxx: connection exceptions; 57P01-57P03: the server is shutting down or starting.
         sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
