@@ -108,7 +108,7 @@ fn translation(c: &mut Criterion) {
         let model = body.value("model");
         let stream = body.value("stream");
         let listed = body.is_nonempty_list("messages");
-        let demand = keyway_gateway::billing::demand_of_body(body);
+        let demand = keyway_gateway::estimate::demand_of_body(body);
         black_box((model, stream, listed, demand));
     };
     for (name, client_bytes) in [("short", serde_json::to_vec(&chat_body()).unwrap()), ("20_turns", serde_json::to_vec(&long).unwrap())] {
@@ -141,7 +141,7 @@ fn translation(c: &mut Criterion) {
         b.iter(|| keyway_providers::openai_compat::chunk_items(black_box(chunk_text.clone())).0.len())
     });
     c.bench_function("stream_chunk/adapter_read_value_parse", |b| {
-        b.iter(|| keyway_providers::openai_compat::chunk_items_by_value(black_box(chunk_text.clone())).0.len())
+        b.iter(|| keyway_providers::bench::chunk_items_by_value(black_box(chunk_text.clone())).0.len())
     });
     // The gateway's edit of a chunk whose layout the adapter's read found (now): three values
     // spliced, no second parse.
@@ -173,7 +173,7 @@ fn translation(c: &mut Criterion) {
         body.to_vec()
     };
     c.bench_function("response/adapter_read_split_edit_write", |b| {
-        b.iter(|| edit(keyway_providers::openai_compat::read_raw(black_box(&answer_bytes)).unwrap().0))
+        b.iter(|| edit(keyway_providers::bench::read_raw(black_box(&answer_bytes)).unwrap().0))
     });
     c.bench_function("response/adapter_read_shaped_edit_write", |b| {
         b.iter(|| edit(keyway_providers::openai_compat::read_answer(black_box(&answer_bytes)).unwrap().0))

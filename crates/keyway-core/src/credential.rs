@@ -489,9 +489,10 @@ fn host_of(u: &str) -> String {
 }
 
 fn check_pem(cx: &Ctx, pem: &str) -> R<()> {
-    match jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()) {
-        Ok(_) => Ok(()),
-        Err(_) => cx.err("`private_key` is not an RSA private key in PEM form"),
+    if crate::rsa_pem::is_rsa_private_key(pem) {
+        Ok(())
+    } else {
+        cx.err("`private_key` is not an RSA private key in PEM form")
     }
 }
 

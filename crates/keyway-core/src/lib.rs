@@ -7,6 +7,7 @@ pub mod credential;
 pub mod pricing;
 pub mod provider;
 pub mod route;
+mod rsa_pem;
 pub mod usage;
 
 pub use credential::{Credential, CredentialError};

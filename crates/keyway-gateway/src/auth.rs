@@ -27,7 +27,7 @@ pub fn presented_key_in(h: &axum::http::HeaderMap) -> Option<&str> {
 
 async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Arc<ApiKeyRecord>, ApiError> {
     // A dashboard session, vetted by its middleware (only server code can put it in extensions).
-    if let Some(crate::dashboard::session::SessionAuth(rec)) = parts.extensions.get() {
+    if let Some(crate::sessions::SessionAuth(rec)) = parts.extensions.get() {
         return Ok(rec.clone());
     }
     let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());

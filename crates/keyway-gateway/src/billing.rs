@@ -10,7 +10,8 @@
 //! writer brackets each batch with a sequence number and a reconcile that saw it move is
 //! discarded and retried at the next tick.
 
-use crate::limits::Refusal;
+use crate::error::ApiError;
+use axum::response::{IntoResponse, Response};
 use crate::usage::{GenerationRecord, UsageHook};
 use keyway_core::pricing::{self, Charge, FeeRules, Month, MonthlyCounter, Prices};
 use keyway_store::{ApiKeyRecord, GenerationRow, Limits, Store, StoreError};
@@ -177,7 +178,7 @@ impl Ledger {
     /// workspace's daily or monthly budget is spent or held. What passes is held until the
     /// returned reservation drops, so requests admitted at the same moment can't all pass on
     /// the same balance: they over-admit by at most one request's estimate error.
-    pub fn reserve(&self, key: &ApiKeyRecord, ws_limits: Option<&Limits>, estimate: Estimate, now_ms: i64) -> Result<Reservation, Refusal> {
+    pub fn reserve(&self, key: &ApiKeyRecord, ws_limits: Option<&Limits>, estimate: Estimate, now_ms: i64) -> Result<Reservation, MoneyRefusal> {
         let mut r = Reservation::default();
         if self.credits_enabled {
             let account = self.account(&key.workspace_id);
@@ -187,7 +188,7 @@ impl Ledger {
                 a.roll(now_ms);
                 let available = a.balance().saturating_sub(a.reserved);
                 if available <= 0 || available < needed {
-                    return Err(Refusal::Payment(format!(
+                    return Err(MoneyRefusal::Payment(format!(
                         "insufficient credits: the balance is {} USD ({} USD held by requests in flight) and this request may cost up to {} USD; add credits (POST /api/v1/credits)",
                         usd(a.balance()),
                         usd(a.reserved),
@@ -199,10 +200,10 @@ impl Ledger {
             r.account = Some((account, needed));
         }
         let want = estimate.spend_micros.max(1);
-        if crate::limits::has_budget(&key.limits) {
+        if has_budget(&key.limits) {
             r.key = Some(hold_budget(self.spend_of(&key.hash), "key", &key.limits, want, now_ms)?);
         }
-        if let Some(l) = ws_limits.filter(|l| crate::limits::has_budget(l)) {
+        if let Some(l) = ws_limits.filter(|l| has_budget(l)) {
             r.workspace = Some(hold_budget(self.ws_spend_of(&key.workspace_id), "workspace", l, want, now_ms)?);
         }
         Ok(r)
@@ -387,7 +388,7 @@ fn spend_in(map: &RwLock<HashMap<String, Arc<Mutex<Spend>>>>, id: &str) -> Arc<M
 
 /// 429 when the daily or monthly budget in `limits` is spent or held by requests in flight
 /// (catalog cost plus fee); else holds `want` against it.
-fn hold_budget(spend: Arc<Mutex<Spend>>, scope: &str, limits: &Limits, want: u64, now_ms: i64) -> Result<(Arc<Mutex<Spend>>, u64), Refusal> {
+fn hold_budget(spend: Arc<Mutex<Spend>>, scope: &str, limits: &Limits, want: u64, now_ms: i64) -> Result<(Arc<Mutex<Spend>>, u64), MoneyRefusal> {
     {
         let mut s = lock(&spend);
         s.roll(now_ms);
@@ -397,7 +398,7 @@ fn hold_budget(spend: Arc<Mutex<Spend>>, scope: &str, limits: &Limits, want: u64
             crate::limits::put(&mut headers, axum::http::HeaderName::from_static("x-ratelimit-limit-budget-micros"), limit.to_string());
             crate::limits::put(&mut headers, axum::http::HeaderName::from_static("x-ratelimit-remaining-budget-micros"), limit.saturating_sub(spent.saturating_add(s.reserved)).to_string());
             crate::limits::put(&mut headers, axum::http::HeaderName::from_static("x-ratelimit-reset-budget"), crate::limits::format_reset(wait));
-            Err(Refusal::Limited {
+            Err(MoneyRefusal::OverBudget {
                 message: format!(
                     "this {scope}'s {what} budget of {} USD is spent ({} USD used, {} USD held by requests in flight)",
                     usd(limit as i64),
@@ -417,6 +418,34 @@ fn hold_budget(spend: Arc<Mutex<Spend>>, scope: &str, limits: &Limits, want: u64
         s.reserved = s.reserved.saturating_add(want);
     }
     Ok((spend, want))
+}
+
+/// Whether `l` sets a daily or monthly spend budget.
+pub fn has_budget(l: &Limits) -> bool {
+    l.budget_daily_micros.is_some() || l.budget_monthly_micros.is_some()
+}
+
+/// Why the money check refused a request.
+#[derive(Debug)]
+pub enum MoneyRefusal {
+    /// 402: the workspace's credits can't cover the request.
+    Payment(String),
+    /// 429 with `Retry-After` (the period's end) and the `x-ratelimit-*-budget` headers: a
+    /// daily or monthly budget is spent. Headers boxed: a refusal is rare.
+    OverBudget { message: String, retry_after: Duration, headers: Box<axum::http::HeaderMap> },
+}
+
+impl IntoResponse for MoneyRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            MoneyRefusal::Payment(m) => ApiError::PaymentRequired(m).into_response(),
+            MoneyRefusal::OverBudget { message, retry_after, headers } => {
+                let mut resp = ApiError::RateLimited { message, retry_after: Some(retry_after) }.into_response();
+                resp.headers_mut().extend(*headers);
+                resp
+            }
+        }
+    }
 }
 
 /// What a request may cost before it runs (see [`Ledger::estimate`]).
@@ -453,174 +482,6 @@ impl Drop for Reservation {
 /// Micros as USD for people (messages) and OpenRouter's float fields.
 pub fn usd(micros: i64) -> f64 {
     micros as f64 / 1e6
-}
-
-/// A cheap token estimate of a request's input (characters / 4) and its output cap
-/// (`max_completion_tokens`, `max_tokens`, or 0 when the client sets none).
-pub fn demand_of(body: &serde_json::Map<String, serde_json::Value>) -> (u64, u64) {
-    use serde_json::Value;
-    fn chars(v: &Value) -> usize {
-        match v {
-            Value::String(s) => s.len(),
-            Value::Array(a) => a.iter().map(chars).sum(),
-            Value::Object(o) => o.get("text").or_else(|| o.get("content")).map(chars).unwrap_or(0),
-            _ => 0,
-        }
-    }
-    let mut n = 0usize;
-    if let Some(Value::Array(msgs)) = body.get("messages") {
-        for m in msgs {
-            n += 16 + m.get("content").map(chars).unwrap_or(0);
-        }
-    }
-    if let Some(sys) = body.get("system") {
-        n += chars(sys);
-    }
-    if let Some(input) = body.get("input") {
-        n += chars(input);
-    }
-    let out = ["max_completion_tokens", "max_tokens", "max_output_tokens"].iter().find_map(|k| body.get(*k).and_then(Value::as_u64)).unwrap_or(0);
-    ((n as u64).div_ceil(4), out)
-}
-
-/// [`demand_of`] for a body as it crossed the gateway. A raw body (the client's text, not yet
-/// parsed) is scanned for the same lengths without building its messages.
-pub fn demand_of_body(body: &keyway_providers::RequestBody) -> (u64, u64) {
-    match body {
-        keyway_providers::RequestBody::Raw { raw, .. } => demand_of_raw(raw),
-        keyway_providers::RequestBody::Map(m) => demand_of(m),
-    }
-}
-
-fn demand_of_raw(raw: &keyway_providers::RawObject) -> (u64, u64) {
-    let scan = |key: &str| raw.get(key).and_then(|v| serde_json::from_str::<text_len::Chars>(v.get()).ok()).map_or(0, |c| c.0);
-    let mut n = raw.get("messages").and_then(|v| serde_json::from_str::<text_len::Messages>(v.get()).ok()).map_or(0, |m| m.0);
-    n += scan("system") + scan("input");
-    let out = ["max_completion_tokens", "max_tokens", "max_output_tokens"].iter().find_map(|k| raw.get_as::<u64>(k)).unwrap_or(0);
-    ((n as u64).div_ceil(4), out)
-}
-
-/// Text lengths as [`demand_of`] counts them, read by serde visitors that keep nothing.
-mod text_len {
-    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use std::fmt;
-
-    /// A string's length; a list's items summed; an object's `text` (else `content`); else 0.
-    pub struct Chars(pub usize);
-    /// 16 per message plus its `content`'s [`Chars`]; anything but a list is an error (which
-    /// the caller counts as 0).
-    pub struct Messages(pub usize);
-    /// One message: its `content`'s [`Chars`] (0 for anything but an object).
-    struct Message(usize);
-
-    macro_rules! scalars_are_zero {
-        ($t:ident) => {
-            fn visit_bool<E>(self, _: bool) -> Result<$t, E> {
-                Ok($t(0))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
-                Ok($t(0))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
-                Ok($t(0))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
-                Ok($t(0))
-            }
-            fn visit_unit<E>(self) -> Result<$t, E> {
-                Ok($t(0))
-            }
-        };
-    }
-
-    struct CharsV;
-    impl<'de> Visitor<'de> for CharsV {
-        type Value = Chars;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        scalars_are_zero!(Chars);
-        fn visit_str<E>(self, s: &str) -> Result<Chars, E> {
-            Ok(Chars(s.len()))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Chars, A::Error> {
-            let mut n = 0;
-            while let Some(c) = seq.next_element::<Chars>()? {
-                n += c.0;
-            }
-            Ok(Chars(n))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Chars, A::Error> {
-            let (mut text, mut content) = (None, None);
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                match &*k {
-                    "text" => text = Some(map.next_value::<Chars>()?.0),
-                    "content" => content = Some(map.next_value::<Chars>()?.0),
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(Chars(text.or(content).unwrap_or(0)))
-        }
-    }
-    impl<'de> Deserialize<'de> for Chars {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(CharsV)
-        }
-    }
-
-    struct MessageV;
-    impl<'de> Visitor<'de> for MessageV {
-        type Value = Message;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a message")
-        }
-        scalars_are_zero!(Message);
-        fn visit_str<E>(self, _: &str) -> Result<Message, E> {
-            Ok(Message(0))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(Message(0))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-            let mut content = 0;
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if k == "content" {
-                    content = map.next_value::<Chars>()?.0;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(Message(content))
-        }
-    }
-    impl<'de> Deserialize<'de> for Message {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(MessageV)
-        }
-    }
-
-    struct MessagesV;
-    impl<'de> Visitor<'de> for MessagesV {
-        type Value = Messages;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of messages")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
-            let mut n = 0;
-            while let Some(m) = seq.next_element::<Message>()? {
-                n += 16 + m.0;
-            }
-            Ok(Messages(n))
-        }
-    }
-    impl<'de> Deserialize<'de> for Messages {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_seq(MessagesV)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -707,7 +568,7 @@ mod tests {
         let l = Ledger::new(&Billing { credits_enabled: true, byok_fee_percent: 5, byok_free_requests_per_month: 0, ..Billing::default() });
         let now = chrono::Utc::now().timestamp_millis();
         let k = key(Limits::default());
-        assert!(matches!(l.reserve(&k, None, est(0), now), Err(Refusal::Payment(_))), "zero balance refuses even a free request");
+        assert!(matches!(l.reserve(&k, None, est(0), now), Err(MoneyRefusal::Payment(_))), "zero balance refuses even a free request");
         l.credit("w", 1000);
         assert!(l.reserve(&k, None, est(1000), now).is_ok());
         assert!(l.reserve(&k, None, est(1001), now).is_err());
@@ -728,7 +589,7 @@ mod tests {
         l.credit("w", 1000);
         let r1 = l.reserve(&k, None, est(400), now).unwrap();
         let r2 = l.reserve(&k, None, est(400), now).unwrap();
-        assert!(matches!(l.reserve(&k, None, est(400), now), Err(Refusal::Payment(_))), "800 of 1000 held: a third 400 doesn't fit");
+        assert!(matches!(l.reserve(&k, None, est(400), now), Err(MoneyRefusal::Payment(_))), "800 of 1000 held: a third 400 doesn't fit");
         assert!(l.reserve(&k, None, est(200), now).is_ok(), "exactly the rest fits (and is given back at once)");
         // The first request ends having cost 100: settled, then its hold drops.
         let mut r = rec("w", false, Usage { prompt_tokens: 0, completion_tokens: 167, ..Usage::default() });
@@ -751,7 +612,7 @@ mod tests {
         assert!(l.reserve(&k, None, est(1), now).is_ok(), "450 of 900 spent");
         l.settle(&mut rec("w", false, U), Some(MINI));
         match l.reserve(&k, None, est(1), now) {
-            Err(Refusal::Limited { retry_after, headers, .. }) => {
+            Err(MoneyRefusal::OverBudget { retry_after, headers, .. }) => {
                 assert!(retry_after <= Duration::from_secs(86_400));
                 assert_eq!(headers["x-ratelimit-limit-budget-micros"], "900");
                 assert_eq!(headers["x-ratelimit-remaining-budget-micros"], "0");
@@ -779,7 +640,7 @@ mod tests {
         let ws = Limits { budget_monthly_micros: Some(400), ..Limits::default() };
         l.settle(&mut rec("w", false, U), Some(MINI));
         match l.reserve(&key(Limits::default()), Some(&ws), est(1), now) {
-            Err(Refusal::Limited { message, retry_after, .. }) => {
+            Err(MoneyRefusal::OverBudget { message, retry_after, .. }) => {
                 assert!(message.contains("workspace's monthly budget"), "{message}");
                 assert!(retry_after <= Duration::from_secs(31 * 86_400));
             }
@@ -823,35 +684,5 @@ mod tests {
         l.dropped(&r);
         assert_eq!(lock(&l.account("w")).pending, 0);
         assert_eq!(lock(&l.account("w")).usage, 450, "the charge itself stays");
-    }
-
-    #[test]
-    fn demand_estimates() {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": "abcdefgh"}, {"role": "user", "content": [{"type": "text", "text": "abcd"}]}], "max_tokens": 100});
-        let (p, o) = demand_of(body.as_object().unwrap());
-        assert_eq!((p, o), ((16 + 8 + 16 + 4) / 4, 100));
-        let body = serde_json::json!({"input": ["abcd", "efgh"], "max_completion_tokens": 7, "max_tokens": 9});
-        assert_eq!(demand_of(body.as_object().unwrap()), (2, 7));
-    }
-
-    #[test]
-    fn a_raw_body_is_estimated_as_its_parsed_map_is() {
-        let bodies = [
-            r#"{"messages":[{"role":"user","content":"abcdefgh"},{"role":"user","content":[{"type":"text","text":"abcd"},{"type":"image_url","image_url":{"url":"data:x"}}]}],"max_tokens":100}"#,
-            r#"{"messages":[{"role":"system","content":"h\u00e9llo \"x\"\n"},{"role":"assistant","content":null,"tool_calls":[{"id":"t","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","content":"42"}]}"#,
-            // Odd shapes: numbers, nested lists, an object's `text` beside `content`, scalars where messages go.
-            r#"{"messages":[1,"two",[3],{"content":{"text":"abc","content":"abcdefgh"}},{"content":[["ab"],{"content":"cd"}]},{"content":7}],"max_completion_tokens":7,"max_tokens":9}"#,
-            r#"{"messages":{"content":"not a list"},"system":[{"type":"text","text":"be brief"}],"input":["abcd",["efgh"]],"max_output_tokens":3}"#,
-            r#"{"messages":[{"content":"a","content":"abcdef"}],"max_tokens":-1,"max_output_tokens":2.0}"#,
-            r#"{"input":"one two three","max_tokens":18446744073709551615}"#,
-            r#"{"messages":[]}"#,
-            r#"{}"#,
-        ];
-        for b in bodies {
-            let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(b).unwrap();
-            let raw = keyway_providers::RequestBody::from(keyway_providers::RawObject::parse(b.as_bytes()).unwrap());
-            assert_eq!(demand_of_body(&raw), demand_of(&map), "{b}");
-            assert!(matches!(raw, keyway_providers::RequestBody::Raw { ref parsed, .. } if parsed.get().is_none()), "estimated without parsing the body");
-        }
     }
 }

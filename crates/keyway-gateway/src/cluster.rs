@@ -11,7 +11,9 @@
 //!   here sends `NOTIFY`; every node drops its cached copy when the signal arrives
 //!   ([`keyway_store::signal`]). A top-up makes the other nodes re-read the balances.
 
-use crate::limits::{Admission, Refusal};
+use crate::admission::{Admission, Refusal};
+use crate::billing::{has_budget, MoneyRefusal};
+use crate::limits::RateRefusal;
 use crate::state::SharedState;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use keyway_core::route::RoutePlan;
@@ -113,8 +115,8 @@ fn checks(state: &SharedState, key: &ApiKeyRecord, adm: &Admission) -> Vec<(Chec
         rates(&mut out, 'w', &key.workspace_id, l, tokens);
     }
     let credits = state.billing.credits_enabled();
-    let key_budget = crate::limits::has_budget(&key.limits);
-    let ws_budget = ws_limits.filter(|l| crate::limits::has_budget(l));
+    let key_budget = has_budget(&key.limits);
+    let ws_budget = ws_limits.filter(|l| has_budget(l));
     if !(credits || key_budget || ws_budget.is_some()) {
         return out;
     }
@@ -134,14 +136,18 @@ fn checks(state: &SharedState, key: &ApiKeyRecord, adm: &Admission) -> Vec<(Chec
     out
 }
 
-fn limited(message: String, wait: Duration, headers: &[(&'static str, String)]) -> Refusal {
+fn headers(pairs: &[(&'static str, String)]) -> Box<HeaderMap> {
     let mut h = HeaderMap::new();
-    for (name, v) in headers {
+    for (name, v) in pairs {
         if let Ok(v) = HeaderValue::try_from(v.as_str()) {
             h.insert(HeaderName::from_static(name), v);
         }
     }
-    Refusal::Limited { message, retry_after: wait.max(Duration::from_millis(1)), headers: Box::new(h) }
+    Box::new(h)
+}
+
+fn limited(message: String, wait: Duration, pairs: &[(&'static str, String)]) -> Refusal {
+    Refusal::Rate(RateRefusal { message, retry_after: wait.max(Duration::from_millis(1)), headers: headers(pairs) })
 }
 
 fn refusal(scope: &str, what: What, wait: Duration, value: i64) -> Refusal {
@@ -162,25 +168,25 @@ fn refusal(scope: &str, what: What, wait: Duration, value: i64) -> Refusal {
             Duration::from_secs(1),
             &[("x-ratelimit-limit-concurrent", m.to_string()), ("x-ratelimit-remaining-concurrent", "0".into())],
         ),
-        What::Credits(want) => Refusal::Payment(format!(
+        What::Credits(want) => Refusal::Money(MoneyRefusal::Payment(format!(
             "insufficient credits: the balance, less what requests in flight on every node hold, is {} USD and this request may cost up to {} USD; add credits (POST /api/v1/credits)",
             crate::billing::usd(value),
             crate::billing::usd(want)
-        )),
+        ))),
         What::Budget(period, cap, end_ms) => {
             let wait = Duration::from_millis(u64::try_from(end_ms - chrono::Utc::now().timestamp_millis()).unwrap_or(0).max(1));
-            limited(
-                format!("this {scope}'s {period} budget of {} USD is spent ({} USD used or held by requests in flight)", crate::billing::usd(cap), crate::billing::usd(value)),
-                wait,
-                &[("x-ratelimit-limit-budget-micros", cap.to_string()), ("x-ratelimit-remaining-budget-micros", "0".into()), ("x-ratelimit-reset-budget", crate::limits::format_reset(wait))],
-            )
+            Refusal::Money(MoneyRefusal::OverBudget {
+                message: format!("this {scope}'s {period} budget of {} USD is spent ({} USD used or held by requests in flight)", crate::billing::usd(cap), crate::billing::usd(value)),
+                retry_after: wait,
+                headers: headers(&[("x-ratelimit-limit-budget-micros", cap.to_string()), ("x-ratelimit-remaining-budget-micros", "0".into()), ("x-ratelimit-reset-budget", crate::limits::format_reset(wait))]),
+            })
         }
     }
 }
 
-/// [`crate::limits::admit_request`], then the shared counters when there are any.
+/// [`crate::admission::admit_request`], then the shared counters when there are any.
 pub async fn admit_request(state: &SharedState, key: &ApiKeyRecord, body: &keyway_providers::RequestBody, route: &RoutePlan<'_>) -> Result<Admission, Refusal> {
-    let mut adm = crate::limits::admit_request(state, key, body, route)?;
+    let mut adm = crate::admission::admit_request(state, key, body, route)?;
     let Some(shared) = &state.cluster.shared else { return Ok(adm) };
     let mut checks = checks(state, key, &adm);
     if checks.is_empty() {

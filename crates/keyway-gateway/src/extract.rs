@@ -21,7 +21,7 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("request body is too large".into())
-        } else if crate::server::is_body_timeout(&e) {
+        } else if is_body_timeout(&e) {
             ApiError::RequestTimeout("the request body did not arrive in time".into())
         } else {
             ApiError::BadRequest(format!("could not read the request body: {e}"))
@@ -66,4 +66,21 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
             ApiError::BadRequest(e.body_text())
         }
     }
+}
+
+/// The request body did not arrive within `[server] body_read_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyReadTimeout;
+
+/// Whether a body read failed on [`BodyReadTimeout`] (anywhere in its error chain).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyReadTimeout>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

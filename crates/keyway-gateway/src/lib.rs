@@ -2,6 +2,9 @@
 //! OpenRouter's `/api/v1/...`), the BYOK management API, authentication, the attempt loop that
 //! walks a route plan, and usage recording. `keyway serve` is [`serve`] on [`AppState::build`].
 
+pub mod admission;
+pub mod api_schema;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -10,19 +13,23 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod estimate;
 pub mod extract;
 pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy;
+pub mod record;
 pub mod redact;
+pub mod render;
 pub mod routes;
 pub mod security;
 pub mod server;
+pub mod sessions;
 pub mod state;
-pub mod telemetry;
 pub mod stats;
+pub mod telemetry;
 pub mod usage;
 
 pub use config::Config;

@@ -1,7 +1,7 @@
 //! Limits per Keyway key and per workspace, checked in memory before a request goes upstream:
 //! requests per minute and tokens per minute (GCRA), concurrent requests, and daily/monthly spend
 //! budgets. A request must pass its key's limits and its workspace's (`[limits]` in the config).
-//! Credits (402) and budgets are reserved here too, from the in-memory ledger in [`crate::billing`].
+//! Money (credits, budgets) is checked before these, by [`crate::admission`], from [`crate::billing`].
 //!
 //! **GCRA.** Each rate is a "theoretical arrival time" (TAT) advanced by `n × T` per admitted
 //! cell, `T = 60 s / per_minute`; a request is refused when the new TAT would lie more than
@@ -17,11 +17,8 @@
 //! every node shares, after these pass (and these alone hold while Redis is unreachable).
 
 use crate::error::ApiError;
-use crate::state::SharedState;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use keyway_core::pricing::Prices;
-use keyway_core::route::RoutePlan;
 use keyway_store::{ApiKeyRecord, Limits, Store};
 use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,10 +115,6 @@ fn has_rates(l: &Limits) -> bool {
     l.requests_per_minute.is_some() || l.tokens_per_minute.is_some() || l.max_concurrent.is_some()
 }
 
-pub fn has_budget(l: &Limits) -> bool {
-    l.budget_daily_micros.is_some() || l.budget_monthly_micros.is_some()
-}
-
 /// Whose limit a check enforces, for messages.
 #[derive(Debug, Clone, Copy)]
 enum Scope {
@@ -212,39 +205,21 @@ impl Limiter {
     }
 }
 
-/// Why a request was refused.
+/// A rate or concurrency limit refused the request: 429 with `Retry-After` and the
+/// `x-ratelimit-*` headers. Headers boxed: a refusal is rare, and the `Result` on the admission
+/// path stays small.
 #[derive(Debug)]
-pub enum Refusal {
-    /// 429 with `Retry-After` and the `x-ratelimit-*` headers.
-    /// Headers boxed: a refusal is rare, and the `Result` on the admission path stays small.
-    Limited { message: String, retry_after: Duration, headers: Box<HeaderMap> },
-    /// 402: the workspace's credits can't cover the request.
-    Payment(String),
-    /// 503: the shared counters are unreachable and `[cluster] fail_closed` is set.
-    Unavailable(String),
+pub struct RateRefusal {
+    pub message: String,
+    pub retry_after: Duration,
+    pub headers: Box<HeaderMap>,
 }
 
-impl Refusal {
-    pub fn status(&self) -> u16 {
-        match self {
-            Refusal::Limited { .. } => 429,
-            Refusal::Payment(_) => 402,
-            Refusal::Unavailable(_) => 503,
-        }
-    }
-}
-
-impl IntoResponse for Refusal {
+impl IntoResponse for RateRefusal {
     fn into_response(self) -> Response {
-        match self {
-            Refusal::Payment(m) => ApiError::PaymentRequired(m).into_response(),
-            Refusal::Unavailable(m) => ApiError::Unavailable(m).into_response(),
-            Refusal::Limited { message, retry_after, headers } => {
-                let mut resp = ApiError::RateLimited { message, retry_after: Some(retry_after) }.into_response();
-                resp.headers_mut().extend(*headers);
-                resp
-            }
-        }
+        let mut resp = ApiError::RateLimited { message: self.message, retry_after: Some(self.retry_after) }.into_response();
+        resp.headers_mut().extend(*self.headers);
+        resp
     }
 }
 
@@ -288,30 +263,21 @@ impl Drop for Hold {
     }
 }
 
-/// What a request holds while it runs: its concurrency slots, its token reservations, and the
-/// money reserved against credits and budgets. Dropping it (when the response, or the stream,
-/// ends) frees the slots and the reserved money; the real charge is settled by then.
+/// What a request holds of the rate limits while it runs: its concurrency slots and token
+/// reservations (dropping it frees the slots), and the states its headers show.
 #[derive(Debug, Default)]
-pub struct Admission {
+pub struct RateHolds {
     key: Option<Hold>,
     workspace: Option<Hold>,
-    money: Option<crate::billing::Reservation>,
     /// `x-ratelimit-*` headers for the response.
     pub rates: RateHeaders,
-    /// What the request asked for (the shared counters take the same, `cluster.rs`).
-    pub demand: Demand,
-    /// Its share of the counters nodes share in Redis, when they do.
-    pub shared: Option<keyway_store::shared::Hold>,
 }
 
-impl Admission {
+impl RateHolds {
     /// Corrects the token reservations with what the upstream reported.
     pub fn settle_tokens(&mut self, actual: u64) {
         for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
             h.settle_tokens(actual);
-        }
-        if let Some(s) = self.shared.as_mut() {
-            s.settle_tokens(actual);
         }
     }
 
@@ -321,6 +287,35 @@ impl Admission {
         for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
             h.give_back();
         }
+    }
+}
+
+impl Limiter {
+    /// Checks the rate and concurrency limits of `key` and of its workspace and takes the
+    /// request's share (`tokens` toward tokens per minute), or refuses, giving back what it took.
+    pub fn take(&self, key: &ApiKeyRecord, tokens: u64) -> Result<RateHolds, RateRefusal> {
+        let mut holds = RateHolds::default();
+        let now = self.now();
+        if let Some(b) = self.for_key(key) {
+            holds.key = Some(take(b, Scope::Key, tokens, now, &mut holds.rates)?);
+        }
+        if let Some(b) = self.for_workspace(&key.workspace_id) {
+            match take(b, Scope::Workspace, tokens, now, &mut holds.rates) {
+                Ok(h) => holds.workspace = Some(h),
+                Err(refusal) => {
+                    if let Some(h) = holds.key.as_mut() {
+                        h.give_back();
+                    }
+                    return Err(refusal);
+                }
+            }
+        }
+        Ok(holds)
+    }
+
+    /// Whether a tokens-per-minute limit applies to `key` (so the request's tokens must be estimated).
+    pub fn counts_tokens(&self, key: &ApiKeyRecord) -> bool {
+        key.limits.tokens_per_minute.is_some() || self.workspace_limits(&key.workspace_id).is_some_and(|l| l.tokens_per_minute.is_some())
     }
 }
 
@@ -425,7 +420,7 @@ impl RateHeaders {
 }
 
 /// Takes one request's share of `bucket`, or refuses (giving back what it took).
-fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, rates: &mut RateHeaders) -> Result<Hold, Refusal> {
+fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, rates: &mut RateHeaders) -> Result<Hold, RateRefusal> {
     let mut hold = Hold { bucket, slot: false, request_cell: false, tokens: 0 };
     let b = hold.bucket.clone();
     if let Some(max) = b.limits.max_concurrent {
@@ -435,7 +430,7 @@ fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, rates: &mut Ra
             let mut headers = HeaderMap::new();
             headers.insert(HeaderName::from_static("x-ratelimit-limit-concurrent"), HeaderValue::from(max));
             headers.insert(HeaderName::from_static("x-ratelimit-remaining-concurrent"), HeaderValue::from_static("0"));
-            return Err(Refusal::Limited {
+            return Err(RateRefusal {
                 message: format!("this {} allows {max} concurrent requests; retry when one finishes", scope.name()),
                 retry_after: Duration::from_secs(1),
                 headers: Box::new(headers),
@@ -450,7 +445,7 @@ fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, rates: &mut Ra
             }
             Err((s, wait)) => {
                 let message = format!("rate limit reached: {} requests per minute for this {}", s.limit, scope.name());
-                return Err(Refusal::Limited { message, retry_after: wait, headers: rates.refusal(Rate::Requests, s) });
+                return Err(RateRefusal { message, retry_after: wait, headers: rates.refusal(Rate::Requests, s) });
             }
         }
     }
@@ -464,66 +459,11 @@ fn take(bucket: Arc<Bucket>, scope: Scope, tokens: u64, now: u64, rates: &mut Ra
             Err((s, wait)) => {
                 hold.give_back(); // this request won't run: its request cell goes back
                 let message = format!("rate limit reached: {} tokens per minute for this {}", s.limit, scope.name());
-                return Err(Refusal::Limited { message, retry_after: wait, headers: rates.refusal(Rate::Tokens, s) });
+                return Err(RateRefusal { message, retry_after: wait, headers: rates.refusal(Rate::Tokens, s) });
             }
         }
     }
     Ok(hold)
-}
-
-/// What the limits need to know about a request before it runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Demand {
-    pub prompt_tokens: u64,
-    pub max_output_tokens: u64,
-    /// The most the request could charge to credits and count toward budgets
-    /// (see [`crate::billing::Ledger::estimate`]).
-    pub money: crate::billing::Estimate,
-}
-
-/// Checks every limit of `key` and of its workspace and reserves the request's share, or
-/// refuses. No database query.
-pub fn admit(state: &SharedState, key: &ApiKeyRecord, demand: &Demand) -> Result<Admission, Refusal> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let ws_limits = state.limiter.workspace_limits(&key.workspace_id);
-    let mut adm = Admission { demand: *demand, ..Admission::default() };
-    // Money first: a 402 is the more useful answer when both apply.
-    if state.billing.credits_enabled() || has_budget(&key.limits) || ws_limits.is_some_and(has_budget) {
-        adm.money = Some(state.billing.reserve(key, ws_limits, demand.money, now_ms)?);
-    }
-    let tokens = demand.prompt_tokens.saturating_add(demand.max_output_tokens);
-    let now = state.limiter.now();
-    if let Some(b) = state.limiter.for_key(key) {
-        adm.key = Some(take(b, Scope::Key, tokens, now, &mut adm.rates)?);
-    }
-    if let Some(b) = state.limiter.for_workspace(&key.workspace_id) {
-        match take(b, Scope::Workspace, tokens, now, &mut adm.rates) {
-            Ok(h) => adm.workspace = Some(h),
-            Err(refusal) => {
-                if let Some(h) = adm.key.as_mut() {
-                    h.give_back();
-                }
-                return Err(refusal);
-            }
-        }
-    }
-    Ok(adm)
-}
-
-/// [`admit`] for an inference request about to walk `route`. The token and money estimates are
-/// only computed when a tokens-per-minute limit, a budget or credits need them.
-pub fn admit_request(state: &SharedState, key: &ApiKeyRecord, body: &keyway_providers::RequestBody, route: &RoutePlan<'_>) -> Result<Admission, Refusal> {
-    let ws = state.limiter.workspace_limits(&key.workspace_id);
-    let money = state.billing.credits_enabled() || has_budget(&key.limits) || ws.is_some_and(has_budget);
-    let tpm = key.limits.tokens_per_minute.is_some() || ws.is_some_and(|l| l.tokens_per_minute.is_some());
-    let (prompt_tokens, max_output_tokens) = if money || tpm { crate::billing::demand_of_body(body) } else { (0, 0) };
-    let estimate = if money {
-        let attempts = route.attempts.iter().map(|a| (a.endpoint.map(Prices::from).unwrap_or_default(), a.credential.is_byok()));
-        state.billing.estimate(&key.workspace_id, prompt_tokens, max_output_tokens, attempts, chrono::Utc::now().timestamp_millis())
-    } else {
-        crate::billing::Estimate::default()
-    };
-    admit(state, key, &Demand { prompt_tokens, max_output_tokens, money: estimate })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! gateways in one test process keep separate numbers.
 
 use crate::health::HealthBoard;
-use crate::usage::GenerationRecord;
+use crate::record::GenerationRecord;
 use keyway_core::route::{CredentialHealth, HealthKey};
 use metrics::{counter, gauge, histogram, with_local_recorder, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -467,7 +467,7 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::AttemptRecord;
+    use crate::record::AttemptRecord;
     use keyway_core::route::Outcome;
 
     fn rec() -> GenerationRecord {

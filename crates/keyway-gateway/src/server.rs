@@ -11,6 +11,7 @@
 //! by [`DeadlineBody`], which fails the read (408) once its deadline passes.
 
 use crate::config::ServerConfig;
+use crate::extract::BodyReadTimeout;
 use crate::state::SharedState;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
@@ -86,6 +87,33 @@ pub async fn serve(listener: TcpListener, state: SharedState, shutdown: impl Fut
     serve_with_grace(listener, state, shutdown, None).await
 }
 
+/// `/metrics` on its own address when `[metrics] listen` is set.
+struct MetricsServer(Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>);
+
+impl MetricsServer {
+    async fn start(state: &SharedState) -> std::io::Result<Self> {
+        let Some(addr) = state.config.metrics.listen else { return Ok(Self(None)) };
+        let metrics_listener = TcpListener::bind(addr).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::metrics::router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, app).with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Ok(Self(Some((tx, task))))
+    }
+
+    fn stop(self) {
+        if let Some((stop, task)) = self.0 {
+            let _ = stop.send(());
+            task.abort();
+        }
+    }
+}
+
 /// [`serve`], giving open connections at most `grace` after `shutdown` to finish.
 pub async fn serve_with_grace(
     listener: TcpListener,
@@ -107,23 +135,8 @@ pub async fn serve_with_grace(
     let brief = Duration::from_secs(2).min(full.head);
     let shed_limits = Limits { head: brief, body: brief, idle: brief };
 
-    let app = crate::routes::router(state.clone());
-    let (metrics_stop, metrics_server) = match state.config.metrics.listen {
-        Some(addr) => {
-            let metrics_listener = TcpListener::bind(addr).await?;
-            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let app = crate::metrics::router(state.clone());
-            let task = tokio::spawn(async move {
-                let _ = axum::serve(metrics_listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            });
-            (Some(tx), Some(task))
-        }
-        None => (None, None),
-    };
+    let app = crate::app::router(state.clone());
+    let metrics_server = MetricsServer::start(&state).await?;
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(HTTP1_MAX_BUF);
     builder.http2().enable_connect_protocol();
@@ -210,12 +223,7 @@ pub async fn serve_with_grace(
         }
     }
     drop(listener);
-    if let Some(stop) = metrics_stop {
-        let _ = stop.send(());
-    }
-    if let Some(task) = metrics_server {
-        task.abort();
-    }
+    metrics_server.stop();
     match grace {
         Some(g) => {
             if tokio::time::timeout(g, graceful.shutdown()).await.is_err() {
@@ -422,11 +430,6 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
-/// The request body did not arrive within `[server] body_read_timeout_ms`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyReadTimeout;
-
 /// A request body that fails with [`BodyReadTimeout`] once its deadline passes.
 struct DeadlineBody {
     inner: Incoming,
@@ -464,17 +467,6 @@ impl hyper::body::Body for DeadlineBody {
     }
 }
 
-/// Whether a body read failed on [`BodyReadTimeout`] (anywhere in its error chain).
-pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<BodyReadTimeout>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
 
 /// The answer on a connection past the cap: `/health` stays 200 (the process is alive, just
 /// full); everything else is 503 in its surface's error shape, with `Retry-After`.

@@ -44,7 +44,7 @@ pub struct AppState {
     /// `/metrics` (Prometheus); fed by `usage` as each request finishes.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Dashboard sign-ins (`dashboard/session.rs`).
-    pub sessions: crate::dashboard::session::Sessions,
+    pub sessions: crate::sessions::Sessions,
     /// Counters, cooldowns and change signals shared with other nodes (`cluster.rs`).
     pub cluster: crate::cluster::Cluster,
 }
@@ -186,7 +186,7 @@ impl AppState {
             credentials,
             health: HealthBoard::default(),
             stats: crate::stats::StatsBoard::default(),
-            sessions: crate::dashboard::session::Sessions::new(Duration::from_secs(config.dashboard.session_ttl_secs.max(1))),
+            sessions: crate::sessions::Sessions::new(Duration::from_secs(config.dashboard.session_ttl_secs.max(1))),
             providers: Arc::new(providers),
             system,
             store,

@@ -13,57 +13,13 @@
 //! A `kill -9` loses what was still queued: at most `queue_capacity` records, in practice the
 //! records of the last `batch_linger_ms` plus one batch in flight (README, "Shutdown").
 
-use keyway_core::Usage;
 use keyway_store::{GenerationRow, Store};
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AttemptRecord {
-    pub provider: String,
-    pub model: String,
-    pub credential_id: String,
-    /// HTTP-ish status of the attempt (200 on success).
-    pub status: u16,
-    /// The error class (`rate_limited`, `auth`, `upstream_5xx`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The upstream's message, secrets scrubbed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    pub latency_ms: u64,
-}
-
-/// Everything known about one request once it ends.
-#[derive(Debug, Clone)]
-pub struct GenerationRecord {
-    pub id: String,
-    pub workspace_id: String,
-    pub api_key_hash: String,
-    pub user: Option<String>,
-    /// The model the client asked for.
-    pub requested_model: String,
-    /// The model that served (differs with `models` fallback); None when nothing served.
-    pub model: Option<String>,
-    pub provider: Option<String>,
-    pub credential_id: Option<String>,
-    pub is_byok: bool,
-    pub streamed: bool,
-    pub status: u16,
-    pub usage: Option<Usage>,
-    pub latency_ms: u64,
-    pub ttft_ms: Option<u64>,
-    pub attempts: Vec<AttemptRecord>,
-    pub finish_reason: Option<String>,
-    pub app_referer: Option<String>,
-    pub app_title: Option<String>,
-    pub created_at_ms: i64,
-    pub cost_micros: u64,
-    pub fee_micros: u64,
-}
+pub use crate::record::{AttemptRecord, GenerationRecord};
 
 /// Told about every batch the writer commits and every record dropped (the billing ledger
 /// tracks which charges the store has seen; see `billing.rs`).

@@ -215,7 +215,7 @@ async fn changed_limits_apply_after_the_key_cache_refreshes() {
 /// What a chat request may count toward a budget before it runs, as the gateway estimates it:
 /// the prompt at 4 characters a token plus `max_tokens`, at gpt-4o-mini's $0.15 / $0.60 per Mtok.
 fn mini_estimate(body: &Value) -> u64 {
-    let (p, o) = keyway_gateway::billing::demand_of(body.as_object().unwrap());
+    let (p, o) = keyway_gateway::estimate::demand_of(body.as_object().unwrap());
     let prices = keyway_core::pricing::Prices { input_per_mtok_micros: 150_000, output_per_mtok_micros: 600_000, cached_input_per_mtok_micros: Some(75_000), per_request_micros: 0 };
     keyway_core::pricing::estimate_micros(&prices, p, o)
 }
@@ -244,7 +244,7 @@ async fn tokens_per_minute_exact_under_200_concurrent_requests() {
     let (fake, g) = setup().await;
     let key = key_with(&g, json!({"tokens_per_minute": 1000})).await;
     let body = chat(Some(90));
-    let (p, o) = keyway_gateway::billing::demand_of(body.as_object().unwrap());
+    let (p, o) = keyway_gateway::estimate::demand_of(body.as_object().unwrap());
     let per_request = p + o;
     // Slow answers: every request is in flight (its reservation not yet corrected) at once.
     fake.set_fault(Fault::SlowFirstByte(Duration::from_millis(2000)));
@@ -389,7 +389,7 @@ async fn a_workspace_refusal_gives_back_what_the_key_took() {
     assert_eq!(s, 200, "{v}");
     // 100 tokens wanted (the whole workspace minute) while some are used: the workspace refuses...
     let body = chat(Some(93));
-    let (p, o) = keyway_gateway::billing::demand_of(body.as_object().unwrap());
+    let (p, o) = keyway_gateway::estimate::demand_of(body.as_object().unwrap());
     assert_eq!(p + o, 100);
     let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(body)).await;
     assert_eq!(s, 429, "{v}");

@@ -753,3 +753,44 @@ async fn e2e_azure_deployment_priced_from_pricing_config() {
     let tokens = gen["tokens_prompt"].as_u64().unwrap() + gen["tokens_completion"].as_u64().unwrap();
     assert_eq!(gen["cost_micros"].as_u64().unwrap(), tokens * 1000, "$1000/Mtok = 1000 micros a token: {gen}");
 }
+
+/// The loop's one retry rule (`proxy::retry::moves_on`) through the real loop: for an error of
+/// each class on the first credential, the request either moves on to the second credential or
+/// stops there, as the rule says for that class.
+#[tokio::test]
+async fn e2e_each_error_class_moves_on_or_stops_as_the_retry_rule_says() {
+    use keyway_gateway::proxy::retry::moves_on;
+    use keyway_providers::error::TimeoutKind;
+    use keyway_providers::ProviderError;
+    let cases: Vec<(Fault, &str, ProviderError)> = vec![
+        (Fault::RateLimit { retry_after_secs: 60 }, "rate_limited", ProviderError::RateLimited { status: 429, retry_after: None, message: String::new(), body: None }),
+        (Fault::ServerError, "upstream_5xx", ProviderError::Upstream5xx { status: 500, message: String::new() }),
+        (Fault::Unauthorized, "auth", ProviderError::Auth { status: 401, message: String::new(), body: None }),
+        (Fault::Forbidden, "auth", ProviderError::Auth { status: 403, message: String::new(), body: None }),
+        (Fault::InvalidJson, "protocol", ProviderError::Protocol(String::new())),
+        (Fault::SlowFirstByte(Duration::from_secs(5)), "timeout", ProviderError::Timeout(TimeoutKind::FirstByte)),
+        (Fault::BadRequest, "bad_request", ProviderError::BadRequest { status: 400, message: String::new(), body: None }),
+    ];
+    for (i, (fault, class, error)) in cases.into_iter().enumerate() {
+        let fake = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+        let (g, key) = gateway_for(&fake, |c| c.timeouts.first_byte_ms = 300).await;
+        let (first, second) = (format!("sk-byok-first-{i:06}"), format!("sk-byok-second-{i:06}"));
+        g.add_byok(json!({"provider": "openai", "key": first, "sort_order": 1})).await;
+        let k2 = g.add_byok(json!({"provider": "openai", "key": second, "sort_order": 2})).await;
+        fake.set_fault_for_key(&first, fault);
+        let (s, v, h) = g.req("POST", "/v1/chat/completions", Some(&key), Some(chat("openai/gpt-4o-mini"))).await;
+        let gen = generation(&g, h["x-keyway-generation-id"].to_str().unwrap()).await;
+        assert_eq!(gen["attempts"][0]["error"].as_str(), Some(class), "{gen}");
+        if moves_on(&error) {
+            assert_eq!(s, 200, "{class} moves on: {v}");
+            assert_eq!(h["x-keyway-credential"].to_str().unwrap(), k2, "{class}");
+            assert_eq!(h["x-keyway-attempts"], "2", "{class}");
+            assert_eq!(fake.calls_with_key(&second), 1, "{class}");
+        } else {
+            assert_ne!(s, 200, "{class} stops: {v}");
+            assert_eq!(h["x-keyway-attempts"], "1", "{class}");
+            assert_eq!(fake.calls_with_key(&second), 0, "{class} stops before the second credential");
+        }
+        assert_eq!(fake.calls_with_key(SYSTEM_KEY), 0, "{class}");
+    }
+}

@@ -378,7 +378,7 @@ async fn concurrent_requests_cannot_overdraw_credits() {
     let (fake, g) = start(true, |c| c.billing.credits_enabled = true).await;
     let (key, _) = g.inference_key().await;
     let body = chat(Some(1000));
-    let (p, o) = keyway_gateway::billing::demand_of(body.as_object().unwrap());
+    let (p, o) = keyway_gateway::estimate::demand_of(body.as_object().unwrap());
     // gpt-4o-mini, system traffic: the whole estimate is charged.
     let scaled = p * 150_000 + o * 600_000;
     let estimate = (scaled / 1_000_000 + u64::from(scaled % 1_000_000 >= 500_000)) as i64;

@@ -6,19 +6,17 @@
 
 use crate::error::ProviderError;
 use crate::http::{self, parse_json, read_body};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::sse::SseEvent;
 use crate::translate::anthropic::{anthropic_error, anthropic_response_to_openai, anthropic_usage, openai_request_to_anthropic, AnthropicStreamToOpenAi};
-use crate::types::{AnthropicNative, Call, ChatRequest, ChatResponse, ChunkStream, RequestPreview, StreamEvent};
-use crate::Provider;
+use crate::stream::{translate, Translate};
+use crate::types::{AnthropicNative, Call, ChatRequest, ChatResponse, RequestPreview, StreamEvent};
+use crate::provider::Provider;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
 use keyway_core::Credential;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
@@ -62,16 +60,7 @@ impl Provider for Anthropic {
         }
         let body = openai_request_to_anthropic(req.body.map()?, call.model)?;
         let resp = http::send(&self.http, self.build(call, &body, None)?, &self.timeouts).await?;
-        let created = chrono::Utc::now().timestamp();
-        if !req.stream() {
-            let msg = parse_json(&read_body(resp, &self.timeouts).await?)?;
-            if msg.get("type").and_then(Value::as_str) == Some("error") {
-                return Err(anthropic_error(&msg));
-            }
-            let (body, usage) = anthropic_response_to_openai(&msg, created)?;
-            return Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) });
-        }
-        Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, &self.timeouts), AnthropicStreamToOpenAi::new(created), false)))
+        answer(resp, req.stream(), Shape::OpenAi, &self.timeouts).await
     }
 
     async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {
@@ -95,83 +84,79 @@ impl Anthropic {
         body.insert("model".into(), Value::String(call.model.to_owned()));
         let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
         let resp = http::send(&self.http, self.build(call, &body, native.beta.as_deref())?, &self.timeouts).await?;
-        native_answer(resp, stream, &self.timeouts).await
+        answer(resp, stream, Shape::Native, &self.timeouts).await
     }
 }
 
-/// A native answer (Anthropic's own message or events) from any host of Anthropic's protocol.
-pub(crate) async fn native_answer(resp: crate::client::Response, stream: bool, timeouts: &Timeouts) -> Result<ChatResponse, ProviderError> {
-    if !stream {
-        let msg = parse_json(&read_body(resp, timeouts).await?)?;
-        if msg.get("type").and_then(Value::as_str) == Some("error") {
-            return Err(anthropic_error(&msg));
-        }
-        if !msg.get("content").is_some_and(Value::is_array) {
-            return Err(ProviderError::Protocol("Anthropic message without a `content` list".into()));
-        }
-        let usage = msg.get("usage").map(anthropic_usage);
-        return Ok(ChatResponse::Complete { body: msg.into(), usage });
-    }
-    let translator = AnthropicStreamToOpenAi::new(chrono::Utc::now().timestamp());
-    Ok(ChatResponse::Stream(stream_events(http::sse_events(resp, timeouts), translator, true)))
+/// In which shape an Anthropic answer goes back to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Translated to an OpenAI `chat.completion` or `chat.completion.chunk`s.
+    OpenAi,
+    /// Anthropic's own message, or each event's own data untouched (`POST /v1/messages` served
+    /// natively). The translation still runs over a stream, to say which events carry content
+    /// (the router's fallback point), to pull usage out, and to turn `error` events into errors.
+    Native,
 }
 
-struct StreamState {
-    events: BoxStream<'static, Result<SseEvent, ProviderError>>,
+/// An answer of Anthropic's protocol from any host of it (Anthropic, Claude on Vertex), whole
+/// or streamed, in `shape`.
+pub(crate) async fn answer(resp: crate::client::Response, stream: bool, shape: Shape, timeouts: &Timeouts) -> Result<ChatResponse, ProviderError> {
+    let created = chrono::Utc::now().timestamp();
+    if stream {
+        let events = Events { translator: AnthropicStreamToOpenAi::new(created), shape };
+        return Ok(ChatResponse::Stream(translate(Box::pin(http::sse_events(resp, timeouts)), events)));
+    }
+    let msg = parse_json(&read_body(resp, timeouts).await?)?;
+    if msg.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(anthropic_error(&msg));
+    }
+    match shape {
+        Shape::OpenAi => {
+            let (body, usage) = anthropic_response_to_openai(&msg, created)?;
+            Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) })
+        }
+        Shape::Native => {
+            if !msg.get("content").is_some_and(Value::is_array) {
+                return Err(ProviderError::Protocol("Anthropic message without a `content` list".into()));
+            }
+            let usage = msg.get("usage").map(anthropic_usage);
+            Ok(ChatResponse::Complete { body: msg.into(), usage })
+        }
+    }
+}
+
+/// Anthropic's SSE events through the one stream driver ([`translate`]). A stream that closes
+/// before `message_stop` ends with a protocol error (it was cut); nothing follows `message_stop`.
+struct Events {
     translator: AnthropicStreamToOpenAi,
-    pending: VecDeque<Result<StreamEvent, ProviderError>>,
-    done: bool,
-    native: bool,
+    shape: Shape,
 }
 
-/// Translates upstream SSE events as they arrive. The stream ends after the first error, and a
-/// stream that closes before `message_stop` ends with a protocol error (it was cut).
-///
-/// `native`: each chunk is instead the upstream event's own data, untouched; the translation
-/// still runs, to say which events carry content (the router's fallback point), to pull usage
-/// out, and to turn `error` events into errors.
-pub(crate) fn stream_events<S>(events: S, translator: AnthropicStreamToOpenAi, native: bool) -> ChunkStream
-where
-    S: Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
-{
-    let state = StreamState { events: events.boxed(), translator, pending: VecDeque::new(), done: false, native };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.pending.pop_front() {
-                if item.is_err() {
-                    st.pending.clear();
-                    st.done = true;
+impl Translate for Events {
+    type Item = SseEvent;
+
+    fn item(&mut self, ev: SseEvent) -> Vec<Result<StreamEvent, ProviderError>> {
+        let items = self.translator.push(&ev.event, &ev.data);
+        match self.shape {
+            Shape::OpenAi => items,
+            Shape::Native => {
+                let content = items.iter().any(|i| matches!(i, Ok(StreamEvent::Chunk { content: true, .. })));
+                let mut out = Vec::with_capacity(2);
+                if !items.iter().any(Result::is_err) {
+                    out.push(Ok(StreamEvent::Chunk { json: Bytes::from(ev.data), content, shape: None }));
                 }
-                return Some((item, st));
-            }
-            if st.done {
-                return None;
-            }
-            match st.events.next().await {
-                Some(Ok(ev)) if st.native => {
-                    let items = st.translator.push(&ev.event, &ev.data);
-                    let content = items.iter().any(|i| matches!(i, Ok(StreamEvent::Chunk { content: true, .. })));
-                    let failed = items.iter().any(Result::is_err);
-                    if !failed {
-                        st.pending.push_back(Ok(StreamEvent::Chunk { json: Bytes::from(ev.data), content, shape: None }));
-                    }
-                    st.pending.extend(items.into_iter().filter(|i| !matches!(i, Ok(StreamEvent::Chunk { .. }))));
-                    st.done = st.translator.is_complete();
-                }
-                Some(Ok(ev)) => {
-                    st.pending.extend(st.translator.push(&ev.event, &ev.data));
-                    // Nothing follows message_stop; don't wait for the upstream to close.
-                    st.done = st.translator.is_complete();
-                }
-                Some(Err(e)) => {
-                    st.pending.push_back(Err(e));
-                    st.done = true;
-                }
-                None => {
-                    st.pending.extend(st.translator.finish().map(Err));
-                    st.done = true;
-                }
+                out.extend(items.into_iter().filter(|i| !matches!(i, Ok(StreamEvent::Chunk { .. }))));
+                out
             }
         }
-    }))
+    }
+
+    fn end(&mut self) -> Vec<Result<StreamEvent, ProviderError>> {
+        self.translator.finish().map(Err).into_iter().collect()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.translator.is_complete()
+    }
 }

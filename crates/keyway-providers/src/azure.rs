@@ -8,9 +8,9 @@
 use crate::error::ProviderError;
 use crate::http;
 use crate::openai_compat::{read_chat, read_embeddings, UpstreamBody};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::types::{Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview};
-use crate::Provider;
+use crate::provider::Provider;
 use async_trait::async_trait;
 use keyway_core::credential::AzureCredential;
 use keyway_core::Credential;

@@ -6,18 +6,20 @@
 //! (`us.`, `eu.`, `global.` prefixes) are plain ids here and pass through unchanged.
 //! Auth is SigV4 from an IAM key set or `Authorization: Bearer` for a Bedrock API key.
 
-pub mod convert;
 pub mod eventstream;
 pub mod sign;
 
 pub use eventstream::{EventStreamDecoder, FrameError};
 
+/// The conversion lives in [`crate::translate::bedrock`]; this path stays for existing callers.
+pub use crate::translate::bedrock as convert;
+
 use crate::error::{ProviderError, TimeoutKind};
-use crate::gemini::openai_shape;
+use crate::stream::translate;
 use crate::http::{self, parse_json, read_body};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::types::{Call, ChatRequest, ChatResponse, RequestPreview};
-use crate::Provider;
+use crate::provider::Provider;
 use async_trait::async_trait;
 use aws_smithy_types::event_stream::Message;
 use futures::{Stream, StreamExt};
@@ -157,7 +159,7 @@ impl Provider for Bedrock {
             return Ok(ChatResponse::Complete { body: body.into(), usage });
         }
         let stream = messages(resp, self.timeouts.idle);
-        Ok(ChatResponse::Stream(openai_shape::translate(stream, eventstream::StreamTranslator::new(call.model))))
+        Ok(ChatResponse::Stream(translate(stream, eventstream::StreamTranslator::new(call.model))))
     }
 
     async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError> {

@@ -11,13 +11,12 @@
 //! and `model`, and the gateway's values are spliced into the upstream's bytes when written —
 //! no per-field allocation, no second serialisation (bench/README.md).
 
-use serde::de::{MapAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::types::{splice, Edit, Span};
+pub use crate::raw::RawObject;
+use crate::raw::{splice, Edit, Span};
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,136 +228,6 @@ impl Shaped {
             }
         }
         Some(o)
-    }
-}
-
-/// A JSON object whose top-level values are kept as raw JSON text, in the upstream's order.
-#[derive(Debug, Clone)]
-pub struct RawObject {
-    fields: Vec<(String, Box<RawValue>)>,
-}
-
-/// Same keys in the same order with the same JSON text.
-impl PartialEq for RawObject {
-    fn eq(&self, other: &Self) -> bool {
-        self.fields.len() == other.fields.len() && self.fields.iter().zip(&other.fields).all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
-    }
-}
-
-impl RawObject {
-    /// Parses `bytes` as one JSON object (anything else is an error).
-    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&RawValue> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
-    }
-
-    /// A top-level value parsed into `T` (e.g. `usage`), `None` when absent or not a `T`.
-    pub fn get_as<'a, T: Deserialize<'a>>(&'a self, key: &str) -> Option<T> {
-        serde_json::from_str(self.get(key)?.get()).ok()
-    }
-
-    /// Replaces `key`'s value (every copy of a duplicated key) or appends it.
-    pub fn set(&mut self, key: &str, value: &impl Serialize) {
-        let Ok(raw) = serde_json::value::to_raw_value(value) else { return };
-        let mut found = false;
-        for (k, v) in &mut self.fields {
-            if k == key {
-                *v = raw.clone();
-                found = true;
-            }
-        }
-        if !found {
-            self.fields.push((key.to_owned(), raw));
-        }
-    }
-
-    /// The fields in order (duplicates included), each value as its JSON text.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), &**v))
-    }
-
-    /// Takes `key` out (every copy of a duplicated key), returning the last copy's value.
-    pub fn remove(&mut self, key: &str) -> Option<Box<RawValue>> {
-        let mut last = None;
-        let mut i = 0;
-        while i < self.fields.len() {
-            if self.fields.get(i).is_some_and(|(k, _)| k == key) {
-                last = Some(self.fields.remove(i).1);
-            } else {
-                i += 1;
-            }
-        }
-        last
-    }
-
-    /// One copy per key, as a parsed `Map` keeps them: the last value, at the first position.
-    pub fn dedup_keys(&mut self) {
-        // A request has a dozen keys at most: the quadratic check costs less than a set.
-        let n = self.fields.len();
-        if !(1..n).any(|i| self.fields[..i].iter().any(|(k, _)| *k == self.fields[i].0)) {
-            return;
-        }
-        let mut out: Vec<(String, Box<RawValue>)> = Vec::with_capacity(n);
-        for (k, v) in self.fields.drain(..) {
-            match out.iter_mut().find(|(ko, _)| *ko == k) {
-                Some(slot) => slot.1 = v,
-                None => out.push((k, v)),
-            }
-        }
-        self.fields = out;
-    }
-
-    /// The parsed map (the last copy of a duplicated key wins, as when parsing the text). An
-    /// error where a value that was split over is refused by a parse (a lone surrogate escape, a
-    /// number beyond `f64`).
-    pub fn try_to_map(&self) -> Result<Map<String, Value>, serde_json::Error> {
-        self.fields.iter().map(|(k, v)| Ok((k.clone(), serde_json::from_str(v.get())?))).collect()
-    }
-
-    pub fn to_value(&self) -> Value {
-        Value::Object(
-            self.fields
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::from_str(v.get()).unwrap_or(Value::Null)))
-                .collect(),
-        )
-    }
-
-    pub(crate) fn len_hint(&self) -> usize {
-        2 + self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
-    }
-}
-
-impl Serialize for RawObject {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.fields.len()))?;
-        for (k, v) in &self.fields {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for RawObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = RawObject;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    fields.push((k, v));
-                }
-                Ok(RawObject { fields })
-            }
-        }
-        d.deserialize_map(Fields)
     }
 }
 

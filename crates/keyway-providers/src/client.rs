@@ -17,7 +17,7 @@
 //! own SDKs do by default.
 
 use crate::error::{ProviderError, TimeoutKind};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use bytes::Bytes;
 use http_body_util::{BodyDataStream, BodyExt, Either};
 use hyper::body::Incoming;

@@ -59,9 +59,15 @@ impl ProviderError {
         }
     }
 
-    /// Whether the router may try the next attempt after this error.
+    /// The one retry rule: whether the attempt loop moves on to the next attempt of the route
+    /// plan after this error. Only [`ProviderError::BadRequest`] stops it: the upstream judged
+    /// the request itself wrong, and any other provider would too (a 400 the client must fix).
+    /// Everything else is about this attempt — its key (`Auth`, `RateLimited`), its upstream
+    /// (`Upstream5xx`, `Timeout`, `Connect`, `Protocol`), or what this provider or credential can
+    /// express (`Unsupported`: no embeddings here, a feature only Anthropic serves, a credential
+    /// of the wrong kind) — and the next attempt may well succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ProviderError::BadRequest { .. } | ProviderError::Unsupported(_))
+        !matches!(self, ProviderError::BadRequest { .. })
     }
 
     /// A short machine name for metrics, attempt records and logs.
@@ -97,6 +103,43 @@ impl ProviderError {
             408 => ProviderError::Timeout(TimeoutKind::FirstByte),
             400..=499 => ProviderError::BadRequest { status, message, body },
             _ => ProviderError::Upstream5xx { status, message },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bad_request_stops_the_attempt_loop() {
+        let table = [
+            (ProviderError::RateLimited { status: 429, retry_after: None, message: String::new(), body: None }, true),
+            (ProviderError::Auth { status: 401, message: String::new(), body: None }, true),
+            (ProviderError::Auth { status: 403, message: String::new(), body: None }, true),
+            (ProviderError::BadRequest { status: 400, message: String::new(), body: None }, false),
+            (ProviderError::BadRequest { status: 404, message: String::new(), body: None }, false),
+            (ProviderError::BadRequest { status: 422, message: String::new(), body: None }, false),
+            (ProviderError::Upstream5xx { status: 500, message: String::new() }, true),
+            (ProviderError::Upstream5xx { status: 529, message: String::new() }, true),
+            (ProviderError::Timeout(TimeoutKind::Connect), true),
+            (ProviderError::Timeout(TimeoutKind::FirstByte), true),
+            (ProviderError::Timeout(TimeoutKind::Idle), true),
+            (ProviderError::Connect(String::new()), true),
+            (ProviderError::Protocol(String::new()), true),
+            (ProviderError::Unsupported(String::new()), true),
+        ];
+        for (e, retry) in table {
+            assert_eq!(e.is_retryable(), retry, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_classify_into_the_rule() {
+        let table = [(400, false), (404, false), (408, true), (409, false), (401, true), (403, true), (429, true), (500, true), (503, true)];
+        for (status, retry) in table {
+            let e = ProviderError::from_status(status, None, String::new(), None);
+            assert_eq!(e.is_retryable(), retry, "{status}: {e:?}");
         }
     }
 }

@@ -4,14 +4,16 @@
 //! the key in `x-goog-api-key`: never as `?key=`, because URLs end up in logs. Embeddings go to
 //! `:embedContent` (one input) or `:batchEmbedContents` and come back as OpenAI's list.
 
-pub mod convert;
-pub mod openai_shape;
+/// The conversion lives in [`crate::translate::gemini`]; this path stays for existing callers.
+pub use crate::translate::gemini as convert;
 
 use crate::error::ProviderError;
+use crate::openai_shape::bad_request;
+use crate::stream::translate;
 use crate::http::{self, parse_json, read_body};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::types::{Call, ChatRequest, ChatResponse, EmbeddingsResponse, RequestPreview};
-use crate::Provider;
+use crate::provider::Provider;
 use async_trait::async_trait;
 use keyway_core::Credential;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -90,7 +92,7 @@ pub(crate) async fn chat_over(
         return Ok(ChatResponse::Complete { body: body.into(), usage });
     }
     let events = Box::pin(http::sse_events(resp, timeouts));
-    Ok(ChatResponse::Stream(openai_shape::translate(events, convert::StreamTranslator::new(model))))
+    Ok(ChatResponse::Stream(translate(events, convert::StreamTranslator::new(model))))
 }
 
 /// The OpenAI embeddings `input` as a list of strings.
@@ -102,7 +104,7 @@ fn embedding_inputs(req: &ChatRequest) -> Result<(Vec<String>, bool), ProviderEr
             .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| ProviderError::Unsupported("Gemini embeddings take text inputs only".into())))
             .collect::<Result<Vec<_>, _>>()
             .map(|v| (v, false)),
-        _ => Err(openai_shape::bad_request("`input` must be a string or a non-empty array of strings")),
+        _ => Err(bad_request("`input` must be a string or a non-empty array of strings")),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::client::{body_error, BodyError, HttpClient, Response};
 use crate::error::{ProviderError, TimeoutKind};
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::sse::{SseDecoder, SseEvent};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};

@@ -10,6 +10,8 @@
 //! answer in Anthropic's shapes ([`Provider::native_anthropic`]).
 
 pub mod anthropic;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod azure;
 pub mod bedrock;
 pub mod body;
@@ -18,43 +20,21 @@ pub mod error;
 pub mod gemini;
 pub mod http;
 pub mod openai_compat;
+pub mod openai_shape;
+pub mod provider;
+pub mod raw;
 pub mod registry;
 pub mod sse;
+pub mod stream;
+pub mod timeouts;
 pub mod translate;
 pub mod types;
+pub mod usage;
 pub mod vertex;
 
 pub use body::{Body, RawObject};
 pub use client::{HttpClient, Transport};
 pub use error::ProviderError;
+pub use provider::Provider;
 pub use registry::{Providers, ProvidersConfig, Timeouts};
 pub use types::{json_str, AnthropicNative, Call, ChatRequest, ChatResponse, ChunkShape, ChunkStream, EmbeddingsResponse, RequestBody, RequestPreview, StreamEvent};
-
-use async_trait::async_trait;
-
-/// One provider protocol. Implementations hold their base URL and the shared HTTP client.
-#[async_trait]
-pub trait Provider: Send + Sync {
-    /// A chat completion, streaming when `req.stream` is set.
-    async fn chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<ChatResponse, ProviderError>;
-
-    /// OpenAI-shaped embeddings; providers without an embeddings API say `Unsupported`.
-    async fn embeddings(&self, call: &Call<'_>, req: &ChatRequest) -> Result<EmbeddingsResponse, ProviderError> {
-        let _ = (call, req);
-        Err(ProviderError::Unsupported("this provider has no embeddings endpoint in Keyway".into()))
-    }
-
-    /// The exact request `chat` would send, secrets masked (Test key's curl line).
-    async fn preview_chat(&self, call: &Call<'_>, req: &ChatRequest) -> Result<RequestPreview, ProviderError>;
-
-    /// A cheap model to send Test key's one-token request to (upstream id).
-    fn test_model(&self) -> &str;
-
-    /// Whether `chat` sends [`ChatRequest::anthropic`] as is for this call when set, answering
-    /// with Anthropic messages (Complete) and Anthropic event data (Stream chunks) instead of
-    /// OpenAI shapes.
-    fn native_anthropic(&self, call: &Call<'_>) -> bool {
-        let _ = call;
-        false
-    }
-}

@@ -3,9 +3,12 @@
 
 use crate::error::ProviderError;
 use crate::http::{self, read_body};
-use crate::registry::Timeouts;
+pub use crate::openai_shape::chunk_has_content;
+use crate::timeouts::Timeouts;
 use crate::types::{openai_usage, Call, UsageView, ChatRequest, ChatResponse, ChunkShape, EmbeddingsResponse, RequestBody, RequestPreview, Span, StreamEvent};
-use crate::{Body, Provider, RawObject};
+use crate::body::Body;
+use crate::provider::Provider;
+use crate::raw::RawObject;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -292,10 +295,9 @@ impl ChoiceView<'_> {
     }
 }
 
-/// [`chunk_items`] over a parsed `Value`: for chunks the borrowed view can't read (public for
-/// the benchmark that compares the two).
-#[doc(hidden)]
-pub fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
+/// [`chunk_items`] over a parsed `Value`: for chunks the borrowed view can't read (and the
+/// oracle it is tested against; the benchmark reaches it through `keyway_providers::bench`, `bench` feature).
+pub(crate) fn chunk_items_by_value(data: String) -> (Vec<Result<StreamEvent, ProviderError>>, bool) {
     let v = match serde_json::from_str::<Value>(&data) {
         Ok(v) => v,
         Err(e) => return (vec![Err(ProviderError::Protocol(format!("invalid JSON in stream: {e}")))], false),
@@ -324,17 +326,17 @@ async fn read_whole(resp: crate::client::Response, t: &Timeouts) -> Result<(Body
     read_answer(&read_body(resp, t).await?)
 }
 
-/// [`read_whole`] once the body is in (public for the benchmark).
-#[doc(hidden)]
+/// A whole OpenAI-shaped answer from its bytes, as [`read_whole`] reads it once the body is in:
+/// the body kept as the upstream wrote it, its usage, or the error object a 200 may carry.
 pub fn read_answer(bytes: &Bytes) -> Result<(Body, Option<Usage>), ProviderError> {
     // What the borrowed view can't take (not UTF-8, not an object, a duplicated or odd-typed
     // field) is split at the top level and read as before, which names any JSON error.
     read_shaped(bytes).unwrap_or_else(|| read_raw(bytes))
 }
 
-/// The answer split at the top level (public for the benchmark that compares the two reads).
-#[doc(hidden)]
-pub fn read_raw(bytes: &[u8]) -> Result<(Body, Option<Usage>), ProviderError> {
+/// The answer split at the top level: [`read_answer`]'s fallback and oracle (the benchmark
+/// reaches it through `keyway_providers::bench`, `bench` feature).
+pub(crate) fn read_raw(bytes: &[u8]) -> Result<(Body, Option<Usage>), ProviderError> {
     let body = RawObject::parse(bytes).map_err(|e| ProviderError::Protocol(format!("invalid JSON from upstream: {e}")))?;
     if let Some(e) = body.get_as::<Value>("error").filter(|e| !e.is_null()) {
         return Err(error_object(&e));
@@ -391,20 +393,6 @@ fn read_shaped(bytes: &Bytes) -> Option<Result<(Body, Option<Usage>), ProviderEr
     let finish_reason = view.choices.and_then(|c| c.into_iter().next()).and_then(|c| c.finish_reason).map(|r| r.into_owned());
     let body = Body::Shaped(Box::new(crate::body::Shaped::new(bytes.clone(), at, finish_reason)));
     Some(Ok((body, usage)))
-}
-
-/// Whether a chunk carries output a client would see (and so forbids a silent retry).
-pub fn chunk_has_content(chunk: &Value) -> bool {
-    chunk.get("choices").and_then(Value::as_array).is_some_and(|choices| {
-        choices.iter().any(|c| {
-            let d = c.get("delta");
-            let text = d.and_then(|d| d.get("content")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-            let tools = d.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null());
-            let refusal = d.and_then(|d| d.get("refusal")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-            let finish = c.get("finish_reason").is_some_and(|f| !f.is_null());
-            text || tools || refusal || finish
-        })
-    })
 }
 
 /// An `{"error": {...}}` object sent inside a 200 stream.
@@ -716,5 +704,128 @@ mod tests {
         let mut out = Vec::new();
         assert!(!shape.write_edited(br#"{"id":"x"}"#, id_json, provider_json, model_json, &mut out));
         assert!(out.is_empty());
+    }
+}
+
+/// The slow readers stay as fallbacks for what the borrowed views can't take (a duplicated key,
+/// a field of an odd type, invalid JSON, which they name); here they are also the oracles the
+/// fast readers must agree with on every input.
+#[cfg(test)]
+mod oracle {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u32>().prop_map(Value::from),
+            (-5i64..5).prop_map(Value::from),
+            Just(json!(1.5)),
+            "[a-z\"\\\\é]{0,6}".prop_map(Value::from),
+            Just(json!("")),
+            Just(json!([])),
+            Just(json!({})),
+        ]
+    }
+
+    fn usage() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            scalar(),
+            (scalar(), scalar(), scalar(), scalar()).prop_map(|(p, c, r, w)| json!({
+                "prompt_tokens": p, "completion_tokens": c, "total_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": r, "cache_write_tokens": w}})),
+            (0u64..1000, 0u64..1000, 0u64..100, 0u64..100).prop_map(|(p, c, r, w)| json!({
+                "prompt_tokens": p, "completion_tokens": c, "prompt_tokens_details": {"cached_tokens": r, "cache_write_tokens": w}})),
+        ]
+    }
+
+    fn choice() -> impl Strategy<Value = Value> {
+        (scalar(), scalar(), scalar(), scalar(), prop::bool::ANY).prop_map(|(content, tools, refusal, finish, message)| {
+            let inner = json!({"role": "assistant", "content": content, "tool_calls": tools, "refusal": refusal});
+            let key = if message { "message" } else { "delta" };
+            json!({"index": 0, key: inner, "finish_reason": finish})
+        })
+    }
+
+    /// Answer- and chunk-like objects: each field absent, `null`, well-typed or odd.
+    fn object() -> impl Strategy<Value = Value> {
+        let field = |s: BoxedStrategy<Value>| prop::option::of(s);
+        (
+            field(scalar().boxed()),
+            field(scalar().boxed()),
+            field(scalar().boxed()),
+            field(prop_oneof![scalar(), prop::collection::vec(choice(), 0..3).prop_map(Value::from)].boxed()),
+            field(usage().boxed()),
+            field(prop_oneof![scalar(), Just(json!({"message": "boom", "type": "server_error"})), Just(json!({"code": 429}))].boxed()),
+            field(scalar().boxed()),
+        )
+            .prop_map(|(id, model, provider, choices, usage, error, fp)| {
+                let mut m = Map::new();
+                for (k, v) in [("id", id), ("model", model), ("provider", provider), ("choices", choices), ("usage", usage), ("error", error), ("system_fingerprint", fp)] {
+                    if let Some(v) = v {
+                        m.insert(k.to_owned(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+    }
+
+    /// The object as text: compact, pretty, or with a key duplicated (which a `Value` keeps once).
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            object().prop_map(|v| v.to_string()),
+            object().prop_map(|v| serde_json::to_string_pretty(&v).unwrap()),
+            (object(), prop_oneof![Just("id"), Just("usage"), Just("choices"), Just("model")]).prop_map(|(v, k)| {
+                let s = v.to_string();
+                format!("{{\"{k}\":null,{}", s.strip_prefix('{').unwrap_or("}"))
+            }),
+            "[{}\\[\\]a-z\":,0-9 ]{0,24}",
+        ]
+    }
+
+    /// A stream item without what only the fast reader finds (the chunk's shape).
+    type Plain = Result<(Bytes, bool, Option<Usage>), ProviderError>;
+
+    fn plain(items: Vec<Result<StreamEvent, ProviderError>>) -> Vec<Plain> {
+        items
+            .into_iter()
+            .map(|i| {
+                i.map(|e| match e {
+                    StreamEvent::Chunk { json, content, .. } => (json, content, None),
+                    StreamEvent::Usage(u) => (Bytes::new(), false, Some(u)),
+                })
+            })
+            .collect()
+    }
+
+    /// What the gateway reads of a whole answer: its finish reason and usage, or the error.
+    fn answer(r: Result<(Body, Option<Usage>), ProviderError>) -> Result<(Option<String>, Option<Usage>), ProviderError> {
+        r.map(|(b, u)| (b.first_finish_reason(), u))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn chunk_items_agrees_with_the_value_reader(data in text()) {
+            let (fast, fast_finish) = chunk_items(data.clone());
+            let (slow, slow_finish) = chunk_items_by_value(data);
+            prop_assert_eq!(fast_finish, slow_finish);
+            prop_assert_eq!(plain(fast), plain(slow));
+        }
+
+        #[test]
+        fn read_answer_agrees_with_the_raw_reader(data in text()) {
+            let bytes = Bytes::from(data);
+            let fast = read_answer(&bytes);
+            let slow = read_raw(&bytes);
+            let fast_value = fast.as_ref().ok().map(|(b, _)| b.clone().into_value());
+            let slow_value = slow.as_ref().ok().map(|(b, _)| b.clone().into_value());
+            prop_assert_eq!(fast_value, slow_value);
+            prop_assert_eq!(answer(fast), answer(slow));
+        }
     }
 }

@@ -8,39 +8,10 @@ use serde_json::{Map, Value};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use crate::body::RawObject;
-
-/// The visitor methods for the JSON scalars a lenient read maps to one value (`$v`): null,
-/// booleans, numbers, strings (with `ints`); without it `u64`/`i64` are the caller's. Maps and
-/// lists are always the caller's.
-macro_rules! scalars {
-    ($v:expr, ints) => {
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        scalars!($v);
-    };
-    ($v:expr) => {
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-    };
-}
+use crate::raw::{splice, Edit, RawObject};
+pub use crate::usage::openai_usage;
+pub(crate) use crate::usage::UsageView;
+pub use crate::raw::{json_str, Span};
 
 /// Who to call and with what: one attempt of a route plan.
 #[derive(Debug, Clone, Copy)]
@@ -247,22 +218,6 @@ pub enum StreamEvent {
     Usage(Usage),
 }
 
-/// Where one top-level value sits in a chunk's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub start: usize,
-    pub end: usize,
-}
-
-impl Span {
-    /// The span of `part`, a slice borrowed from `whole`; `None` when it isn't one.
-    pub fn within(whole: &str, part: &str) -> Option<Span> {
-        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-        let end = start.checked_add(part.len())?;
-        (end <= whole.len()).then_some(Span { start, end })
-    }
-}
-
 /// An upstream OpenAI chunk's layout, read in the adapter's one scan of it: where its
 /// top-level `id`, `model` and `provider` values are (a `null` included), whether it is the
 /// usage-only chunk that ends a stream, and its first choice's finish reason. Re-parsing every
@@ -295,74 +250,12 @@ impl ChunkShape {
     }
 }
 
-/// `s` as a JSON string, quotes and escapes included.
-pub fn json_str(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_str(&mut out, s);
-    // serde_json writes valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// One top-level edit of a JSON object's text: `key` set to `value` (JSON text, written as it
-/// is), in place where its old value sits (`at`), else added at the end.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Edit<'a> {
-    pub key: &'a str,
-    pub at: Option<Span>,
-    pub value: &'a str,
-}
-
-/// Appends the object `json` to `out` with `edits` made: the present keys' values replaced where
-/// they are, the absent keys added before the closing brace in `edits`' order. `false` (and
-/// nothing written) when the spans don't fit `json`, which is then not the text they were read
-/// from. The caller sizes `out`; a handful of edits, sorted in place, no allocation.
-pub(crate) fn splice(json: &[u8], edits: &mut [Edit<'_>], out: &mut Vec<u8>) -> bool {
-    let Some(close) = json.iter().rposition(|&b| b == b'}') else { return false };
-    let Some(open) = json.iter().position(|&b| b == b'{') else { return false };
-    // The present keys first, by where they sit; the absent ones after, in their order (the
-    // sort is stable).
-    edits.sort_by_key(|e| e.at.map_or(usize::MAX, |s| s.start));
-    let present = edits.iter().take_while(|e| e.at.is_some()).count();
-    let (present, absent) = edits.split_at(present);
-    // In order, apart, and inside the object: else these spans belong to other bytes.
-    let mut at = open + 1;
-    for s in present.iter().filter_map(|e| e.at) {
-        if s.start < at || s.end < s.start || s.end > close {
-            return false;
-        }
-        at = s.end;
-    }
-    let has_members = !present.is_empty() || json.get(open + 1..close).is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
-    let mut at = 0;
-    for e in present {
-        let Some(s) = e.at else { continue };
-        out.extend_from_slice(json.get(at..s.start).unwrap_or_default());
-        out.extend_from_slice(e.value.as_bytes());
-        at = s.end;
-    }
-    out.extend_from_slice(json.get(at..close).unwrap_or_default());
-    for (i, e) in absent.iter().enumerate() {
-        if has_members || i > 0 {
-            out.push(b',');
-        }
-        write_json_str(out, e.key);
-        out.push(b':');
-        out.extend_from_slice(e.value.as_bytes());
-    }
-    out.extend_from_slice(json.get(close..).unwrap_or_default());
-    true
-}
-
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a string into memory cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
 
 pub enum ChatResponse {
     /// A whole OpenAI `chat.completion` object.
-    Complete { body: crate::Body, usage: Option<Usage> },
+    Complete { body: crate::body::Body, usage: Option<Usage> },
     Stream(ChunkStream),
 }
 
@@ -380,7 +273,7 @@ impl std::fmt::Debug for ChatResponse {
 #[derive(Debug, Clone)]
 pub struct EmbeddingsResponse {
     /// An OpenAI `list` of `embedding` objects.
-    pub body: crate::Body,
+    pub body: crate::body::Body,
     pub usage: Option<Usage>,
 }
 
@@ -441,149 +334,5 @@ fn mask_header(v: &str) -> String {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => format!("{scheme} {}", keyway_core::credential::mask(rest)),
         Some((scheme, _)) => format!("{scheme} ***"),
         None => keyway_core::credential::mask(v),
-    }
-}
-
-/// A usage object in OpenAI's shape, read straight from the text as [`openai_usage`] reads its
-/// `Value` (a count that isn't a `u64` counts 0; anything but an object is no usage), without
-/// building the object and its details maps: that was ~5k instructions of every answer.
-pub(crate) type UsageView = ObjectOr<Usage>;
-
-/// What a lenient read takes from a JSON object's fields.
-trait Fields: Default {
-    /// Reads `key`'s value from `map` (skipping what it doesn't read).
-    fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
-}
-
-/// `Some` of an object's fields; `None` for any other JSON value, which is checked and skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ObjectOr<T>(pub Option<T>);
-
-impl<'de, T: Fields> serde::Deserialize<'de> for ObjectOr<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Fields> serde::de::Visitor<'de> for V<T> {
-            type Value = ObjectOr<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ObjectOr<T>, A::Error> {
-                let mut t = T::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    t.field(&key, &mut map)?;
-                }
-                Ok(ObjectOr(Some(t)))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ObjectOr<T>, A::Error> {
-                serde::de::IgnoredAny.visit_seq(seq).map(|_| ObjectOr(None))
-            }
-            scalars!(ObjectOr(None), ints);
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-impl Fields for Usage {
-    fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
-        match key {
-            "prompt_tokens" => self.prompt_tokens = map.next_value::<Count>()?.0,
-            "completion_tokens" => self.completion_tokens = map.next_value::<Count>()?.0,
-            // `cached_tokens` of `prompt_tokens_details`, 0 unless that is an object holding one.
-            "prompt_tokens_details" => self.cached_tokens = map.next_value::<ObjectOr<Cached>>()?.0.map_or(0, |c| c.0),
-            _ => {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Cached(u64);
-
-impl Fields for Cached {
-    fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
-        if key == "cached_tokens" {
-            self.0 = map.next_value::<Count>()?.0;
-        } else {
-            map.next_value::<serde::de::IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-/// A token count: the value when it is a `u64` (as `Value::as_u64` reads it), else 0.
-struct Count(u64);
-
-impl<'de> serde::Deserialize<'de> for Count {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Count;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
-                Ok(Count(v))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
-                serde::de::IgnoredAny.visit_map(map).map(|_| Count(0))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
-                serde::de::IgnoredAny.visit_seq(seq).map(|_| Count(0))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
-                Ok(Count(0))
-            }
-            scalars!(Count(0));
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A usage object in OpenAI's shape -> [`Usage`].
-pub fn openai_usage(v: &Value) -> Option<Usage> {
-    let u = v.as_object()?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u
-        .get("prompt_tokens_details")
-        .and_then(|d| d.get("cached_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some(Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens"), cached_tokens: cached, cache_write_tokens: 0 })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn the_usage_view_reads_what_the_value_path_reads() {
-        let cases = [
-            r#"{"prompt_tokens":19,"completion_tokens":21,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":7,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":3}}"#,
-            r#"{"prompt_tokens":1}"#,
-            r#"{}"#,
-            r#"{"prompt_tokens":-3,"completion_tokens":2.0,"prompt_tokens_details":{"cached_tokens":"4"}}"#,
-            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551616}"#,
-            r#"{"prompt_tokens":null,"completion_tokens":true,"prompt_tokens_details":null}"#,
-            r#"{"prompt_tokens":[1],"completion_tokens":{"n":1},"prompt_tokens_details":[{"cached_tokens":1}]}"#,
-            r#"{"prompt_tokens_details":{"cached_tokens":5,"cached_tokens":6},"prompt_tokens":1,"prompt_tokens":2}"#,
-            r#"{"pr\u006fmpt_tokens":9}"#,
-            r#"null"#,
-            r#"[]"#,
-            r#"[{"prompt_tokens":1}]"#,
-            r#""many""#,
-            r#"12"#,
-            r#"-1"#,
-            r#"1.5"#,
-            r#"false"#,
-        ];
-        for c in cases {
-            let by_value = openai_usage(&serde_json::from_str::<Value>(c).unwrap());
-            let view: UsageView = serde_json::from_str(c).unwrap();
-            assert_eq!(view.0, by_value, "{c}");
-        }
-        assert!(serde_json::from_str::<UsageView>(r#"{"prompt_tokens":}"#).is_err());
     }
 }

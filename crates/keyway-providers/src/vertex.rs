@@ -14,12 +14,13 @@ pub mod token;
 
 pub use token::{TokenCache, TokenKey};
 
+use crate::anthropic;
 use crate::error::ProviderError;
 use crate::gemini::{self, encode_segment};
 use crate::http;
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use crate::types::{AnthropicNative, Call, ChatRequest, ChatResponse, RequestPreview};
-use crate::Provider;
+use crate::provider::Provider;
 use async_trait::async_trait;
 use keyway_core::credential::VertexCredential;
 use keyway_core::{Credential, ProviderSlug};
@@ -110,7 +111,7 @@ impl Vertex {
         let native = self.native(call, req);
         let body = match (Publisher::of(call.model), native) {
             (Publisher::Anthropic, Some(n)) => claude::native_request(n),
-            (Publisher::Google, _) => gemini::convert::request(req.body.map()?)?,
+            (Publisher::Google, _) => crate::translate::gemini::request(req.body.map()?)?,
             (Publisher::Anthropic, None) => claude::request(req.body.map()?)?,
         };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
@@ -145,11 +146,11 @@ impl Provider for Vertex {
             }
         };
         if self.native(call, req).is_some() {
-            return crate::anthropic::native_answer(resp, req.stream(), &self.timeouts).await;
+            return anthropic::answer(resp, req.stream(), anthropic::Shape::Native, &self.timeouts).await;
         }
         match Publisher::of(call.model) {
             Publisher::Google => gemini::chat_over(resp, req.stream(), call.model, &self.timeouts).await,
-            Publisher::Anthropic => claude::chat_over(resp, req.stream(), call.model, &self.timeouts).await,
+            Publisher::Anthropic => anthropic::answer(resp, req.stream(), anthropic::Shape::OpenAi, &self.timeouts).await,
         }
     }
 

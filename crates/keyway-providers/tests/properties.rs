@@ -100,17 +100,17 @@ proptest! {
         let _ = ant::openai_request_to_anthropic(&req, "claude");
         let _ = ant::anthropic_request_to_openai(&req);
         let _ = ant::anthropic_request_to_openai_lossy(&req);
-        let _ = keyway_providers::gemini::convert::request(&req);
-        let _ = keyway_providers::bedrock::convert::request(&req);
+        let _ = keyway_providers::translate::gemini::request(&req);
+        let _ = keyway_providers::translate::bedrock::request(&req);
     }
 
     #[test]
     fn response_translators_never_panic(v in any_json()) {
         let _ = ant::anthropic_response_to_openai(&v, 0);
         let _ = ant::openai_response_to_anthropic(&v);
-        let _ = keyway_providers::gemini::convert::response(&v, "m");
-        let _ = keyway_providers::bedrock::convert::response(&v, "m");
-        let _ = keyway_providers::gemini::convert::stream_error(&v);
+        let _ = keyway_providers::translate::gemini::response(&v, "m");
+        let _ = keyway_providers::translate::bedrock::response(&v, "m");
+        let _ = keyway_providers::translate::gemini::stream_error(&v);
     }
 
     #[test]

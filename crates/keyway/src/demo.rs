@@ -113,17 +113,48 @@ fn usd(micros: Option<i64>) -> String {
     }
 }
 
-pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    if std::env::var_os("KEYWAY_LOG").is_none() {
-        // The demo's output is its table; only warnings from the server underneath.
-        crate::init_tracing_with("warn", "text", None);
-    } else {
-        crate::init_tracing_with("", "text", None);
-    }
-    let tmp = tempfile::Builder::new().prefix("keyway-demo-").tempdir()?;
-    let fakes = Fakes::start().await.context("starting the fake providers")?;
+const PRIMARY_SECRET: &str = "sk-demo-primary-0000000000000001";
 
-    let mut config = Config { data_dir: tmp.path().to_path_buf(), ..Config::default() };
+/// The demo's workspace, its inference key, and its BYOK keys; returns the inference key and
+/// the credentials' names by id.
+async fn demo_setup(api: &Client) -> anyhow::Result<(String, HashMap<String, String>)> {
+    let ws = api.call(Method::POST, "/workspaces", Some(&json!({"name": "Demo"}))).await?;
+    let ws_id = ws.pointer("/data/id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let key = api.call(Method::POST, "/keys", Some(&json!({"name": "demo app", "workspace_id": ws_id}))).await?;
+    let inference_key = key.get("key").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut names: HashMap<String, String> = HashMap::from([("system".to_owned(), "system".to_owned())]);
+    for (name, body) in [
+        ("openai primary", json!({"provider": "openai", "name": "openai primary", "key": PRIMARY_SECRET, "sort_order": 1, "workspace_id": ws_id})),
+        ("openai backup", json!({"provider": "openai", "name": "openai backup", "key": "sk-demo-backup-0000000000000002", "sort_order": 2, "workspace_id": ws_id})),
+        (
+            "bedrock (IAM)",
+            json!({"provider": "amazon-bedrock", "name": "bedrock (IAM)", "workspace_id": ws_id,
+                   "key": {"accessKeyId": BEDROCK_ACCESS_KEY_ID, "secretAccessKey": BEDROCK_SECRET_ACCESS_KEY, "region": "us-east-1"}}),
+        ),
+    ] {
+        let v = api.call(Method::POST, "/byok", Some(&body)).await?;
+        let id = v.pointer("/data/id").or_else(|| v.get("id")).and_then(Value::as_str).unwrap_or_default().to_owned();
+        names.insert(id, name.to_owned());
+    }
+    Ok((inference_key, names))
+}
+
+/// Where the running demo answers, and the keys to call it with.
+fn print_how_to_use(url: &str, mgmt: &str, inference_key: &str) {
+    println!("Gateway:        {url}   (OpenAI SDK: base_url={url}/v1)");
+    println!("Models:         {url}/v1/models");
+    println!("Metrics:        {url}/metrics   (Prometheus; docs/grafana-keyway.json is a dashboard for it)");
+    println!("Health:         {url}/health");
+    println!("Management key: {mgmt}");
+    println!("Inference key:  {inference_key}");
+    println!("Try:  curl -s {url}/v1/chat/completions -H \"Authorization: Bearer {inference_key}\" \\");
+    println!("        -H 'content-type: application/json' -d '{{\"model\":\"openai/gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'");
+    println!("      KEYWAY_URL={url} KEYWAY_MANAGEMENT_KEY={mgmt} keyway byok list");
+}
+
+/// A gateway over the fakes, with the operator's own Anthropic key as its system credential.
+fn demo_config(data_dir: &std::path::Path, listen: Option<SocketAddr>, fakes: &Fakes) -> Config {
+    let mut config = Config { data_dir: data_dir.to_path_buf(), ..Config::default() };
     config.listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     for (slug, url) in fakes.base_urls() {
         config.providers.insert(slug.to_owned(), keyway_gateway::config::ProviderSettings { base_url: Some(url) });
@@ -135,6 +166,20 @@ pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
         name: Some("system-anthropic".into()),
         zdr: false,
     });
+    config
+}
+
+pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    if std::env::var_os("KEYWAY_LOG").is_none() {
+        // The demo's output is its table; only warnings from the server underneath.
+        crate::init_tracing_with("warn", "text", None);
+    } else {
+        crate::init_tracing_with("", "text", None);
+    }
+    let tmp = tempfile::Builder::new().prefix("keyway-demo-").tempdir()?;
+    let fakes = Fakes::start().await.context("starting the fake providers")?;
+
+    let config = demo_config(tmp.path(), listen, &fakes);
     let (state, boot) = AppState::build(config.clone()).await?;
     let mgmt = boot.management_key.as_ref().map(|k| k.as_str().to_owned()).context("the demo store was not fresh")?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -147,27 +192,9 @@ pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
 
     // Setup through the management API, exactly as `keyway byok add` / `keyway keys create` do.
     let api = Client::new(&Remote { url: url.clone(), management_key: Some(mgmt.clone()), output: Output::Json })?;
-    let ws = api.call(Method::POST, "/workspaces", Some(&json!({"name": "Demo"}))).await?;
-    let ws_id = ws.pointer("/data/id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let key = api.call(Method::POST, "/keys", Some(&json!({"name": "demo app", "workspace_id": ws_id}))).await?;
-    let inference_key = key.get("key").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let primary_secret = "sk-demo-primary-0000000000000001";
-    let mut names: HashMap<String, String> = HashMap::from([("system".to_owned(), "system".to_owned())]);
-    for (name, body) in [
-        ("openai primary", json!({"provider": "openai", "name": "openai primary", "key": primary_secret, "sort_order": 1, "workspace_id": ws_id})),
-        ("openai backup", json!({"provider": "openai", "name": "openai backup", "key": "sk-demo-backup-0000000000000002", "sort_order": 2, "workspace_id": ws_id})),
-        (
-            "bedrock (IAM)",
-            json!({"provider": "amazon-bedrock", "name": "bedrock (IAM)", "workspace_id": ws_id,
-                   "key": {"accessKeyId": BEDROCK_ACCESS_KEY_ID, "secretAccessKey": BEDROCK_SECRET_ACCESS_KEY, "region": "us-east-1"}}),
-        ),
-    ] {
-        let v = api.call(Method::POST, "/byok", Some(&body)).await?;
-        let id = v.pointer("/data/id").or_else(|| v.get("id")).and_then(Value::as_str).unwrap_or_default().to_owned();
-        names.insert(id, name.to_owned());
-    }
+    let (inference_key, names) = demo_setup(&api).await?;
     // The fault switch: the primary OpenAI key is rate limited from now on.
-    fakes.openai.set_fault_for_key(primary_secret, Fault::RateLimit { retry_after_secs: 30 });
+    fakes.openai.set_fault_for_key(PRIMARY_SECRET, Fault::RateLimit { retry_after_secs: 30 });
 
     println!("Keyway demo: gateway {url} in front of fake OpenAI, Anthropic and Bedrock on loopback");
     println!("workspace \"Demo\": BYOK keys `openai primary` (rate limited by the fake), `openai backup`, `bedrock (IAM)`;");
@@ -247,15 +274,7 @@ pub async fn run(once: bool, listen: Option<SocketAddr>) -> anyhow::Result<()> {
         println!("{note}");
     }
     println!();
-    println!("Gateway:        {url}   (OpenAI SDK: base_url={url}/v1)");
-    println!("Models:         {url}/v1/models");
-    println!("Metrics:        {url}/metrics   (Prometheus; docs/grafana-keyway.json is a dashboard for it)");
-    println!("Health:         {url}/health");
-    println!("Management key: {mgmt}");
-    println!("Inference key:  {inference_key}");
-    println!("Try:  curl -s {url}/v1/chat/completions -H \"Authorization: Bearer {inference_key}\" \\");
-    println!("        -H 'content-type: application/json' -d '{{\"model\":\"openai/gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'");
-    println!("      KEYWAY_URL={url} KEYWAY_MANAGEMENT_KEY={mgmt} keyway byok list");
+    print_how_to_use(&url, &mgmt, &inference_key);
 
     if !once {
         println!("\nServing until Ctrl-C.");

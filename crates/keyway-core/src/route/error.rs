@@ -1,6 +1,6 @@
 //! Why a request can't be routed. Each message says what to change.
 
-use super::options::MaxPrice;
+use super::price::MaxPrice;
 use crate::provider::ProviderSlug;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -34,6 +34,7 @@ mod health;
 mod input;
 mod options;
 mod plan;
+mod price;
 
 #[cfg(test)]
 mod tests;
@@ -48,7 +49,8 @@ pub use input::{
     StatsSource, StatsTable, SystemCredential,
 };
 pub use options::{
-    requested_parameters, requested_parameters_of, DataCollection, MaxPrice, RequestByok, RoutingOptions,
+    requested_parameters, requested_parameters_of, DataCollection, RequestByok, RoutingOptions,
     SortBy,
 };
+pub use price::MaxPrice;
 pub use plan::{plan, Attempt, CredentialSource, RoutePlan, Section, SkippedModel};

@@ -7,6 +7,7 @@
 //! gateway can report them in `x-keyway-ignored`. A known key with a wrong type is an error.
 
 use super::error::RouteError;
+use super::price::MaxPrice;
 use crate::provider::ProviderSlug;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -30,15 +31,6 @@ pub enum DataCollection {
     /// Only credentials whose owner vouches for the data policy: BYOK keys (the caller's own
     /// contract with the provider) and system credentials the operator marked `zdr`.
     Deny,
-}
-
-/// `provider.max_price`, converted from OpenRouter's USD per million tokens (and USD per
-/// request) to micro-USD, the catalog's unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MaxPrice {
-    pub prompt_micros: Option<u64>,
-    pub completion_micros: Option<u64>,
-    pub request_micros: Option<u64>,
 }
 
 /// Request-scoped credentials (`providerOptions.gateway.byok`), still as JSON: the gateway

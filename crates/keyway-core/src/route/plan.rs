@@ -402,7 +402,7 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
         };
         c.endpoint.is_none_or(|e| e.offered_in(r)).then_some(Some(r))
     };
-    let attempt = |credential, upstream_model, section, degraded, region| Attempt {
+    let attempt = |credential: CredentialSource<'a>, upstream_model: &'a str, section: Section, degraded: bool, region: Option<&'a str>| Attempt {
         model: slug,
         provider: c.provider,
         upstream_model,
@@ -414,9 +414,60 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
         degraded,
     };
     let mut out = Sections { provider: c.provider, primary: Vec::new(), system: Vec::new(), fallback: Vec::new() };
-    // (degraded, sort_order, attempt): sorted below; stable, so ties keep input order.
-    let mut prioritized: Vec<(bool, i64, Attempt<'a>)> = Vec::new();
-    let mut fallback: Vec<(bool, i64, Attempt<'a>)> = Vec::new();
+    let (mut prioritized, mut fallback, pinned) = keyed_attempts(input, slug, c, ex, &region_of, &attempt);
+    prioritized.sort_by_key(|(d, o, _)| (*d, *o));
+    fallback.sort_by_key(|(d, o, _)| (*d, *o));
+    out.primary = prioritized.into_iter().map(|(_, _, a)| a).collect();
+    out.fallback = fallback.into_iter().map(|(_, _, a)| a).collect();
+
+    let system_barred = pinned || (!input.request_scoped.is_empty() && !input.system_after_request_scoped);
+    let mut system: Vec<(bool, Attempt<'a>)> = Vec::new();
+    for (index, s) in input.system.iter().enumerate().filter(|(_, s)| s.provider == c.provider) {
+        if system_barred {
+            ex.system_barred += 1;
+            continue;
+        }
+        if (opts.zdr || opts.data_collection == DataCollection::Deny) && !s.zdr {
+            ex.system_not_zdr += 1;
+            continue;
+        }
+        let Some(region) = region_of(s.bedrock.as_ref(), None) else {
+            ex.other_region += 1;
+            continue;
+        };
+        let degraded = input.health.health(HealthKey::System(index)).is_some_and(|h| h.is_degraded(input.now));
+        let upstream = mapped(&s.model_mappings, slug).unwrap_or(c.upstream);
+        system.push((degraded, attempt(CredentialSource::System { index }, upstream, Section::System, degraded, region)));
+    }
+    system.sort_by_key(|(d, _)| *d);
+    out.system = system.into_iter().map(|(_, a)| a).collect();
+
+    if pinned {
+        for a in out.primary.iter_mut().chain(out.fallback.iter_mut()) {
+            a.pinned = true;
+        }
+    }
+    out
+}
+
+/// (degraded, sort order, attempt) of a BYOK or request-scoped attempt.
+type Ranked<'a> = (bool, i64, Attempt<'a>);
+
+/// The attempts of the caller's own keys for one candidate: stored BYOK credentials (primary and
+/// fallback), or the request-scoped ones when the request brings any; and whether a key pins the
+/// provider (no system credential after it). Unsorted; the caller sorts (stably, so ties keep
+/// input order).
+fn keyed_attempts<'a>(
+    input: &PlanInput<'a, '_>,
+    slug: &'a str,
+    c: &Candidate<'a>,
+    ex: &mut Excluded,
+    region_of: &impl Fn(Option<&'a BedrockScope>, Option<&'a BedrockCredential>) -> Option<Option<&'a str>>,
+    attempt: &impl Fn(CredentialSource<'a>, &'a str, Section, bool, Option<&'a str>) -> Attempt<'a>,
+) -> (Vec<Ranked<'a>>, Vec<Ranked<'a>>, bool) {
+    let opts = input.options;
+    let mut prioritized: Vec<Ranked<'a>> = Vec::new();
+    let mut fallback: Vec<Ranked<'a>> = Vec::new();
     let mut pinned = false;
 
     if input.request_scoped.is_empty() {
@@ -475,39 +526,7 @@ fn credentials_for<'a>(input: &PlanInput<'a, '_>, slug: &'a str, c: &Candidate<'
             prioritized.push((false, 0, attempt(source, upstream, Section::Primary, false, region)));
         }
     }
-    prioritized.sort_by_key(|(d, o, _)| (*d, *o));
-    fallback.sort_by_key(|(d, o, _)| (*d, *o));
-    out.primary = prioritized.into_iter().map(|(_, _, a)| a).collect();
-    out.fallback = fallback.into_iter().map(|(_, _, a)| a).collect();
-
-    let system_barred = pinned || (!input.request_scoped.is_empty() && !input.system_after_request_scoped);
-    let mut system: Vec<(bool, Attempt<'a>)> = Vec::new();
-    for (index, s) in input.system.iter().enumerate().filter(|(_, s)| s.provider == c.provider) {
-        if system_barred {
-            ex.system_barred += 1;
-            continue;
-        }
-        if (opts.zdr || opts.data_collection == DataCollection::Deny) && !s.zdr {
-            ex.system_not_zdr += 1;
-            continue;
-        }
-        let Some(region) = region_of(s.bedrock.as_ref(), None) else {
-            ex.other_region += 1;
-            continue;
-        };
-        let degraded = input.health.health(HealthKey::System(index)).is_some_and(|h| h.is_degraded(input.now));
-        let upstream = mapped(&s.model_mappings, slug).unwrap_or(c.upstream);
-        system.push((degraded, attempt(CredentialSource::System { index }, upstream, Section::System, degraded, region)));
-    }
-    system.sort_by_key(|(d, _)| *d);
-    out.system = system.into_iter().map(|(_, a)| a).collect();
-
-    if pinned {
-        for a in out.primary.iter_mut().chain(out.fallback.iter_mut()) {
-            a.pinned = true;
-        }
-    }
-    out
+    (prioritized, fallback, pinned)
 }
 
 /// Empty allow-list: everyone. Otherwise the request's value must be listed.

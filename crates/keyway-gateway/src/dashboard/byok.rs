@@ -5,7 +5,7 @@
 use super::layout::{self, json_script, Nav};
 use super::session::Session;
 use super::{can_edit, can_manage_global, scope, signed_in, PageError};
-use crate::routes::byok::byok_json;
+use crate::render::byok_json;
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::HeaderMap;

@@ -4,7 +4,7 @@
 use super::byok::{all_byok, all_keys};
 use super::layout::{self, json_script, Nav};
 use super::{can_edit, scope, signed_in, PageError};
-use crate::routes::keys::key_json;
+use crate::render::key_json;
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -121,7 +121,7 @@ pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> Resul
                                     td { @if k.disabled { span.badge.muted { "Disabled" } } @else { span.badge.ok { "Active" } } }
                                     td { (limits_view(&k.limits)) }
                                     td.badges { (usable(k, &creds)) }
-                                    td.nowrap { time datetime=(crate::routes::iso(k.created_at)) { (layout::day(k.created_at)) } }
+                                    td.nowrap { time datetime=(crate::render::iso(k.created_at)) { (layout::day(k.created_at)) } }
                                     @if edit {
                                         td.actions {
                                             @if !own {

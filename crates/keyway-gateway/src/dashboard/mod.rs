@@ -54,7 +54,7 @@ pub fn manager(s: &Session) -> Manager {
     Manager(s.key.clone())
 }
 
-/// The pages and their assets (the session-guarded API is mounted in `routes::router`).
+/// The pages and their assets (the session-guarded API is mounted in `app::router`).
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/", get(byok::page))

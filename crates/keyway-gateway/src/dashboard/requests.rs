@@ -5,7 +5,7 @@
 use super::byok::{all_byok, all_keys};
 use super::layout::{self, Nav};
 use super::{scope, signed_in, PageError};
-use crate::routes::generation::generation_json;
+use crate::render::generation_json;
 use crate::state::SharedState;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;

@@ -5,7 +5,7 @@
 use super::byok::{all_byok, all_keys};
 use super::layout::{self, json_script, Nav};
 use super::{can_top_up, scope, signed_in, PageError};
-use crate::routes::credits::credits_json;
+use crate::render::credits_json;
 use crate::state::SharedState;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;

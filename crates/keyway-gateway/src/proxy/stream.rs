@@ -48,7 +48,7 @@ pub struct StreamContext {
     /// The serving endpoint's prices, to charge the generation when the stream ends.
     pub prices: Option<keyway_core::pricing::Prices>,
     /// The request's concurrency slot and token reservation, held until the stream ends.
-    pub admission: crate::limits::Admission,
+    pub admission: crate::admission::Admission,
     /// The serving endpoint's provider, and when its attempt was sent: for its throughput sample.
     pub provider: keyway_core::ProviderSlug,
     pub attempt_started: Instant,
@@ -115,19 +115,13 @@ impl Drop for Forwarder {
         if !self.finished && record.status == 200 {
             record.status = 499; // the client closed the stream early
         }
-        record.latency_ms = self.ctx.started.elapsed().as_millis() as u64;
         // Only a stream that ran to its end says how fast the endpoint generates.
-        if let (true, 200, Some(u)) = (self.finished, record.status, record.usage) {
-            self.ctx.state.stats.record_throughput(&self.ctx.model, self.ctx.provider, u.completion_tokens, self.ctx.attempt_started.elapsed());
-        }
-        self.ctx.state.billing.settle(&mut record, self.ctx.prices);
-        if let Some(u) = record.usage {
-            self.ctx.admission.settle_tokens(u.total());
-        }
-        let span = self.ctx.span.clone();
-        span.record("status", record.status);
+        let ran_to_end = self.finished && record.status == 200;
+        let ctx = &mut self.ctx;
+        let sample = ran_to_end.then(|| super::Throughput { model: &ctx.model, provider: ctx.provider, took: ctx.attempt_started.elapsed() });
+        ctx.span.record("status", record.status);
         // Inside the span: the `request` log line carries the generation id like the attempt lines.
-        span.in_scope(|| self.ctx.state.usage.record(record));
+        ctx.span.in_scope(|| super::finish(&ctx.state, record, ctx.started, ctx.prices, &mut ctx.admission, sample));
     }
 }
 

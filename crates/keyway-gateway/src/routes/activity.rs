@@ -142,7 +142,7 @@ fn to_csv(rows: &[ActivityRow]) -> String {
         ("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)"),
     ),
     responses((status = 200, description = "Aggregates over generations",
-        content((crate::openapi::ActivityList = "application/json"), (String = "text/csv"))), crate::openapi::Errors))]
+        content((crate::api_schema::ActivityList = "application/json"), (String = "text/csv"))), crate::api_schema::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Query(q): Query<ActivityQuery>) -> Result<Response, ApiError> {
     let group = match q.group_by.as_deref() {
         None | Some("") => ActivityGroup::DayModelProvider,

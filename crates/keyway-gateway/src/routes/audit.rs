@@ -5,7 +5,7 @@
 
 use crate::auth::Manager;
 use crate::error::ApiError;
-use crate::routes::iso;
+use crate::render::iso;
 use crate::state::SharedState;
 use crate::extract::Query;
 use axum::extract::State;
@@ -48,7 +48,7 @@ fn time_ms(field: &str, v: &str) -> Result<i64, ApiError> {
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"),
     ),
-    responses((status = 200, description = "Audit entries, newest first", body = crate::openapi::AuditList), crate::openapi::Errors))]
+    responses((status = 200, description = "Audit entries, newest first", body = crate::api_schema::AuditList), crate::api_schema::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, ApiError> {
     let workspace_id = match q.workspace_id.as_deref() {
         Some(ws) => Some(m.target_workspace(Some(ws))?.to_owned()),

@@ -7,9 +7,11 @@
 
 use crate::auth::{Manager, Owner};
 use crate::error::ApiError;
+use crate::render::byok_json;
+use crate::routes::byok_input::{parse_credential, parse_provider};
 use crate::extract::JsonBody;
-use crate::routes::{iso, page_params, ListParams};
-use crate::security::check_credential_urls;
+use crate::render::iso;
+use crate::routes::{page_params, ListParams};
 use crate::state::SharedState;
 use crate::extract::{Path, Query};
 use axum::extract::State;
@@ -17,43 +19,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use keyway_core::credential::parse_model_mappings;
-use keyway_core::{Credential, ProviderSlug};
-use keyway_store::{ByokFields, ByokPatch, ByokRecord};
+use keyway_store::{ByokFields, ByokPatch};
 use serde_json::{json, Map, Value};
 
-/// OpenRouter writes "no restriction" as `null`; Keyway stores it as an empty list.
-fn allow_list(v: &[String]) -> Value {
-    if v.is_empty() { Value::Null } else { json!(v) }
-}
 
-/// The BYOK object as OpenRouter's API and SDKs shape it (every key their models require:
-/// `allowed_*` lists are `null` when unrestricted, `declared_region` and `declared_zdr` always
-/// present), plus Keyway's own fields (`always_use`, `model_mappings`, `health`, `updated_at`).
-pub fn byok_json(r: &ByokRecord, state: &SharedState) -> Value {
-    let health = state.health.snapshot(&r.id);
-    json!({
-        "id": r.id,
-        "workspace_id": r.workspace_id,
-        "provider": r.provider.as_str(),
-        "name": r.name,
-        "label": r.label,
-        "disabled": r.disabled,
-        "is_fallback": r.is_fallback,
-        "is_required": r.always_use,
-        "always_use": r.always_use,
-        "is_byok_only": r.is_byok_only,
-        "sort_order": r.sort_order,
-        "allowed_models": allow_list(&r.allowed_models),
-        "allowed_api_key_hashes": allow_list(&r.allowed_api_key_hashes),
-        "allowed_user_ids": allow_list(&r.allowed_user_ids),
-        "model_mappings": r.model_mappings,
-        "declared_region": r.declared_region,
-        "declared_zdr": r.declared_zdr,
-        "created_at": iso(r.created_at),
-        "updated_at": iso(r.updated_at),
-        "health": health,
-    })
-}
 
 /// A row this build can't read (unknown provider, broken metadata), listed so that it can be
 /// seen and deleted: the BYOK object's keys where known, `status: "unreadable"` and the reason.
@@ -165,24 +134,7 @@ fn check_combination(is_fallback: bool, is_byok_only: bool) -> Result<(), ApiErr
     Ok(())
 }
 
-/// A provider by slug, display name or alias, in any case (`xAI`, `AWS Bedrock`, `Google Vertex`);
-/// the slug is what gets stored.
-pub fn parse_provider(v: Option<&Value>) -> Result<ProviderSlug, ApiError> {
-    match v {
-        Some(Value::String(s)) => ProviderSlug::parse_name(s).ok_or_else(|| {
-            ApiError::BadRequest(format!("unknown provider `{s}`; accepted: {}", ProviderSlug::accepted_names()))
-        }),
-        Some(_) => Err(ApiError::BadRequest("`provider` must be a string".into())),
-        None => Err(ApiError::BadRequest("`provider` is required".into())),
-    }
-}
 
-/// Validates `key` for `provider` (422 when the shape is wrong) and its URLs against the allow-list.
-pub fn parse_credential(state: &SharedState, provider: ProviderSlug, key: &Value) -> Result<Credential, ApiError> {
-    let cred = Credential::parse(provider, key).map_err(|e| ApiError::InvalidCredential(e.to_string()))?;
-    check_credential_urls(&cred, &state.config.security.allowed_upstream_hosts).map_err(ApiError::InvalidCredential)?;
-    Ok(cred)
-}
 
 #[utoipa::path(get, operation_id = "byok_list", path = "/api/v1/byok", tag = "byok", params(
         ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"),
@@ -190,7 +142,7 @@ pub fn parse_credential(state: &SharedState, provider: ProviderSlug, key: &Value
         ("workspace_id" = Option<String>, Query, description = "A workspace id (admin keys: any workspace)"),
         ("provider" = Option<String>, Query, description = "Only this provider's credentials"),
     ),
-    responses((status = 200, description = "The workspace's credentials and the global ones", body = crate::openapi::ByokList), crate::openapi::Errors))]
+    responses((status = 200, description = "The workspace's credentials and the global ones", body = crate::api_schema::ByokList), crate::api_schema::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
     let page = page_params(&q)?;
     let provider = q.provider.as_deref().map(|p| parse_provider(Some(&Value::String(p.to_owned())))).transpose()?;
@@ -219,8 +171,8 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
     Ok(Json(json!({"data": data, "total_count": total})))
 }
 
-#[utoipa::path(post, operation_id = "byok_create", path = "/api/v1/byok", tag = "byok", request_body = crate::openapi::ByokCreate,
-    responses((status = 201, description = "Stored", body = crate::openapi::ByokCreated), crate::openapi::Errors))]
+#[utoipa::path(post, operation_id = "byok_create", path = "/api/v1/byok", tag = "byok", request_body = crate::api_schema::ByokCreate,
+    responses((status = 201, description = "Stored", body = crate::api_schema::ByokCreated), crate::api_schema::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
     let key = match body.get("key") {
@@ -284,15 +236,15 @@ pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::aud
 }
 
 #[utoipa::path(get, operation_id = "byok_get", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
-    responses((status = 200, description = "The credential", body = crate::openapi::ByokItem), crate::openapi::Errors))]
+    responses((status = 200, description = "The credential", body = crate::api_schema::ByokItem), crate::api_schema::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_byok(m.scope(), &id).await.map_err(not_found)?;
     Ok(Json(json!({"data": byok_json(&rec, &state)})))
 }
 
 #[utoipa::path(patch, operation_id = "byok_patch", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
-    request_body = crate::openapi::ByokPatch,
-    responses((status = 200, description = "Updated", body = crate::openapi::ByokItem), crate::openapi::Errors))]
+    request_body = crate::api_schema::ByokPatch,
+    responses((status = 200, description = "Updated", body = crate::api_schema::ByokItem), crate::api_schema::Errors))]
 pub async fn patch(
     State(state): State<SharedState>,
     m: Owner,
@@ -328,7 +280,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(delete, operation_id = "byok_delete", path = "/api/v1/byok/{id}", tag = "byok", params(("id" = String, Path, description = "Credential id")),
-    responses((status = 200, description = "Deleted", body = crate::openapi::Deleted), crate::openapi::Errors))]
+    responses((status = 200, description = "Deleted", body = crate::api_schema::Deleted), crate::api_schema::Errors))]
 pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let current = match state.store.get_byok(m.scope(), &id).await {
         // A row this build can't read (listed as `unreadable`) can still be deleted.

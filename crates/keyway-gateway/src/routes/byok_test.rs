@@ -6,7 +6,7 @@
 use crate::auth::Owner;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::byok::{parse_credential, parse_provider};
+use crate::routes::byok_input::{parse_credential, parse_provider};
 use crate::state::SharedState;
 use crate::extract::Path;
 use axum::extract::State;
@@ -82,8 +82,8 @@ pub(crate) async fn run_test(state: &SharedState, provider: ProviderSlug, cred: 
 
 /// Tests a stored credential; a success also clears its cooldown.
 #[utoipa::path(post, operation_id = "byok_test_test_stored", path = "/api/v1/byok/{id}/test", tag = "byok", params(("id" = String, Path, description = "Credential id")),
-    request_body(content = Option<crate::openapi::TestOptions>, description = "Optional overrides of the test request"),
-    responses((status = 200, description = "What the upstream answered (`ok` false on its errors)", body = crate::openapi::TestResult), crate::openapi::Errors))]
+    request_body(content = Option<crate::api_schema::TestOptions>, description = "Optional overrides of the test request"),
+    responses((status = 200, description = "What the upstream answered (`ok` false on its errors)", body = crate::api_schema::TestResult), crate::api_schema::Errors))]
 pub async fn test_stored(
     State(state): State<SharedState>,
     m: Owner,
@@ -106,8 +106,8 @@ pub async fn test_stored(
 }
 
 /// Tests a credential that is not saved: the body is the one `POST /api/v1/byok` takes.
-#[utoipa::path(post, operation_id = "byok_test_test_unsaved", path = "/api/v1/byok/test", tag = "byok", request_body = crate::openapi::ByokCreate,
-    responses((status = 200, description = "What the upstream answered (`ok` false on its errors)", body = crate::openapi::TestResult), crate::openapi::Errors))]
+#[utoipa::path(post, operation_id = "byok_test_test_unsaved", path = "/api/v1/byok/test", tag = "byok", request_body = crate::api_schema::ByokCreate,
+    responses((status = 200, description = "What the upstream answered (`ok` false on its errors)", body = crate::api_schema::TestResult), crate::api_schema::Errors))]
 pub async fn test_unsaved(State(state): State<SharedState>, _m: Owner, JsonBody(body): JsonBody<Map<String, Value>>) -> Result<impl IntoResponse, ApiError> {
     let provider = parse_provider(body.get("provider"))?;
     let key = body.get("key").filter(|k| !k.is_null()).ok_or_else(|| ApiError::BadRequest("`key` is required".into()))?;

@@ -3,10 +3,10 @@
 //! Read from the in-memory ledger, so it agrees with what admission checks use.
 
 use crate::auth::{Admin, AnyKey};
-use crate::billing::usd;
 use crate::error::ApiError;
+use crate::render::credits_json;
 use crate::extract::JsonBody;
-use crate::routes::iso;
+use crate::render::iso;
 use crate::state::SharedState;
 use crate::extract::Query;
 use axum::extract::State;
@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use keyway_store::{ApiKeyRecord, CreditKind};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct CreditsQuery {
@@ -31,27 +31,10 @@ pub fn readable_workspace<'a>(key: &'a ApiKeyRecord, asked: Option<&'a str>) -> 
     }
 }
 
-pub fn credits_json(state: &SharedState, ws: &str) -> Value {
-    let b = state.billing.balance(ws, chrono::Utc::now().timestamp_millis());
-    json!({
-        // OpenRouter's SDK reads these two (USD); the remaining balance is their difference.
-        "total_credits": usd(b.credits_micros),
-        "total_usage": usd(b.usage_micros),
-        "balance_micros": b.balance_micros,
-        "used_this_month_micros": b.used_this_month_micros,
-        "total_credits_micros": b.credits_micros,
-        "total_usage_micros": b.usage_micros,
-        "byok_requests_this_month": b.byok_requests_this_month,
-        "byok_free_requests_per_month": state.billing.rules().byok_free_requests_per_month,
-        "byok_fee_percent": state.billing.rules().byok_fee_percent,
-        "credits_enabled": state.billing.credits_enabled(),
-        "workspace_id": ws,
-    })
-}
 
 #[utoipa::path(get, operation_id = "credits_get", path = "/api/v1/credits", tag = "credits",
     params(("workspace_id" = Option<String>, Query, description = "A workspace (admin keys: any)")),
-    responses((status = 200, description = "The workspace's balance", body = crate::openapi::CreditsItem), crate::openapi::Errors))]
+    responses((status = 200, description = "The workspace's balance", body = crate::api_schema::CreditsItem), crate::api_schema::Errors))]
 pub async fn get(State(state): State<SharedState>, AnyKey(key): AnyKey, Query(q): Query<CreditsQuery>) -> Result<impl IntoResponse, ApiError> {
     let ws = readable_workspace(&key, q.workspace_id.as_deref())?;
     Ok(Json(json!({"data": credits_json(&state, ws)})))
@@ -75,7 +58,7 @@ pub struct TopUp {
 }
 
 #[utoipa::path(post, operation_id = "credits_top_up", path = "/api/v1/credits", tag = "credits", request_body = TopUp,
-    responses((status = 201, description = "Credited; `entry` is the ledger row", body = crate::openapi::CreditsItem), crate::openapi::Errors))]
+    responses((status = 201, description = "Credited; `entry` is the ledger row", body = crate::api_schema::CreditsItem), crate::api_schema::Errors))]
 pub async fn top_up(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<TopUp>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can add credits".into()));

@@ -12,7 +12,7 @@ use serde_json::json;
 
 /// `GET /api/v1/keyring`: each key's id, state (`active` or `retired`) and how many records it seals.
 #[utoipa::path(get, operation_id = "keyring_list", path = "/api/v1/keyring", tag = "keyring",
-    responses((status = 200, description = "Master keys (never key material)", body = crate::openapi::KeyringList), crate::openapi::Errors))]
+    responses((status = 200, description = "Master keys (never key material)", body = crate::api_schema::KeyringList), crate::api_schema::Errors))]
 pub async fn list(State(state): State<SharedState>, _a: Admin) -> Result<impl IntoResponse, ApiError> {
     let keys = state.store.keyring_keys().await?;
     let total = keys.len();
@@ -22,7 +22,7 @@ pub async fn list(State(state): State<SharedState>, _a: Admin) -> Result<impl In
 /// `POST /api/v1/keyring/rotate`: a new active key, every record re-wrapped under it (or the
 /// unfinished rotation resumed). Records that can't be opened are listed and left as they were.
 #[utoipa::path(post, operation_id = "keyring_rotate", path = "/api/v1/keyring/rotate", tag = "keyring",
-    responses((status = 200, description = "The rotation's report", body = crate::openapi::Rotation), crate::openapi::Errors))]
+    responses((status = 200, description = "The rotation's report", body = crate::api_schema::Rotation), crate::api_schema::Errors))]
 pub async fn rotate(State(state): State<SharedState>, a: Admin, peer: crate::audit::Peer) -> Result<impl IntoResponse, ApiError> {
     let report = state.store.audited(crate::audit::entry(&a, &peer, "keyring.rotate", json!({}))).rotate_keyring().await?;
     tracing::info!(

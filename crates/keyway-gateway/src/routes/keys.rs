@@ -2,8 +2,9 @@
 
 use crate::auth::{AnyKey, Manager, Owner};
 use crate::error::ApiError;
+use crate::render::keys::{key_json, openrouter_limit};
 use crate::extract::JsonBody;
-use crate::routes::{iso, page_params, ListParams};
+use crate::routes::{page_params, ListParams};
 use crate::state::SharedState;
 use crate::extract::{Path, Query};
 use axum::extract::State;
@@ -14,51 +15,7 @@ use keyway_store::{ApiKeyRecord, KeyKind, KeyPatch, Limits, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// OpenRouter's one credit `limit` (USD) and its `limit_reset`, read from Keyway's budgets:
-/// the monthly budget if set, else the daily one.
-fn openrouter_limit(l: &Limits) -> (Option<f64>, Option<&'static str>) {
-    match (l.budget_monthly_micros, l.budget_daily_micros) {
-        (Some(m), _) => (Some(m as f64 / 1e6), Some("monthly")),
-        (None, Some(d)) => (Some(d as f64 / 1e6), Some("daily")),
-        (None, None) => (None, None),
-    }
-}
 
-/// The API-key object as OpenRouter's SDKs require it (usage counters in USD, `limit`,
-/// `limit_remaining`, `limit_reset`, `include_byok_in_limit`, ...), plus Keyway's own
-/// (`id`, `kind`, `limits`). Keyway does not yet keep per-key spend, so usage reads 0.
-pub fn key_json(k: &ApiKeyRecord) -> Value {
-    let (limit, limit_reset) = openrouter_limit(&k.limits);
-    json!({
-        "id": k.id,
-        "hash": k.hash,
-        "name": k.name,
-        "label": k.label,
-        "workspace_id": k.workspace_id,
-        "kind": k.kind.as_str(),
-        "role": k.role.as_str(),
-        "disabled": k.disabled,
-        "limits": k.limits,
-        "limit": limit,
-        "limit_remaining": limit,
-        "limit_reset": limit_reset,
-        "include_byok_in_limit": true,
-        "usage": 0.0,
-        "usage_daily": 0.0,
-        "usage_weekly": 0.0,
-        "usage_monthly": 0.0,
-        "byok_usage": 0.0,
-        "byok_usage_daily": 0.0,
-        "byok_usage_weekly": 0.0,
-        "byok_usage_monthly": 0.0,
-        "creator_user_id": null,
-        "external_user": null,
-        "last_used_at": null,
-        "expires_at": null,
-        "created_at": iso(k.created_at),
-        "updated_at": iso(k.updated_at),
-    })
-}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +25,7 @@ pub struct CreateKey {
     #[serde(default)]
     workspace_id: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::KeyLimits>)]
+    #[schema(value_type = Option<crate::api_schema::KeyLimits>)]
     limits: Option<Limits>,
     /// A management key for its workspace (admin keys only): the `owner` role.
     #[serde(default)]
@@ -106,7 +63,7 @@ pub struct PatchKey {
     #[serde(default)]
     disabled: Option<bool>,
     #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::KeyLimits>)]
+    #[schema(value_type = Option<crate::api_schema::KeyLimits>)]
     limits: Option<Limits>,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1_000_000_000_000f64)]
@@ -146,7 +103,7 @@ fn apply_openrouter_limit(limits: &mut Limits, usd: f64, reset: Option<&str>) ->
 }
 
 #[utoipa::path(post, operation_id = "keys_create", path = "/api/v1/keys", tag = "keys", request_body = CreateKey,
-    responses((status = 201, description = "Created; `key` is the raw key, shown this once", body = crate::openapi::ApiKeyCreated), crate::openapi::Errors))]
+    responses((status = 201, description = "Created; `key` is the raw key, shown this once", body = crate::api_schema::ApiKeyCreated), crate::api_schema::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateKey>) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
@@ -184,7 +141,7 @@ pub async fn create(State(state): State<SharedState>, m: Owner, peer: crate::aud
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50"),
         ("workspace_id" = Option<String>, Query, description = "A workspace id (admin keys: any workspace)"),
     ),
-    responses((status = 200, description = "API keys", body = crate::openapi::ApiKeyList), crate::openapi::Errors))]
+    responses((status = 200, description = "API keys", body = crate::api_schema::ApiKeyList), crate::api_schema::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
     let page = page_params(&q)?;
     let ws = match q.workspace_id.as_deref() {
@@ -196,7 +153,7 @@ pub async fn list(State(state): State<SharedState>, m: Manager, Query(q): Query<
 }
 
 #[utoipa::path(get, operation_id = "keys_get", path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key hash (or id)")),
-    responses((status = 200, description = "The key", body = crate::openapi::ApiKeyItem), crate::openapi::Errors))]
+    responses((status = 200, description = "The key", body = crate::api_schema::ApiKeyItem), crate::api_schema::Errors))]
 pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
     Ok(Json(json!({"data": key_json(&rec)})))
@@ -204,7 +161,7 @@ pub async fn get(State(state): State<SharedState>, m: Manager, Path(id): Path<St
 
 #[utoipa::path(patch, operation_id = "keys_patch", path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key hash (or id)")),
     request_body = PatchKey,
-    responses((status = 200, description = "Updated", body = crate::openapi::ApiKeyItem), crate::openapi::Errors))]
+    responses((status = 200, description = "Updated", body = crate::api_schema::ApiKeyItem), crate::api_schema::Errors))]
 pub async fn patch(
     State(state): State<SharedState>,
     m: Owner,
@@ -243,7 +200,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(delete, operation_id = "keys_delete", path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key hash (or id)")),
-    responses((status = 200, description = "Deleted", body = crate::openapi::Deleted), crate::openapi::Errors))]
+    responses((status = 200, description = "Deleted", body = crate::api_schema::Deleted), crate::api_schema::Errors))]
 pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::audit::Peer, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let rec = state.store.get_key(m.scope(), &id).await.map_err(not_found)?;
     may_change(&m, &rec)?;
@@ -259,7 +216,7 @@ pub async fn delete(State(state): State<SharedState>, m: Owner, peer: crate::aud
 /// `GET /api/v1/key`: the calling key's own metadata, in OpenRouter's shape (every key its SDKs
 /// require; Keyway has no free tier, organisations or data-region pinning, so those read empty).
 #[utoipa::path(get, operation_id = "keys_current", path = "/api/v1/key", tag = "keys",
-    responses((status = 200, description = "The calling key", body = crate::openapi::CurrentKey), crate::openapi::Errors))]
+    responses((status = 200, description = "The calling key", body = crate::api_schema::CurrentKey), crate::api_schema::Errors))]
 pub async fn current(AnyKey(k): AnyKey) -> impl IntoResponse {
     let mut data = key_json(&k);
     let management = k.kind == KeyKind::Management;

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::proxy::stream::Dialect;
-use crate::proxy::{proxy_with, Operation, Served};
+use crate::proxy::{proxy_with, Answer, Operation, Served};
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -59,18 +59,23 @@ pub async fn messages(
     let slug = gateway_model(&state, &model);
     openai.insert("model".into(), Value::String(slug.clone()));
     match proxy_with(state, caller, &headers, openai.into(), Operation::Chat, Some(native)).await? {
-        Served::Complete { headers, body, native } => {
-            let body = body.into_value();
-            let mut msg = if native { body } else { openai_response_to_anthropic(&body).map_err(|e| ApiError::Internal(e.to_string()))? };
-            if let Some(o) = msg.as_object_mut() {
-                o.insert("model".into(), Value::String(model));
-            }
-            Ok((headers, Json(msg)).into_response())
+        Served::Anthropic(Answer::Complete { headers, body }) => Ok(message_response(headers, body.into_value(), model)),
+        Served::OpenAi(Answer::Complete { headers, body }) => {
+            let msg = openai_response_to_anthropic(&body.into_value()).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(message_response(headers, msg, model))
         }
-        Served::Stream { headers, stream, native: true } => Ok(stream.respond(Dialect::AnthropicNative { model }, headers)),
-        Served::Stream { headers, stream, native: false } => {
+        Served::Anthropic(Answer::Stream { headers, stream }) => Ok(stream.respond(Dialect::AnthropicNative { model }, headers)),
+        Served::OpenAi(Answer::Stream { headers, stream }) => {
             Ok(stream.respond(Dialect::Anthropic(Box::new(OpenAiStreamToAnthropic::new(&model))), headers))
         }
         Served::Failed(r) => Ok(r),
     }
+}
+
+/// A Messages answer showing the model the client asked for.
+fn message_response(headers: HeaderMap, mut msg: Value, model: String) -> Response {
+    if let Some(o) = msg.as_object_mut() {
+        o.insert("model".into(), Value::String(model));
+    }
+    (headers, Json(msg)).into_response()
 }

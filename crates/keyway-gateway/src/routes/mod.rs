@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod byok;
+pub mod byok_input;
 pub mod byok_test;
 pub mod chat;
 pub mod credits;
@@ -17,55 +18,29 @@ pub mod workspaces;
 
 use crate::error::{dialect, ApiError};
 use crate::state::SharedState;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use keyway_store::Page;
 use serde::Deserialize;
 
-/// The whole application router.
-pub fn router(state: SharedState) -> Router {
-    let limit = state.config.max_body_bytes;
-    let inference = || {
-        Router::new()
-            .route("/chat/completions", post(chat::chat_completions))
-            .route("/embeddings", post(chat::embeddings))
-            .route("/models", get(models::list))
-    };
-    // Anthropic's clients expect Anthropic's error shape from the Messages API.
-    let messages = || Router::new().route("/messages", post(messages::messages)).layer(axum::middleware::map_response(dialect::anthropic));
-    let openrouter = inference()
-        .merge(messages())
-        // Public: it describes the API and holds nothing of anyone's.
-        .route("/openapi.json", get(crate::openapi::document))
-        .merge(management().layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::refusals)))
-        .fallback(not_found)
-        .layer(axum::middleware::map_response(dialect::openrouter));
-    let ui_api = management()
-        .fallback(not_found)
-        .layer(axum::middleware::map_response(dialect::openrouter))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::dashboard::session::require_api_session));
+
+/// The inference routes (under `/v1` and `/api/v1`).
+pub fn inference() -> Router<SharedState> {
     Router::new()
-        .nest("/v1", inference().merge(messages()).merge(vercel::origin_router()).nest("/ai", vercel::router()).fallback(not_found))
-        .nest("/api/v1", openrouter)
-        // The dashboard's fetches: the same management handlers, behind a session and its CSRF token.
-        .nest("/ui/api/v1", ui_api)
-        .merge(crate::dashboard::router())
-        .route("/health", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // On its own address when `[metrics] listen` is set (served by `server.rs`).
-        .merge(if state.config.metrics.listen.is_none() { Router::new().route("/metrics", get(crate::metrics::endpoint)) } else { Router::new() })
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
-        .with_state(state)
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/embeddings", post(chat::embeddings))
+        .route("/models", get(models::list))
+}
+
+/// `POST /messages`: Anthropic's clients expect Anthropic's error shape from the Messages API.
+pub fn messages() -> Router<SharedState> {
+    Router::new().route("/messages", post(messages::messages)).layer(axum::middleware::map_response(dialect::anthropic))
 }
 
 /// `GET /readyz`: 200 when this node can serve (the store answers, its migrations are all
 /// applied, the keyring is loaded), else 503 with the reason. `/health` only says the process
 /// is up; a load balancer routes by this one.
-async fn readyz(axum::extract::State(state): axum::extract::State<SharedState>) -> axum::response::Response {
+pub async fn readyz(axum::extract::State(state): axum::extract::State<SharedState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let store = state.store.readiness().await;
     let keyring = if state.store.keyring().current_id().is_empty() { Err("no master key loaded".to_owned()) } else { Ok(()) };
@@ -87,7 +62,7 @@ async fn readyz(axum::extract::State(state): axum::extract::State<SharedState>) 
 }
 
 /// The management API (`/api/v1/...`); also served to the dashboard under `/ui/api/v1`.
-fn management() -> Router<SharedState> {
+pub fn management() -> Router<SharedState> {
     Router::new()
         .route("/byok", get(byok::list).post(byok::create))
         .route("/byok/test", post(byok_test::test_unsaved))
@@ -106,11 +81,11 @@ fn management() -> Router<SharedState> {
         .route("/activity", get(activity::get))
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
@@ -139,9 +114,3 @@ pub fn page_params(q: &ListParams) -> Result<Page, ApiError> {
     Ok(Page { offset, limit })
 }
 
-/// Unix milliseconds as RFC 3339 (what OpenRouter's objects carry).
-pub fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}

@@ -94,7 +94,7 @@ pub struct ModelListParams {
         ("offset" = Option<i64>, Query, minimum = 0, description = "Models to skip"),
         ("limit" = Option<i64>, Query, minimum = 0, description = "Page size (default: everything)"),
     ),
-    responses((status = 200, description = "The model catalog", body = crate::openapi::ModelList), crate::openapi::Errors))]
+    responses((status = 200, description = "The model catalog", body = crate::api_schema::ModelList), crate::api_schema::Errors))]
 pub async fn list(State(state): State<SharedState>, Query(q): Query<ModelListParams>) -> Result<impl IntoResponse, ApiError> {
     let number = |v: &Option<String>, name: &str| -> Result<Option<usize>, ApiError> {
         match v.as_deref() {
@@ -114,7 +114,7 @@ pub async fn list(State(state): State<SharedState>, Query(q): Query<ModelListPar
 
 /// `GET /api/v1/providers`: the providers Keyway can route to, as OpenRouter lists them.
 #[utoipa::path(get, operation_id = "models_providers", path = "/api/v1/providers", tag = "catalog", security(()),
-    responses((status = 200, description = "Providers Keyway can route to", body = crate::openapi::ProviderList)))]
+    responses((status = 200, description = "Providers Keyway can route to", body = crate::api_schema::ProviderList)))]
 pub async fn providers() -> impl IntoResponse {
     let data: Vec<Value> = keyway_core::ProviderSlug::ALL
         .iter()

@@ -3,7 +3,7 @@
 use crate::auth::{Admin, Manager};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::iso;
+use crate::render::iso;
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,7 +28,7 @@ pub struct CreateWorkspace {
 }
 
 #[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/workspaces", tag = "workspaces",
-    responses((status = 200, description = "Workspaces the key can see", body = crate::openapi::WorkspaceList), crate::openapi::Errors))]
+    responses((status = 200, description = "Workspaces the key can see", body = crate::api_schema::WorkspaceList), crate::api_schema::Errors))]
 pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl IntoResponse, ApiError> {
     let all = state.store.list_workspaces().await?;
     let visible: Vec<Value> = all.iter().filter(|w| m.scope().is_none_or(|s| s == w.id)).map(ws_json).collect();
@@ -37,7 +37,7 @@ pub async fn list(State(state): State<SharedState>, m: Manager) -> Result<impl I
 }
 
 #[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
-    responses((status = 201, description = "Created", body = crate::openapi::WorkspaceItem), crate::openapi::Errors))]
+    responses((status = 201, description = "Created", body = crate::api_schema::WorkspaceItem), crate::api_schema::Errors))]
 pub async fn create(State(state): State<SharedState>, m: Admin, peer: crate::audit::Peer, JsonBody(body): JsonBody<CreateWorkspace>) -> Result<impl IntoResponse, ApiError> {
     if !m.is_admin() {
         return Err(ApiError::Forbidden("only an admin management key can create workspaces".into()));

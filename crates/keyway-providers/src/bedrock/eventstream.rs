@@ -5,9 +5,10 @@
 //! Bytes arrive split anywhere; the decoder waits for a whole frame, then lets
 //! `aws_smithy_eventstream::frame::read_message_from` check both CRCs and parse it.
 
-use super::convert::{finish_reason, usage};
+use crate::translate::bedrock::{finish_reason, usage};
 use crate::error::ProviderError;
-use crate::gemini::openai_shape::{ChunkMaker, Translate};
+use crate::openai_shape::ChunkMaker;
+use crate::stream::Translate;
 use crate::types::StreamEvent;
 use aws_smithy_eventstream::frame::read_message_from;
 use aws_smithy_types::event_stream::{HeaderValue, Message};

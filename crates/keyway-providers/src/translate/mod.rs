@@ -6,11 +6,11 @@
 //! Vercel AI SDK's gateway protocol at `/v1/ai` likewise).
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod vercel;
 
 use crate::error::ProviderError;
-use keyway_core::Usage;
-use serde_json::{json, Value};
 
 /// Why a body could not be translated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,33 +32,8 @@ impl From<TranslateError> for ProviderError {
     }
 }
 
-/// [`Usage`] as an OpenAI `usage` object. `prompt_tokens_details.cache_write_tokens` (OpenRouter's
-/// name) appears only when non-zero, so that an Anthropic round trip keeps cache writes.
-pub fn openai_usage_json(u: &Usage) -> Value {
-    let mut details = json!({"cached_tokens": u.cached_tokens});
-    if u.cache_write_tokens > 0 {
-        details["cache_write_tokens"] = json!(u.cache_write_tokens);
-    }
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total(),
-        "prompt_tokens_details": details,
-    })
-}
-
-/// An OpenAI `usage` object -> [`Usage`], reading the cache-write count too (see [`openai_usage_json`]).
-pub fn usage_from_openai_json(v: &Value) -> Option<Usage> {
-    let u = v.as_object()?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let d = |k: &str| u.get("prompt_tokens_details").and_then(|d| d.get(k)).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: n("prompt_tokens"),
-        completion_tokens: n("completion_tokens"),
-        cached_tokens: d("cached_tokens"),
-        cache_write_tokens: d("cache_write_tokens"),
-    })
-}
+/// The one OpenAI usage reader and writer live in [`crate::usage`]; these names stay for callers.
+pub use crate::usage::{openai_usage as usage_from_openai_json, openai_usage_json};
 
 pub(crate) fn invalid_request(msg: impl Into<String>) -> TranslateError {
     TranslateError::InvalidRequest(msg.into())

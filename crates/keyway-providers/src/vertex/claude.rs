@@ -1,16 +1,13 @@
 //! Claude on Vertex: the Anthropic Messages body of [`crate::translate::anthropic`] without
 //! `model` (the path names it) and with `anthropic_version: "vertex-2023-10-16"`, POSTed to
-//! `:rawPredict` / `:streamRawPredict`; answers are Anthropic's, translated back the same way.
+//! `:rawPredict` / `:streamRawPredict`; answers are Anthropic's, read by the Anthropic adapter's own answer path
+//! (`crate::anthropic::answer`).
 //! A `POST /v1/messages` request goes as the client wrote it ([`native_request`]), its answer
 //! untranslated.
 
 use crate::error::ProviderError;
-use crate::gemini::openai_shape::{translate, Translate};
-use crate::http::{self, parse_json, read_body};
-use crate::registry::Timeouts;
-use crate::sse::SseEvent;
-use crate::translate::anthropic::{anthropic_error, anthropic_response_to_openai, openai_request_to_anthropic, AnthropicStreamToOpenAi};
-use crate::types::{AnthropicNative, ChatResponse, StreamEvent};
+use crate::translate::anthropic::openai_request_to_anthropic;
+use crate::types::AnthropicNative;
 use serde_json::{json, Map, Value};
 
 pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
@@ -30,34 +27,6 @@ pub fn native_request(native: &AnthropicNative) -> Value {
     a.remove("model");
     a.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
     Value::Object(a)
-}
-
-struct Events(AnthropicStreamToOpenAi);
-
-impl Translate for Events {
-    type Item = SseEvent;
-
-    fn item(&mut self, ev: SseEvent) -> Vec<Result<StreamEvent, ProviderError>> {
-        self.0.push(&ev.event, &ev.data)
-    }
-
-    fn end(&mut self) -> Vec<Result<StreamEvent, ProviderError>> {
-        self.0.finish().map(Err).into_iter().collect()
-    }
-}
-
-pub(crate) async fn chat_over(resp: crate::client::Response, stream: bool, _model: &str, t: &Timeouts) -> Result<ChatResponse, ProviderError> {
-    let created = chrono::Utc::now().timestamp();
-    if !stream {
-        let msg = parse_json(&read_body(resp, t).await?)?;
-        if msg.get("type").and_then(Value::as_str) == Some("error") {
-            return Err(anthropic_error(&msg));
-        }
-        let (body, usage) = anthropic_response_to_openai(&msg, created)?;
-        return Ok(ChatResponse::Complete { body: body.into(), usage: Some(usage) });
-    }
-    let events = Box::pin(http::sse_events(resp, t));
-    Ok(ChatResponse::Stream(translate(events, Events(AnthropicStreamToOpenAi::new(created)))))
 }
 
 #[cfg(test)]

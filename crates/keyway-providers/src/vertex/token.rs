@@ -8,7 +8,7 @@
 
 use crate::error::{ProviderError, TimeoutKind};
 use crate::http;
-use crate::registry::Timeouts;
+use crate::timeouts::Timeouts;
 use keyway_core::credential::VertexCredential;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 
 use crate::auth::AnyKey;
 use crate::error::ApiError;
-use crate::routes::iso;
+use crate::render::iso;
 use crate::state::SharedState;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;

@@ -5,7 +5,7 @@ use crate::auth::{AnyKey, Caller};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::proxy::stream::Dialect;
-use crate::proxy::{proxy, Operation, Served};
+use crate::proxy::{proxy, Answer, Operation, Served};
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -76,7 +76,7 @@ pub async fn language_model(
     let openai = vercel_request_to_openai(&body, &model, stream).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     known_model(&state, &model)?;
     match proxy(state.clone(), caller, &headers, openai.into(), Operation::Chat).await? {
-        Served::Complete { headers: h, body, .. } => {
+        Served::OpenAi(Answer::Complete { headers: h, body }) | Served::Anthropic(Answer::Complete { headers: h, body }) => {
             let body = body.into_value();
             let mut served = served_by(&h, &model);
             let usage = body.get("usage").and_then(usage_from_openai_json);
@@ -84,7 +84,7 @@ pub async fn language_model(
             let result = openai_response_to_vercel(&body, &served).map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok((h, Json(result)).into_response())
         }
-        Served::Stream { headers: h, stream, .. } => {
+        Served::OpenAi(Answer::Stream { headers: h, stream }) | Served::Anthropic(Answer::Stream { headers: h, stream }) => {
             let served = served_by(&h, &model);
             let conv = OpenAiStreamToVercel::new(&served.generation_id, &served.model);
             Ok(stream.respond(Dialect::Vercel { conv: Box::new(conv), served: Box::new(served) }, h))
@@ -104,7 +104,7 @@ pub async fn embedding_model(
     let openai = vercel_embedding_to_openai(&body, &model).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     known_model(&state, &model)?;
     match proxy(state.clone(), caller, &headers, openai.into(), Operation::Embeddings).await? {
-        Served::Complete { headers: h, body, .. } => {
+        Served::OpenAi(Answer::Complete { headers: h, body }) | Served::Anthropic(Answer::Complete { headers: h, body }) => {
             let body = body.into_value();
             let mut served = served_by(&h, &model);
             let usage = body.get("usage").and_then(usage_from_openai_json);
@@ -112,7 +112,7 @@ pub async fn embedding_model(
             let result = openai_embeddings_to_vercel(&body, &served).map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok((h, Json(result)).into_response())
         }
-        Served::Stream { .. } => Err(ApiError::Internal("an embeddings request was answered with a stream".into())),
+        Served::OpenAi(Answer::Stream { .. }) | Served::Anthropic(Answer::Stream { .. }) => Err(ApiError::Internal("an embeddings request was answered with a stream".into())),
         Served::Failed(r) => Ok(r),
     }
 }

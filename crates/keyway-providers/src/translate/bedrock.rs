@@ -1,7 +1,7 @@
 //! OpenAI chat <-> Bedrock Converse (request body, whole response, usage, stop reasons).
 
 use crate::error::ProviderError;
-use crate::gemini::openai_shape::{
+use crate::openai_shape::{
     arguments_object, assistant_message, bad_request, content_parts, content_text, max_tokens, stop_sequences, tool_call,
     ChunkMaker, Part,
 };

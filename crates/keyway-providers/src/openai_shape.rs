@@ -1,16 +1,15 @@
-//! OpenAI chat shapes shared by the adapters that translate to another protocol (Gemini, Vertex,
-//! Bedrock): reading the request's messages and parameters, building `chat.completion` and
-//! `chat.completion.chunk` objects, and running a stateful translator over an upstream stream.
+//! OpenAI chat shapes shared by every translation and adapter (Gemini, Vertex, Bedrock, Anthropic):
+//! reading the request's messages and parameters, and building `chat.completion` and
+//! `chat.completion.chunk` objects. Imports no adapter and no translation.
 
 use crate::error::ProviderError;
-use crate::openai_compat::chunk_has_content;
-use crate::types::{ChunkStream, StreamEvent};
+use crate::types::StreamEvent;
+use crate::usage::openai_usage_json;
 use base64::Engine;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use keyway_core::Usage;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// The id, model and timestamp every chunk of one response repeats.
 #[derive(Debug, Clone)]
@@ -36,7 +35,7 @@ impl ChunkMaker {
     /// The trailing usage chunk OpenAI sends with `stream_options.include_usage` (empty choices).
     pub fn usage_chunk(&self, u: &Usage) -> StreamEvent {
         let v = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                       "choices": [], "usage": usage_json(u)});
+                       "choices": [], "usage": openai_usage_json(u)});
         StreamEvent::Chunk { json: Bytes::from(v.to_string()), content: false, shape: None }
     }
 
@@ -45,21 +44,10 @@ impl ChunkMaker {
         let mut v = json!({"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
                            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}]});
         if let Some(u) = usage {
-            v["usage"] = usage_json(u);
+            v["usage"] = openai_usage_json(u);
         }
         v
     }
-}
-
-/// [`Usage`] in OpenAI's shape (cached tokens are part of `prompt_tokens`, as OpenAI counts them;
-/// cache writes appear as OpenRouter's `prompt_tokens_details.cache_write_tokens` when non-zero).
-pub fn usage_json(u: &Usage) -> Value {
-    let mut details = json!({"cached_tokens": u.cached_tokens});
-    if u.cache_write_tokens > 0 {
-        details["cache_write_tokens"] = json!(u.cache_write_tokens);
-    }
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total(),
-           "prompt_tokens_details": details})
 }
 
 /// An assistant message from collected text and tool calls (OpenAI puts `null` content beside tool calls).
@@ -198,54 +186,18 @@ pub fn arguments_object(args: Option<&Value>) -> Result<Value, ProviderError> {
     }
 }
 
-/// A stateful translation from upstream stream items to OpenAI stream events.
-pub trait Translate: Send + 'static {
-    type Item: Send + 'static;
-    /// The events one upstream item turns into; an `Err` ends the stream.
-    fn item(&mut self, item: Self::Item) -> Vec<Result<StreamEvent, ProviderError>>;
-    /// Called once when the upstream ends cleanly (flush usage; complain about a truncated stream).
-    fn end(&mut self) -> Vec<Result<StreamEvent, ProviderError>>;
-}
-
-struct Run<S, T> {
-    source: S,
-    t: T,
-    pending: VecDeque<Result<StreamEvent, ProviderError>>,
-    done: bool,
-}
-
-/// Drives `t` over `source`, yielding translated events as they arrive; stops after the first error.
-pub fn translate<S, T>(source: S, t: T) -> ChunkStream
-where
-    S: Stream<Item = Result<T::Item, ProviderError>> + Send + Unpin + 'static,
-    T: Translate,
-{
-    let run = Run { source, t, pending: VecDeque::new(), done: false };
-    Box::pin(futures::stream::unfold(run, |mut run| async move {
-        loop {
-            if let Some(ev) = run.pending.pop_front() {
-                if ev.is_err() {
-                    run.pending.clear();
-                    run.done = true;
-                }
-                return Some((ev, run));
-            }
-            if run.done {
-                return None;
-            }
-            match run.source.next().await {
-                Some(Ok(item)) => run.pending.extend(run.t.item(item)),
-                Some(Err(e)) => {
-                    run.done = true;
-                    run.pending.push_back(Err(e));
-                }
-                None => {
-                    run.done = true;
-                    run.pending.extend(run.t.end());
-                }
-            }
-        }
-    }))
+/// Whether a chunk carries output a client would see (and so forbids a silent retry).
+pub fn chunk_has_content(chunk: &Value) -> bool {
+    chunk.get("choices").and_then(Value::as_array).is_some_and(|choices| {
+        choices.iter().any(|c| {
+            let d = c.get("delta");
+            let text = d.and_then(|d| d.get("content")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            let tools = d.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null());
+            let refusal = d.and_then(|d| d.get("refusal")).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            let finish = c.get("finish_reason").is_some_and(|f| !f.is_null());
+            text || tools || refusal || finish
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! OpenAI chat <-> Gemini `generateContent`, for AI Studio and Vertex alike.
 
-use super::openai_shape::{
+use crate::openai_shape::{
     arguments_object, assistant_message, bad_request, content_parts, content_text, max_tokens, stop_sequences, tool_call,
-    tool_call_names, ChunkMaker, Part, Translate,
+    tool_call_names, ChunkMaker, Part,
 };
 use crate::error::ProviderError;
+use crate::stream::Translate;
 use crate::sse::SseEvent;
 use crate::types::StreamEvent;
 use keyway_core::Usage;
