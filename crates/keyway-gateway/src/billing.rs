@@ -180,7 +180,10 @@ impl Ledger {
     /// the same balance: they over-admit by at most one request's estimate error.
     pub fn reserve(&self, key: &ApiKeyRecord, ws_limits: Option<&Limits>, estimate: Estimate, now_ms: i64) -> Result<Reservation, MoneyRefusal> {
         let mut r = Reservation::default();
-        if self.credits_enabled {
+        // While nodes share a balance in Redis, it decides (`cluster.rs`): this node's copy may
+        // not have heard of a top-up on another node yet.
+        let shared_decides = self.shared.get().is_some_and(keyway_store::shared::Shared::is_up);
+        if self.credits_enabled && !shared_decides {
             let account = self.account(&key.workspace_id);
             let needed = i64::try_from(estimate.charged_micros).unwrap_or(i64::MAX);
             {
