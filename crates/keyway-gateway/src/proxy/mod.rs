@@ -11,10 +11,11 @@ mod finish;
 mod request;
 mod request_keys;
 pub mod retry;
+mod settle;
 pub mod stream;
 
 use attempt::Tried;
-pub use finish::{finish, Throughput};
+pub use settle::{finish, Throughput};
 
 use crate::error::ApiError;
 use crate::state::SharedState;
