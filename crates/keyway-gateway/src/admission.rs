@@ -4,8 +4,8 @@
 //! then its workspace's). What passes is held in an [`Admission`] until the answer ends.
 //!
 //! Each check owns its refusal ([`MoneyRefusal`] in billing, [`RateRefusal`] in limits); this
-//! module only orders them. Shared counters (another node's spend, a Redis-held rate) plug into
-//! `billing::Ledger::reserve` and `limits::Limiter::take`, not here.
+//! module only orders them. With `redis_url`, `cluster.rs` then takes the same checks from
+//! counters every node shares, and keeps its hold here ([`Admission::shared`]).
 
 use crate::billing::{has_budget, Estimate, MoneyRefusal, Reservation};
 use crate::limits::{RateHeaders, RateHolds, RateRefusal};
@@ -22,6 +22,8 @@ use keyway_store::ApiKeyRecord;
 pub enum Refusal {
     Money(MoneyRefusal),
     Rate(RateRefusal),
+    /// 503: the shared counters are unreachable and `[cluster] fail_closed` is set.
+    Unavailable(String),
 }
 
 impl Refusal {
@@ -29,6 +31,7 @@ impl Refusal {
         match self {
             Refusal::Money(MoneyRefusal::Payment(_)) => 402,
             Refusal::Money(MoneyRefusal::OverBudget { .. }) | Refusal::Rate(_) => 429,
+            Refusal::Unavailable(_) => 503,
         }
     }
 }
@@ -38,6 +41,7 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::Money(r) => r.into_response(),
             Refusal::Rate(r) => r.into_response(),
+            Refusal::Unavailable(m) => crate::error::ApiError::Unavailable(m).into_response(),
         }
     }
 }
@@ -49,12 +53,25 @@ impl IntoResponse for Refusal {
 pub struct Admission {
     rates: RateHolds,
     money: Option<Reservation>,
+    /// What the request asked for (the shared counters take the same, `cluster.rs`).
+    pub demand: Demand,
+    /// Its share of the counters nodes share in Redis, when they do.
+    pub shared: Option<keyway_store::shared::Hold>,
 }
 
 impl Admission {
     /// Corrects the token reservations with what the upstream reported.
     pub fn settle_tokens(&mut self, actual: u64) {
         self.rates.settle_tokens(actual);
+        if let Some(s) = self.shared.as_mut() {
+            s.settle_tokens(actual);
+        }
+    }
+
+    /// Gives back this node's rate cells for a request refused after all (by the shared
+    /// counters), so that the node's own counters track what was admitted.
+    pub fn give_back(&mut self) {
+        self.rates.give_back();
     }
 
     /// Writes the response's `x-ratelimit-*` headers.
@@ -81,7 +98,7 @@ pub struct Demand {
 /// request's share, or refuses. No database query.
 pub fn admit(state: &AppState, key: &ApiKeyRecord, demand: &Demand) -> Result<Admission, Refusal> {
     let ws_limits = state.limiter.workspace_limits(&key.workspace_id);
-    let mut adm = Admission::default();
+    let mut adm = Admission { demand: *demand, ..Admission::default() };
     if money_applies(state, key) {
         let now_ms = chrono::Utc::now().timestamp_millis();
         adm.money = Some(

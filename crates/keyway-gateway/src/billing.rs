@@ -77,6 +77,14 @@ impl Spend {
     }
 }
 
+/// See [`Ledger::seeds`]: (today, this month) for the key and for the workspace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seeds {
+    pub balance: i64,
+    pub key: (u64, u64),
+    pub workspace: (u64, u64),
+}
+
 /// What `GET /api/v1/credits` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Balance {
@@ -96,6 +104,8 @@ pub struct Ledger {
     ws_spend: RwLock<HashMap<String, Arc<Mutex<Spend>>>>,
     /// Odd while the usage writer is committing a batch (see the module doc).
     seq: AtomicU64,
+    /// Set when nodes share counters: charges and top-ups are applied there too (`cluster.rs`).
+    shared: std::sync::OnceLock<keyway_store::shared::Shared>,
 }
 
 impl Ledger {
@@ -107,7 +117,25 @@ impl Ledger {
             spend: RwLock::new(HashMap::new()),
             ws_spend: RwLock::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Applies charges and top-ups to the shared balances and budgets too.
+    pub fn share(&self, shared: keyway_store::shared::Shared) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// This node's view of what the shared counters start from when Redis has none: the
+    /// workspace's balance, and the key's and workspace's spend today and this month.
+    pub fn seeds(&self, key_hash: &str, ws: &str, now_ms: i64) -> Seeds {
+        let balance = self.balance(ws, now_ms).balance_micros;
+        let spent = |s: Arc<Mutex<Spend>>| {
+            let mut s = lock(&s);
+            s.roll(now_ms);
+            (s.day_micros, s.month_micros)
+        };
+        Seeds { balance, key: spent(self.spend_of(key_hash)), workspace: spent(self.ws_spend_of(ws)) }
     }
 
     pub fn credits_enabled(&self) -> bool {
@@ -152,7 +180,10 @@ impl Ledger {
     /// the same balance: they over-admit by at most one request's estimate error.
     pub fn reserve(&self, key: &ApiKeyRecord, ws_limits: Option<&Limits>, estimate: Estimate, now_ms: i64) -> Result<Reservation, MoneyRefusal> {
         let mut r = Reservation::default();
-        if self.credits_enabled {
+        // While nodes share a balance in Redis, it decides (`cluster.rs`): this node's copy may
+        // not have heard of a top-up on another node yet.
+        let shared_decides = self.shared.get().is_some_and(keyway_store::shared::Shared::is_up);
+        if self.credits_enabled && !shared_decides {
             let account = self.account(&key.workspace_id);
             let needed = i64::try_from(estimate.charged_micros).unwrap_or(i64::MAX);
             {
@@ -215,6 +246,18 @@ impl Ledger {
         }
         rec.cost_micros = charge.cost_micros;
         rec.fee_micros = charge.fee_micros;
+        if let (Some(shared), true) = (self.shared.get(), total > 0) {
+            // Off the request path: the shared balance and budgets learn the real charge.
+            use keyway_store::shared::keys;
+            let (day, month) = (pricing::day_of(now_ms), Month::of(now_ms).start_ms());
+            let (c, t) = (i64::try_from(charge.charged_micros).unwrap_or(i64::MAX), i64::try_from(total).unwrap_or(i64::MAX));
+            let (k, ws) = (rec.api_key_hash.as_str(), rec.workspace_id.as_str());
+            let mut deltas = vec![(keys::spend('k', k, 'd', day), t), (keys::spend('k', k, 'm', month), t), (keys::spend('w', ws, 'd', day), t), (keys::spend('w', ws, 'm', month), t)];
+            if self.credits_enabled && c > 0 {
+                deltas.push((keys::balance(ws), -c));
+            }
+            shared.add(deltas);
+        }
         charge
     }
 

@@ -1,10 +1,17 @@
 //! In-memory caches that keep the database off the hot path: Keyway keys by hash, and each
 //! workspace's BYOK credentials (its own and the global ones) decrypted. Entries live for a
 //! short TTL (so other nodes' writes show up) and are dropped at once when this node changes them.
+//! With a shared PostgreSQL, [`KeyCache::invalidate`] and [`CredentialCache::invalidate`] also
+//! signal the other nodes (`cluster.rs`), which [`KeyCache::forget`] / [`CredentialCache::forget`];
+//! a load that raced with a change is not cached (the `changes` counters), so the TTL is only
+//! the safety net for lost signals.
 
 use keyway_core::route::CredentialMeta;
 use keyway_core::Credential;
+use keyway_store::signal::Change;
 use keyway_store::{ApiKeyRecord, ByokRecord, Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc::UnboundedSender;
 use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -28,6 +35,9 @@ pub struct KeyCache {
     /// looks in `failures`; after it, every request skips that lock.
     blocked_until_ms: std::sync::atomic::AtomicU64,
     epoch: Instant,
+    /// Bumped by every invalidation: a lookup that saw it move doesn't cache what it read.
+    changes: AtomicU64,
+    signal: std::sync::OnceLock<UnboundedSender<Change>>,
 }
 
 /// How long an unknown key is answered from memory. Keys created on this node are removed from
@@ -47,6 +57,8 @@ impl KeyCache {
             failures: std::sync::Mutex::new(HashMap::new()),
             blocked_until_ms: std::sync::atomic::AtomicU64::new(0),
             epoch: Instant::now(),
+            changes: AtomicU64::new(0),
+            signal: std::sync::OnceLock::new(),
         }
     }
 
@@ -96,7 +108,11 @@ impl KeyCache {
         if read(&self.misses).get(hash).is_some_and(|at| at.elapsed() < NEGATIVE_TTL) {
             return Ok(None);
         }
+        let seen = self.changes.load(Ordering::Acquire);
         let found = store.find_key_by_hash(hash).await.inspect_err(|e| store.note_error(e))?.map(Arc::new);
+        if self.changes.load(Ordering::Acquire) != seen {
+            return Ok(found);
+        }
         if found.is_none() {
             let mut misses = write(&self.misses);
             if misses.len() >= MAX_MISSES {
@@ -122,9 +138,31 @@ impl KeyCache {
         Ok(found)
     }
 
+    /// Drops this key here and tells the other nodes to.
     pub fn invalidate(&self, hash: &str) {
+        self.forget(hash);
+        if let Some(tx) = self.signal.get() {
+            let _ = tx.send(Change::Key(hash.to_owned()));
+        }
+    }
+
+    /// Drops this key here only (another node changed it).
+    pub fn forget(&self, hash: &str) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         write(&self.map).remove(hash);
         write(&self.misses).remove(hash);
+    }
+
+    /// Drops every key here (signals may have been missed).
+    pub fn forget_all(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        write(&self.map).clear();
+        write(&self.misses).clear();
+    }
+
+    /// Sends this node's invalidations to `tx` too (once).
+    pub fn share(&self, tx: UnboundedSender<Change>) {
+        let _ = self.signal.set(tx);
     }
 }
 
@@ -159,11 +197,14 @@ pub struct CredentialCache {
     /// One load per workspace at a time: concurrent misses wait for the first.
     loading: tokio::sync::Mutex<()>,
     known_models: Option<Arc<crate::metrics::KnownModels>>,
+    /// As in [`KeyCache`]: a load that raced with an invalidation is not cached.
+    changes: AtomicU64,
+    signal: std::sync::OnceLock<UnboundedSender<Change>>,
 }
 
 impl CredentialCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, map: RwLock::new(HashMap::new()), loading: tokio::sync::Mutex::new(()), known_models: None }
+        Self { ttl, map: RwLock::new(HashMap::new()), loading: tokio::sync::Mutex::new(()), known_models: None, changes: AtomicU64::new(0), signal: std::sync::OnceLock::new() }
     }
 
     /// Model mappings of loaded credentials become names a metric label may carry.
@@ -184,6 +225,7 @@ impl CredentialCache {
         if let Some(c) = self.fresh(workspace_id) {
             return Ok(c);
         }
+        let seen = self.changes.load(Ordering::Acquire);
         let mut entries = Vec::new();
         for (rec, cred) in store.load_byok_for_routing(workspace_id).await.inspect_err(|e| store.note_error(e))? {
             match cred {
@@ -197,17 +239,43 @@ impl CredentialCache {
         }
         let metas = entries.iter().map(|(r, c)| meta(r, c)).collect();
         let creds = Arc::new(WorkspaceCredentials { entries, metas });
-        write(&self.map).insert(workspace_id.to_owned(), (creds.clone(), Instant::now()));
+        if self.changes.load(Ordering::Acquire) == seen {
+            write(&self.map).insert(workspace_id.to_owned(), (creds.clone(), Instant::now()));
+        }
         Ok(creds)
     }
 
     pub fn invalidate(&self, workspace_id: &str) {
-        write(&self.map).remove(workspace_id);
+        self.forget(workspace_id);
+        self.send(Change::Credentials(Some(workspace_id.to_owned())));
     }
 
     /// Drops every workspace's entry: a global credential is part of each of them.
     pub fn invalidate_all(&self) {
+        self.forget_all();
+        self.send(Change::Credentials(None));
+    }
+
+    fn send(&self, c: Change) {
+        if let Some(tx) = self.signal.get() {
+            let _ = tx.send(c);
+        }
+    }
+
+    /// Drops a workspace's entry here only (another node changed it).
+    pub fn forget(&self, workspace_id: &str) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        write(&self.map).remove(workspace_id);
+    }
+
+    pub fn forget_all(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         write(&self.map).clear();
+    }
+
+    /// Sends this node's invalidations to `tx` too (once).
+    pub fn share(&self, tx: UnboundedSender<Change>) {
+        let _ = self.signal.set(tx);
     }
 
     /// Drops what a change to `rec` affects: its workspace, or every workspace for a global one.

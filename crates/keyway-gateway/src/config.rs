@@ -22,7 +22,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PostgreSQL URL; SQLite in `data_dir` when absent.
     pub database_url: Option<String>,
-    /// Reserved: Redis for counters shared by several nodes is not built yet; a value here is accepted and ignored.
+    /// Redis URL (`redis://host:6379/0`): when set, rate limits, concurrency caps, credit balances, budgets and credential cooldowns are shared with every node using the same Redis and `[cluster] key_prefix` (see docs/deploy.md). Per node when absent.
     pub redis_url: Option<String>,
     /// Base64 of a 32-byte master key; else `data_dir/master.key` (created on first start).
     #[serde(skip_serializing)]
@@ -66,6 +66,26 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// `GET /metrics` (Prometheus).
     pub metrics: MetricsConfig,
+    /// Several nodes acting as one gateway (`redis_url`, a shared PostgreSQL `database_url`).
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes behind one load balancer (`[cluster]`); see docs/deploy.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// While Redis is unreachable, refuse requests that have a shared limit, balance or budget (503) instead of admitting them on this node's own counters (the default: fail open, with the `keyway_shared_unavailable_total` metric and a log line).
+    pub fail_closed: bool,
+    /// Prefix of every Redis key and channel Keyway uses: nodes of one gateway share it; two gateways on one Redis must not.
+    pub key_prefix: String,
+    /// How long a concurrency slot outlives its node, in seconds: a live node renews its slots, a dead node's come back after this.
+    pub slot_lease_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { fail_closed: false, key_prefix: "keyway".into(), slot_lease_secs: 30 }
+    }
 }
 
 /// Who may read `/metrics` (`[metrics]`): open on the main address by default.
@@ -322,6 +342,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             dashboard: DashboardConfig::default(),
             metrics: MetricsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum ApiError {
     /// The upstream's failure after every attempt (its status, or 502/503/504).
     #[error("{message}")]
     Upstream { status: u16, message: String, retry_after: Option<Duration>, kind: &'static str },
+    /// A server Keyway depends on (the database; Redis with `[cluster] fail_closed`) can't be
+    /// reached right now: 503 with `Retry-After`, nothing written; the same call succeeds later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Details go to the log; the client sees a generic message.
     #[error("internal error")]
     Internal(String),
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Upstream { status, kind, .. } => {
                 (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY), "upstream_error", Some(*kind))
             }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", Some("service_unavailable")),
             ApiError::Internal(_) | ApiError::WithMetadata { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         let message = match self {
@@ -108,6 +113,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after, .. } | ApiError::Upstream { retry_after, .. } => *retry_after,
             ApiError::WithMetadata { error, .. } => error.retry_after(),
+            ApiError::Unavailable(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -141,8 +147,23 @@ impl From<keyway_store::StoreError> for ApiError {
         match e {
             S::NotFound => ApiError::NotFound("not found".into()),
             S::Conflict(m) => ApiError::Conflict(m),
+            S::Db(e) if db_unreachable(&e) => {
+                tracing::warn!(error = %e, "database unreachable");
+                ApiError::Unavailable("the database is unreachable right now; nothing was changed, retry shortly".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+/// The database is down or out of reach (rather than refusing a statement): worth a retry.
+fn db_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        // Not `PoolClosed`: that is this process shutting down, not the database away.
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // 08xxx: connection exceptions; 57P01-57P03: the server is shutting down or starting.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 

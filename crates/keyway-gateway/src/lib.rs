@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;

@@ -13,7 +13,8 @@
 //! Tokens: a request reserves its estimate (prompt characters / 4 plus `max_tokens`); when it
 //! ends, the difference to the upstream's reported usage is added or given back.
 //!
-//! Everything here is per node; the scale-out issue moves the counters to Redis.
+//! Everything here is per node; with `redis_url`, `cluster.rs` checks the same limits on counters
+//! every node shares, after these pass (and these alone hold while Redis is unreachable).
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -277,6 +278,14 @@ impl RateHolds {
     pub fn settle_tokens(&mut self, actual: u64) {
         for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
             h.settle_tokens(actual);
+        }
+    }
+
+    /// Gives back the rate cells taken on this node, for a request refused after all (by the
+    /// shared counters): the node's own counters then track what was admitted.
+    pub fn give_back(&mut self) {
+        for h in [self.key.as_mut(), self.workspace.as_mut()].into_iter().flatten() {
+            h.give_back();
         }
     }
 }

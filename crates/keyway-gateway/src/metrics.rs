@@ -178,6 +178,10 @@ pub struct Snapshot {
     pub store_errors: u64,
     /// Credential rows skipped because they could not be read.
     pub credentials_unreadable: u64,
+    /// Requests admitted without the shared counters (Redis unreachable).
+    pub shared_unavailable: u64,
+    /// Whether Redis answers; `None` without `redis_url`.
+    pub shared_up: Option<bool>,
 }
 
 fn secs(ms: u64) -> f64 {
@@ -406,6 +410,10 @@ impl Metrics {
             counter!("keyway_db_errors_total", "source" => "store").absolute(s.store_errors);
             counter!("keyway_store_queries_total").absolute(s.store_queries);
             counter!("keyway_credentials_unreadable_total").absolute(s.credentials_unreadable);
+            if let Some(up) = s.shared_up {
+                gauge!("keyway_shared_up").set(if up { 1.0 } else { 0.0 });
+                counter!("keyway_shared_unavailable_total").absolute(s.shared_unavailable);
+            }
         });
         self.handle.run_upkeep();
         self.handle.render()
@@ -431,6 +439,8 @@ pub async fn endpoint(axum::extract::State(state): axum::extract::State<crate::S
         store_queries: state.store.query_count(),
         store_errors: state.store.error_count(),
         credentials_unreadable: state.store.unreadable_count(),
+        shared_unavailable: state.cluster.unavailable_count(),
+        shared_up: state.cluster.up(),
     };
     state.metrics.read_health(&state.health);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(snap)).into_response()

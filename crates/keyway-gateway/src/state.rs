@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Dashboard sign-ins (`dashboard/session.rs`).
     pub sessions: crate::sessions::Sessions,
+    /// Counters, cooldowns and change signals shared with other nodes (`cluster.rs`).
+    pub cluster: crate::cluster::Cluster,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -73,6 +75,8 @@ pub enum StartError {
     UpstreamCaFile { path: String, error: std::io::Error },
     #[error("catalog file `{path}`: {error}")]
     CatalogFile { path: String, error: String },
+    #[error(transparent)]
+    Shared(#[from] keyway_store::shared::SharedError),
 }
 
 /// The operator's catalog (`catalog_file`, or the one `keyway catalog update` installed), else
@@ -172,7 +176,9 @@ impl AppState {
         let catalog = keyway_core::pricing::apply_overrides(&load_catalog(&config)?, &config.pricing)?;
         metrics.known_models.add(catalog.models().iter().map(|m| m.id.as_str()).chain(config.pricing.iter().map(|p| p.model.as_str())));
         let credentials = CredentialCache::new(Duration::from_secs(30)).with_known_models(metrics.known_models.clone());
+        let cluster = crate::cluster::Cluster::new(&config).await?;
         let state = AppState {
+            cluster,
             system_metas,
             usage,
             metrics,
@@ -193,7 +199,9 @@ impl AppState {
             store,
             config: Arc::new(config),
         };
-        Ok((Arc::new(state), bootstrap))
+        let state = Arc::new(state);
+        crate::cluster::start(&state);
+        Ok((state, bootstrap))
     }
 }
 

@@ -16,6 +16,8 @@ mod generations;
 mod keyring;
 mod keys;
 mod records;
+pub mod shared;
+pub mod signal;
 mod workspaces;
 
 pub use activity::{ActivityGroup, ActivityRow};
@@ -45,6 +47,9 @@ pub enum StoreError {
     Task(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer Keyway than this one.
+    #[error("the database schema is at version {found}, newer than this build of Keyway knows (up to {known}): upgrade this node to the release that migrated it (running an older node on a newer schema could write rows the newer one misreads)")]
+    SchemaTooNew { found: i64, known: i64 },
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -116,8 +121,13 @@ impl Store {
                     .connect(&url)
                     .await?
             }
-            Engine::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+            // A short acquire timeout: with the database out of reach, a management call answers
+            // 503 in seconds instead of hanging for sqlx's default 30.
+            Engine::Postgres => AnyPoolOptions::new().max_connections(16).acquire_timeout(std::time::Duration::from_secs(3)).connect(url).await?,
         };
+        refuse_newer_schema(&pool).await?;
+        // On PostgreSQL sqlx holds an advisory lock while migrating: nodes starting at once
+        // take turns, and the later ones find nothing left to do.
         MIGRATOR.run(&pool).await?;
         let generation_writer = match engine {
             Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
@@ -211,6 +221,21 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Refuses a schema some newer Keyway migrated (sqlx's own error would only say a migration
+/// "is missing"): the operator is told to upgrade the node instead.
+async fn refuse_newer_schema(pool: &AnyPool) -> Result<()> {
+    let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    // No table yet: a fresh database.
+    let found: Option<(i64,)> = match sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations").fetch_optional(pool).await {
+        Ok(v) => v,
+        Err(_) => return Ok(()),
+    };
+    match found {
+        Some((found,)) if found > known => Err(StoreError::SchemaTooNew { found, known }),
+        _ => Ok(()),
     }
 }
 

@@ -190,9 +190,6 @@ async fn main() -> anyhow::Result<()> {
             if let Some(t) = &telemetry {
                 tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP/HTTP");
             }
-            if config.redis_url.is_some() {
-                tracing::warn!("redis_url is set, but Redis support is not built yet: limits, concurrency caps and cooldowns stay per node");
-            }
             let listen = config.listen;
             let (state, boot) = AppState::build(config).await?;
             if let Some(key) = &boot.management_key {

@@ -1,8 +1,9 @@
 //! Step four of the loop: the answer (or the error) for the client, with Keyway's headers, and
-//! the generation's books closed. [`finish`] is the one closing for an answered generation,
-//! whole (here) or streamed (when the stream ends, in `stream.rs`).
+//! the generation's books closed by [`super::settle::finish`], the one closing for an answered
+//! generation, whole (here) or streamed (when the stream ends, in `stream.rs`).
 
 use super::attempt::{Answer, Answered, ProviderFailure};
+use super::settle::{finish, Throughput};
 use super::{retry, stream, Operation, Served};
 use crate::admission::Admission;
 use crate::error::ApiError;
@@ -12,10 +13,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use keyway_core::pricing::Prices;
 use keyway_core::route::Attempt;
-use keyway_core::ProviderSlug;
 use keyway_providers::ProviderError;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // Built at compile time: `from_static` at run time validates the name byte by byte each call.
 const KEYWAY_PROVIDER: HeaderName = HeaderName::from_static("x-keyway-provider");
@@ -25,37 +25,6 @@ const KEYWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-keyway-attempts")
 const KEYWAY_GENERATION_ID: HeaderName = HeaderName::from_static("x-keyway-generation-id");
 const KEYWAY_MODEL: HeaderName = HeaderName::from_static("x-keyway-model");
 const KEYWAY_IGNORED: HeaderName = HeaderName::from_static("x-keyway-ignored");
-
-/// An answered generation's throughput sample: the serving model and provider, and how long
-/// the answer took (only an answer that ran to its end says how fast the endpoint generates).
-pub struct Throughput<'a> {
-    pub model: &'a str,
-    pub provider: ProviderSlug,
-    pub took: Duration,
-}
-
-/// Closes the books of a generation an attempt answered: the throughput sample, the charge,
-/// the token reservation corrected to what was used, the row queued for the store.
-pub fn finish(
-    state: &AppState,
-    mut record: GenerationRecord,
-    started: Instant,
-    prices: Option<Prices>,
-    admission: &mut Admission,
-    sample: Option<Throughput<'_>>,
-) {
-    if let (Some(t), Some(u)) = (sample, record.usage) {
-        state
-            .stats
-            .record_throughput(t.model, t.provider, u.completion_tokens, t.took);
-    }
-    record.latency_ms = started.elapsed().as_millis() as u64;
-    state.billing.settle(&mut record, prices);
-    if let Some(u) = record.usage {
-        admission.settle_tokens(u.total());
-    }
-    state.usage.record(record);
-}
 
 /// What the answer step needs besides the attempt's outcome.
 pub(super) struct Reply {

@@ -11,10 +11,11 @@ mod finish;
 mod request;
 mod request_keys;
 pub mod retry;
+mod settle;
 pub mod stream;
 
 use attempt::Tried;
-pub use finish::{finish, Throughput};
+pub use settle::{finish, Throughput};
 
 use crate::error::ApiError;
 use crate::state::SharedState;
@@ -170,7 +171,7 @@ async fn proxy_in_span(
     let mut record = request::open_record(generation_id, &caller, headers, &req, route.attempts.len());
     record.route_plan = route_plan;
     // From memory; a refused request never reaches an upstream, but it is recorded like any other.
-    let admission = match crate::admission::admit_request(&state, &caller, &req.body, &route) {
+    let admission = match crate::cluster::admit_request(&state, &caller, &req.body, &route).await {
         Ok(a) => a,
         Err(refusal) => {
             let status = refusal.status();

@@ -118,10 +118,10 @@ impl Drop for Forwarder {
         // Only a stream that ran to its end says how fast the endpoint generates.
         let ran_to_end = self.finished && record.status == 200;
         let ctx = &mut self.ctx;
-        let sample = ran_to_end.then(|| super::Throughput { model: &ctx.model, provider: ctx.provider, took: ctx.attempt_started.elapsed() });
+        let sample = ran_to_end.then(|| super::settle::Throughput { model: &ctx.model, provider: ctx.provider, took: ctx.attempt_started.elapsed() });
         ctx.span.record("status", record.status);
         // Inside the span: the `request` log line carries the generation id like the attempt lines.
-        ctx.span.in_scope(|| super::finish(&ctx.state, record, ctx.started, ctx.prices, &mut ctx.admission, sample));
+        ctx.span.in_scope(|| super::settle::finish(&ctx.state, record, ctx.started, ctx.prices, &mut ctx.admission, sample));
     }
 }
 

@@ -84,6 +84,7 @@ pub async fn top_up(State(state): State<SharedState>, m: Admin, peer: crate::aud
     let audited = state.store.audited(crate::audit::entry(&m, &peer, "credits.top_up", changes));
     let entry = audited.add_credits(&ws, CreditKind::Topup, body.amount_micros, body.note.as_deref(), Some(&m.0 .0.id)).await?;
     state.billing.credit(&ws, entry.amount_micros);
+    crate::cluster::credited(&state, &ws, entry.amount_micros).await;
     let mut data = credits_json(&state, &ws);
     data["entry"] = json!({
         "id": entry.id,

@@ -1,0 +1,411 @@
+//! Counters that several gateway nodes share, in Redis: GCRA rates, concurrency slots, credit
+//! balances and capped sums (budgets). One request's checks are one Lua script, so one round
+//! trip admits it or refuses it atomically on every node's behalf; what it took is given back or
+//! corrected later by a second script that nothing waits for.
+//!
+//! **Failure.** Redis being down must never stall requests: while it is unreachable every call
+//! answers [`SharedError::Unavailable`] at once (no connection attempt on the request path) and a
+//! background task probes it and resumes by itself. Callers fall back to their per-node counters.
+//!
+//! **Slots** are members of a sorted set scored by a lease deadline, renewed by the node that
+//! holds them; a node that dies stops renewing, and its slots expire after one lease.
+
+mod pubsub;
+
+pub use pubsub::{Message, Subscription};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("invalid redis_url: {0}")]
+    Url(String),
+    /// Redis is not reachable right now (a probe runs in the background).
+    #[error("Redis is unreachable")]
+    Unavailable,
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// How long an operation may take before Redis counts as down.
+const TIMEOUT: Duration = Duration::from_millis(300);
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// One thing a request must pass. Keys are relative: [`Shared`] prefixes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// GCRA: `per_minute` cells a minute, all of them at once at most; takes `cells`.
+    Rate { key: String, per_minute: u64, cells: u64, tokens: bool },
+    /// At most `max` at once; the slot is held until the [`Hold`] drops.
+    Slot { key: String, max: u64 },
+    /// Takes `want` from a balance that must stay positive; `seed` is the balance to start from
+    /// when Redis has none (first use, or after a restart). Given back when the hold drops.
+    Balance { key: String, want: i64, seed: i64 },
+    /// Adds `want` to a sum that must stay within `cap`; `seed` is the sum so far when absent.
+    /// Given back when the hold drops (the real spend is added with [`Shared::add`]).
+    Capped { key: String, want: i64, cap: i64, seed: i64, ttl: Duration },
+}
+
+impl Check {
+    fn key(&self) -> &str {
+        match self {
+            Check::Rate { key, .. } | Check::Slot { key, .. } | Check::Balance { key, .. } | Check::Capped { key, .. } => key,
+        }
+    }
+}
+
+/// What the shared counters answered.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Every check passed: per check, (what remains, microseconds until it is whole again).
+    Admitted(Hold, Vec<(i64, u64)>),
+    /// `checks[index]` refused: retry after `wait`; `value` is the counter's value (a balance,
+    /// a sum, the slots in use).
+    Refused { index: usize, wait: Duration, value: i64 },
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: RwLock<Option<ConnectionManager>>,
+    prefix: String,
+    /// This node, in slot members: `node:request`.
+    node: String,
+    lease: Duration,
+    up: AtomicBool,
+    failures: AtomicU64,
+    next_id: AtomicU64,
+    /// Slots this node holds, by member: renewed until released.
+    held: Mutex<HashMap<String, Vec<String>>>,
+    admit: Script,
+    apply: Script,
+}
+
+/// A handle on the shared counters; cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("prefix", &self.inner.prefix).field("up", &self.is_up()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Parses `url`, makes one connection attempt (at most ~0.6 s: a node that can reach Redis
+    /// shares counters from its first request) and starts the background task that reconnects,
+    /// probes and renews slots. A node starts while Redis is down and joins it when it is back.
+    pub async fn start(url: &str, prefix: &str, lease: Duration) -> Result<Self, SharedError> {
+        let client = redis::Client::open(url).map_err(|e| SharedError::Url(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            client,
+            conn: RwLock::new(None),
+            prefix: prefix.trim_end_matches(':').to_owned(),
+            node: uuid::Uuid::new_v4().simple().to_string(),
+            lease: lease.max(Duration::from_secs(3)),
+            up: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            held: Mutex::new(HashMap::new()),
+            admit: Script::new(include_str!("admit.lua")),
+            apply: Script::new(include_str!("apply.lua")),
+        });
+        let this = Self { inner };
+        probe(&this).await;
+        tokio::spawn(maintain(Arc::downgrade(&this.inner)));
+        Ok(this)
+    }
+
+    /// Whether the last operation (or probe) reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Ordering::Relaxed)
+    }
+
+    /// Operations that failed because Redis was unreachable or erred.
+    pub fn failure_count(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// `prefix:key`: every key and channel this node touches.
+    pub fn key(&self, k: &str) -> String {
+        format!("{}:{k}", self.inner.prefix)
+    }
+
+    fn conn(&self) -> Result<ConnectionManager, SharedError> {
+        if !self.is_up() {
+            return Err(SharedError::Unavailable);
+        }
+        self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(SharedError::Unavailable)
+    }
+
+    fn failed(&self, e: &SharedError) {
+        self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        if self.inner.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "Redis unreachable: shared limits, balances and cooldowns fall back to this node's own until it is back");
+        }
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, SharedError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(TIMEOUT, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let e = SharedError::Redis(e);
+                self.failed(&e);
+                Err(e)
+            }
+            Err(_) => {
+                let e = SharedError::Unavailable;
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `checks` as one atomic step: all are taken, or none.
+    pub async fn admit(&self, checks: Vec<Check>) -> Result<Verdict, SharedError> {
+        let mut conn = self.conn()?;
+        let member = format!("{}:{}", self.inner.node, self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut inv = self.inner.admit.prepare_invoke();
+        inv.arg(&member).arg(u64::try_from(self.inner.lease.as_millis()).unwrap_or(u64::MAX));
+        for c in &checks {
+            inv.key(self.key(c.key()));
+            match c {
+                Check::Rate { per_minute, cells, .. } => {
+                    let per_minute = (*per_minute).max(1);
+                    inv.arg("r").arg((60_000_000 / per_minute).max(1)).arg(per_minute).arg(*cells).arg(0);
+                }
+                Check::Slot { max, .. } => {
+                    inv.arg("s").arg(*max).arg(0).arg(0).arg(0);
+                }
+                Check::Balance { want, seed, .. } => {
+                    inv.arg("b").arg(*want).arg(*seed).arg(0).arg(0);
+                }
+                Check::Capped { want, cap, seed, ttl, .. } => {
+                    inv.arg("c").arg(*want).arg(*cap).arg(*seed).arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                }
+            }
+        }
+        let reply: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
+        match reply.first() {
+            Some(0) => {
+                let states = reply[1..].chunks(2).map(|c| (c.first().copied().unwrap_or(0), c.get(1).map_or(0, |r| u64::try_from(*r).unwrap_or(0)))).collect();
+                let slots: Vec<String> = checks.iter().filter(|c| matches!(c, Check::Slot { .. })).map(|c| self.key(c.key())).collect();
+                if !slots.is_empty() {
+                    lock(&self.inner.held).insert(member.clone(), slots);
+                }
+                Ok(Verdict::Admitted(Hold { shared: Arc::downgrade(&self.inner), member, checks, settled_tokens: None }, states))
+            }
+            Some(1) => {
+                let index = reply.get(1).map_or(0, |i| usize::try_from(*i).unwrap_or(1).saturating_sub(1));
+                let wait = Duration::from_micros(reply.get(2).map_or(0, |w| u64::try_from(*w).unwrap_or(0)));
+                Ok(Verdict::Refused { index, wait, value: reply.get(3).copied().unwrap_or(0) })
+            }
+            _ => Err(SharedError::Redis(redis::RedisError::from((redis::ErrorKind::Parse, "unexpected admission reply")))),
+        }
+    }
+
+    /// Adds `delta` to balances or capped sums that exist (a charge: negative on a balance,
+    /// positive on a spend). Nothing waits: it runs in the background.
+    pub fn add(&self, deltas: Vec<(String, i64)>) {
+        let ops = deltas.into_iter().map(|(k, d)| Op { key: self.key(&k), kind: "n", value: d }).collect();
+        self.apply_later(String::new(), ops);
+    }
+
+    fn apply_later(&self, member: String, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let Ok(mut conn) = self.conn() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let this = self.clone();
+        rt.spawn(async move {
+            let mut inv = this.inner.apply.prepare_invoke();
+            inv.arg(&member);
+            for op in &ops {
+                inv.key(&op.key).arg(op.kind).arg(op.value);
+            }
+            let _: Result<i64, _> = this.run(inv.invoke_async(&mut conn)).await;
+        });
+    }
+
+    /// Publishes `payload` on `prefix:channel` (in the background).
+    pub fn publish(&self, channel: &str, payload: String) {
+        let Ok(mut conn) = self.conn() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let (this, channel) = (self.clone(), self.key(channel));
+        rt.spawn(async move {
+            let _: Result<i64, _> = this.run(redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async(&mut conn)).await;
+        });
+    }
+
+    /// Messages on `prefix:channel`, resubscribing after Redis comes back (see [`Subscription`]).
+    pub fn subscribe(&self, channel: &str) -> Subscription {
+        pubsub::subscribe(self.inner.client.clone(), self.key(channel))
+    }
+}
+
+struct Op {
+    key: String,
+    kind: &'static str,
+    value: i64,
+}
+
+/// What one admitted request took from the shared counters. Dropping it frees its slots and
+/// gives back its balance and budget reservations (the real charge is added on its own).
+pub struct Hold {
+    /// Weak: a node that is gone frees nothing (its slots expire with their lease).
+    shared: std::sync::Weak<Inner>,
+    member: String,
+    checks: Vec<Check>,
+    settled_tokens: Option<u64>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("member", &self.member).field("checks", &self.checks).finish_non_exhaustive()
+    }
+}
+
+impl Hold {
+    /// Corrects token reservations to what the upstream reported.
+    pub fn settle_tokens(&mut self, actual: u64) {
+        self.settled_tokens = Some(actual);
+    }
+
+    fn ops(&self, shared: &Shared) -> Vec<Op> {
+        let mut ops = Vec::with_capacity(self.checks.len());
+        for c in &self.checks {
+            let key = shared.key(c.key());
+            match c {
+                Check::Rate { per_minute, cells, tokens: true, .. } => {
+                    let Some(actual) = self.settled_tokens else { continue };
+                    let interval = i64::try_from((60_000_000 / (*per_minute).max(1)).max(1)).unwrap_or(i64::MAX);
+                    let delta = i64::try_from(actual.min(*per_minute)).unwrap_or(i64::MAX) - i64::try_from(*cells).unwrap_or(i64::MAX);
+                    if delta != 0 {
+                        ops.push(Op { key, kind: "r", value: delta.saturating_mul(interval) });
+                    }
+                }
+                Check::Rate { .. } => {}
+                Check::Slot { .. } => ops.push(Op { key, kind: "s", value: 0 }),
+                Check::Balance { want, .. } => ops.push(Op { key, kind: "n", value: *want }),
+                Check::Capped { want, .. } => ops.push(Op { key, kind: "n", value: -*want }),
+            }
+        }
+        ops
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(inner) = self.shared.upgrade() else { return };
+        let shared = Shared { inner };
+        lock(&shared.inner.held).remove(&self.member);
+        let ops = self.ops(&shared);
+        shared.apply_later(std::mem::take(&mut self.member), ops);
+    }
+}
+
+/// Connects, probes while down, renews this node's slots while up. Ends with the last handle.
+async fn maintain(weak: std::sync::Weak<Inner>) {
+    let mut renew_at = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let shared = Shared { inner };
+        if !shared.is_up() {
+            probe(&shared).await;
+            continue;
+        }
+        if tokio::time::Instant::now() >= renew_at {
+            renew_at = tokio::time::Instant::now() + shared.inner.lease / 3;
+            renew(&shared).await;
+        }
+    }
+}
+
+async fn probe(shared: &Shared) {
+    let existing = shared.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let conn = match existing {
+        Some(c) => c,
+        None => {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(TIMEOUT))
+                .set_response_timeout(Some(TIMEOUT))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            match tokio::time::timeout(TIMEOUT * 2, ConnectionManager::new_with_config(shared.inner.client.clone(), config)).await {
+                Ok(Ok(c)) => {
+                    *shared.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                    c
+                }
+                _ => return,
+            }
+        }
+    };
+    let mut c = conn;
+    if let Ok(Ok(())) = tokio::time::timeout(TIMEOUT, redis::cmd("PING").query_async::<()>(&mut c)).await {
+        if !shared.inner.up.swap(true, Ordering::Relaxed) {
+            tracing::info!("Redis reachable: limits, balances and cooldowns are shared across nodes");
+        }
+        // Slots held through the outage were kept alive by nobody: take them again.
+        renew(shared).await;
+    }
+}
+
+async fn renew(shared: &Shared) {
+    let held: Vec<(String, Vec<String>)> = lock(&shared.inner.held).iter().map(|(m, k)| (m.clone(), k.clone())).collect();
+    if held.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = shared.conn() else { return };
+    let deadline = chrono::Utc::now().timestamp_millis().saturating_add(i64::try_from(shared.inner.lease.as_millis()).unwrap_or(i64::MAX));
+    let mut pipe = redis::pipe();
+    for (member, keys) in &held {
+        for k in keys {
+            // GT: never shorten a lease another renewal set; the set itself lives a lease too.
+            pipe.cmd("ZADD").arg(k).arg("GT").arg(deadline).arg(member).ignore();
+            pipe.cmd("PEXPIRE").arg(k).arg(u64::try_from(shared.inner.lease.as_millis()).unwrap_or(u64::MAX)).ignore();
+        }
+    }
+    let _: Result<(), _> = shared.run(pipe.query_async(&mut conn)).await;
+}
+
+/// The names of the shared counters, in one place: the admission that takes from them and the
+/// ledger that charges them must agree.
+pub mod keys {
+    /// `k` (an API key, by hash) or `w` (a workspace).
+    pub fn rate(scope: char, id: &str, what: &str) -> String {
+        format!("rl:{scope}:{id}:{what}")
+    }
+
+    pub fn slots(scope: char, id: &str) -> String {
+        format!("sl:{scope}:{id}")
+    }
+
+    /// A workspace's credit balance.
+    pub fn balance(workspace_id: &str) -> String {
+        format!("cr:{workspace_id}")
+    }
+
+    /// Spend in one period: `d` and the day number, or `m` and the month's first millisecond.
+    pub fn spend(scope: char, id: &str, period: char, n: i64) -> String {
+        format!("sp:{scope}:{id}:{period}{n}")
+    }
+}

@@ -1,0 +1,122 @@
+//! The shared counters against a real Redis (KEYWAY_TEST_REDIS_URL), each test under a key
+//! prefix of its own: two handles stand for two nodes.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use keyway_store::shared::{Check, Shared, SharedError, Verdict};
+use std::time::{Duration, Instant};
+
+fn redis_url() -> String {
+    std::env::var("KEYWAY_TEST_REDIS_URL").unwrap_or_else(|_| panic!("KEYWAY_TEST_REDIS_URL is not set: scripts/test starts Redis"))
+}
+
+async fn nodes(lease: Duration) -> (Shared, Shared) {
+    let prefix = format!("kwtest-{}", uuid::Uuid::new_v4().simple());
+    let a = Shared::start(&redis_url(), &prefix, lease).await.unwrap();
+    let b = Shared::start(&redis_url(), &prefix, lease).await.unwrap();
+    let t0 = Instant::now();
+    while !(a.is_up() && b.is_up()) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "Redis at KEYWAY_TEST_REDIS_URL never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (a, b)
+}
+
+fn admitted(v: Verdict) -> Option<keyway_store::shared::Hold> {
+    match v {
+        Verdict::Admitted(h, _) => Some(h),
+        Verdict::Refused { .. } => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_is_one_bucket_for_every_node() {
+    let (a, b) = nodes(Duration::from_secs(30)).await;
+    let check = || vec![Check::Rate { key: "rl:k:x:r".into(), per_minute: 10, cells: 1, tokens: false }];
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { admitted(node.admit(check()).await.unwrap()).is_some() }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        n += usize::from(t.await.unwrap());
+    }
+    assert_eq!(n, 10);
+    match a.admit(check()).await.unwrap() {
+        Verdict::Refused { index: 0, wait, .. } => assert!(wait > Duration::from_secs(4) && wait <= Duration::from_secs(6), "{wait:?}"),
+        v => panic!("{v:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_or_nothing_and_tokens_corrected() {
+    let (a, _) = nodes(Duration::from_secs(30)).await;
+    let checks = |cells| {
+        vec![
+            Check::Rate { key: "rl:k:y:t".into(), per_minute: 1000, cells, tokens: true },
+            Check::Balance { key: "cr:ws".into(), want: 40, seed: 100 },
+        ]
+    };
+    let mut h1 = admitted(a.admit(checks(600)).await.unwrap()).unwrap();
+    let h2 = admitted(a.admit(checks(300)).await.unwrap()).unwrap();
+    // Tokens would fit (100 left) but the balance (20 left) refuses: nothing is taken.
+    match a.admit(checks(100)).await.unwrap() {
+        Verdict::Refused { index: 1, value: 20, .. } => {}
+        v => panic!("{v:?}"),
+    }
+    // The first used 200 tokens, not 600: 400 come back, and its 40 are given back on drop.
+    h1.settle_tokens(200);
+    drop(h1);
+    drop(h2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let h3 = admitted(a.admit(checks(500)).await.unwrap());
+    assert!(h3.is_some(), "tokens and balance given back");
+    // A charge is applied to the balance that exists.
+    a.add(vec![("cr:ws".into(), -70)]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(h3);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match a.admit(vec![Check::Balance { key: "cr:ws".into(), want: 31, seed: 100 }]).await.unwrap() {
+        Verdict::Refused { value: 30, .. } => {}
+        v => panic!("{v:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_slots_come_back_after_the_lease() {
+    let (a, b) = nodes(Duration::from_secs(3)).await;
+    let slot = || vec![Check::Slot { key: "sl:k:z".into(), max: 2 }];
+    let on_a = admitted(a.admit(slot()).await.unwrap()).unwrap();
+    let on_b = admitted(b.admit(slot()).await.unwrap()).unwrap();
+    assert!(admitted(a.admit(slot()).await.unwrap()).is_none());
+    drop(on_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let again = admitted(a.admit(slot()).await.unwrap()).unwrap();
+    // Node b dies holding its slot: nobody renews it, so it expires.
+    std::mem::forget(on_b);
+    drop(b);
+    let t0 = Instant::now();
+    let back = loop {
+        if let Some(h) = admitted(a.admit(slot()).await.unwrap()) {
+            break h;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "the dead node's slot never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(t0.elapsed() > Duration::from_secs(2), "came back before the lease ran out");
+    // The live node's slots are renewed, and outlive the lease.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert!(admitted(a.admit(slot()).await.unwrap()).is_none(), "renewed slots must still be held");
+    drop((again, back));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_answers_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = Shared::start(&format!("redis://127.0.0.1:{port}"), "kwtest-down", Duration::from_secs(30)).await.unwrap();
+    let t0 = Instant::now();
+    let r = s.admit(vec![Check::Slot { key: "sl:x".into(), max: 1 }]).await;
+    assert!(matches!(r, Err(SharedError::Unavailable)), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_millis(20), "{:?}", t0.elapsed());
+    assert!(Shared::start("not a url", "p", Duration::from_secs(1)).await.is_err());
+}
