@@ -1,5 +1,5 @@
-//! This node's view of credential health (cooldowns, broken keys), shared by all requests.
-//! With `redis_url`, a cooldown or a broken key learnt here is told to the other nodes
+//! This node's view of credential health (cooldowns, broken keys, keys parked out of quota), shared
+//! by all requests. With `redis_url`, a cooldown, a broken or a parked key learnt here is told to the other nodes
 //! ([`HealthBoard::share`], `cluster.rs`) and theirs are merged in ([`HealthBoard::merge_remote`]).
 
 use keyway_core::route::{CredentialHealth, HealthKey, HealthPolicy, HealthSource, HealthTable, Outcome};
@@ -14,14 +14,20 @@ pub struct HealthBoard {
     outbox: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-/// `b|<credential id>|<cooldown until, unix ms>|<unhealthy 0/1>` (`s|<index>|...` for a system credential).
+/// `b|<credential id>|<cooldown until, unix ms>|<unhealthy 0/1>|<parked until, unix ms>`
+/// (`s|<index>|...` for a system credential).
 fn encode(key: HealthKey<'_>, h: &CredentialHealth) -> String {
-    let until = h.cooldown_until.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
+    let ms = |t: Option<SystemTime>| t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
+    let (until, parked) = (ms(h.cooldown_until), ms(h.quota_exhausted_until));
     let unhealthy = u8::from(h.unhealthy);
     match key {
-        HealthKey::Byok(id) => format!("b|{id}|{until}|{unhealthy}"),
-        HealthKey::System(i) => format!("s|{i}|{until}|{unhealthy}"),
+        HealthKey::Byok(id) => format!("b|{id}|{until}|{unhealthy}|{parked}"),
+        HealthKey::System(i) => format!("s|{i}|{until}|{unhealthy}|{parked}"),
     }
+}
+
+fn from_ms(ms: u64) -> Option<SystemTime> {
+    (ms > 0).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
 
 fn ts(t: SystemTime) -> Value {
@@ -45,8 +51,11 @@ impl HealthBoard {
         let after = table.record_status(key, outcome, status, SystemTime::now());
         drop(table);
         if let Some(tx) = self.outbox.get() {
-            // Only news: a new or longer cooldown, or a key found broken.
-            if (after.cooldown_until.is_some() && after.cooldown_until != before.cooldown_until) || (after.unhealthy && !before.unhealthy) {
+            // Only news: a new or longer cooldown, a key found broken, or a key parked (out of quota).
+            if (after.cooldown_until.is_some() && after.cooldown_until != before.cooldown_until)
+                || (after.unhealthy && !before.unhealthy)
+                || (after.quota_exhausted_until.is_some() && after.quota_exhausted_until != before.quota_exhausted_until)
+            {
                 let _ = tx.send(encode(key, &after));
             }
         }
@@ -58,12 +67,19 @@ impl HealthBoard {
         let _ = self.outbox.set(tx);
     }
 
-    /// Applies what another node learnt (from [`encode`]): the later cooldown wins. Malformed
+    /// Applies what another node learnt (from [`encode`]): the later cooldown and the later
+    /// parking win; `r|id` is an owner's reset (key replaced, re-enabled or deleted). Malformed
     /// input is ignored.
     pub fn merge_remote(&self, payload: &str) {
         let mut parts = payload.split('|');
+        if let (Some("r"), Some(id)) = (parts.clone().next(), parts.clone().nth(1)) {
+            self.table.write().unwrap_or_else(|p| p.into_inner()).reset(HealthKey::Byok(id));
+            return;
+        }
         let (Some(kind), Some(id), Some(until), Some(unhealthy)) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return };
         let Ok(until) = until.parse::<u64>() else { return };
+        // Absent from a node that predates parking.
+        let parked = parts.next().and_then(|p| p.parse::<u64>().ok()).and_then(from_ms);
         let index;
         let key = match kind {
             "b" => HealthKey::Byok(id),
@@ -74,16 +90,21 @@ impl HealthBoard {
             }
             _ => return,
         };
-        let until = (until > 0).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_millis(until));
+        let until = from_ms(until);
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         let mut h = table.get(key).unwrap_or_default();
         h.cooldown_until = h.cooldown_until.max(until);
         h.unhealthy |= unhealthy == "1";
+        h.quota_exhausted_until = h.quota_exhausted_until.max(parked);
         table.set(key, h);
     }
 
+    /// An owner's fresh start for a key (replaced, re-enabled, deleted), on every node.
     pub fn reset(&self, id: &str) {
         self.table.write().unwrap_or_else(|p| p.into_inner()).reset(HealthKey::Byok(id));
+        if let Some(tx) = self.outbox.get() {
+            let _ = tx.send(format!("r|{id}"));
+        }
     }
 
     pub fn get(&self, key: HealthKey<'_>) -> Option<CredentialHealth> {
@@ -144,5 +165,49 @@ pub fn snapshot_of(h: &CredentialHealth, now: SystemTime) -> Value {
 impl HealthSource for HealthBoard {
     fn health(&self, key: HealthKey<'_>) -> Option<CredentialHealth> {
         self.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes' boards wired as `cluster.rs` wires them (A's outbox into B's merge).
+    fn relay(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, to: &HealthBoard) -> usize {
+        let mut n = 0;
+        while let Ok(m) = rx.try_recv() {
+            to.merge_remote(&m);
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_parked_key_and_its_reset_reach_the_other_node() {
+        let (a, b) = (HealthBoard::new(HealthPolicy::default()), HealthBoard::new(HealthPolicy::default()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        a.share(tx);
+        a.record_status(HealthKey::Byok("k1"), Outcome::QuotaExhausted, Some(429));
+        assert_eq!(relay(&mut rx, &b), 1);
+        let now = SystemTime::now();
+        assert!(b.get(HealthKey::Byok("k1")).is_some_and(|h| h.is_parked(now)), "B skips a key A found out of quota");
+        assert_eq!(snapshot_of(&b.get(HealthKey::Byok("k1")).unwrap_or_default(), now)["state"], "quota_exhausted");
+        // The same news twice is not sent twice.
+        a.record_status(HealthKey::Byok("k1"), Outcome::RateLimited { retry_after: None }, Some(429));
+        a.reset("k1");
+        relay(&mut rx, &b);
+        assert!(!b.get(HealthKey::Byok("k1")).unwrap_or_default().is_parked(SystemTime::now()), "an owner's re-enable on A frees it on B");
+    }
+
+    #[test]
+    fn a_message_from_an_older_node_still_merges() {
+        let b = HealthBoard::new(HealthPolicy::default());
+        let until = SystemTime::now() + std::time::Duration::from_secs(60);
+        let ms = until.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        b.merge_remote(&format!("b|k2|{ms}|0"));
+        assert!(b.get(HealthKey::Byok("k2")).is_some_and(|h| h.cooldown_until.is_some() && !h.is_parked(SystemTime::now())));
+        for junk in ["", "r", "x|k|1|0", "b|k|nan|0", "b|k|1|0|nan"] {
+            b.merge_remote(junk);
+        }
     }
 }
