@@ -370,7 +370,8 @@ describe("dashboard", () => {
     // The health board saw both attempts: the refused key's last error, the other's last success.
     await page.goto(gw.baseUrl + "/");
     const backup = await row("Backup OpenAI").locator(".health").textContent();
-    assert.match(backup, /Last error: \d{4}-\d\d-\d\d [\d:]+ UTC \(auth\)/);
+    // The class of the failure and the status the upstream answered with (the fake's 401).
+    assert.match(backup, /Last error: \d{4}-\d\d-\d\d [\d:]+ UTC \(auth, HTTP 401\)/);
     assert.match(backup, /Cooling down|Unhealthy/);
     const primary = await row("Primary OpenAI").locator(".health").textContent();
     assert.match(primary, /Last success: \d{4}-/);
