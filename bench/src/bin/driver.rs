@@ -34,9 +34,19 @@ struct Args {
     /// Where latest.md and latest.json go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
-    /// Do not pin processes to cores.
+    /// Do not pin processes to cores (the same as `--pinning unpinned`).
     #[arg(long)]
     no_pin: bool,
+    /// `pinned` (default; see "Pinning" in bench/README.md), `unpinned` (every process free on
+    /// every core, as on an operator's shared box), or `both`: the closed loop, the fixed rate
+    /// and streaming run pinned, then again unpinned on fresh processes, in one run.
+    #[arg(long, default_value = "pinned")]
+    pinning: String,
+    /// A Redis server for the gateway (`redis_url`, a key prefix of this run's own): the limited
+    /// key's limits and budgets are then also taken from the counters nodes share, as in a
+    /// multi-node deployment (docs/deploy.md).
+    #[arg(long)]
+    redis: Option<String>,
     /// Only these scenarios (comma-separated: closed,open,stream,hold,overload,usage,litellm,compare,callgrind).
     #[arg(long)]
     only: Option<String>,
@@ -252,7 +262,7 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         bail!("{} not found: build it with `cargo build --release -p keyway`", keyway.display());
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let pins = pins(cores, args.no_pin);
+    let pins = pins(cores, args.no_pin || args.pinning == "unpinned");
     let mut procs = Procs(Vec::new());
 
     let mut up = command(&pins.upstream, &bin_dir.join("keyway-upstream"))
@@ -276,10 +286,16 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
     let dir = TempDir(dir);
     let port = free_port()?;
     let gateway: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let config = format!(
-        "listen = \"{gateway}\"\ndata_dir = \"{}\"\n\n[usage]\nrecord = {record_usage}\n\n[providers.openai]\nbase_url = \"http://{upstream}/v1\"\n\n[[system_credentials]]\nprovider = \"openai\"\nkey = \"env:KEYWAY_BENCH_SYSTEM_KEY\"\n",
+    let mut config = format!(
+        "listen = \"{gateway}\"\ndata_dir = \"{}\"\n",
         dir.0.join("data").display()
     );
+    if let Some(url) = &args.redis {
+        config.push_str(&format!("redis_url = \"{url}\"\n\n[cluster]\nkey_prefix = \"kwbench-{}-{port}\"\n", std::process::id()));
+    }
+    config.push_str(&format!(
+        "\n[usage]\nrecord = {record_usage}\n\n[providers.openai]\nbase_url = \"http://{upstream}/v1\"\n\n[[system_credentials]]\nprovider = \"openai\"\nkey = \"env:KEYWAY_BENCH_SYSTEM_KEY\"\n"
+    ));
     let config_path = dir.0.join("keyway.toml");
     std::fs::write(&config_path, config)?;
     let mut gw = match &args.wrap {
@@ -1018,7 +1034,9 @@ async fn run(args: Args) -> anyhow::Result<Value> {
         "mode": if args.quick { "quick" } else { "full" },
         "path": "realistic BYOK: model openai/gpt-4o-mini, route plan of 3 candidates (2 stored encrypted BYOK keys + 1 system key), Keyway key with limits, usage recording on",
         "rss_idle_kb": idle_rss,
+        "redis": args.redis.is_some(),
     });
+    out["memory_idle"] = memory(&env).await;
     if want(&args, "hold") {
         eprintln!("scenario: {} idle streams", plan.hold_streams);
         out["hold"] = hold(&env, &plan, Side::Keyway).await?;
@@ -1075,8 +1093,88 @@ async fn run(args: Args) -> anyhow::Result<Value> {
         out["callgrind"] = callgrind(&env).await?;
     }
     out["rss_end_kb"] = json!(rss_kb(env.gateway_pid));
+    // What stays once the load is gone: the allocator hands idle pages back after a second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    out["memory_end"] = memory(&env).await;
+    if args.pinning == "both" && ["closed", "open", "stream"].iter().any(|n| want(&args, n)) {
+        drop(env);
+        out["unpinned"] = unpinned(&args, &plan).await?;
+    }
     out["elapsed_s"] = json!(round(started.elapsed().as_secs_f64(), 1));
     Ok(out)
+}
+
+/// The closed loop at 64 connections, the fixed rate of 1,000/s and streaming again, on fresh
+/// processes that no one pins: the scheduler moves them over both cores as it would on an
+/// operator's box, with the cross-core wake-ups that pinning hides.
+async fn unpinned(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
+    let mut a = args.clone();
+    a.pinning = "unpinned".into();
+    let env = start_env(&a, true).await?;
+    eprintln!("keyway-bench: unpinned: upstream {} keyway {} (pid {}); {}", env.upstream, env.gateway, env.gateway_pid, env.pins.note);
+    let warm = [s("--mode"), s("closed"), s("--connections"), s(8), s("--duration"), s(1)];
+    env.load(Side::Keyway, false, &warm)?;
+    env.load(Side::Direct, false, &warm)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut out = json!({"pinning": env.pins.note, "rss_idle_kb": rss_kb(env.gateway_pid)});
+    if want(args, "closed") {
+        eprintln!("scenario (unpinned): closed loop c=64");
+        out["closed"] = json!([closed_loop(&env, plan, 64).await?]);
+    }
+    if want(args, "open") {
+        eprintln!("scenario (unpinned): open loop 1000/s, interleaved");
+        out["open"] = json!([open_loop(&env, plan, 1000, 64, true).await?]);
+    }
+    if want(args, "stream") {
+        eprintln!("scenario (unpinned): streaming");
+        out["stream"] = streaming(&env, plan).await?;
+    }
+    out["rss_end_kb"] = json!(rss_kb(env.gateway_pid));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    out["memory_end"] = memory(&env).await;
+    Ok(out)
+}
+
+/// Where the gateway's resident memory is: its mappings from `/proc/PID/smaps` by kind, its
+/// threads, and the allocator's own figures (`keyway_allocator_bytes` on `/metrics`).
+async fn memory(env: &Env) -> Value {
+    let pid = env.gateway_pid;
+    let mut kinds: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut kind = "other";
+    for line in std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default().lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            kind = if path.ends_with("/keyway") || path.contains("/keyway (deleted)") {
+                "binary (code and data)"
+            } else if path.starts_with('/') {
+                "shared libraries"
+            } else if path == "[heap]" {
+                "[heap]: the C allocator (SQLite)"
+            } else if path == "[stack]" {
+                "main thread stack"
+            } else if path.starts_with('[') {
+                "kernel-mapped ([vdso], ...)"
+            } else {
+                "anonymous: jemalloc's arenas, thread stacks, other C arenas"
+            };
+        } else if first == "Rss:" {
+            *kinds.entry(kind).or_default() += words.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    let threads = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Threads:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()));
+    let mut allocator = serde_json::Map::new();
+    if let Ok((200, Value::String(text), _)) = http(env.gateway, "GET", "/metrics", "", None).await {
+        for l in text.lines().filter(|l| l.starts_with("keyway_allocator_bytes{")) {
+            let k = l.split('"').nth(1).unwrap_or("");
+            let v = l.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            allocator.insert(format!("{k}_kb"), json!((v / 1024.0).round()));
+        }
+    }
+    json!({"rss_kb": rss_kb(pid), "by_mapping_kb": kinds, "threads": threads, "allocator": allocator})
 }
 
 // ---------- the Markdown table ----------
@@ -1258,6 +1356,49 @@ fn markdown(r: &Value) -> String {
             ));
         }
         let _ = writeln_str(w, "\nStatuses: closed; open; stream. Fewer events per stream than direct means chunks merged on the way (a negative added gap with it).\n");
+    }
+    if r["unpinned"].is_object() {
+        let u = &r["unpinned"];
+        let _ = writeln_str(w, &format!("## Pinned and unpinned, side by side\n\nUnpinned: {}. Same scenarios, fresh processes. CPU µs per request at c=64; added latencies in µs over direct.\n", f(u, "/pinning")));
+        let _ = writeln_str(w, "| | pinned: floor | pinned: Keyway | unpinned: floor | unpinned: Keyway |\n|---|---|---|---|---|");
+        let row = |label: &str, floor: &str, kw: &str| {
+            format!("| {label} | {} | **{}** | {} | **{}** |", f(r, floor), f(r, kw), f(u, floor), f(u, kw))
+        };
+        let _ = writeln_str(w, &row("closed c=64: req/s", "/closed/0/floor/throughput_rps", "/closed/0/keyway/throughput_rps"));
+        let _ = writeln_str(w, &row("closed c=64: CPU µs/request", "/closed/0/floor/gateway/cpu_us_per_request", "/closed/0/keyway/gateway/cpu_us_per_request"));
+        let _ = writeln_str(w, &row("1,000/s: added p50", "/open/0/floor_added_latency_us/p50_us", "/open/0/added_latency_us/p50_us"));
+        let _ = writeln_str(w, &row("1,000/s: added p99", "/open/0/floor_added_latency_us/p99_us", "/open/0/added_latency_us/p99_us"));
+        let _ = writeln_str(w, &row("1,000/s: CPU µs/request", "/open/0/floor/gateway/cpu_us_per_request", "/open/0/keyway/gateway/cpu_us_per_request"));
+        let _ = writeln_str(w, &row("stream: added time to first byte p50", "/stream/floor_added_ttfb_us/p50_us", "/stream/added_ttfb_us/p50_us"));
+        let _ = writeln_str(w, &format!(
+            "| RSS at the end, then 3 s later | – | {} → {} MB | – | {} → {} MB |\n",
+            mb(r, "/rss_end_kb"), mb(r, "/memory_end/rss_kb"), mb(u, "/rss_end_kb"), mb(u, "/memory_end/rss_kb")
+        ));
+        let _ = writeln_str(w, &format!(
+            "Statuses through Keyway, unpinned: closed {}; open {}; stream {}.\n",
+            status_counts(&u["closed"][0]["keyway"]), status_counts(&u["open"][0]["keyway"]), status_counts(&u["stream"]["keyway"])
+        ));
+    }
+    if r["memory_end"].is_object() {
+        let _ = writeln_str(w, "## Where the gateway's memory is (RSS by mapping, and the allocator's own figures)\n");
+        let _ = writeln_str(w, "| | after warm-up | after every run + 3 s |\n|---|---|---|");
+        let mut kinds: Vec<String> = Vec::new();
+        for p in ["/memory_idle/by_mapping_kb", "/memory_end/by_mapping_kb"] {
+            for k in r.pointer(p).and_then(Value::as_object).map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        let kb = |p: String| r.pointer(&p).and_then(Value::as_f64).map(|v| format!("{:.1} MB", v / 1024.0)).unwrap_or_else(|| "–".into());
+        for k in &kinds {
+            let _ = writeln_str(w, &format!("| {k} | {} | {} |", kb(format!("/memory_idle/by_mapping_kb/{k}")), kb(format!("/memory_end/by_mapping_kb/{k}"))));
+        }
+        let _ = writeln_str(w, &format!("| **RSS** | **{} MB** | **{} MB** |", mb(r, "/memory_idle/rss_kb"), mb(r, "/memory_end/rss_kb")));
+        for a in ["allocated", "active", "resident", "retained", "metadata"] {
+            let _ = writeln_str(w, &format!("| jemalloc {a} | {} | {} |", kb(format!("/memory_idle/allocator/{a}_kb")), kb(format!("/memory_end/allocator/{a}_kb"))));
+        }
+        let _ = writeln_str(w, &format!("| threads | {} | {} |\n", f(r, "/memory_idle/threads"), f(r, "/memory_end/threads")));
     }
     let _ = writeln_str(w, &format!("Idle RSS after warm-up: {} MB; at the end: {} MB. Run took {} s.", mb(r, "/rss_idle_kb"), mb(r, "/rss_end_kb"), f(r, "/elapsed_s")));
     m

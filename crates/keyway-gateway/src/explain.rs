@@ -29,7 +29,7 @@ impl Names for crate::cache::WorkspaceCredentials {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Hash)]
 pub struct PlanView<'p> {
     pub model: &'p str,
     pub precedence: &'static str,
@@ -43,7 +43,7 @@ pub struct PlanView<'p> {
     pub ignored: &'p [String],
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Hash)]
 pub struct CandidateView<'p> {
     pub position: usize,
     pub model: &'p str,
@@ -65,14 +65,14 @@ pub struct CandidateView<'p> {
     pub pricing: Option<PriceView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Hash)]
 pub struct PriceView {
     pub prompt_per_mtok_micros: u64,
     pub completion_per_mtok_micros: u64,
     pub request_micros: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Hash)]
 pub struct ExcludedView<'p> {
     pub model: &'p str,
     pub provider: &'static str,
@@ -89,7 +89,7 @@ pub struct ExcludedView<'p> {
     pub until: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Hash)]
 pub struct ErrorView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -182,9 +182,111 @@ pub fn view<'p>(
     PlanView { model, precedence: precedence.as_str(), candidates, excluded, skipped_models, error, ignored }
 }
 
+/// The route plans' JSON texts recently written, by the view's fingerprint: a key's requests
+/// get the same plan over and over, and writing it was ~15k instructions per request (most of
+/// what #26 added to the request path; bench/README.md). Hashing the view is a tenth of that.
+/// Two independent 64-bit hashes make a false match (another plan's text on a row) a 2^-128 event.
+#[derive(Default)]
+pub struct PlanTexts {
+    texts: std::sync::Mutex<foldhash::HashMap<(u64, u64), std::sync::Arc<str>>>,
+}
+
+impl PlanTexts {
+    fn texts(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<(u64, u64), std::sync::Arc<str>>> {
+        self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Distinct plans kept; past it the memo starts over (a plan's text is a few hundred bytes).
+const PLAN_TEXTS: usize = 1024;
+
+impl PlanTexts {
+    /// The view as JSON text, written once per distinct plan.
+    pub fn text(&self, v: &PlanView<'_>) -> Option<std::sync::Arc<str>> {
+        use std::hash::BuildHasher as _;
+        let key = (foldhash::fast::FixedState::with_seed(0x6b65_7977_6179_0001).hash_one(v), foldhash::fast::FixedState::with_seed(0x6b65_7977_6179_0002).hash_one(v));
+        if let Some(t) = self.texts().get(&key) {
+            return Some(t.clone());
+        }
+        let text: std::sync::Arc<str> = to_json_text(v)?.into();
+        let mut texts = self.texts();
+        if texts.len() >= PLAN_TEXTS {
+            texts.clear();
+        }
+        texts.insert(key, text.clone());
+        Some(text)
+    }
+}
+
 /// The view as JSON text, for the generation row.
 pub fn to_json_text(v: &PlanView<'_>) -> Option<String> {
     let mut out = Vec::with_capacity(256 + 320 * v.candidates.len() + 256 * v.excluded.len());
     serde_json::to_writer(&mut out, v).ok()?;
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn plan<'p>(credential_id: &'p str, degraded: bool, ignored: &'p [String]) -> PlanView<'p> {
+        PlanView {
+            model: "openai/gpt-4o-mini",
+            precedence: "byok_first",
+            candidates: vec![CandidateView {
+                position: 1,
+                model: "openai/gpt-4o-mini",
+                provider: "openai",
+                credential_id,
+                credential_name: Some("team key"),
+                system_index: None,
+                section: "prioritized",
+                endpoint_model: "gpt-4o-mini",
+                region: None,
+                degraded,
+                pricing: Some(PriceView { prompt_per_mtok_micros: 150_000, completion_per_mtok_micros: 600_000, request_micros: 0 }),
+            }],
+            excluded: vec![ExcludedView {
+                model: "openai/gpt-4o-mini",
+                provider: "azure",
+                credential_id: None,
+                credential_name: None,
+                system_index: None,
+                code: "no_credential",
+                reason: "no key".into(),
+                until: None,
+            }],
+            skipped_models: Vec::new(),
+            error: None,
+            ignored,
+        }
+    }
+
+    #[test]
+    fn a_plan_text_is_written_once_and_is_the_plan_s_own() {
+        let texts = PlanTexts::default();
+        let ignored = vec!["foo".to_owned()];
+        let a = texts.text(&plan("k1", false, &ignored)).unwrap();
+        let again = texts.text(&plan("k1", false, &ignored)).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &again), "the same plan reuses its text");
+        assert_eq!(&*a, to_json_text(&plan("k1", false, &ignored)).unwrap());
+        // Any field that differs is another plan, with its own text.
+        for other in [plan("k2", false, &ignored), plan("k1", true, &ignored), plan("k1", false, &[])] {
+            let t = texts.text(&other).unwrap();
+            assert_ne!(&*t, &*a);
+            assert_eq!(&*t, to_json_text(&other).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_plan_texts_start_over_when_full() {
+        let texts = PlanTexts::default();
+        let ids: Vec<String> = (0..PLAN_TEXTS + 5).map(|i| format!("key-{i}")).collect();
+        for id in &ids {
+            let t = texts.text(&plan(id, false, &[])).unwrap();
+            assert!(t.contains(id.as_str()));
+        }
+        assert!(texts.texts().len() <= PLAN_TEXTS);
+    }
 }

@@ -184,6 +184,16 @@ pub struct Snapshot {
     pub shared_up: Option<bool>,
 }
 
+/// The process allocator's own figures (`allocated`, `resident`, `retained`, ...), read at
+/// scrape time as `keyway_allocator_bytes{kind}`. The binary knows its allocator; this crate
+/// doesn't, so the binary installs the reader (see `set_memory_reader`).
+static MEMORY: OnceLock<fn() -> Vec<(&'static str, u64)>> = OnceLock::new();
+
+/// Installs the reader behind `keyway_allocator_bytes` (once; later calls are ignored).
+pub fn set_memory_reader(read: fn() -> Vec<(&'static str, u64)>) {
+    let _ = MEMORY.set(read);
+}
+
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
@@ -402,6 +412,11 @@ impl Metrics {
     /// Prometheus text, with the scrape-time gauges filled in.
     pub fn render(&self, s: Snapshot) -> String {
         with_local_recorder(&self.recorder, || {
+            if let Some(read) = MEMORY.get() {
+                for (kind, bytes) in read() {
+                    gauge!("keyway_allocator_bytes", "kind" => kind).set(bytes as f64);
+                }
+            }
             gauge!("keyway_usage_queue_depth").set(s.usage_queue_depth as f64);
             // Counted elsewhere (atomics); exported as counters so that rate() reads them right.
             counter!("keyway_usage_dropped_total").absolute(s.usage_dropped);

@@ -47,5 +47,5 @@ pub struct GenerationRecord {
     pub cost_micros: u64,
     pub fee_micros: u64,
     /// The route plan as JSON text (`crate::explain`): candidates and exclusions.
-    pub route_plan: Option<String>,
+    pub route_plan: Option<std::sync::Arc<str>>,
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub routing: crate::routing::RoutingPolicy,
     /// Observed latency and throughput per endpoint, for `provider.sort` (`stats.rs`).
     pub stats: crate::stats::StatsBoard,
+    /// The route plans' JSON texts for generation rows, written once per distinct plan.
+    pub plan_texts: crate::explain::PlanTexts,
     pub usage: crate::usage::UsageRecorder,
     /// Credits, BYOK waiver counts and key spend, in memory (`billing.rs`).
     pub billing: Arc<crate::billing::Ledger>,
@@ -193,6 +195,7 @@ impl AppState {
             }),
             routing,
             stats: crate::stats::StatsBoard::default(),
+            plan_texts: crate::explain::PlanTexts::default(),
             sessions: crate::sessions::Sessions::new(Duration::from_secs(config.dashboard.session_ttl_secs.max(1))),
             providers: Arc::new(providers),
             system,

@@ -83,13 +83,17 @@ impl UsageRecorder {
                 }
                 // Linger so that a trickle of records becomes one transaction, not one each: a
                 // commit wakes SQLite's worker thread and writes the WAL, which cost ~40% of the
-                // gateway's CPU at 1,000 req/s before this (bench/README.md).
-                let linger_until = tokio::time::Instant::now() + linger;
-                while batch.len() < BATCH {
-                    let room = BATCH - batch.len();
-                    match tokio::time::timeout_at(linger_until, rx.recv_many(&mut batch, room)).await {
-                        Ok(n) if n > 0 => {}
-                        _ => break,
+                // gateway's CPU at 1,000 req/s before this (bench/README.md). The linger is a plain
+                // sleep and the queue is drained after it: waiting on the channel instead woke this
+                // task once per request, often on the other core (bench/README.md, 2026-12-07).
+                // A full batch means more is waiting: no linger then.
+                if batch.len() < BATCH {
+                    tokio::time::sleep(linger).await;
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
                     }
                 }
                 let rows: Arc<[GenerationRow]> = batch.drain(..).map(to_row).collect();
@@ -254,6 +258,6 @@ fn to_row(r: GenerationRecord) -> GenerationRow {
         cost_micros: r.cost_micros as i64,
         fee_micros: r.fee_micros as i64,
         created_at: r.created_at_ms,
-        route_plan: r.route_plan,
+        route_plan: r.route_plan.as_deref().map(str::to_owned),
     }
 }

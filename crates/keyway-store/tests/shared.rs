@@ -120,3 +120,73 @@ async fn unreachable_redis_answers_at_once() {
     assert!(t0.elapsed() < Duration::from_millis(20), "{:?}", t0.elapsed());
     assert!(Shared::start("not a url", "p", Duration::from_secs(1)).await.is_err());
 }
+
+/// Limits this large give each node a share (a 64th), so requests after the first are admitted
+/// in memory; what a request takes and gives back settles against the share.
+fn big(cells: u64, want: i64) -> Vec<Check> {
+    vec![
+        Check::Rate { key: "rl:k:big:r".into(), per_minute: 64_000, cells: 1, tokens: false },
+        Check::Rate { key: "rl:k:big:t".into(), per_minute: 6_400_000, cells, tokens: true },
+        Check::Slot { key: "sl:k:big".into(), max: 6_400 },
+        Check::Capped { key: "sp:k:big:d1".into(), want, cap: 64_000_000, seed: 0, ttl: Duration::from_secs(60) },
+        Check::Balance { key: "cr:big".into(), want, seed: 64_000_000 },
+    ]
+}
+
+async fn get_i64(node: &Shared, key: &str) -> Option<i64> {
+    let mut c = node.client().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET").arg(node.key(key)).query_async::<Option<i64>>(&mut c).await.unwrap()
+}
+
+async fn zcard(node: &Shared, key: &str) -> i64 {
+    let mut c = node.client().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("ZCARD").arg(node.key(key)).query_async::<i64>(&mut c).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_limits_are_admitted_from_a_share_and_settle_exactly_when_handed_back() {
+    let (a, _) = nodes(Duration::from_secs(30)).await;
+    let mut holds = Vec::new();
+    for _ in 0..10 {
+        let mut h = admitted(a.admit(big(100, 1_000)).await.unwrap()).expect("admitted");
+        h.settle_tokens(40);
+        holds.push(h);
+        // The real charge of each request: 300 µUSD.
+        a.add(vec![("sp:k:big:d1".into(), 300), ("cr:big".into(), -300)]);
+    }
+    assert_eq!(a.round_trips(), 1, "after the first, every request came out of the shares: {:?}", a.shares());
+    assert_eq!(zcard(&a, "sl:k:big").await, 101, "a share of 100 slots (a 64th of 6,400) plus the first request's own");
+    // Each share taken from Redis at once: the first request's amounts and a 64th of each limit.
+    assert_eq!(get_i64(&a, "sp:k:big:d1").await, Some(1_000 + 1_000_000));
+    assert_eq!(get_i64(&a, "cr:big").await, Some(64_000_000 - 1_000 - 1_000_000));
+    drop(holds);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.hand_back_shares(true);
+    let t0 = Instant::now();
+    // Handed back: Redis holds what the ten requests really spent, and no slot.
+    loop {
+        let (spend, balance, slots) = (get_i64(&a, "sp:k:big:d1").await, get_i64(&a, "cr:big").await, zcard(&a, "sl:k:big").await);
+        // The first request's own reservation was taken in Redis directly and given back there.
+        if spend == Some(3_000) && balance == Some(64_000_000 - 3_000) && slots == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "spend {spend:?} balance {balance:?} slots {slots} shares {:?}", a.shares());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.shares().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_never_admit_more_than_the_limit_across_nodes() {
+    let (a, b) = nodes(Duration::from_secs(30)).await;
+    // 640 a minute, all of it at once at most: each node's share is 10.
+    let check = || vec![Check::Rate { key: "rl:k:shared:r".into(), per_minute: 640, cells: 1, tokens: false }];
+    let mut n = 0;
+    for i in 0..(3 * 640) {
+        let node = if i % 2 == 0 { &a } else { &b };
+        n += usize::from(admitted(node.admit(check()).await.unwrap()).is_some());
+    }
+    assert!(n <= 640, "{n} admitted over a limit of 640");
+    assert!(n >= 640 - 2 * 10, "{n} admitted: more than the two nodes' shares went unused");
+    assert!(a.round_trips() + b.round_trips() < 3 * 640, "shares were used");
+}

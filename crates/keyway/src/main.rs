@@ -172,8 +172,30 @@ pub(crate) async fn shutdown_signal() {
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's statistics for `keyway_allocator_bytes` (bench/README.md reads them to say where
+/// the gateway's memory goes): `allocated` is what the program holds, `resident` what the
+/// allocator keeps in RAM, `retained` what it keeps mapped but gave back to the OS.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+fn allocator_bytes() -> Vec<(&'static str, u64)> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return Vec::new();
+    }
+    let read = [
+        ("allocated", stats::allocated::read()),
+        ("active", stats::active::read()),
+        ("resident", stats::resident::read()),
+        ("mapped", stats::mapped::read()),
+        ("retained", stats::retained::read()),
+        ("metadata", stats::metadata::read()),
+    ];
+    read.into_iter().filter_map(|(k, v)| v.ok().map(|v| (k, v as u64))).collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+    keyway_gateway::metrics::set_memory_reader(allocator_bytes);
     let cli = Cli::parse();
     let load = || Config::load(cli.config.as_deref());
     match cli.command {
@@ -201,6 +223,10 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, dashboard = %format!("http://{}/", listener.local_addr()?), "keyway listening");
             let grace = std::time::Duration::from_secs(state.config.shutdown_grace_secs);
             let served = keyway_gateway::serve_with_grace(listener, state.clone(), shutdown_signal(), Some(grace)).await;
+            // What this node took in advance from the counters shared with other nodes goes back.
+            if let Some(shared) = state.cluster.shared() {
+                shared.hand_back_all().await;
+            }
             // Every answered request's record is queued by now: write them all before exiting.
             let flushed = state.usage.close(std::time::Duration::from_secs(30)).await;
             tracing::info!(recorded = state.usage.recorded(), dropped = state.usage.dropped(), flushed, "usage writer stopped");

@@ -157,7 +157,7 @@ async fn proxy_in_span(
     });
     // Kept on the generation: the plan beside its attempts (one JSON buffer, no `Value`s).
     let plan_view = crate::explain::view(&req.model, precedence, &explained.plan, &explained.excluded, &req.options.ignored, &*creds.stored);
-    let route_plan = crate::explain::to_json_text(&plan_view);
+    let route_plan = state.plan_texts.text(&plan_view);
     drop(plan_view);
     let route = match explained.plan {
         Ok(r) => r,

@@ -4,6 +4,7 @@
 -- KEYS[i]: a counter. ARGV[1]: the slot member. Then two arguments per key: kind, value.
 --   r: move the GCRA arrival time by value µs (negative gives cells back)
 --   s: free this member's slot
+--   m: free a returned share's value slots (members `ARGV[1]:1` .. `ARGV[1]:value`)
 --   n: add value to a balance or a capped sum, if it exists
 -- Integers as digits: a Lua number passed as is may be written in exponent form.
 local function s(x) return string.format('%d', math.floor(x)) end
@@ -26,6 +27,10 @@ for i = 1, #KEYS do
     end
   elseif kind == 's' then
     redis.call('ZREM', k, member)
+  elseif kind == 'm' then
+    for j = 1, v do
+      redis.call('ZREM', k, member .. ':' .. j)
+    end
   elseif kind == 'n' then
     if redis.call('EXISTS', k) == 1 then
       redis.call('INCRBY', k, s(v))

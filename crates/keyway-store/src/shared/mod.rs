@@ -9,6 +9,16 @@
 //!
 //! **Slots** are members of a sorted set scored by a lease deadline, renewed by the node that
 //! holds them; a node that dies stops renewing, and its slots expire after one lease.
+//!
+//! **Shares.** Where a limit is large next to one request (a rate, a slot count, a budget or a
+//! balance at least [`SHARE_PARTS`] x what a request takes, times four), the admission that
+//! goes to Redis also takes a share of it (a 64th, at most 256 slots) for this node, and the next
+//! requests are admitted from that share in memory, with no round trip, while it lasts; charges
+//! and corrections then settle against the share too. A share this node has not drawn on for
+//! [`SHARE_IDLE`] is handed back. Nothing is ever admitted beyond what Redis granted, so limits
+//! hold exactly across nodes; the price is that a share held by one node is not available to
+//! another until it is used or handed back (at most a 64th of a limit per node). Small limits
+//! (the ones where that would show) get no shares and are decided in Redis request by request.
 
 mod pubsub;
 
@@ -30,6 +40,60 @@ pub enum SharedError {
     Unavailable,
     #[error("Redis error: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+/// A share is this part of a limit (see the module's doc).
+pub const SHARE_PARTS: i64 = 64;
+/// At most this many slots in one share.
+const SHARE_SLOTS: i64 = 256;
+/// A share not drawn on for this long is handed back.
+pub const SHARE_IDLE: Duration = Duration::from_secs(1);
+
+/// A part of a shared counter this node took in advance; `left` is what it has not used (below
+/// zero when charges came out larger than what was reserved: paid back when it is handed back).
+#[derive(Debug)]
+struct Share {
+    kind: ShareKind,
+    left: i64,
+    last_used: std::time::Instant,
+}
+
+#[derive(Debug, Clone)]
+enum ShareKind {
+    /// GCRA cells; `interval_us` per cell.
+    Rate { interval_us: i64 },
+    /// Slots: members `member:1..=size` in the shared set; `left` is how many are free here.
+    Slots { member: String, size: i64 },
+    /// Money taken from a balance.
+    Balance,
+    /// Headroom taken under a cap.
+    Capped,
+}
+
+/// How much of `check`'s limit a share would be, when the limit is large enough for one.
+fn share_size(c: &Check) -> i64 {
+    let (limit, want) = match c {
+        Check::Rate { per_minute, cells, .. } => (i64::try_from(*per_minute).unwrap_or(i64::MAX), i64::try_from(*cells).unwrap_or(i64::MAX)),
+        Check::Slot { max, .. } => (i64::try_from(*max).unwrap_or(i64::MAX), 1),
+        Check::Balance { want, seed, .. } => (*seed, *want),
+        Check::Capped { want, cap, seed, .. } => (cap.saturating_sub(*seed), *want),
+    };
+    let share = limit / SHARE_PARTS;
+    let share = if matches!(c, Check::Slot { .. }) { share.min(SHARE_SLOTS) } else { share };
+    if share >= want.max(1).saturating_mul(4) {
+        share
+    } else {
+        0
+    }
+}
+
+/// What one check takes from a share, when admitted from it.
+fn share_want(c: &Check) -> i64 {
+    match c {
+        Check::Rate { cells, .. } => i64::try_from(*cells).unwrap_or(i64::MAX),
+        Check::Slot { .. } => 1,
+        Check::Balance { want, .. } | Check::Capped { want, .. } => *want,
+    }
 }
 
 /// How long an operation may take before Redis counts as down.
@@ -78,9 +142,13 @@ struct Inner {
     lease: Duration,
     up: AtomicBool,
     failures: AtomicU64,
+    /// Admissions that went to Redis (the others came from shares).
+    round_trips: AtomicU64,
     next_id: AtomicU64,
     /// Slots this node holds, by member: renewed until released.
     held: Mutex<HashMap<String, Vec<String>>>,
+    /// Shares this node took, by the counter's key (relative).
+    shares: Mutex<HashMap<String, Share>>,
     admit: Script,
     apply: Script,
 }
@@ -115,8 +183,10 @@ impl Shared {
             lease: lease.max(Duration::from_secs(3)),
             up: AtomicBool::new(false),
             failures: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             held: Mutex::new(HashMap::new()),
+            shares: Mutex::new(HashMap::new()),
             admit: Script::new(include_str!("admit.lua")),
             apply: Script::new(include_str!("apply.lua")),
         });
@@ -134,6 +204,11 @@ impl Shared {
     /// Operations that failed because Redis was unreachable or erred.
     pub fn failure_count(&self) -> u64 {
         self.inner.failures.load(Ordering::Relaxed)
+    }
+
+    /// Admissions that went to Redis; the others were made from this node's shares.
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
     }
 
     pub fn client(&self) -> &redis::Client {
@@ -178,13 +253,30 @@ impl Shared {
         }
     }
 
-    /// Runs `checks` as one atomic step: all are taken, or none.
+    /// Runs `checks` as one atomic step: all are taken, or none. From this node's shares when
+    /// they cover every check (no round trip); otherwise in Redis, taking shares where a limit
+    /// is large enough for them.
     pub async fn admit(&self, checks: Vec<Check>) -> Result<Verdict, SharedError> {
+        if let Some(v) = self.admit_from_shares(&checks) {
+            return Ok(v.into_verdict(self, checks));
+        }
         let mut conn = self.conn()?;
         let member = format!("{}:{}", self.inner.node, self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut inv = self.inner.admit.prepare_invoke();
         inv.arg(&member).arg(u64::try_from(self.inner.lease.as_millis()).unwrap_or(u64::MAX));
-        for c in &checks {
+        let extras: Vec<i64> = {
+            let shares = lock(&self.inner.shares);
+            checks
+                .iter()
+                .map(|c| match shares.get(c.key()) {
+                    // One set of slots per counter; amounts top up the share they join.
+                    Some(sh) if matches!(sh.kind, ShareKind::Slots { .. }) => 0,
+                    Some(sh) if sh.left >= share_want(c) => 0,
+                    _ => share_size(c),
+                })
+                .collect()
+        };
+        for (c, extra) in checks.iter().zip(&extras) {
             inv.key(self.key(c.key()));
             match c {
                 Check::Rate { per_minute, cells, .. } => {
@@ -201,16 +293,22 @@ impl Shared {
                     inv.arg("c").arg(*want).arg(*cap).arg(*seed).arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
                 }
             }
+            inv.arg(*extra);
         }
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
         let reply: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
         match reply.first() {
             Some(0) => {
-                let states = reply[1..].chunks(2).map(|c| (c.first().copied().unwrap_or(0), c.get(1).map_or(0, |r| u64::try_from(*r).unwrap_or(0)))).collect();
-                let slots: Vec<String> = checks.iter().filter(|c| matches!(c, Check::Slot { .. })).map(|c| self.key(c.key())).collect();
+                let triples: Vec<&[i64]> = reply[1..].chunks(3).collect();
+                let states = triples.iter().map(|c| (c.first().copied().unwrap_or(0), c.get(1).map_or(0, |r| u64::try_from(*r).unwrap_or(0)))).collect();
+                let granted: Vec<i64> = (0..checks.len()).map(|i| triples.get(i).and_then(|c| c.get(2)).copied().unwrap_or(0)).collect();
+                let from_share = self.keep_shares(&checks, &granted, &member);
+                let slots: Vec<String> =
+                    checks.iter().zip(&from_share).filter(|(c, shared)| matches!(c, Check::Slot { .. }) && !**shared).map(|(c, _)| self.key(c.key())).collect();
                 if !slots.is_empty() {
                     lock(&self.inner.held).insert(member.clone(), slots);
                 }
-                Ok(Verdict::Admitted(Hold { shared: Arc::downgrade(&self.inner), member, checks, settled_tokens: None }, states))
+                Ok(Verdict::Admitted(Hold { shared: Arc::downgrade(&self.inner), member, checks, settled_tokens: None, from_share }, states))
             }
             Some(1) => {
                 let index = reply.get(1).map_or(0, |i| usize::try_from(*i).unwrap_or(1).saturating_sub(1));
@@ -221,10 +319,165 @@ impl Shared {
         }
     }
 
+    /// Admits `checks` from this node's shares when every one of them covers its check, taking
+    /// what each check wants; otherwise takes nothing.
+    fn admit_from_shares(&self, checks: &[Check]) -> Option<FromShares> {
+        let mut shares = lock(&self.inner.shares);
+        if shares.is_empty() {
+            return None;
+        }
+        for c in checks {
+            let sh = shares.get(c.key())?;
+            let fits = match (&sh.kind, c) {
+                (ShareKind::Rate { interval_us }, Check::Rate { per_minute, cells, .. }) => {
+                    *interval_us == rate_interval(*per_minute) && sh.left >= i64::try_from(*cells).unwrap_or(i64::MAX)
+                }
+                (ShareKind::Slots { .. }, Check::Slot { .. }) => sh.left >= 1,
+                (ShareKind::Balance, Check::Balance { want, .. }) | (ShareKind::Capped, Check::Capped { want, .. }) => sh.left > 0 && sh.left >= *want,
+                _ => false,
+            };
+            if !fits {
+                return None;
+            }
+        }
+        let now = std::time::Instant::now();
+        let mut states = Vec::with_capacity(checks.len());
+        for c in checks {
+            if let Some(sh) = shares.get_mut(c.key()) {
+                sh.left -= share_want(c);
+                sh.last_used = now;
+                states.push((sh.left, 0));
+            }
+        }
+        Some(FromShares(states))
+    }
+
+    /// Keeps what Redis granted on top of each check as this node's share of it; returns, per
+    /// check, whether the request itself came out of a share (a granted slot share includes
+    /// the request's own slot).
+    fn keep_shares(&self, checks: &[Check], granted: &[i64], member: &str) -> Vec<bool> {
+        let mut from_share = vec![false; checks.len()];
+        if granted.iter().all(|g| *g <= 0) {
+            return from_share;
+        }
+        let now = std::time::Instant::now();
+        let mut shares = lock(&self.inner.shares);
+        for (i, (c, g)) in checks.iter().zip(granted).enumerate() {
+            if *g <= 0 {
+                continue;
+            }
+            let kind = match c {
+                Check::Rate { per_minute, .. } => ShareKind::Rate { interval_us: rate_interval(*per_minute) },
+                Check::Slot { .. } => {
+                    let size = g + 1;
+                    let key = self.key(c.key());
+                    let mut held = lock(&self.inner.held);
+                    for j in 1..=size {
+                        held.insert(format!("{member}:{j}"), vec![key.clone()]);
+                    }
+                    from_share[i] = true;
+                    ShareKind::Slots { member: member.to_owned(), size }
+                }
+                Check::Balance { .. } => ShareKind::Balance,
+                Check::Capped { .. } => ShareKind::Capped,
+            };
+            // A slot share of g + 1 with the request's own slot in use leaves g; amounts leave
+            // g, the request's own part having been taken on its own.
+            let left = *g;
+            match shares.get_mut(c.key()) {
+                Some(sh) if !matches!(sh.kind, ShareKind::Slots { .. }) => {
+                    sh.left += left;
+                    sh.last_used = now;
+                }
+                _ => {
+                    shares.insert(c.key().to_owned(), Share { kind, left, last_used: now });
+                }
+            }
+        }
+        from_share
+    }
+
+    /// Hands back every share not drawn on for [`SHARE_IDLE`] (slots only once none is in use),
+    /// in the background; `all` hands back every share that can go (shutdown, tests).
+    pub fn hand_back_shares(&self, all: bool) {
+        for (member, ops) in self.take_shares(all) {
+            self.apply_later(member, ops);
+        }
+    }
+
+    /// Hands back every share that can go and waits until Redis has taken them: a node that
+    /// stops (SIGTERM) leaves no part of a balance or budget behind.
+    pub async fn hand_back_all(&self) {
+        for (member, ops) in self.take_shares(true) {
+            self.apply(member, ops).await;
+        }
+    }
+
+    /// Removes the shares to hand back; per call of the apply script: the slot member and its ops.
+    fn take_shares(&self, all: bool) -> Vec<(String, Vec<Op>)> {
+        let mut calls = Vec::new();
+        let idle: Vec<(String, Share)> = {
+            let mut shares = lock(&self.inner.shares);
+            let keys: Vec<String> = shares
+                .iter()
+                .filter(|(_, sh)| {
+                    let unused = match &sh.kind {
+                        ShareKind::Slots { size, .. } => sh.left == *size,
+                        _ => true,
+                    };
+                    unused && (all || sh.last_used.elapsed() >= SHARE_IDLE)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| shares.remove(&k).map(|sh| (k, sh))).collect()
+        };
+        let mut ops = Vec::new();
+        for (k, sh) in idle {
+            let key = self.key(&k);
+            match sh.kind {
+                ShareKind::Rate { interval_us } if sh.left != 0 => ops.push(Op { key, kind: "r", value: (-sh.left).saturating_mul(interval_us) }),
+                ShareKind::Rate { .. } => {}
+                ShareKind::Balance if sh.left != 0 => ops.push(Op { key, kind: "n", value: sh.left }),
+                ShareKind::Capped if sh.left != 0 => ops.push(Op { key, kind: "n", value: -sh.left }),
+                ShareKind::Balance | ShareKind::Capped => {}
+                ShareKind::Slots { member, size } => {
+                    {
+                        let mut held = lock(&self.inner.held);
+                        for j in 1..=size {
+                            held.remove(&format!("{member}:{j}"));
+                        }
+                    }
+                    calls.push((member, vec![Op { key, kind: "m", value: size }]));
+                }
+            }
+        }
+        calls.push((String::new(), ops));
+        calls
+    }
+
+    /// What this node holds in shares: (counter key, left), for diagnosis and tests.
+    pub fn shares(&self) -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> = lock(&self.inner.shares).iter().map(|(k, sh)| (k.clone(), sh.left)).collect();
+        v.sort();
+        v
+    }
+
     /// Adds `delta` to balances or capped sums that exist (a charge: negative on a balance,
-    /// positive on a spend). Nothing waits: it runs in the background.
+    /// positive on a spend). A charge on a counter this node holds a share of comes out of the
+    /// share; the rest runs in the background, and nothing waits.
     pub fn add(&self, deltas: Vec<(String, i64)>) {
-        let ops = deltas.into_iter().map(|(k, d)| Op { key: self.key(&k), kind: "n", value: d }).collect();
+        let mut ops = Vec::with_capacity(deltas.len());
+        {
+            let mut shares = lock(&self.inner.shares);
+            for (k, d) in deltas {
+                match shares.get_mut(k.as_str()) {
+                    // Only charges: a top-up belongs to every node, so it goes to Redis.
+                    Some(sh) if matches!(sh.kind, ShareKind::Balance) && d < 0 => sh.left += d,
+                    Some(sh) if matches!(sh.kind, ShareKind::Capped) && d > 0 => sh.left -= d,
+                    _ => ops.push(Op { key: self.key(&k), kind: "n", value: d }),
+                }
+            }
+        }
         self.apply_later(String::new(), ops);
     }
 
@@ -232,17 +485,22 @@ impl Shared {
         if ops.is_empty() {
             return;
         }
-        let Ok(mut conn) = self.conn() else { return };
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let this = self.clone();
-        rt.spawn(async move {
-            let mut inv = this.inner.apply.prepare_invoke();
-            inv.arg(&member);
-            for op in &ops {
-                inv.key(&op.key).arg(op.kind).arg(op.value);
-            }
-            let _: Result<i64, _> = this.run(inv.invoke_async(&mut conn)).await;
-        });
+        rt.spawn(async move { this.apply(member, ops).await });
+    }
+
+    async fn apply(&self, member: String, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let Ok(mut conn) = self.conn() else { return };
+        let mut inv = self.inner.apply.prepare_invoke();
+        inv.arg(&member);
+        for op in &ops {
+            inv.key(&op.key).arg(op.kind).arg(op.value);
+        }
+        let _: Result<i64, _> = self.run(inv.invoke_async(&mut conn)).await;
     }
 
     /// Publishes `payload` on `prefix:channel` (in the background).
@@ -261,6 +519,20 @@ impl Shared {
     }
 }
 
+fn rate_interval(per_minute: u64) -> i64 {
+    i64::try_from((60_000_000 / per_minute.max(1)).max(1)).unwrap_or(i64::MAX)
+}
+
+/// An admission made from shares: per check, what its share has left.
+struct FromShares(Vec<(i64, u64)>);
+
+impl FromShares {
+    fn into_verdict(self, shared: &Shared, checks: Vec<Check>) -> Verdict {
+        let from_share = vec![true; checks.len()];
+        Verdict::Admitted(Hold { shared: Arc::downgrade(&shared.inner), member: String::new(), checks, settled_tokens: None, from_share }, self.0)
+    }
+}
+
 struct Op {
     key: String,
     kind: &'static str,
@@ -275,6 +547,8 @@ pub struct Hold {
     member: String,
     checks: Vec<Check>,
     settled_tokens: Option<u64>,
+    /// Per check: taken from this node's share (given back to it), or from Redis.
+    from_share: Vec<bool>,
 }
 
 impl std::fmt::Debug for Hold {
@@ -289,9 +563,27 @@ impl Hold {
         self.settled_tokens = Some(actual);
     }
 
+    /// What each check gives back or corrects once the request is done: into its share, when
+    /// it came from one that is still held; in Redis otherwise.
     fn ops(&self, shared: &Shared) -> Vec<Op> {
         let mut ops = Vec::with_capacity(self.checks.len());
-        for c in &self.checks {
+        let mut shares = if self.from_share.iter().any(|s| *s) { Some(lock(&shared.inner.shares)) } else { None };
+        for (i, c) in self.checks.iter().enumerate() {
+            if let (true, Some(shares)) = (self.from_share.get(i).copied().unwrap_or(false), shares.as_mut()) {
+                if let Some(sh) = shares.get_mut(c.key()) {
+                    sh.left += match c {
+                        Check::Rate { per_minute, cells, tokens: true, .. } => match self.settled_tokens {
+                            Some(actual) => i64::try_from(*cells).unwrap_or(i64::MAX) - i64::try_from(actual.min(*per_minute)).unwrap_or(i64::MAX),
+                            None => 0,
+                        },
+                        Check::Rate { .. } => 0,
+                        Check::Slot { .. } => 1,
+                        Check::Balance { want, .. } | Check::Capped { want, .. } => *want,
+                    };
+                    continue;
+                }
+                // The share was handed back meanwhile: Redis takes the correction.
+            }
             let key = shared.key(c.key());
             match c {
                 Check::Rate { per_minute, cells, tokens: true, .. } => {
@@ -333,6 +625,7 @@ async fn maintain(weak: std::sync::Weak<Inner>) {
             probe(&shared).await;
             continue;
         }
+        shared.hand_back_shares(false);
         if tokio::time::Instant::now() >= renew_at {
             renew_at = tokio::time::Instant::now() + shared.inner.lease / 3;
             renew(&shared).await;
