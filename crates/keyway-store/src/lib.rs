@@ -7,11 +7,14 @@
 //!
 //! Secrets never reach the database in the clear: [`Store::create_byok`] seals them with the
 //! [`Keyring`] bound to `(workspace_id, id)`, inside the same statement that writes the row.
+//!
+//! [`dump`] moves a whole store between engines as one file (`keyway store export` / `import`).
 
 mod activity;
 mod audit;
 mod byok;
 mod credits;
+pub mod dump;
 mod generations;
 mod keyring;
 mod keys;
@@ -24,6 +27,7 @@ pub use activity::{ActivityGroup, ActivityRow};
 pub use audit::{AuditActor, AuditEntry, AuditFilter, AuditRow};
 pub use byok::{ByokListing, UnreadableByok};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
+pub use dump::{ColumnKind, DumpError, DumpReport, DumpTable, DUMP_TABLES};
 pub use generations::{GenerationFilter, GenerationRow};
 pub use keyring::{KeyringKey, RotationFailure, RotationReport};
 pub use workspaces::Bootstrapped;
@@ -101,39 +105,32 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 impl Store {
     /// Connects (creating a SQLite file if needed) and runs pending migrations.
     pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let engine = if url.starts_with("postgres:") || url.starts_with("postgresql:") { Engine::Postgres } else { Engine::Sqlite };
-        let pool = match engine {
-            Engine::Sqlite => {
-                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
-                // WAL + a busy timeout: concurrent writers wait instead of failing with SQLITE_BUSY.
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
-            }
-            // A short acquire timeout: with the database out of reach, a management call answers
-            // 503 in seconds instead of hanging for sqlx's default 30.
-            Engine::Postgres => AnyPoolOptions::new().max_connections(16).acquire_timeout(std::time::Duration::from_secs(3)).connect(url).await?,
-        };
+        let (pool, engine) = open_pool(url, true).await?;
         refuse_newer_schema(&pool).await?;
         // On PostgreSQL sqlx holds an advisory lock while migrating: nodes starting at once
         // take turns, and the later ones find nothing left to do.
         MIGRATOR.run(&pool).await?;
+        Ok(Self::with_pool(pool, engine, url, keyring))
+    }
+
+    /// Opens a store that must already exist, as it is: no SQLite file is created and no
+    /// migration runs. For reading a store without changing it (`keyway store export`).
+    pub async fn open_existing(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
+        let (pool, engine) = open_pool(url, false).await?;
+        Ok(Self::with_pool(pool, engine, url, keyring))
+    }
+
+    fn with_pool(pool: AnyPool, engine: Engine, url: &str, keyring: Arc<Keyring>) -> Self {
         let generation_writer = match engine {
             Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
             Engine::Postgres => None,
         };
-        Ok(Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), unreadable: Arc::default(), generation_writer })
+        Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), unreadable: Arc::default(), generation_writer }
+    }
+
+    /// The newest schema version (migration) this build knows.
+    pub fn known_schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
     }
 
     /// A SQLite URL for a file in `dir`.
@@ -224,10 +221,40 @@ impl Store {
     }
 }
 
+/// A pool on `url`; `create` lets SQLite create a missing file (else opening one fails).
+async fn open_pool(url: &str, create: bool) -> Result<(AnyPool, Engine)> {
+    sqlx::any::install_default_drivers();
+    let engine = if url.starts_with("postgres:") || url.starts_with("postgresql:") { Engine::Postgres } else { Engine::Sqlite };
+    let pool = match engine {
+        Engine::Sqlite => {
+            let mode = if create { "rwc" } else { "rw" };
+            let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode={mode}") };
+            // WAL + a busy timeout: concurrent writers wait instead of failing with SQLITE_BUSY.
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?
+        }
+        // A short acquire timeout: with the database out of reach, a management call answers
+        // 503 in seconds instead of hanging for sqlx's default 30.
+        Engine::Postgres => AnyPoolOptions::new().max_connections(16).acquire_timeout(std::time::Duration::from_secs(3)).connect(url).await?,
+    };
+    Ok((pool, engine))
+}
+
 /// Refuses a schema some newer Keyway migrated (sqlx's own error would only say a migration
 /// "is missing"): the operator is told to upgrade the node instead.
 async fn refuse_newer_schema(pool: &AnyPool) -> Result<()> {
-    let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let known = Store::known_schema_version();
     // No table yet: a fresh database.
     let found: Option<(i64,)> = match sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations").fetch_optional(pool).await {
         Ok(v) => v,

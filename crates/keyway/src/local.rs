@@ -1,5 +1,6 @@
-//! Commands that open the store directly instead of calling a server: schema migration and
-//! master-key rotation. Both are operator maintenance on the machine that holds the data.
+//! Commands that open the store directly instead of calling a server: schema migration,
+//! master-key rotation, moving a whole store (`store export` / `store import`). All are operator
+//! maintenance on the machine that holds the data.
 
 use anyhow::{anyhow, bail, Context};
 use keyway_crypto::{Keyring, MasterKey};
@@ -18,12 +19,7 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
     // Migrations never open a secret: a throwaway key, never written anywhere, satisfies the handle.
     let store = Store::connect(&url, Arc::new(Keyring::new(MasterKey::generate()))).await?;
     store.close().await;
-    // Never the URL itself: a PostgreSQL URL may hold a password.
-    let place = match &config.database_url {
-        Some(_) => "the PostgreSQL database (database_url)".to_owned(),
-        None => Store::sqlite_url(&config.data_dir).trim_start_matches("sqlite://").to_owned(),
-    };
-    println!("Database schema is up to date: {place}");
+    println!("Database schema is up to date: {}", store_place(&config));
     Ok(())
 }
 
@@ -55,6 +51,81 @@ pub async fn rotate_master_key(config: Config) -> anyhow::Result<()> {
          Fix or delete those credentials, then run `keyway rotate-master-key` again to finish",
         report.failed.len()
     )
+}
+
+/// Where the configured store is, for messages: never the URL itself (a PostgreSQL URL may hold
+/// a password).
+fn store_place(config: &Config) -> String {
+    match &config.database_url {
+        Some(_) => "the PostgreSQL database (database_url)".to_owned(),
+        None => Store::sqlite_url(&config.data_dir).trim_start_matches("sqlite://").to_owned(),
+    }
+}
+
+/// `keyway store export`: the configured store, read as it is (not migrated), into a new file
+/// created 0600. Written under a temporary name and renamed at the end, so `--file` names a
+/// complete dump or nothing.
+pub async fn store_export(config: Config, file: &Path) -> anyhow::Result<()> {
+    if file.exists() {
+        bail!("{} already exists: remove it or choose another --file", file.display());
+    }
+    if config.database_url.is_none() && !config.data_dir.join("keyway.db").is_file() {
+        bail!("no store to export: {} does not exist (set --data-dir, or database_url / KEYWAY_DATABASE_URL)", store_place(&config));
+    }
+    // Export copies sealed values as they are and opens none: a throwaway key satisfies the handle.
+    let store = Store::open_existing(&config.database_url(), Arc::new(Keyring::new(MasterKey::generate()))).await?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "keyway.dump".into());
+    let tmp = file.with_file_name(format!(".{name}.partial"));
+    let created = {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?
+    };
+    let report = store.export_dump(std::io::BufWriter::new(created)).await;
+    store.close().await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(anyhow!("export from {} failed: {e}", store_place(&config)));
+        }
+    };
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot rename {} to {}", tmp.display(), file.display()))?;
+    println!("Exported {} (schema version {}) to {}:", store_place(&config), report.schema_version, file.display());
+    print_counts(&report);
+    if let Some(id) = &report.master_key_id {
+        println!("Secrets are sealed for master key `{id}`: import with that key (this data dir's master.key, or KEYWAY_MASTER_KEY).");
+    }
+    println!("The file holds every row as stored (secrets sealed, key hashes, usage): protect it like a database backup.");
+    Ok(())
+}
+
+/// `keyway store import`: a dump into the configured store, which must be empty. Migrates it
+/// first (as `keyway migrate` would), then inserts everything in one transaction that commits
+/// only once this node's root key has opened every keyring key and sealed credential.
+pub async fn store_import(config: Config, file: &Path) -> anyhow::Result<()> {
+    let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    // The node's root key, as `serve` will load it: the import proves it opens what it brings.
+    let ring = keyway_gateway::state::load_keyring_from(&config, &config.data_dir, false).map_err(|e| anyhow!("{e}"))?;
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    }
+    let store = Store::connect(&config.database_url(), Arc::new(ring)).await?;
+    let report = store.import_dump(std::io::BufReader::new(input)).await;
+    store.close().await;
+    let report = report.map_err(|e| anyhow!("import into {} failed, nothing was written: {e}", store_place(&config)))?;
+    println!("Imported {} into {} (schema version {}):", file.display(), store_place(&config), report.schema_version);
+    print_counts(&report);
+    println!("Every keyring key and stored secret opened with the configured master key. Start `keyway serve` on this store with that key.");
+    Ok(())
+}
+
+fn print_counts(report: &keyway_store::DumpReport) {
+    for (table, n) in &report.rows {
+        println!("  {table:<18} {n:>10} row(s)");
+    }
 }
 
 fn root_place(config: &Config) -> String {

@@ -82,6 +82,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Move a whole store between databases (local, offline): `store export` writes every table
+    /// of the configured store to a file, `store import` writes such a file into an empty store
+    /// (SQLite to PostgreSQL or back). See docs/deploy.md.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Admin keys made on the machine that holds the data (recovers an instance with none).
     #[command(subcommand)]
     AdminKey(AdminKeyCommand),
@@ -104,6 +109,29 @@ enum AdminKeyCommand {
     Create {
         #[arg(long, default_value = "recovery admin")]
         name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Write the configured store (SQLite in the data dir, or `database_url`) to a new file:
+    /// every row as stored, secrets still sealed. Protect the file like a database backup.
+    Export {
+        /// The dump to create (refused if it exists).
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a dump into the configured store, which must be empty (freshly created or only
+    /// migrated), in one transaction. Needs the source's master key (KEYWAY_MASTER_KEY or
+    /// data_dir/master.key): every secret is checked to open with it before anything is committed.
+    Import {
+        /// The dump `keyway store export` wrote.
+        #[arg(long)]
+        file: PathBuf,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -266,6 +294,22 @@ async fn main() -> anyhow::Result<()> {
             }
             init_tracing(&config.log_format);
             local::rotate_master_key(config).await?;
+        }
+        Command::Store(cmd) => {
+            let mut config = load()?;
+            let (file, data_dir, export) = match cmd {
+                StoreCommand::Export { file, data_dir } => (file, data_dir, true),
+                StoreCommand::Import { file, data_dir } => (file, data_dir, false),
+            };
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            init_tracing(&config.log_format);
+            if export {
+                local::store_export(config, &file).await?;
+            } else {
+                local::store_import(config, &file).await?;
+            }
         }
         Command::AdminKey(AdminKeyCommand::Create { name, data_dir }) => {
             let mut config = load()?;
