@@ -1096,6 +1096,13 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     // What stays once the load is gone: the allocator hands idle pages back after a second.
     tokio::time::sleep(Duration::from_secs(3)).await;
     out["memory_end"] = memory(&env).await;
+    if !args.quick {
+        // Once the upstream pool's idle connections are closed (90 s, keyway-providers' client):
+        // what an operator sees a couple of minutes after a burst.
+        eprintln!("waiting 95 s for the gateway to go idle");
+        tokio::time::sleep(Duration::from_secs(95)).await;
+        out["memory_idle_end"] = memory(&env).await;
+    }
     if args.pinning == "both" && ["closed", "open", "stream"].iter().any(|n| want(&args, n)) {
         drop(env);
         out["unpinned"] = unpinned(&args, &plan).await?;
@@ -1381,7 +1388,7 @@ fn markdown(r: &Value) -> String {
     }
     if r["memory_end"].is_object() {
         let _ = writeln_str(w, "## Where the gateway's memory is (RSS by mapping, and the allocator's own figures)\n");
-        let _ = writeln_str(w, "| | after warm-up | after every run + 3 s |\n|---|---|---|");
+        let _ = writeln_str(w, "| | after warm-up | after every run + 3 s | idle again (+95 s: the upstream pool's idle connections closed) |\n|---|---|---|---|");
         let mut kinds: Vec<String> = Vec::new();
         for p in ["/memory_idle/by_mapping_kb", "/memory_end/by_mapping_kb"] {
             for k in r.pointer(p).and_then(Value::as_object).map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
@@ -1392,13 +1399,19 @@ fn markdown(r: &Value) -> String {
         }
         let kb = |p: String| r.pointer(&p).and_then(Value::as_f64).map(|v| format!("{:.1} MB", v / 1024.0)).unwrap_or_else(|| "–".into());
         for k in &kinds {
-            let _ = writeln_str(w, &format!("| {k} | {} | {} |", kb(format!("/memory_idle/by_mapping_kb/{k}")), kb(format!("/memory_end/by_mapping_kb/{k}"))));
+            let _ = writeln_str(w, &format!(
+                "| {k} | {} | {} | {} |",
+                kb(format!("/memory_idle/by_mapping_kb/{k}")), kb(format!("/memory_end/by_mapping_kb/{k}")), kb(format!("/memory_idle_end/by_mapping_kb/{k}"))
+            ));
         }
-        let _ = writeln_str(w, &format!("| **RSS** | **{} MB** | **{} MB** |", mb(r, "/memory_idle/rss_kb"), mb(r, "/memory_end/rss_kb")));
+        let _ = writeln_str(w, &format!("| **RSS** | **{} MB** | **{} MB** | **{} MB** |", mb(r, "/memory_idle/rss_kb"), mb(r, "/memory_end/rss_kb"), mb(r, "/memory_idle_end/rss_kb")));
         for a in ["allocated", "active", "resident", "retained", "metadata"] {
-            let _ = writeln_str(w, &format!("| jemalloc {a} | {} | {} |", kb(format!("/memory_idle/allocator/{a}_kb")), kb(format!("/memory_end/allocator/{a}_kb"))));
+            let _ = writeln_str(w, &format!(
+                "| jemalloc {a} | {} | {} | {} |",
+                kb(format!("/memory_idle/allocator/{a}_kb")), kb(format!("/memory_end/allocator/{a}_kb")), kb(format!("/memory_idle_end/allocator/{a}_kb"))
+            ));
         }
-        let _ = writeln_str(w, &format!("| threads | {} | {} |\n", f(r, "/memory_idle/threads"), f(r, "/memory_end/threads")));
+        let _ = writeln_str(w, &format!("| threads | {} | {} | {} |\n", f(r, "/memory_idle/threads"), f(r, "/memory_end/threads"), f(r, "/memory_idle_end/threads")));
     }
     let _ = writeln_str(w, &format!("Idle RSS after warm-up: {} MB; at the end: {} MB. Run took {} s.", mb(r, "/rss_idle_kb"), mb(r, "/rss_end_kb"), f(r, "/elapsed_s")));
     m

@@ -182,11 +182,14 @@ async fn shares_never_admit_more_than_the_limit_across_nodes() {
     // 640 a minute, all of it at once at most: each node's share is 10.
     let check = || vec![Check::Rate { key: "rl:k:shared:r".into(), per_minute: 640, cells: 1, tokens: false }];
     let mut n = 0;
+    let t0 = Instant::now();
     for i in 0..(3 * 640) {
         let node = if i % 2 == 0 { &a } else { &b };
         n += usize::from(admitted(node.admit(check()).await.unwrap()).is_some());
     }
-    assert!(n <= 640, "{n} admitted over a limit of 640");
+    // The bucket refills one cell every 93.75 ms while the test runs.
+    let refilled = usize::try_from(t0.elapsed().as_micros() / 93_750).unwrap() + 1;
+    assert!(n <= 640 + refilled, "{n} admitted over a limit of 640 (+{refilled} refilled)");
     assert!(n >= 640 - 2 * 10, "{n} admitted: more than the two nodes' shares went unused");
     assert!(a.round_trips() + b.round_trips() < 3 * 640, "shares were used");
 }
