@@ -187,10 +187,13 @@ pub struct Snapshot {
 /// The process allocator's own figures (`allocated`, `resident`, `retained`, ...), read at
 /// scrape time as `keyway_allocator_bytes{kind}`. The binary knows its allocator; this crate
 /// doesn't, so the binary installs the reader (see `set_memory_reader`).
-static MEMORY: OnceLock<fn() -> Vec<(&'static str, u64)>> = OnceLock::new();
+static MEMORY: OnceLock<MemoryReader> = OnceLock::new();
+
+/// Reads `(kind, bytes)` pairs from the process allocator.
+pub type MemoryReader = fn() -> Vec<(&'static str, u64)>;
 
 /// Installs the reader behind `keyway_allocator_bytes` (once; later calls are ignored).
-pub fn set_memory_reader(read: fn() -> Vec<(&'static str, u64)>) {
+pub fn set_memory_reader(read: MemoryReader) {
     let _ = MEMORY.set(read);
 }
 

@@ -336,4 +336,17 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// The allocator runs as `.cargo/config.toml` configures it (the memory figures in
+    /// bench/README.md depend on it) and reports what `keyway_allocator_bytes` exports.
+    #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+    #[test]
+    fn jemalloc_purges_in_the_background_with_two_arenas() {
+        assert_eq!(tikv_jemalloc_ctl::background_thread::read().ok(), Some(true));
+        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().ok(), Some(2));
+        assert_eq!(tikv_jemalloc_ctl::opt::background_thread::read().ok(), Some(true));
+        let figures = allocator_bytes();
+        let get = |k: &str| figures.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).unwrap_or(0);
+        assert!(get("allocated") > 0 && get("resident") >= get("allocated"), "{figures:?}");
+    }
 }
