@@ -1097,7 +1097,8 @@ async fn run(args: Args) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     out["memory_end"] = memory(&env).await;
     if !args.quick {
-        // Once the upstream pool's idle connections are closed (90 s, keyway-providers' client):
+        // Once the upstream pool's idle connections are closed (30 s, checked every 30 s:
+        // keyway-providers' client):
         // what an operator sees a couple of minutes after a burst.
         eprintln!("waiting 95 s for the gateway to go idle");
         tokio::time::sleep(Duration::from_secs(95)).await;
@@ -1388,7 +1389,7 @@ fn markdown(r: &Value) -> String {
     }
     if r["memory_end"].is_object() {
         let _ = writeln_str(w, "## Where the gateway's memory is (RSS by mapping, and the allocator's own figures)\n");
-        let _ = writeln_str(w, "| | after warm-up | after every run + 3 s | idle again (+95 s: the upstream pool's idle connections closed) |\n|---|---|---|---|");
+        let _ = writeln_str(w, "| | after warm-up | after every run + 3 s | idle again (+95 s: the upstream pool's idle connections closed after 30-60 s) |\n|---|---|---|---|");
         let mut kinds: Vec<String> = Vec::new();
         for p in ["/memory_idle/by_mapping_kb", "/memory_end/by_mapping_kb"] {
             for k in r.pointer(p).and_then(Value::as_object).map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {

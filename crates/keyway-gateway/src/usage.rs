@@ -47,6 +47,8 @@ pub struct UsageRecorder {
 }
 
 const BATCH: usize = 512;
+/// The most records one transaction takes after a linger (a burst queued while it slept).
+const DRAIN: usize = 8 * BATCH;
 /// Retries of a batch the store refused, before its rows are counted as dropped.
 const WRITE_RETRIES: u32 = 4;
 
@@ -86,10 +88,12 @@ impl UsageRecorder {
                 // gateway's CPU at 1,000 req/s before this (bench/README.md). The linger is a plain
                 // sleep and the queue is drained after it: waiting on the channel instead woke this
                 // task once per request, often on the other core (bench/README.md, 2026-12-07).
-                // A full batch means more is waiting: no linger then.
+                // A full batch means more is waiting: no linger then. After a linger, everything
+                // that arrived goes into this transaction (up to `DRAIN`): capping it at one batch
+                // held the writer to a batch per linger, below what a busy gateway answers.
                 if batch.len() < BATCH {
                     tokio::time::sleep(linger).await;
-                    while batch.len() < BATCH {
+                    while batch.len() < DRAIN {
                         match rx.try_recv() {
                             Ok(r) => batch.push(r),
                             Err(_) => break,
@@ -97,6 +101,8 @@ impl UsageRecorder {
                     }
                 }
                 let rows: Arc<[GenerationRow]> = batch.drain(..).map(to_row).collect();
+                // A burst's larger buffer is not kept for the quiet that follows.
+                batch.shrink_to(BATCH);
                 let n = rows.len() as u64;
                 let mut tries = 0;
                 if let Some(h) = writer_hook.get() {
