@@ -193,3 +193,28 @@ async fn shares_never_admit_more_than_the_limit_across_nodes() {
     assert!(n >= 640 - 2 * 10, "{n} admitted: more than the two nodes' shares went unused");
     assert!(a.round_trips() + b.round_trips() < 3 * 640, "shares were used");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admissions_racing_at_the_start_make_one_share_and_leak_no_slot() {
+    let (a, _) = nodes(Duration::from_secs(30)).await;
+    // 64 at once, before any share exists: each may be granted slots; they become one share.
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move { admitted(a.admit(big(100, 1_000)).await.unwrap()).expect("admitted") }));
+    }
+    let mut holds = Vec::new();
+    for t in tasks {
+        holds.push(t.await.unwrap());
+    }
+    let first = a.round_trips();
+    drop(holds);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..200 {
+        drop(admitted(a.admit(big(100, 1_000)).await.unwrap()).expect("admitted"));
+    }
+    assert_eq!(a.round_trips(), first, "the 200 after the race came from shares: {:?}", a.shares());
+    a.hand_back_all().await;
+    assert_eq!(zcard(&a, "sl:k:big").await, 0, "every slot of every share handed back");
+    assert!(a.shares().is_empty());
+}

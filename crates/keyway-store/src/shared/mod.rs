@@ -62,8 +62,9 @@ struct Share {
 enum ShareKind {
     /// GCRA cells; `interval_us` per cell.
     Rate { interval_us: i64 },
-    /// Slots: members `member:1..=size` in the shared set; `left` is how many are free here.
-    Slots { member: String, size: i64 },
+    /// Slots: per grant, members `member:1..=size` in the shared set; `left` is how many of
+    /// them all are free here. (Admissions racing at the start can each be granted a set.)
+    Slots { groups: Vec<(String, i64)> },
     /// Money taken from a balance.
     Balance,
     /// Headroom taken under a cap.
@@ -376,7 +377,7 @@ impl Shared {
                         held.insert(format!("{member}:{j}"), vec![key.clone()]);
                     }
                     from_share[i] = true;
-                    ShareKind::Slots { member: member.to_owned(), size }
+                    ShareKind::Slots { groups: vec![(member.to_owned(), size)] }
                 }
                 Check::Balance { .. } => ShareKind::Balance,
                 Check::Capped { .. } => ShareKind::Capped,
@@ -385,9 +386,13 @@ impl Shared {
             // g, the request's own part having been taken on its own.
             let left = *g;
             match shares.get_mut(c.key()) {
-                Some(sh) if !matches!(sh.kind, ShareKind::Slots { .. }) => {
+                Some(sh) => {
                     sh.left += left;
                     sh.last_used = now;
+                    // Another admission's slots joined this one's: one share, every member kept.
+                    if let (ShareKind::Slots { groups }, ShareKind::Slots { groups: more }) = (&mut sh.kind, kind) {
+                        groups.extend(more);
+                    }
                 }
                 _ => {
                     shares.insert(c.key().to_owned(), Share { kind, left, last_used: now });
@@ -422,7 +427,7 @@ impl Shared {
                 .iter()
                 .filter(|(_, sh)| {
                     let unused = match &sh.kind {
-                        ShareKind::Slots { size, .. } => sh.left == *size,
+                        ShareKind::Slots { groups } => sh.left == groups.iter().map(|(_, n)| n).sum::<i64>(),
                         _ => true,
                     };
                     unused && (all || sh.last_used.elapsed() >= SHARE_IDLE)
@@ -440,14 +445,16 @@ impl Shared {
                 ShareKind::Balance if sh.left != 0 => ops.push(Op { key, kind: "n", value: sh.left }),
                 ShareKind::Capped if sh.left != 0 => ops.push(Op { key, kind: "n", value: -sh.left }),
                 ShareKind::Balance | ShareKind::Capped => {}
-                ShareKind::Slots { member, size } => {
-                    {
-                        let mut held = lock(&self.inner.held);
-                        for j in 1..=size {
-                            held.remove(&format!("{member}:{j}"));
+                ShareKind::Slots { groups } => {
+                    for (member, size) in groups {
+                        {
+                            let mut held = lock(&self.inner.held);
+                            for j in 1..=size {
+                                held.remove(&format!("{member}:{j}"));
+                            }
                         }
+                        calls.push((member, vec![Op { key: key.clone(), kind: "m", value: size }]));
                     }
-                    calls.push((member, vec![Op { key, kind: "m", value: size }]));
                 }
             }
         }
