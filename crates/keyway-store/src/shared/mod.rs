@@ -97,6 +97,9 @@ fn share_want(c: &Check) -> i64 {
     }
 }
 
+/// Counters remembered as used by this node's admissions; past it the memory starts over.
+const KNOWN_COUNTERS: usize = 100_000;
+
 /// How long an operation may take before Redis counts as down.
 const TIMEOUT: Duration = Duration::from_millis(300);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -150,6 +153,11 @@ struct Inner {
     held: Mutex<HashMap<String, Vec<String>>>,
     /// Shares this node took, by the counter's key (relative).
     shares: Mutex<HashMap<String, Share>>,
+    /// Counters this node's admissions have taken from in Redis: charges to any other counter
+    /// (a workspace without a budget, say) would be a round trip that changes nothing.
+    known: Mutex<std::collections::HashSet<String>>,
+    /// Counters an admission in flight is asking Redis for a share of.
+    asking: Mutex<std::collections::HashSet<String>>,
     admit: Script,
     apply: Script,
 }
@@ -188,6 +196,8 @@ impl Shared {
             next_id: AtomicU64::new(0),
             held: Mutex::new(HashMap::new()),
             shares: Mutex::new(HashMap::new()),
+            known: Mutex::new(std::collections::HashSet::new()),
+            asking: Mutex::new(std::collections::HashSet::new()),
             admit: Script::new(include_str!("admit.lua")),
             apply: Script::new(include_str!("apply.lua")),
         });
@@ -267,16 +277,27 @@ impl Shared {
         inv.arg(&member).arg(u64::try_from(self.inner.lease.as_millis()).unwrap_or(u64::MAX));
         let extras: Vec<i64> = {
             let shares = lock(&self.inner.shares);
+            let mut asking = lock(&self.inner.asking);
             checks
                 .iter()
                 .map(|c| match shares.get(c.key()) {
                     // One set of slots per counter; amounts top up the share they join.
                     Some(sh) if matches!(sh.kind, ShareKind::Slots { .. }) => 0,
                     Some(sh) if sh.left >= share_want(c) => 0,
-                    _ => share_size(c),
+                    // Another admission is asking for this share right now (a burst at start).
+                    _ if asking.contains(c.key()) => 0,
+                    _ => {
+                        let n = share_size(c);
+                        if n > 0 {
+                            asking.insert(c.key().to_owned());
+                        }
+                        n
+                    }
                 })
                 .collect()
         };
+        // However this admission ends, the shares it asked for are no longer being asked for.
+        let _asked = Asked { shared: self, keys: checks.iter().zip(&extras).filter(|(_, e)| **e > 0).map(|(c, _)| c.key().to_owned()).collect() };
         for (c, extra) in checks.iter().zip(&extras) {
             inv.key(self.key(c.key()));
             match c {
@@ -297,6 +318,17 @@ impl Shared {
             inv.arg(*extra);
         }
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut known = lock(&self.inner.known);
+            if known.len() > KNOWN_COUNTERS {
+                known.clear();
+            }
+            for c in &checks {
+                if !known.contains(c.key()) {
+                    known.insert(c.key().to_owned());
+                }
+            }
+        }
         let reply: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
         match reply.first() {
             Some(0) => {
@@ -328,7 +360,10 @@ impl Shared {
             return None;
         }
         for c in checks {
-            let sh = shares.get(c.key())?;
+            let Some(sh) = shares.get(c.key()) else {
+                tracing::debug!(counter = c.key(), "no share of this counter");
+                return None;
+            };
             let fits = match (&sh.kind, c) {
                 (ShareKind::Rate { interval_us }, Check::Rate { per_minute, cells, .. }) => {
                     *interval_us == rate_interval(*per_minute) && sh.left >= i64::try_from(*cells).unwrap_or(i64::MAX)
@@ -338,6 +373,7 @@ impl Shared {
                 _ => false,
             };
             if !fits {
+                tracing::debug!(counter = c.key(), left = sh.left, "share too small");
                 return None;
             }
         }
@@ -476,11 +512,15 @@ impl Shared {
         let mut ops = Vec::with_capacity(deltas.len());
         {
             let mut shares = lock(&self.inner.shares);
+            let known = lock(&self.inner.known);
             for (k, d) in deltas {
                 match shares.get_mut(k.as_str()) {
                     // Only charges: a top-up belongs to every node, so it goes to Redis.
                     Some(sh) if matches!(sh.kind, ShareKind::Balance) && d < 0 => sh.left += d,
                     Some(sh) if matches!(sh.kind, ShareKind::Capped) && d > 0 => sh.left -= d,
+                    // A charge (not a top-up) to a counter no admission here has used: a
+                    // workspace with no budget, credits off. Nobody made it; nothing to add to.
+                    _ if is_charge(&k, d) && !known.contains(k.as_str()) => {}
                     _ => ops.push(Op { key: self.key(&k), kind: "n", value: d }),
                 }
             }
@@ -524,6 +564,29 @@ impl Shared {
     pub fn subscribe(&self, channel: &str) -> Subscription {
         pubsub::subscribe(self.inner.client.clone(), self.key(channel))
     }
+}
+
+/// Clears an admission's "asking for a share" marks when it ends, however it ends.
+struct Asked<'a> {
+    shared: &'a Shared,
+    keys: Vec<String>,
+}
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut asking = lock(&self.shared.inner.asking);
+        for k in &self.keys {
+            asking.remove(k);
+        }
+    }
+}
+
+/// A charge: taken from a balance, or added to a spend (a top-up adds to a balance).
+fn is_charge(key: &str, delta: i64) -> bool {
+    (key.starts_with("cr:") && delta < 0) || (key.starts_with("sp:") && delta > 0)
 }
 
 fn rate_interval(per_minute: u64) -> i64 {
