@@ -191,12 +191,6 @@ pub struct PlanTexts {
     texts: std::sync::Mutex<foldhash::HashMap<(u64, u64), std::sync::Arc<str>>>,
 }
 
-impl PlanTexts {
-    fn texts(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<(u64, u64), std::sync::Arc<str>>> {
-        self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 /// Distinct plans kept; past it the memo starts over (a plan's text is a few hundred bytes).
 const PLAN_TEXTS: usize = 1024;
 
@@ -215,6 +209,10 @@ impl PlanTexts {
         }
         texts.insert(key, text.clone());
         Some(text)
+    }
+
+    fn texts(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<(u64, u64), std::sync::Arc<str>>> {
+        self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -302,8 +302,7 @@ impl Shared {
             inv.key(self.key(c.key()));
             match c {
                 Check::Rate { per_minute, cells, .. } => {
-                    let per_minute = (*per_minute).max(1);
-                    inv.arg("r").arg((60_000_000 / per_minute).max(1)).arg(per_minute).arg(*cells).arg(0);
+                    inv.arg("r").arg(rate_interval(*per_minute)).arg((*per_minute).max(1)).arg(*cells).arg(0);
                 }
                 Check::Slot { max, .. } => {
                     inv.arg("s").arg(*max).arg(0).arg(0).arg(0);
@@ -457,21 +456,15 @@ impl Shared {
     /// Removes the shares to hand back; per call of the apply script: the slot member and its ops.
     fn take_shares(&self, all: bool) -> Vec<(String, Vec<Op>)> {
         let mut calls = Vec::new();
-        let idle: Vec<(String, Share)> = {
-            let mut shares = lock(&self.inner.shares);
-            let keys: Vec<String> = shares
-                .iter()
-                .filter(|(_, sh)| {
-                    let unused = match &sh.kind {
-                        ShareKind::Slots { groups } => sh.left == groups.iter().map(|(_, n)| n).sum::<i64>(),
-                        _ => true,
-                    };
-                    unused && (all || sh.last_used.elapsed() >= SHARE_IDLE)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.into_iter().filter_map(|k| shares.remove(&k).map(|sh| (k, sh))).collect()
-        };
+        let idle: Vec<(String, Share)> = lock(&self.inner.shares)
+            .extract_if(|_, sh| {
+                let unused = match &sh.kind {
+                    ShareKind::Slots { groups } => sh.left == groups.iter().map(|(_, n)| n).sum::<i64>(),
+                    _ => true,
+                };
+                unused && (all || sh.last_used.elapsed() >= SHARE_IDLE)
+            })
+            .collect();
         let mut ops = Vec::new();
         for (k, sh) in idle {
             let key = self.key(&k);
@@ -658,7 +651,7 @@ impl Hold {
             match c {
                 Check::Rate { per_minute, cells, tokens: true, .. } => {
                     let Some(actual) = self.settled_tokens else { continue };
-                    let interval = i64::try_from((60_000_000 / (*per_minute).max(1)).max(1)).unwrap_or(i64::MAX);
+                    let interval = rate_interval(*per_minute);
                     let delta = i64::try_from(actual.min(*per_minute)).unwrap_or(i64::MAX) - i64::try_from(*cells).unwrap_or(i64::MAX);
                     if delta != 0 {
                         ops.push(Op { key, kind: "r", value: delta.saturating_mul(interval) });
