@@ -188,21 +188,21 @@ pub fn view<'p>(
 /// Two independent 64-bit hashes make a false match (another plan's text on a row) a 2^-128 event.
 #[derive(Default)]
 pub struct PlanTexts {
-    texts: std::sync::Mutex<foldhash::HashMap<(u64, u64), std::sync::Arc<str>>>,
+    texts: std::sync::Mutex<foldhash::HashMap<(u64, u64), std::sync::Arc<keyway_store::RoutePlan>>>,
 }
 
 /// Distinct plans kept; past it the memo starts over (a plan's text is a few hundred bytes).
 const PLAN_TEXTS: usize = 1024;
 
 impl PlanTexts {
-    /// The view as JSON text, written once per distinct plan.
-    pub fn text(&self, v: &PlanView<'_>) -> Option<std::sync::Arc<str>> {
+    /// The view as JSON text with its stored id, made once per distinct plan.
+    pub fn text(&self, v: &PlanView<'_>) -> Option<std::sync::Arc<keyway_store::RoutePlan>> {
         use std::hash::BuildHasher as _;
         let key = (foldhash::fast::FixedState::with_seed(0x6b65_7977_6179_0001).hash_one(v), foldhash::fast::FixedState::with_seed(0x6b65_7977_6179_0002).hash_one(v));
         if let Some(t) = self.texts().get(&key) {
             return Some(t.clone());
         }
-        let text: std::sync::Arc<str> = to_json_text(v)?.into();
+        let text = std::sync::Arc::new(keyway_store::RoutePlan::new(to_json_text(v)?));
         let mut texts = self.texts();
         if texts.len() >= PLAN_TEXTS {
             texts.clear();
@@ -211,7 +211,7 @@ impl PlanTexts {
         Some(text)
     }
 
-    fn texts(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<(u64, u64), std::sync::Arc<str>>> {
+    fn texts(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<(u64, u64), std::sync::Arc<keyway_store::RoutePlan>>> {
         self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -268,12 +268,13 @@ mod tests {
         let a = texts.text(&plan("k1", false, &ignored)).unwrap();
         let again = texts.text(&plan("k1", false, &ignored)).unwrap();
         assert!(std::sync::Arc::ptr_eq(&a, &again), "the same plan reuses its text");
-        assert_eq!(&*a, to_json_text(&plan("k1", false, &ignored)).unwrap());
+        assert_eq!(a.text, to_json_text(&plan("k1", false, &ignored)).unwrap());
         // Any field that differs is another plan, with its own text.
         for other in [plan("k2", false, &ignored), plan("k1", true, &ignored), plan("k1", false, &[])] {
             let t = texts.text(&other).unwrap();
-            assert_ne!(&*t, &*a);
-            assert_eq!(&*t, to_json_text(&other).unwrap());
+            assert_ne!(t.text, a.text);
+            assert_ne!(t.id, a.id, "another plan, another id");
+            assert_eq!(t.text, to_json_text(&other).unwrap());
         }
     }
 
@@ -283,7 +284,7 @@ mod tests {
         let ids: Vec<String> = (0..PLAN_TEXTS + 5).map(|i| format!("key-{i}")).collect();
         for id in &ids {
             let t = texts.text(&plan(id, false, &[])).unwrap();
-            assert!(t.contains(id.as_str()));
+            assert!(t.text.contains(id.as_str()));
         }
         assert!(texts.texts().len() <= PLAN_TEXTS);
     }

@@ -46,6 +46,6 @@ pub struct GenerationRecord {
     pub created_at_ms: i64,
     pub cost_micros: u64,
     pub fee_micros: u64,
-    /// The route plan as JSON text (`crate::explain`): candidates and exclusions.
-    pub route_plan: Option<std::sync::Arc<str>>,
+    /// The route plan (`crate::explain`): candidates and exclusions, as JSON text with its id.
+    pub route_plan: Option<std::sync::Arc<keyway_store::RoutePlan>>,
 }

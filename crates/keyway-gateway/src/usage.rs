@@ -2,10 +2,13 @@
 //! every attempt, written off the hot path.
 //!
 //! Handlers hand a [`GenerationRecord`] to [`UsageRecorder::record`], which never blocks: it
-//! puts the record on a bounded channel. A background task drains the channel in batches into
-//! the store. When the channel is full (the database can't keep up) the record is dropped and
-//! counted (`dropped()`), because slowing every request down to the database's pace is worse
-//! than a gap in the ledger that the operator is told about.
+//! puts the record on a bounded queue. A background task takes the queue in batches into the
+//! store. When the queue is full (the database can't keep up) the record is dropped and counted
+//! (`dropped()`), because slowing every request down to the database's pace is worse than a gap
+//! in the ledger that the operator is told about.
+//!
+//! The queue is a vector the writer takes whole: what a burst queued is freed once written.
+//! (tokio's channel kept every block it ever grew: ~11 MB after an overload filled it.)
 //!
 //! A batch the store refuses is retried with back-off (0.2, 0.4, 0.8, 1.6 s), then counted in
 //! `dropped()` and logged with its row count. On shutdown [`UsageRecorder::close`] stops taking
@@ -17,7 +20,6 @@ use keyway_store::{GenerationRow, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 pub use crate::record::{AttemptRecord, GenerationRecord};
 
@@ -30,13 +32,11 @@ pub trait UsageHook: Send + Sync {
 }
 
 pub struct UsageRecorder {
-    tx: Option<mpsc::Sender<GenerationRecord>>,
+    queue: Option<Arc<Queue>>,
     /// Set once after start (`with_hook`); the writer task reads it per batch.
     hook: Arc<std::sync::OnceLock<Arc<dyn UsageHook>>>,
     dropped: Arc<AtomicU64>,
     recorded: Arc<AtomicU64>,
-    /// Tells the writer to stop taking records and finish the queue; its task, to wait for it.
-    closing: Arc<tokio::sync::Notify>,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The writer's own store handle, counted apart from the request path's.
     writer_store: Option<Store>,
@@ -58,7 +58,7 @@ impl UsageRecorder {
     pub fn start(store: Store, capacity: usize, linger: Duration) -> Self {
         let store = store.with_separate_count();
         let writer_store = Some(store.clone());
-        let (tx, mut rx) = mpsc::channel::<GenerationRecord>(capacity);
+        let queue = Arc::new(Queue { state: std::sync::Mutex::default(), wake: tokio::sync::Notify::new(), capacity });
         let recorded = Arc::new(AtomicU64::new(0));
         let counter = recorded.clone();
         let write_errors = Arc::new(AtomicU64::new(0));
@@ -67,79 +67,70 @@ impl UsageRecorder {
         let writer_hook = hook.clone();
         let dropped = Arc::new(AtomicU64::new(0));
         let lost = dropped.clone();
-        let closing = Arc::new(tokio::sync::Notify::new());
-        let close_signal = closing.clone();
+        let q = queue.clone();
         let writer = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
             loop {
-                let got = tokio::select! {
-                    n = rx.recv_many(&mut batch, BATCH) => n,
-                    () = close_signal.notified() => {
-                        // No new records from here on; those queued are still received.
-                        rx.close();
-                        continue;
+                let (queued, closed) = q.peek();
+                if queued == 0 {
+                    if closed {
+                        break;
                     }
-                };
-                if got == 0 {
-                    break;
+                    q.wake.notified().await;
+                    continue;
                 }
                 // Linger so that a trickle of records becomes one transaction, not one each: a
                 // commit wakes SQLite's worker thread and writes the WAL, which cost ~40% of the
                 // gateway's CPU at 1,000 req/s before this (bench/README.md). The linger is a plain
-                // sleep and the queue is drained after it: waiting on the channel instead woke this
+                // sleep and the queue is taken after it: waiting on the queue instead woke this
                 // task once per request, often on the other core (bench/README.md, 2026-12-07).
-                // A full batch means more is waiting: no linger then. After a linger, everything
-                // that arrived goes into this transaction (up to `DRAIN`): capping it at one batch
-                // held the writer to a batch per linger, below what a busy gateway answers.
-                if batch.len() < BATCH {
+                // A full batch means more is waiting: no linger then.
+                if queued < BATCH && !closed {
                     tokio::time::sleep(linger).await;
-                    while batch.len() < DRAIN {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
-                    }
                 }
-                let rows: Arc<[GenerationRow]> = batch.drain(..).map(to_row).collect();
-                // A burst's larger buffer is not kept for the quiet that follows.
-                batch.shrink_to(BATCH);
-                let n = rows.len() as u64;
-                let mut tries = 0;
-                if let Some(h) = writer_hook.get() {
-                    h.before_write();
-                }
+                let mut records = q.take().into_iter();
                 loop {
-                    match store.insert_generations(rows.clone()).await {
-                        Ok(()) => {
-                            counter.fetch_add(n, Ordering::Relaxed);
-                            break;
-                        }
-                        Err(e) if tries < WRITE_RETRIES => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            let wait = Duration::from_millis(200 << tries);
-                            tries += 1;
-                            tracing::warn!(error = %e, rows = n, retry_in_ms = wait.as_millis() as u64, "writing usage failed; retrying");
-                            tokio::time::sleep(wait).await;
-                        }
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            lost.fetch_add(n, Ordering::Relaxed);
-                            tracing::error!(error = %e, rows = n, "writing usage failed after retries; these records are lost (keyway_usage_dropped_total)");
-                            break;
+                    let rows: Arc<[GenerationRow]> = records.by_ref().take(DRAIN).map(to_row).collect();
+                    if rows.is_empty() {
+                        break;
+                    }
+                    let n = rows.len() as u64;
+                    let mut tries = 0;
+                    if let Some(h) = writer_hook.get() {
+                        h.before_write();
+                    }
+                    loop {
+                        match store.insert_generations(rows.clone()).await {
+                            Ok(()) => {
+                                counter.fetch_add(n, Ordering::Relaxed);
+                                break;
+                            }
+                            Err(e) if tries < WRITE_RETRIES => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                let wait = Duration::from_millis(200 << tries);
+                                tries += 1;
+                                tracing::warn!(error = %e, rows = n, retry_in_ms = wait.as_millis() as u64, "writing usage failed; retrying");
+                                tokio::time::sleep(wait).await;
+                            }
+                            Err(e) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                lost.fetch_add(n, Ordering::Relaxed);
+                                tracing::error!(error = %e, rows = n, "writing usage failed after retries; these records are lost (keyway_usage_dropped_total)");
+                                break;
+                            }
                         }
                     }
-                }
-                if let Some(h) = writer_hook.get() {
-                    h.after_write(&rows);
+                    if let Some(h) = writer_hook.get() {
+                        h.after_write(&rows);
+                    }
+                    q.written(rows.len());
                 }
             }
         });
         Self {
-            tx: Some(tx),
+            queue: Some(queue),
             hook,
             dropped,
             recorded,
-            closing,
             writer: std::sync::Mutex::new(Some(writer)),
             writer_store,
             write_errors,
@@ -152,7 +143,9 @@ impl UsageRecorder {
     pub async fn close(&self, timeout: Duration) -> bool {
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(writer) = writer else { return true };
-        self.closing.notify_one();
+        if let Some(q) = &self.queue {
+            q.close();
+        }
         match tokio::time::timeout(timeout, writer).await {
             Ok(_) => true,
             Err(_) => {
@@ -165,11 +158,10 @@ impl UsageRecorder {
     /// A recorder that keeps nothing (`[usage] record = false`: benchmarks and diagnosis only).
     pub fn disabled() -> Self {
         Self {
-            tx: None,
+            queue: None,
             hook: Arc::default(),
             dropped: Arc::default(),
             recorded: Arc::default(),
-            closing: Arc::default(),
             writer: std::sync::Mutex::new(None),
             writer_store: None,
             write_errors: Arc::default(),
@@ -197,11 +189,11 @@ impl UsageRecorder {
         if let Some(m) = &self.metrics {
             m.observe(&rec);
         }
-        if let Some(tx) = &self.tx {
-            if let Err(e) = tx.try_send(rec) {
+        if let Some(q) = &self.queue {
+            if let Err(rec) = q.push(rec) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 if let Some(h) = self.hook.get() {
-                    h.dropped(&e.into_inner());
+                    h.dropped(&rec);
                 }
             }
         }
@@ -222,7 +214,72 @@ impl UsageRecorder {
 
     /// Records waiting to be written.
     pub fn queue_depth(&self) -> usize {
-        self.tx.as_ref().map(|t| t.max_capacity() - t.capacity()).unwrap_or(0)
+        self.queue.as_ref().map_or(0, |q| q.peek().0)
+    }
+}
+
+/// Records waiting for the writer, bounded by `capacity` together with those it is writing.
+struct Queue {
+    state: std::sync::Mutex<QueueState>,
+    /// The writer waits here while the queue is empty.
+    wake: tokio::sync::Notify,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    records: Vec<GenerationRecord>,
+    /// Taken by the writer and not yet written.
+    in_flight: usize,
+    /// No new records from here on; those queued are still written.
+    closed: bool,
+}
+
+impl Queue {
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives the record back when the queue is full or closed (moved, not boxed: a box would
+    /// be an allocation per request for the rare refusal).
+    #[allow(clippy::result_large_err)]
+    fn push(&self, rec: GenerationRecord) -> Result<(), GenerationRecord> {
+        let mut s = self.state();
+        if s.closed || s.records.len() + s.in_flight >= self.capacity {
+            return Err(rec);
+        }
+        let first = s.records.is_empty();
+        s.records.push(rec);
+        drop(s);
+        // Only the first record wakes the writer: the rest wait for its linger.
+        if first {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// (records waiting or being written, closed)
+    fn peek(&self) -> (usize, bool) {
+        let s = self.state();
+        (s.records.len() + s.in_flight, s.closed)
+    }
+
+    /// Everything queued, now in flight; the queue starts again from an empty vector.
+    fn take(&self) -> Vec<GenerationRecord> {
+        let mut s = self.state();
+        let taken = std::mem::take(&mut s.records);
+        s.in_flight += taken.len();
+        taken
+    }
+
+    fn written(&self, n: usize) {
+        let mut s = self.state();
+        s.in_flight = s.in_flight.saturating_sub(n);
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.wake.notify_one();
     }
 }
 
@@ -264,6 +321,62 @@ fn to_row(r: GenerationRecord) -> GenerationRow {
         cost_micros: r.cost_micros as i64,
         fee_micros: r.fee_micros as i64,
         created_at: r.created_at_ms,
-        route_plan: r.route_plan.as_deref().map(str::to_owned),
+        route_plan: r.route_plan,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: usize) -> GenerationRecord {
+        GenerationRecord {
+            id: format!("gen-{i}"),
+            workspace_id: "ws".into(),
+            api_key_hash: "h".into(),
+            user: None,
+            requested_model: "openai/gpt-4o-mini".into(),
+            model: None,
+            provider: None,
+            credential_id: None,
+            is_byok: false,
+            streamed: false,
+            status: 200,
+            usage: None,
+            latency_ms: 1,
+            ttft_ms: None,
+            attempts: vec![],
+            finish_reason: None,
+            app_referer: None,
+            app_title: None,
+            created_at_ms: 0,
+            cost_micros: 0,
+            fee_micros: 0,
+            route_plan: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_counts_what_is_being_written_and_gives_a_burst_s_memory_back() {
+        let q = Queue { state: std::sync::Mutex::default(), wake: tokio::sync::Notify::new(), capacity: 100 };
+        for i in 0..100 {
+            assert!(q.push(rec(i)).is_ok());
+        }
+        assert!(q.push(rec(100)).is_err(), "full");
+        let taken = q.take();
+        assert_eq!(taken.len(), 100);
+        assert_eq!(q.state().records.capacity(), 0, "the burst's buffer left with the writer");
+        assert_eq!(q.peek(), (100, false));
+        assert!(q.push(rec(101)).is_err(), "records being written still count against the bound");
+        drop(taken);
+        q.written(60);
+        for i in 0..60 {
+            assert!(q.push(rec(200 + i)).is_ok());
+        }
+        assert!(q.push(rec(300)).is_err());
+        q.written(40);
+        q.close();
+        assert!(q.push(rec(301)).is_err(), "closed");
+        assert_eq!(q.peek(), (60, true), "what was queued before closing is still written");
     }
 }

@@ -116,6 +116,7 @@ pub const DUMP_TABLES: &[DumpTable] = &[
         name: "credit_entries",
         columns: &[("id", Text), ("workspace_id", Text), ("kind", Text), ("amount_micros", Int), ("note", Text), ("created_by", Text), ("created_at", Int)],
     },
+    DumpTable { name: "route_plans", columns: &[("id", Text), ("plan", Text), ("created_at", Int)] },
     DumpTable {
         name: "generations",
         columns: &[
@@ -145,6 +146,7 @@ pub const DUMP_TABLES: &[DumpTable] = &[
             ("fee_micros", Int),
             ("created_at", Int),
             ("route_plan", Text),
+            ("route_plan_id", Text),
         ],
     },
     DumpTable {

@@ -1,5 +1,24 @@
 use crate::{Engine, Result, Store, StoreError};
 use sqlx::Row;
+use std::sync::Arc;
+
+/// A route plan's JSON text and the id it is stored under: the first 128 bits of the text's
+/// SHA-256 in hex, so that every node names the same plan alike and a generation row keeps 32
+/// bytes instead of the ~700-byte text. Made once per distinct plan (the gateway keeps them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// `None` for a plan read from a row recorded before plans had their own table.
+    pub id: Option<String>,
+    pub text: String,
+}
+
+impl RoutePlan {
+    pub fn new(text: String) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        Self { id: Some(hex::encode(&digest[..16])), text }
+    }
+}
 
 /// One request as recorded (see the gateway's usage module).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +49,9 @@ pub struct GenerationRow {
     pub cost_micros: i64,
     pub fee_micros: i64,
     pub created_at: i64,
-    /// The route plan (candidates and exclusions) as JSON text; `None` for rows older than it.
-    pub route_plan: Option<String>,
+    /// The route plan (candidates and exclusions); `None` for rows older than it. Written to
+    /// `route_plans` once (when it has an id) and named by the row.
+    pub route_plan: Option<Arc<RoutePlan>>,
 }
 
 /// What the dashboard's request list narrows by; `None` (or empty) = any.
@@ -49,8 +69,60 @@ pub struct GenerationFilter {
 
 const COLUMNS: &str = "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
     status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
-    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at, route_plan";
-const NCOLS: usize = 26;
+    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at, route_plan, route_plan_id";
+const NCOLS: usize = 27;
+/// What reads select: the plan's text from its table, or from the row for older rows.
+const SELECT_COLUMNS: &str = "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
+    status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
+    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at, route_plan_id, \
+    COALESCE((SELECT plan FROM route_plans WHERE route_plans.id = generations.route_plan_id), route_plan) AS route_plan";
+const PLAN_INSERT: &str = "INSERT INTO route_plans (id, plan, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+
+/// The row's inline text and its plan's id, as the two columns take them: a plan with an id
+/// is named, one without (read from an old row and written back, e.g. by a test) stays inline.
+fn plan_columns(g: &GenerationRow) -> (Option<&str>, Option<&str>) {
+    match g.route_plan.as_deref() {
+        Some(RoutePlan { id: Some(id), .. }) => (None, Some(id)),
+        Some(RoutePlan { id: None, text }) => (Some(text), None),
+        None => (None, None),
+    }
+}
+
+/// The batch's plans the store has not been seen to hold yet, each once.
+fn new_plans<'a>(rows: &'a [GenerationRow], written: &PlansWritten) -> Vec<&'a RoutePlan> {
+    let known = written.lock();
+    let mut out: Vec<&RoutePlan> = Vec::new();
+    for p in rows.iter().filter_map(|g| g.route_plan.as_deref()) {
+        if let Some(id) = &p.id {
+            if !known.contains(id.as_str()) && !out.iter().any(|o| o.id.as_deref() == Some(id)) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Ids of plans this process wrote (or found written), so that a batch only inserts new ones.
+/// Bounded: past [`PLANS_REMEMBERED`] it starts over (an insert of a known plan changes nothing).
+#[derive(Default)]
+pub(crate) struct PlansWritten(std::sync::Mutex<std::collections::HashSet<String>>);
+
+const PLANS_REMEMBERED: usize = 4096;
+
+impl PlansWritten {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After the batch's transaction committed.
+    fn remember(&self, plans: &[&RoutePlan]) {
+        let mut known = self.lock();
+        if known.len() + plans.len() > PLANS_REMEMBERED {
+            known.clear();
+        }
+        known.extend(plans.iter().filter_map(|p| p.id.clone()));
+    }
+}
 
 fn row_to_gen(r: &sqlx::any::AnyRow) -> Result<GenerationRow> {
     let flag = |c: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(c)? != 0) };
@@ -80,7 +152,7 @@ fn row_to_gen(r: &sqlx::any::AnyRow) -> Result<GenerationRow> {
         cost_micros: r.try_get("cost_micros")?,
         fee_micros: r.try_get("fee_micros")?,
         created_at: r.try_get("created_at")?,
-        route_plan: r.try_get("route_plan")?,
+        route_plan: r.try_get::<Option<String>, _>("route_plan")?.map(|text| Arc::new(RoutePlan { id: r.try_get("route_plan_id").ok().flatten(), text })),
     })
 }
 
@@ -106,7 +178,7 @@ impl SqliteWriter {
         path.is_file().then(|| Self { path, conn: std::sync::Mutex::new(None) })
     }
 
-    fn insert(&self, rows: &[GenerationRow]) -> rusqlite::Result<()> {
+    fn insert(&self, rows: &[GenerationRow], plans: &[&RoutePlan]) -> rusqlite::Result<()> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             let conn = rusqlite::Connection::open_with_flags(
@@ -117,10 +189,13 @@ impl SqliteWriter {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Appends touch the right edge of the table and its indexes: 512 KiB of cache holds
+            // them (the default 2 MiB stayed allocated after a burst).
+            conn.pragma_update(None, "cache_size", -512)?;
             *guard = Some(conn);
         }
         let Some(conn) = guard.as_mut() else { return Ok(()) };
-        let result = write_batch(conn, rows);
+        let result = write_batch(conn, rows, plans);
         if result.is_err() {
             // Reopened on the next batch: a connection left in a bad state must not stick.
             *guard = None;
@@ -134,12 +209,19 @@ impl SqliteWriter {
 /// a 16-row statement pays once for 16 rows.
 const SQLITE_ROWS_PER_STATEMENT: usize = 16;
 
-fn write_batch(conn: &mut rusqlite::Connection, rows: &[GenerationRow]) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut rusqlite::Connection, rows: &[GenerationRow], plans: &[&RoutePlan]) -> rusqlite::Result<()> {
     // Two statement texts only (full chunks, and single rows for the rest), so that each is
     // prepared once and then found in the connection's statement cache.
     static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if !plans.is_empty() {
+        let now = rows.first().map_or(0, |g| g.created_at);
+        let mut st = tx.prepare_cached(PLAN_INSERT)?;
+        for p in plans {
+            st.execute(rusqlite::params![p.id, p.text, now])?;
+        }
+    }
     {
         let mut many = tx.prepare_cached(MANY.get_or_init(|| sqlite_insert(SQLITE_ROWS_PER_STATEMENT)))?;
         let mut one = tx.prepare_cached(ONE.get_or_init(|| sqlite_insert(1)))?;
@@ -188,7 +270,9 @@ fn bind_and_run(st: &mut rusqlite::Statement<'_>, rows: &[GenerationRow]) -> rus
         bind(&g.cost_micros)?;
         bind(&g.fee_micros)?;
         bind(&g.created_at)?;
-        bind(&g.route_plan)?;
+        let (inline, id) = plan_columns(g);
+        bind(&inline)?;
+        bind(&id)?;
     }
     st.raw_execute()?;
     Ok(())
@@ -207,13 +291,24 @@ impl Store {
         }
         if let Some(w) = &self.generation_writer {
             let w = w.clone();
+            let written = self.plans_written.clone();
             self.queries.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            return tokio::task::spawn_blocking(move || w.insert(&rows))
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))?
-                .map_err(StoreError::from);
+            return tokio::task::spawn_blocking(move || {
+                let plans = new_plans(&rows, &written);
+                w.insert(&rows, &plans)?;
+                written.remember(&plans);
+                Ok::<_, rusqlite::Error>(())
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(StoreError::from);
         }
+        let plans = new_plans(&rows, &self.plans_written);
         let mut tx = self.pool.begin().await?;
+        for p in &plans {
+            self.count();
+            sqlx::query(PLAN_INSERT).bind(p.id.clone()).bind(p.text.clone()).bind(rows[0].created_at).execute(&mut *tx).await?;
+        }
         // PostgreSQL: multi-row VALUES keeps a batch to a few round trips (25 columns x 32 rows).
         // (In-memory SQLite, tests only, binds one row per statement.)
         let rows_per_statement = match self.engine {
@@ -267,20 +362,22 @@ impl Store {
                     .bind(g.app_title.clone())
                     .bind(g.cost_micros)
                     .bind(g.fee_micros)
-                    .bind(g.created_at)
-                    .bind(g.route_plan.clone());
+                    .bind(g.created_at);
+                let (inline, id) = plan_columns(g);
+                q = q.bind(inline.map(str::to_owned)).bind(id.map(str::to_owned));
             }
             self.count();
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        self.plans_written.remember(&plans);
         Ok(())
     }
 
     /// One generation, within `workspace_id` when given.
     pub async fn get_generation(&self, workspace_id: Option<&str>, id: &str) -> Result<GenerationRow> {
         self.count();
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT {SELECT_COLUMNS} FROM generations WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -303,7 +400,7 @@ impl Store {
 
     /// The newest generations (up to `limit`), in `workspace_id` when given, narrowed by `filter`.
     pub async fn recent_generations(&self, workspace_id: Option<&str>, filter: &GenerationFilter, limit: i64) -> Result<Vec<GenerationRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM generations WHERE 1 = 1");
+        let mut sql = format!("SELECT {SELECT_COLUMNS} FROM generations WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         let mut eq = |col: &str, v: Option<&str>, sql: &mut String| {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -338,7 +435,7 @@ impl Store {
     /// Every generation of a workspace, oldest first (exports and tests; not for the request path).
     pub async fn list_generations(&self, workspace_id: &str) -> Result<Vec<GenerationRow>> {
         self.count();
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM generations WHERE workspace_id = $1 ORDER BY created_at, id"))
+        let rows = sqlx::query(&format!("SELECT {SELECT_COLUMNS} FROM generations WHERE workspace_id = $1 ORDER BY created_at, id"))
             .bind(workspace_id)
             .fetch_all(&self.pool)
             .await?;

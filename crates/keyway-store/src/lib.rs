@@ -28,7 +28,7 @@ pub use audit::{AuditActor, AuditEntry, AuditFilter, AuditRow};
 pub use byok::{ByokListing, UnreadableByok};
 pub use credits::{CreditEntry, CreditKind, CreditTotals};
 pub use dump::{ColumnKind, DumpError, DumpReport, DumpTable, DUMP_TABLES};
-pub use generations::{GenerationFilter, GenerationRow};
+pub use generations::{GenerationFilter, GenerationRow, RoutePlan};
 pub use keyring::{KeyringKey, RotationFailure, RotationReport};
 pub use workspaces::Bootstrapped;
 pub use records::*;
@@ -92,6 +92,8 @@ pub struct Store {
     unreadable: Arc<AtomicU64>,
     /// SQLite file stores: the generation writer's own connection (shared by clones).
     generation_writer: Option<Arc<generations::SqliteWriter>>,
+    /// Route plans known to be in the store (shared by clones).
+    plans_written: Arc<generations::PlansWritten>,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,7 +127,7 @@ impl Store {
             Engine::Sqlite => generations::SqliteWriter::for_url(url).map(Arc::new),
             Engine::Postgres => None,
         };
-        Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), unreadable: Arc::default(), generation_writer }
+        Self { pool, keyring, roots: Arc::default(), audit: None, engine, queries: Arc::new(AtomicU64::new(0)), errors: Arc::default(), unreadable: Arc::default(), generation_writer, plans_written: Arc::default() }
     }
 
     /// The newest schema version (migration) this build knows.
@@ -230,11 +232,17 @@ async fn open_pool(url: &str, create: bool) -> Result<(AnyPool, Engine)> {
             let mode = if create { "rwc" } else { "rw" };
             let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode={mode}") };
             // WAL + a busy timeout: concurrent writers wait instead of failing with SQLITE_BUSY.
+            // Each connection's page cache is capped at 1 MiB (SQLite's default is 2 MiB) and a
+            // connection idle for a minute is closed with it: the request path reads nothing from
+            // here after warm-up, and the file's pages stay in the OS's cache for the dashboard.
             AnyPoolOptions::new()
                 .max_connections(8)
+                .min_connections(0)
+                .idle_timeout(std::time::Duration::from_secs(60))
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA cache_size = -1024").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;

@@ -72,7 +72,7 @@ async fn populated(url: &str) -> (Store, MasterKey, Vec<String>) {
             user_id: (i % 2 == 0).then(|| format!("user-{i}")),
             ttft_ms: (i % 3 == 0).then_some(i),
             app_title: Some("héllo \"✓\"\n".into()),
-            route_plan: (i % 4 == 0).then(|| r#"{"candidates":[]}"#.into()),
+            route_plan: (i % 4 == 0).then(|| Arc::new(RoutePlan::new(format!(r#"{{"candidates":[],"n":{}}}"#, i % 8)))),
             ..gen(&format!("gen-{i:04}"), &ws, "kh", "openai/gpt-4o-mini", Some("openai"), i % 2 == 1, i * 3, i, 1_000 + i)
         })
         .collect();

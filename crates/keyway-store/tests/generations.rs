@@ -19,8 +19,46 @@ fn full(i: usize, ws: &str) -> GenerationRow {
         app_title: Some("héllo ✓ 'quoted'".into()),
         cache_write_tokens: i as i64,
         has_usage: !i.is_multiple_of(7),
-        route_plan: i.is_multiple_of(4).then(|| format!(r#"{{"candidates":[{{"position":1,"provider":"openai","n":{i}}}],"excluded":[]}}"#)),
+        route_plan: plan(i),
         ..gen(&format!("gen-{i:05}"), ws, "kh", "openai/gpt-4o-mini", Some("openai"), i % 2 == 1, i as i64 * 3, i as i64, 1_000 + i as i64)
+    }
+}
+
+/// Every fourth row names one of three plans; the rows between them keep an older row's inline
+/// text (no id).
+fn plan(i: usize) -> Option<Arc<RoutePlan>> {
+    let text = |n: usize| format!(r#"{{"candidates":[{{"position":1,"provider":"openai","plan":{n}}}],"excluded":[]}}"#);
+    match i % 4 {
+        0 => Some(Arc::new(RoutePlan::new(text(i % 3)))),
+        2 => Some(Arc::new(RoutePlan { id: None, text: text(i) })),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn each_distinct_route_plan_is_stored_once_and_read_back_with_its_rows() {
+    for (url, _dir) in engine_urls().await {
+        let keyring = Arc::new(keyway_crypto::Keyring::new(keyway_crypto::MasterKey::generate()));
+        let s = Store::connect(&url, keyring.clone()).await.unwrap();
+        let ws = s.create_workspace("W", "w").await.unwrap();
+        let rows: Vec<GenerationRow> = (0..100).map(|i| full(i, &ws.id)).collect();
+        s.insert_generations(Arc::from(&rows[..50])).await.unwrap();
+        s.insert_generations(Arc::from(&rows[50..])).await.unwrap();
+        // Another node, which has not seen them, writes the same plans again: no conflict.
+        let other = Store::connect(&url, keyring).await.unwrap();
+        other.insert_generations(Arc::from([full(100, &ws.id), full(104, &ws.id)])).await.unwrap();
+        let mut out = Vec::new();
+        let report = s.export_dump(&mut out).await.unwrap();
+        let plans = report.rows.iter().find(|(t, _)| *t == "route_plans").unwrap().1;
+        assert_eq!(plans, 3, "three distinct plans, each once");
+        let back = s.list_generations(&ws.id).await.unwrap();
+        assert_eq!(&back[..100], &rows[..]);
+        let named = back.iter().filter(|g| g.route_plan.as_ref().is_some_and(|p| p.id.is_some())).count();
+        assert_eq!(named, 27, "rows 0, 4, .., 104 name their plan");
+        let dump = String::from_utf8(out).unwrap();
+        assert_eq!(dump.matches(r#"\"plan\":0}"#).count(), 1, "a plan's text is in the store once");
+        s.close().await;
+        other.close().await;
     }
 }
 

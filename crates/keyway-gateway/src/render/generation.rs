@@ -97,7 +97,7 @@ pub fn generation_json(g: &GenerationRow) -> Value {
         "cache_write_tokens": tokens(g.cache_write_tokens),
         "attempts": attempts,
         // Stored as `crate::explain`'s JSON text; read back as plain JSON.
-        "route_plan": g.route_plan.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
+        "route_plan": g.route_plan.as_deref().and_then(|p| serde_json::from_str::<Value>(&p.text).ok()),
         "http_referer": g.app_referer,
         "app_title": g.app_title,
     });
