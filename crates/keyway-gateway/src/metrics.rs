@@ -15,7 +15,7 @@ use metrics::{counter, gauge, histogram, with_local_recorder, Counter, Histogram
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use foldhash::HashMap;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
@@ -31,12 +31,14 @@ pub struct Metrics {
     health_keys: Mutex<BTreeMap<(String, String), OwnedHealthKey>>,
     requests: HandleCache<(String, String, u16, bool, bool), RequestHandles>,
     attempts: HandleCache<(String, String, String, u16), AttemptHandles>,
+    http: HandleCache<(&'static str, u16), Counter>,
     overhead: OnceLock<Histogram>,
     attempts_per_request: OnceLock<Histogram>,
     /// The model names a `model` label may carry; any other counts as `other`.
     pub known_models: Arc<KnownModels>,
     /// `[metrics] bearer_token`, resolved: a scrape must present it.
     token: Option<secrecy::SecretString>,
+    upkeeps: std::sync::atomic::AtomicU64,
 }
 
 /// Model names that may appear as a metric label: the catalog's, price overrides', and those
@@ -127,10 +129,12 @@ impl<K, H> HandleCache<K, H> {
     }
 }
 
+/// Label sets hashed with a per-process random seed (SipHash cost ~1k instructions a request
+/// across the lookups; the buckets still compare every field, so a collision only shares a bucket).
 fn hash_of(v: &impl Hash) -> u64 {
-    let mut s = std::collections::hash_map::DefaultHasher::new();
-    v.hash(&mut s);
-    s.finish()
+    use std::hash::BuildHasher as _;
+    static SEED: std::sync::LazyLock<foldhash::fast::RandomState> = std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+    SEED.hash_one(v)
 }
 
 #[derive(Debug, Clone)]
@@ -217,11 +221,36 @@ impl Metrics {
             health_keys: Mutex::default(),
             requests: HandleCache::default(),
             attempts: HandleCache::default(),
+            http: HandleCache::default(),
             overhead: OnceLock::new(),
             attempts_per_request: OnceLock::new(),
             known_models: Arc::default(),
             token: None,
+            upkeeps: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Folds the histograms' recorded samples into their buckets every `every`, as a scrape
+    /// does. The exporter keeps every sample until then: a gateway nobody scrapes grew by
+    /// ~40 bytes a request (five histograms), without bound (bench/README.md, 2026-12-08).
+    pub fn spawn_upkeep(self: &Arc<Self>, every: std::time::Duration) {
+        let metrics = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(m) = metrics.upgrade() else { break };
+                m.handle.run_upkeep();
+                m.upkeeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Upkeeps the background task ran (tests).
+    pub fn upkeeps(&self) -> u64 {
+        self.upkeeps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Scrapes must send `Authorization: Bearer <token>`.
@@ -393,8 +422,12 @@ impl Metrics {
 
     /// Counts a response the HTTP layer saw (every route, including management and errors).
     pub fn observe_http(&self, surface: &'static str, status: u16) {
-        with_local_recorder(&self.recorder, || {
-            counter!("keyway_http_responses_total", "surface" => surface, "status" => status.to_string()).increment(1);
+        let rec = &self.recorder;
+        let key = (surface, status);
+        // A handle per (surface, status): building one formats the status and looks the label
+        // set up in the registry, ~900 instructions of every response.
+        self.http.get(hash_of(&key), |k| *k == key, || (key, with_local_recorder(rec, || counter!("keyway_http_responses_total", "surface" => surface, "status" => status.to_string())))).increment(1);
+        with_local_recorder(rec, || {
             if status >= 500 && surface != "inference" {
                 // Inference 5xx are upstream trouble (counted per attempt); elsewhere a 500 is ours, mostly the store.
                 counter!("keyway_internal_errors_total", "surface" => surface).increment(1);
@@ -548,6 +581,21 @@ mod tests {
         }
         // A 429 in a record is not a cooldown: only the health board's transitions count.
         assert!(!text.contains("keyway_cooldowns_total"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn histograms_are_folded_without_a_scrape_and_the_task_ends_with_the_metrics() {
+        let m = Arc::new(Metrics::new());
+        m.spawn_upkeep(std::time::Duration::from_secs(5));
+        m.observe(&rec());
+        tokio::time::sleep(std::time::Duration::from_millis(11_000)).await;
+        assert_eq!(m.upkeeps(), 2, "an upkeep every 5 s, none at the start");
+        let text = m.render(Snapshot::default());
+        assert!(text.contains("keyway_request_duration_seconds_count{provider=\"openai\"} 1"), "{text}");
+        let weak = Arc::downgrade(&m);
+        drop(m);
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        assert!(weak.upgrade().is_none(), "the task holds no strong reference");
     }
 
     /// Feeds the health board as the attempt loop does.

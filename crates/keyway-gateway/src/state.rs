@@ -165,6 +165,7 @@ impl AppState {
             None => None,
         };
         let metrics = Arc::new(crate::metrics::Metrics::new().with_token(metrics_token));
+        metrics.spawn_upkeep(Duration::from_secs(5));
         // Balances are loaded before the first request and then kept in memory.
         let billing = Arc::new(crate::billing::Ledger::new(&config.billing));
         billing.reconcile(&store).await?;
