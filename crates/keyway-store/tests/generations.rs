@@ -138,3 +138,45 @@ async fn recent_generations_are_newest_first_and_filtered() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn migration_0009_keeps_the_plans_of_rows_written_before_it() {
+    for (url, _dir) in engine_urls().await {
+        sqlx::any::install_default_drivers();
+        // A database as a release before 0009 left it: one generation with its plan inline.
+        let old = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for e in std::fs::read_dir(&src).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.as_str() < "0009" {
+                std::fs::copy(src.join(&name), old.path().join(&name)).unwrap();
+            }
+        }
+        let url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url };
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+        let plan = r#"{"candidates":[{"position":1,"provider":"openai"}],"excluded":[]}"#;
+        sqlx::query("INSERT INTO workspaces (id, name, slug, created_at) VALUES ('ws-old', 'Old', 'old', 1)").execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO generations (id, workspace_id, api_key_hash, requested_model, is_byok, streamed, status, prompt_tokens, completion_tokens, \
+             cached_tokens, cache_write_tokens, has_usage, latency_ms, attempts, cost_micros, fee_micros, created_at, route_plan) \
+             VALUES ('gen-old', 'ws-old', 'kh', 'openai/gpt-4o-mini', 0, 0, 200, 1, 2, 0, 0, 1, 5, '[]', 0, 0, 10, $1)",
+        )
+        .bind(plan)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let keyring = Arc::new(keyway_crypto::Keyring::new(keyway_crypto::MasterKey::generate()));
+        let s = Store::connect(&url, keyring).await.unwrap();
+        let old_row = s.get_generation(Some("ws-old"), "gen-old").await.unwrap();
+        assert_eq!(old_row.route_plan.as_deref(), Some(&RoutePlan { id: None, text: plan.into() }), "the inline text is read as before");
+        // A new row naming the same text stores it apart, and both read back the same plan.
+        let named = Arc::new(RoutePlan::new(plan.into()));
+        s.insert_generations(Arc::from([GenerationRow { route_plan: Some(named.clone()), ..gen("gen-new", "ws-old", "kh", "openai/gpt-4o-mini", Some("openai"), false, 1, 1, 11) }])).await.unwrap();
+        let new_row = s.get_generation(None, "gen-new").await.unwrap();
+        assert_eq!(new_row.route_plan, Some(named));
+        s.close().await;
+    }
+}
