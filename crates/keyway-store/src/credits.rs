@@ -2,7 +2,9 @@
 //! start and re-reads to reconcile (never per request).
 //!
 //! What a generation charged is derived from its row (`CHARGED`), so a charge is written once,
-//! with the generation, in the usage writer's batch.
+//! with the generation, in the usage writer's batch. The same transaction adds it to the key's
+//! day in `usage_days`, which is what the reconcile sums: a few rows per key and day instead of
+//! every generation ever recorded.
 
 use crate::{new_id, now_ms, Result, Store, StoreError};
 use serde::Serialize;
@@ -10,6 +12,8 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 /// SQL for what one generation row charged to credits: the fee for BYOK, else the full cost.
+const MS_PER_DAY: i64 = 86_400_000;
+
 pub(crate) const CHARGED: &str = "CASE WHEN is_byok = 1 THEN fee_micros ELSE cost_micros END";
 
 /// `SUM` of a BIGINT is NUMERIC on PostgreSQL, which the Any driver can't read as i64: cast back.
@@ -120,31 +124,27 @@ impl Store {
             .collect()
     }
 
-    /// Every workspace's totals (three aggregate queries; start-up and reconciliation only).
+    /// Every workspace's totals (start-up and reconciliation only). Usage comes from
+    /// `usage_days`, so `since_ms` counts whole UTC days: from the start of its day.
     pub async fn credit_totals(&self, since_ms: i64) -> Result<HashMap<String, CreditTotals>> {
         let mut out: HashMap<String, CreditTotals> = HashMap::new();
         for (ws, n) in self.credit_sums().await? {
             out.entry(ws).or_default().credits_micros = n;
         }
         self.count();
-        let rows = sqlx::query(&format!("SELECT workspace_id, {} AS n FROM generations GROUP BY workspace_id", sum(CHARGED)))
-            .fetch_all(&self.pool)
-            .await?;
-        for r in rows {
-            out.entry(r.try_get("workspace_id")?).or_default().usage_micros = r.try_get("n")?;
-        }
-        self.count();
         let rows = sqlx::query(&format!(
-            "SELECT workspace_id, {} AS n, {} AS b FROM generations WHERE created_at >= $1 GROUP BY workspace_id",
-            sum(CHARGED),
-            sum("CASE WHEN is_byok = 1 AND provider IS NOT NULL THEN 1 ELSE 0 END"),
+            "SELECT workspace_id, {} AS n, {} AS s, {} AS b FROM usage_days GROUP BY workspace_id",
+            sum("charged_micros"),
+            sum("CASE WHEN day >= $1 THEN charged_micros ELSE 0 END"),
+            sum("CASE WHEN day >= $1 THEN byok_requests ELSE 0 END"),
         ))
-        .bind(since_ms)
+        .bind(since_ms.div_euclid(MS_PER_DAY))
         .fetch_all(&self.pool)
         .await?;
         for r in rows {
             let t = out.entry(r.try_get("workspace_id")?).or_default();
-            t.usage_since_micros = r.try_get("n")?;
+            t.usage_micros = r.try_get("n")?;
+            t.usage_since_micros = r.try_get("s")?;
             t.byok_requests_since = r.try_get("b")?;
         }
         Ok(out)
@@ -176,31 +176,30 @@ impl Store {
         }
     }
 
-    /// What each key spent (catalog cost plus fee) since `since_ms`, by key hash.
+    /// What each key spent (catalog cost plus fee) since the start of `since_ms`'s UTC day,
+    /// by key hash.
     pub async fn key_spend_since(&self, since_ms: i64) -> Result<HashMap<String, i64>> {
         self.count();
-        let rows = sqlx::query(&format!(
-            "SELECT api_key_hash, {} AS n FROM generations WHERE created_at >= $1 GROUP BY api_key_hash",
-            sum("cost_micros + fee_micros")
-        ))
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT api_key_hash, {} AS n FROM usage_days WHERE day >= $1 GROUP BY api_key_hash", sum("spend_micros")))
+            .bind(since_ms.div_euclid(MS_PER_DAY))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok((r.try_get("api_key_hash")?, r.try_get("n")?))).collect()
     }
 
-    /// What each workspace spent (catalog cost plus fee) since `day_ms` and since `month_ms`.
+    /// What each workspace spent (catalog cost plus fee) since the start of `day_ms`'s UTC day
+    /// and since the start of `month_ms`'s.
     pub async fn workspace_spend_since(&self, day_ms: i64, month_ms: i64) -> Result<HashMap<String, (i64, i64)>> {
         self.count();
-        let since = day_ms.min(month_ms);
+        let (day, month) = (day_ms.div_euclid(MS_PER_DAY), month_ms.div_euclid(MS_PER_DAY));
         let rows = sqlx::query(&format!(
-            "SELECT workspace_id, {} AS d, {} AS m FROM generations WHERE created_at >= $3 GROUP BY workspace_id",
-            sum("CASE WHEN created_at >= $1 THEN cost_micros + fee_micros ELSE 0 END"),
-            sum("CASE WHEN created_at >= $2 THEN cost_micros + fee_micros ELSE 0 END"),
+            "SELECT workspace_id, {} AS d, {} AS m FROM usage_days WHERE day >= $3 GROUP BY workspace_id",
+            sum("CASE WHEN day >= $1 THEN spend_micros ELSE 0 END"),
+            sum("CASE WHEN day >= $2 THEN spend_micros ELSE 0 END"),
         ))
-        .bind(day_ms)
-        .bind(month_ms)
-        .bind(since)
+        .bind(day)
+        .bind(month)
+        .bind(day.min(month))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((r.try_get("workspace_id")?, (r.try_get("d")?, r.try_get("m")?)))).collect()

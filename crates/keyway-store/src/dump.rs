@@ -150,6 +150,17 @@ pub const DUMP_TABLES: &[DumpTable] = &[
         ],
     },
     DumpTable {
+        name: "usage_days",
+        columns: &[
+            ("workspace_id", Text),
+            ("api_key_hash", Text),
+            ("day", Int),
+            ("charged_micros", Int),
+            ("spend_micros", Int),
+            ("byok_requests", Int),
+        ],
+    },
+    DumpTable {
         name: "audit_log",
         columns: &[
             ("id", Text),

@@ -102,6 +102,35 @@ fn new_plans<'a>(rows: &'a [GenerationRow], written: &PlansWritten) -> Vec<&'a R
     out
 }
 
+/// One (workspace, key, UTC day)'s part of a batch, added to `usage_days` in the batch's
+/// transaction.
+#[derive(Debug, Default, Clone, Copy)]
+struct DayTotal {
+    charged: i64,
+    spend: i64,
+    byok: i64,
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+const DAY_UPSERT: &str = "INSERT INTO usage_days (workspace_id, api_key_hash, day, charged_micros, spend_micros, byok_requests) \
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id, api_key_hash, day) DO UPDATE SET \
+    charged_micros = usage_days.charged_micros + excluded.charged_micros, \
+    spend_micros = usage_days.spend_micros + excluded.spend_micros, \
+    byok_requests = usage_days.byok_requests + excluded.byok_requests";
+
+/// The batch summed per (workspace, key, day), in key order: nodes writing the same days take
+/// the rows' locks in the same order (PostgreSQL would otherwise deadlock two batches).
+fn day_totals(rows: &[GenerationRow]) -> std::collections::BTreeMap<(&str, &str, i64), DayTotal> {
+    let mut out: std::collections::BTreeMap<(&str, &str, i64), DayTotal> = std::collections::BTreeMap::new();
+    for g in rows {
+        let t = out.entry((g.workspace_id.as_str(), g.api_key_hash.as_str(), g.created_at.div_euclid(MS_PER_DAY))).or_default();
+        t.charged = t.charged.saturating_add(if g.is_byok { g.fee_micros } else { g.cost_micros });
+        t.spend = t.spend.saturating_add(g.cost_micros.saturating_add(g.fee_micros));
+        t.byok += i64::from(g.is_byok && g.provider.is_some());
+    }
+    out
+}
+
 /// Ids of plans this process wrote (or found written), so that a batch only inserts new ones.
 /// Bounded: past [`PLANS_REMEMBERED`] it starts over (an insert of a known plan changes nothing).
 #[derive(Default)]
@@ -233,6 +262,10 @@ fn write_batch(conn: &mut rusqlite::Connection, rows: &[GenerationRow], plans: &
                     bind_and_run(&mut one, std::slice::from_ref(row))?;
                 }
             }
+        }
+        let mut days = tx.prepare_cached(DAY_UPSERT)?;
+        for ((ws, key, day), t) in day_totals(rows) {
+            days.execute(rusqlite::params![ws, key, day, t.charged, t.spend, t.byok])?;
         }
     }
     tx.commit()
@@ -368,6 +401,10 @@ impl Store {
             }
             self.count();
             q.execute(&mut *tx).await?;
+        }
+        for ((ws, key, day), t) in day_totals(&rows) {
+            self.count();
+            sqlx::query(DAY_UPSERT).bind(ws).bind(key).bind(day).bind(t.charged).bind(t.spend).bind(t.byok).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         self.plans_written.remember(&plans);

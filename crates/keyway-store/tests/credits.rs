@@ -190,3 +190,100 @@ async fn a_store_with_every_migration_applied_is_ready() {
     })
     .await;
 }
+
+/// Rows spread over keys, workspaces and days, in several batches (two writers adding to the
+/// same days), against sums taken straight from the rows.
+#[tokio::test]
+async fn the_day_totals_agree_with_the_rows_they_sum() {
+    each_engine(|s| async move {
+        let a = s.create_workspace("A", "a").await.unwrap();
+        let b = s.create_workspace("B", "b").await.unwrap();
+        let rows: Vec<GenerationRow> = (0..600i64)
+            .map(|i| {
+                let ws = if i % 5 == 0 { &b.id } else { &a.id };
+                let provider = (i % 7 != 0).then_some("openai");
+                gen(&format!("g{i:04}"), ws, &format!("k{}", i % 3), "m", provider, i % 2 == 0, i * 11, i % 4, 200 * DAY + i * (DAY / 40))
+            })
+            .collect();
+        for chunk in rows.chunks(97) {
+            s.insert_generations(Arc::from(chunk)).await.unwrap();
+        }
+        let (day, month) = (210 * DAY, 203 * DAY);
+        let since = |t: i64| rows.iter().filter(move |g| g.created_at >= t);
+        let charged = |g: &GenerationRow| if g.is_byok { g.fee_micros } else { g.cost_micros };
+        let totals = s.credit_totals(month).await.unwrap();
+        for ws in [&a.id, &b.id] {
+            let mine = |g: &&GenerationRow| &g.workspace_id == ws;
+            let t = totals[ws];
+            assert_eq!(t.usage_micros, rows.iter().filter(mine).map(charged).sum::<i64>());
+            assert_eq!(t.usage_since_micros, since(month).filter(mine).map(charged).sum::<i64>());
+            assert_eq!(t.byok_requests_since, since(month).filter(mine).filter(|g| g.is_byok && g.provider.is_some()).count() as i64);
+            let spend = s.workspace_spend_since(day, month).await.unwrap()[ws];
+            let cost = |g: &GenerationRow| g.cost_micros + g.fee_micros;
+            assert_eq!(spend, (since(day).filter(mine).map(cost).sum::<i64>(), since(month).filter(mine).map(cost).sum::<i64>()));
+        }
+        let by_key = s.key_spend_since(day).await.unwrap();
+        for k in ["k0", "k1", "k2"] {
+            assert_eq!(by_key[k], since(day).filter(|g| g.api_key_hash == k).map(|g| g.cost_micros + g.fee_micros).sum::<i64>(), "{k}");
+        }
+        // A batch the store refuses adds nothing to the days either.
+        let dup = [gen("g-new", &a.id, "k0", "m", Some("openai"), false, 1_000_000, 0, 215 * DAY), rows[0].clone()];
+        assert!(s.insert_generations(Arc::from(dup)).await.is_err());
+        assert_eq!(s.key_spend_since(day).await.unwrap(), by_key, "all or nothing");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn migration_0010_sums_the_rows_written_before_it() {
+    for (url, _dir) in engine_urls().await {
+        sqlx::any::install_default_drivers();
+        let old = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for e in std::fs::read_dir(&src).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.as_str() < "0010" {
+                std::fs::copy(src.join(&name), old.path().join(&name)).unwrap();
+            }
+        }
+        let url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url };
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+        // (id, key, byok, provider served, cost, fee, at)
+        let before = [
+            ("g1", "ka", 0, true, 1_000, 0, 300 * DAY + 5),
+            ("g2", "ka", 1, true, 2_000, 100, 300 * DAY + 6),
+            ("g3", "ka", 1, true, 4_000, 7, 301 * DAY),
+            ("g4", "kb", 0, false, 0, 0, 301 * DAY + 1),
+            ("g5", "kb", 0, true, 50, 0, 299 * DAY),
+        ];
+        for (id, key, byok, served, cost, fee, at) in before {
+            sqlx::query(
+                "INSERT INTO generations (id, workspace_id, api_key_hash, requested_model, provider, is_byok, streamed, status, prompt_tokens, \
+                 completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, attempts, cost_micros, fee_micros, created_at) \
+                 VALUES ($1, 'ws-old', $2, 'm', $3, $4, 0, 200, 1, 1, 0, 0, 1, 1, '[]', $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(served.then_some("openai"))
+            .bind(byok)
+            .bind(cost)
+            .bind(fee)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+        let s = Store::connect(&url, Arc::new(keyway_crypto::Keyring::new(keyway_crypto::MasterKey::generate()))).await.unwrap();
+        let t = s.credit_totals(300 * DAY).await.unwrap()["ws-old"];
+        assert_eq!((t.usage_micros, t.usage_since_micros, t.byok_requests_since), (1_000 + 100 + 7 + 50, 1_000 + 100 + 7, 2));
+        let spend = s.key_spend_since(300 * DAY).await.unwrap();
+        assert_eq!((spend["ka"], spend["kb"]), (1_000 + 2_100 + 4_007, 0));
+        assert_eq!(s.workspace_spend_since(301 * DAY, 300 * DAY).await.unwrap()["ws-old"], (4_007, 7_107));
+        // Rows written after it add to the same days.
+        s.insert_generations(Arc::from([gen("g6", "ws-old", "ka", "m", Some("openai"), false, 10, 0, 301 * DAY + 9)])).await.unwrap();
+        assert_eq!(s.key_spend_since(301 * DAY).await.unwrap()["ka"], 4_007 + 10);
+        s.close().await;
+    }
+}
