@@ -5,28 +5,14 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyway");
+mod common;
+use common::*;
+
 const MGMT: &str = "kw-mgmt-cli-test-0123456789abcdef0123";
 const SECRET: &str = "sk-cli-test-secret-value-0000000000AbCd";
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
 
 fn base_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars() {
@@ -53,7 +39,7 @@ async fn start(data: &Path, fake: &str) -> Server {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if reqwest::get(format!("{url}/health")).await.is_ok_and(|r| r.status().is_success()) {
-            return Server { child, url };
+            return Server::new(child, url);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -71,10 +57,6 @@ async fn cli(url: &str, key: &str, args: &[&str]) -> Output {
     })
     .await
     .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn json(o: &Output) -> Value {
@@ -345,7 +327,7 @@ async fn serve_after_migrate_still_bootstraps_and_exports_traces_on_shutdown() {
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let mut server = Server { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") };
+    let mut server = Server::new(cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"));
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http.get(format!("{}/health", server.url)).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -406,7 +388,7 @@ async fn json_logs_have_one_request_line_with_the_generation_id() {
         .env("KEYWAY_PROVIDERS__OPENAI__BASE_URL", format!("{}/v1", fake.url()))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let server = Server { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") };
+    let server = Server::new(cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"));
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http.get(format!("{}/health", server.url)).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -454,7 +436,7 @@ async fn serve_logged(data: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut server = Server { child: cmd.spawn().unwrap(), url: format!("http://{addr}") };
+    let mut server = Server::new(cmd.spawn().unwrap(), format!("http://{addr}"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !reqwest::get(format!("{}/health", server.url)).await.is_ok_and(|r| r.status().is_success()) {
         if let Ok(Some(status)) = server.child.try_wait() {

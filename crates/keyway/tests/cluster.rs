@@ -6,45 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes, clippy::print_stderr)]
 
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyway");
+mod common;
+use common::*;
+
 const MGMT: &str = "kw-mgmt-cluster-test-0123456789abcdef";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Node {
     _proc: Proc,
     url: String,
     log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
-}
-
-fn env_url(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test, which starts PostgreSQL and Redis"))
-}
-
-/// A database of this test's own on the test PostgreSQL (scripts/test drops `keyway_test_*`).
-async fn fresh_database() -> String {
-    let base = env_url("KEYWAY_TEST_POSTGRES_URL");
-    let name = format!("keyway_test_cluster_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL at KEYWAY_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
-    let (head, _) = base.rsplit_once('/').unwrap();
-    format!("{head}/{name}")
 }
 
 /// What every node of one test shares.
@@ -62,7 +36,7 @@ impl Cluster {
         let redis_url = redis_url.unwrap_or_else(|| env_url("KEYWAY_TEST_REDIS_URL"));
         Self {
             dir: tempfile::tempdir().unwrap(),
-            database_url: fresh_database().await,
+            database_url: fresh_database("cluster").await,
             redis_url,
             prefix: format!("kwtest-{}", uuid::Uuid::new_v4().simple()),
             master_key: keyway_crypto::MasterKey::generate().to_base64().to_string(),

@@ -7,24 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyway");
+mod common;
+use common::*;
+
 const MGMT: &str = "kw-mgmt-shutdown-test-0123456789abcdef";
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
 
 /// `keyway serve` (through `sh -c` when `shell_prefix` is given, e.g. a `ulimit`).
 async fn start(data: &Path, fake: &str, log: &Path, shell_prefix: Option<&str>) -> Server {
@@ -58,7 +44,7 @@ async fn start(data: &Path, fake: &str, log: &Path, shell_prefix: Option<&str>) 
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if reqwest::get(format!("{url}/health")).await.is_ok_and(|r| r.status().is_success()) {
-            return Server { child, url };
+            return Server::new(child, url);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -9,41 +9,15 @@
 use serde_json::{json, Value};
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyway");
+mod common;
+use common::*;
+
 const MGMT: &str = "kw-mgmt-transfer-test-0123456789abcdef";
 const SECRET: &str = "sk-transfer-SECRET-0000AbCd";
-const TABLES: [&str; 8] = ["workspaces", "keyring_keys", "api_keys", "byok_credentials", "meta", "credit_entries", "generations", "audit_log"];
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// SIGTERM, then wait: the usage writer flushes before the process exits.
-    fn stop(mut self) {
-        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
-}
+const TABLES: [&str; 10] = ["workspaces", "keyring_keys", "api_keys", "byok_credentials", "meta", "credit_entries", "route_plans", "generations", "usage_days", "audit_log"];
 
 /// The binary with none of the caller's KEYWAY_* settings, plus `env`.
 fn keyway(args: &[&str], env: &[(&str, String)]) -> Command {
@@ -65,17 +39,13 @@ fn run(args: &[&str], env: &[(&str, String)]) -> Output {
     keyway(args, env).stdin(Stdio::null()).output().unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 async fn serve(env: &[(&str, String)], log: &Path) -> Server {
     let port = free_port();
     let mut env = env.to_vec();
     env.push(("KEYWAY_LISTEN", format!("127.0.0.1:{port}")));
     env.push(("KEYWAY_LOG", "info".into()));
     let child = keyway(&["serve"], &env).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
-    let server = Server { child, url: format!("http://127.0.0.1:{port}") };
+    let server = Server::new(child, format!("http://127.0.0.1:{port}"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if reqwest::get(format!("{}/health", server.url)).await.is_ok_and(|r| r.status().is_success()) {
@@ -84,20 +54,6 @@ async fn serve(env: &[(&str, String)], log: &Path) -> Server {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("keyway serve did not come up: {}", std::fs::read_to_string(log).unwrap_or_default());
-}
-
-fn env_url(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test, which starts PostgreSQL"))
-}
-
-/// A database of this test's own on the test PostgreSQL (scripts/test drops `keyway_test_*`).
-async fn fresh_database() -> String {
-    let base = env_url("KEYWAY_TEST_POSTGRES_URL");
-    let name = format!("keyway_test_transfer_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL at KEYWAY_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
-    let (head, _) = base.rsplit_once('/').unwrap();
-    format!("{head}/{name}")
 }
 
 /// Rows in each of Keyway's tables (0 for a table the database doesn't have yet).
@@ -198,7 +154,7 @@ async fn a_sqlite_install_moves_to_postgres() {
     assert!(sealed.len() >= 2, "the keyring key and the credential are sealed in the dump");
 
     let master_key = std::fs::read_to_string(sqlite_data.join("master.key")).unwrap().trim().to_owned();
-    let pg = fresh_database().await;
+    let pg = fresh_database("transfer").await;
     let empty_dir = dir.path().join("pg-node");
     let import = |url: &str, master: &str, file: &Path| {
         run(
@@ -222,7 +178,7 @@ async fn a_sqlite_install_moves_to_postgres() {
     let cut = dir.path().join("cut.dump");
     let lines: Vec<&str> = contents.lines().collect();
     std::fs::write(&cut, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
-    let pg_cut = fresh_database().await;
+    let pg_cut = fresh_database("transfer").await;
     let o = import(&pg_cut, &master_key, &cut);
     assert!(!o.status.success() && text(&o).contains("without its end line"), "{}", text(&o));
     assert_eq!(total_rows(&pg_cut).await, 0, "{:?}", row_counts(&pg_cut).await);
