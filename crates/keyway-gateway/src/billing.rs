@@ -336,14 +336,9 @@ impl Ledger {
 
     /// Reconciles every `every` until the ledger is dropped.
     pub fn spawn_reconciler(self: &Arc<Self>, store: Store, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(ledger) = weak.upgrade() else { return };
+        crate::periodic::every(self, every, move |ledger| {
+            let store = store.clone();
+            async move {
                 match ledger.reconcile(&store).await {
                     Ok(true) => {}
                     Ok(false) => tracing::debug!("usage batch written during reconcile; retrying next tick"),

@@ -20,6 +20,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod periodic;
 pub mod proxy;
 pub mod record;
 pub mod redact;

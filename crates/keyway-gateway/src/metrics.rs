@@ -234,17 +234,9 @@ impl Metrics {
     /// does. The exporter keeps every sample until then: a gateway nobody scrapes grew by
     /// ~40 bytes a request (five histograms), without bound (bench/README.md, 2026-12-08).
     pub fn spawn_upkeep(self: &Arc<Self>, every: std::time::Duration) {
-        let metrics = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(m) = metrics.upgrade() else { break };
-                m.handle.run_upkeep();
-                m.upkeeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+        crate::periodic::every(self, every, |m| async move {
+            m.handle.run_upkeep();
+            m.upkeeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 

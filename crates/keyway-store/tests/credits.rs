@@ -237,18 +237,7 @@ async fn the_day_totals_agree_with_the_rows_they_sum() {
 #[tokio::test]
 async fn migration_0010_sums_the_rows_written_before_it() {
     for (url, _dir) in engine_urls().await {
-        sqlx::any::install_default_drivers();
-        let old = tempfile::tempdir().unwrap();
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        for e in std::fs::read_dir(&src).unwrap() {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            if name.as_str() < "0010" {
-                std::fs::copy(src.join(&name), old.path().join(&name)).unwrap();
-            }
-        }
-        let url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url };
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+        let (pool, url) = migrated_before(url, "0010").await;
         // (id, key, byok, provider served, cost, fee, at)
         let before = [
             ("g1", "ka", 0, true, 1_000, 0, 300 * DAY + 5),

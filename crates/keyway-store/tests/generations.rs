@@ -142,19 +142,8 @@ async fn recent_generations_are_newest_first_and_filtered() {
 #[tokio::test]
 async fn migration_0009_keeps_the_plans_of_rows_written_before_it() {
     for (url, _dir) in engine_urls().await {
-        sqlx::any::install_default_drivers();
         // A database as a release before 0009 left it: one generation with its plan inline.
-        let old = tempfile::tempdir().unwrap();
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        for e in std::fs::read_dir(&src).unwrap() {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            if name.as_str() < "0009" {
-                std::fs::copy(src.join(&name), old.path().join(&name)).unwrap();
-            }
-        }
-        let url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url };
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+        let (pool, url) = migrated_before(url, "0009").await;
         let plan = r#"{"candidates":[{"position":1,"provider":"openai"}],"excluded":[]}"#;
         sqlx::query("INSERT INTO workspaces (id, name, slug, created_at) VALUES ('ws-old', 'Old', 'old', 1)").execute(&pool).await.unwrap();
         sqlx::query(

@@ -91,16 +91,8 @@ async fn moving_a_row_between_a_workspace_and_global_breaks_its_secret() {
 #[tokio::test]
 async fn migration_0004_keeps_rows_written_before_it() {
     for (url, _dir) in engine_urls().await {
-        sqlx::any::install_default_drivers();
         // A database as a release before 0004 left it, with one sealed credential.
-        let old = tempfile::tempdir().unwrap();
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        for f in ["0001_init.sql", "0002_generations.sql", "0003_credits.sql"] {
-            std::fs::copy(src.join(f), old.path().join(f)).unwrap();
-        }
-        let url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url };
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+        let (pool, url) = migrated_before(url, "0004").await;
         let ring = Keyring::new(MasterKey::generate());
         let (ws, id) = ("ws-before-0004", "cred-before-0004");
         let plain = serde_json::to_vec(&key("sk-before-0004").to_secret_json()).unwrap();

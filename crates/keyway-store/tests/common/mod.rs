@@ -91,3 +91,22 @@ pub fn gen(id: &str, ws: &str, key: &str, model: &str, provider: Option<&str>, b
         route_plan: None,
     }
 }
+
+/// A database at `url` as a release before migration `first_left_out` (e.g. `"0009"`) left it:
+/// migrated with only the migrations named before it. The pool and the URL to open it again
+/// with `Store::connect` (which runs the rest).
+pub async fn migrated_before(url: String, first_left_out: &str) -> (sqlx::AnyPool, String) {
+    sqlx::any::install_default_drivers();
+    let old = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < first_left_out {
+            std::fs::copy(src.join(&name), old.path().join(&name)).unwrap();
+        }
+    }
+    let url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+    (pool, url)
+}
