@@ -7,13 +7,12 @@
 //! every generation ever recorded.
 
 use crate::{new_id, now_ms, Result, Store, StoreError};
+use keyway_core::pricing::day_of;
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::HashMap;
 
 /// SQL for what one generation row charged to credits: the fee for BYOK, else the full cost.
-const MS_PER_DAY: i64 = 86_400_000;
-
 pub(crate) const CHARGED: &str = "CASE WHEN is_byok = 1 THEN fee_micros ELSE cost_micros END";
 
 /// `SUM` of a BIGINT is NUMERIC on PostgreSQL, which the Any driver can't read as i64: cast back.
@@ -138,7 +137,7 @@ impl Store {
             sum("CASE WHEN day >= $1 THEN charged_micros ELSE 0 END"),
             sum("CASE WHEN day >= $1 THEN byok_requests ELSE 0 END"),
         ))
-        .bind(since_ms.div_euclid(MS_PER_DAY))
+        .bind(day_of(since_ms))
         .fetch_all(&self.pool)
         .await?;
         for r in rows {
@@ -181,7 +180,7 @@ impl Store {
     pub async fn key_spend_since(&self, since_ms: i64) -> Result<HashMap<String, i64>> {
         self.count();
         let rows = sqlx::query(&format!("SELECT api_key_hash, {} AS n FROM usage_days WHERE day >= $1 GROUP BY api_key_hash", sum("spend_micros")))
-            .bind(since_ms.div_euclid(MS_PER_DAY))
+            .bind(day_of(since_ms))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok((r.try_get("api_key_hash")?, r.try_get("n")?))).collect()
@@ -191,7 +190,7 @@ impl Store {
     /// and since the start of `month_ms`'s.
     pub async fn workspace_spend_since(&self, day_ms: i64, month_ms: i64) -> Result<HashMap<String, (i64, i64)>> {
         self.count();
-        let (day, month) = (day_ms.div_euclid(MS_PER_DAY), month_ms.div_euclid(MS_PER_DAY));
+        let (day, month) = (day_of(day_ms), day_of(month_ms));
         let rows = sqlx::query(&format!(
             "SELECT workspace_id, {} AS d, {} AS m FROM usage_days WHERE day >= $3 GROUP BY workspace_id",
             sum("CASE WHEN day >= $1 THEN spend_micros ELSE 0 END"),

@@ -67,15 +67,21 @@ pub struct GenerationFilter {
     pub fell_back: bool,
 }
 
-const COLUMNS: &str = "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
-    status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
-    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at, route_plan, route_plan_id";
+/// The columns every generation row has, in the order the writers bind them.
+macro_rules! row_columns {
+    () => {
+        "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
+         status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
+         finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at"
+    };
+}
+const COLUMNS: &str = concat!(row_columns!(), ", route_plan, route_plan_id");
 const NCOLS: usize = 27;
 /// What reads select: the plan's text from its table, or from the row for older rows.
-const SELECT_COLUMNS: &str = "id, workspace_id, api_key_hash, user_id, requested_model, model, provider, credential_id, is_byok, streamed, \
-    status, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, has_usage, latency_ms, ttft_ms, attempts, \
-    finish_reason, app_referer, app_title, cost_micros, fee_micros, created_at, route_plan_id, \
-    COALESCE((SELECT plan FROM route_plans WHERE route_plans.id = generations.route_plan_id), route_plan) AS route_plan";
+const SELECT_COLUMNS: &str = concat!(
+    row_columns!(),
+    ", route_plan_id, COALESCE((SELECT plan FROM route_plans WHERE route_plans.id = generations.route_plan_id), route_plan) AS route_plan"
+);
 const PLAN_INSERT: &str = "INSERT INTO route_plans (id, plan, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
 
 /// The row's inline text and its plan's id, as the two columns take them: a plan with an id
@@ -111,7 +117,6 @@ struct DayTotal {
     byok: i64,
 }
 
-const MS_PER_DAY: i64 = 86_400_000;
 const DAY_UPSERT: &str = "INSERT INTO usage_days (workspace_id, api_key_hash, day, charged_micros, spend_micros, byok_requests) \
     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id, api_key_hash, day) DO UPDATE SET \
     charged_micros = usage_days.charged_micros + excluded.charged_micros, \
@@ -123,7 +128,7 @@ const DAY_UPSERT: &str = "INSERT INTO usage_days (workspace_id, api_key_hash, da
 fn day_totals(rows: &[GenerationRow]) -> std::collections::BTreeMap<(&str, &str, i64), DayTotal> {
     let mut out: std::collections::BTreeMap<(&str, &str, i64), DayTotal> = std::collections::BTreeMap::new();
     for g in rows {
-        let t = out.entry((g.workspace_id.as_str(), g.api_key_hash.as_str(), g.created_at.div_euclid(MS_PER_DAY))).or_default();
+        let t = out.entry((g.workspace_id.as_str(), g.api_key_hash.as_str(), keyway_core::pricing::day_of(g.created_at))).or_default();
         t.charged = t.charged.saturating_add(if g.is_byok { g.fee_micros } else { g.cost_micros });
         t.spend = t.spend.saturating_add(g.cost_micros.saturating_add(g.fee_micros));
         t.byok += i64::from(g.is_byok && g.provider.is_some());
@@ -181,7 +186,10 @@ fn row_to_gen(r: &sqlx::any::AnyRow) -> Result<GenerationRow> {
         cost_micros: r.try_get("cost_micros")?,
         fee_micros: r.try_get("fee_micros")?,
         created_at: r.try_get("created_at")?,
-        route_plan: r.try_get::<Option<String>, _>("route_plan")?.map(|text| Arc::new(RoutePlan { id: r.try_get("route_plan_id").ok().flatten(), text })),
+        route_plan: match r.try_get::<Option<String>, _>("route_plan")? {
+            Some(text) => Some(Arc::new(RoutePlan { id: r.try_get("route_plan_id")?, text })),
+            None => None,
+        },
     })
 }
 

@@ -234,9 +234,9 @@ async fn open_pool(url: &str, create: bool) -> Result<(AnyPool, Engine)> {
             // WAL + a busy timeout: concurrent writers wait instead of failing with SQLITE_BUSY.
             // Each connection's page cache is capped at 256 KiB (SQLite's default is 2 MiB) and
             // a connection idle for 30 s is closed with it. The request path reads nothing from
-            // here after warm-up; the billing reconcile scans the day's generations every minute,
-            // and with the default cache the connections it went through kept ~11 MB of pages
-            // (bench/README.md, 2026-12-08). The file's pages stay in the OS's cache either way.
+            // here after warm-up; scans (the dashboard's, and the reconcile's before it read
+            // `usage_days`) left every connection they went through holding its full cache:
+            // ~11 MB idle (bench/README.md, 2026-12-08). The file's pages stay in the OS's cache.
             AnyPoolOptions::new()
                 .max_connections(8)
                 .min_connections(0)
