@@ -491,28 +491,14 @@ mod tests {
 
     fn rec(ws: &str, byok: bool, usage: Usage) -> GenerationRecord {
         GenerationRecord {
-            id: "gen-1".into(),
-            workspace_id: ws.into(),
             api_key_hash: "k".into(),
-            user: None,
-            requested_model: "openai/gpt-4o-mini".into(),
             model: Some("openai/gpt-4o-mini".into()),
             provider: Some("openai".into()),
             credential_id: Some(if byok { "c1".into() } else { "system".into() }),
             is_byok: byok,
-            streamed: false,
-            status: 200,
             usage: Some(usage),
-            latency_ms: 1,
-            ttft_ms: None,
-            attempts: vec![],
-            finish_reason: None,
-            app_referer: None,
-            app_title: None,
             created_at_ms: chrono::Utc::now().timestamp_millis(),
-            cost_micros: 0,
-            fee_micros: 0,
-            route_plan: None,
+            ..GenerationRecord::for_test("gen-1", ws)
         }
     }
 

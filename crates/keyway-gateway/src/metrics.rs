@@ -419,12 +419,10 @@ impl Metrics {
         // A handle per (surface, status): building one formats the status and looks the label
         // set up in the registry, ~900 instructions of every response.
         self.http.get(hash_of(&key), |k| *k == key, || (key, with_local_recorder(rec, || counter!("keyway_http_responses_total", "surface" => surface, "status" => status.to_string())))).increment(1);
-        with_local_recorder(rec, || {
-            if status >= 500 && surface != "inference" {
-                // Inference 5xx are upstream trouble (counted per attempt); elsewhere a 500 is ours, mostly the store.
-                counter!("keyway_internal_errors_total", "surface" => surface).increment(1);
-            }
-        });
+        // Inference 5xx are upstream trouble (counted per attempt); elsewhere a 500 is ours, mostly the store.
+        if status >= 500 && surface != "inference" {
+            with_local_recorder(rec, || counter!("keyway_internal_errors_total", "surface" => surface).increment(1));
+        }
     }
 
     /// A failed `accept` (out of file descriptors and the like).
@@ -523,31 +521,18 @@ mod tests {
 
     fn rec() -> GenerationRecord {
         GenerationRecord {
-            id: "gen-1".into(),
-            workspace_id: "ws".into(),
-            api_key_hash: "h".into(),
-            user: None,
-            requested_model: "openai/gpt-4o-mini".into(),
             model: Some("openai/gpt-4o-mini".into()),
             provider: Some("openai".into()),
             credential_id: Some("cred-2".into()),
             is_byok: true,
-            streamed: false,
-            status: 200,
             usage: Some(keyway_core::Usage { prompt_tokens: 3, completion_tokens: 5, ..Default::default() }),
             latency_ms: 30,
-            ttft_ms: None,
             attempts: vec![
                 AttemptRecord { provider: "openai".into(), model: "m".into(), credential_id: "cred-1".into(), status: 429, error: Some("rate_limited".into()), message: None, latency_ms: 10 },
                 AttemptRecord { provider: "openai".into(), model: "m".into(), credential_id: "cred-2".into(), status: 200, error: None, message: None, latency_ms: 15 },
             ],
-            finish_reason: None,
-            app_referer: None,
-            app_title: None,
-            created_at_ms: 0,
             cost_micros: 1234,
-            fee_micros: 0,
-            route_plan: None,
+            ..GenerationRecord::for_test("gen-1", "ws")
         }
     }
 

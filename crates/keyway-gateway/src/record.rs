@@ -49,3 +49,35 @@ pub struct GenerationRecord {
     /// The route plan (`crate::explain`): candidates and exclusions, as JSON text with its id.
     pub route_plan: Option<std::sync::Arc<keyway_store::RoutePlan>>,
 }
+
+#[cfg(test)]
+impl GenerationRecord {
+    /// A 200 for `openai/gpt-4o-mini` that names no provider, credential or usage: tests
+    /// override what they look at.
+    pub(crate) fn for_test(id: &str, workspace_id: &str) -> Self {
+        Self {
+            id: id.into(),
+            workspace_id: workspace_id.into(),
+            api_key_hash: "h".into(),
+            user: None,
+            requested_model: "openai/gpt-4o-mini".into(),
+            model: None,
+            provider: None,
+            credential_id: None,
+            is_byok: false,
+            streamed: false,
+            status: 200,
+            usage: None,
+            latency_ms: 1,
+            ttft_ms: None,
+            attempts: vec![],
+            finish_reason: None,
+            app_referer: None,
+            app_title: None,
+            created_at_ms: 0,
+            cost_micros: 0,
+            fee_micros: 0,
+            route_plan: None,
+        }
+    }
+}

@@ -93,31 +93,14 @@ impl UsageRecorder {
                     if rows.is_empty() {
                         break;
                     }
-                    let n = rows.len() as u64;
-                    let mut tries = 0;
                     if let Some(h) = writer_hook.get() {
                         h.before_write();
                     }
-                    loop {
-                        match store.insert_generations(rows.clone()).await {
-                            Ok(()) => {
-                                counter.fetch_add(n, Ordering::Relaxed);
-                                break;
-                            }
-                            Err(e) if tries < WRITE_RETRIES => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                let wait = Duration::from_millis(200 << tries);
-                                tries += 1;
-                                tracing::warn!(error = %e, rows = n, retry_in_ms = wait.as_millis() as u64, "writing usage failed; retrying");
-                                tokio::time::sleep(wait).await;
-                            }
-                            Err(e) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                lost.fetch_add(n, Ordering::Relaxed);
-                                tracing::error!(error = %e, rows = n, "writing usage failed after retries; these records are lost (keyway_usage_dropped_total)");
-                                break;
-                            }
-                        }
+                    let n = rows.len() as u64;
+                    if insert_with_retries(&store, &rows, &errors).await {
+                        counter.fetch_add(n, Ordering::Relaxed);
+                    } else {
+                        lost.fetch_add(n, Ordering::Relaxed);
                     }
                     if let Some(h) = writer_hook.get() {
                         h.after_write(&rows);
@@ -216,6 +199,24 @@ impl UsageRecorder {
     pub fn queue_depth(&self) -> usize {
         self.queue.as_ref().map_or(0, |q| q.peek().0)
     }
+}
+
+/// Inserts `rows` in one transaction, retrying with back-off; whether they were written. Every
+/// failed try counts in `errors`.
+async fn insert_with_retries(store: &Store, rows: &Arc<[GenerationRow]>, errors: &AtomicU64) -> bool {
+    let n = rows.len();
+    for tries in 0..=WRITE_RETRIES {
+        let Err(e) = store.insert_generations(rows.clone()).await else { return true };
+        errors.fetch_add(1, Ordering::Relaxed);
+        if tries == WRITE_RETRIES {
+            tracing::error!(error = %e, rows = n, "writing usage failed after retries; these records are lost (keyway_usage_dropped_total)");
+            break;
+        }
+        let wait = Duration::from_millis(200 << tries);
+        tracing::warn!(error = %e, rows = n, retry_in_ms = wait.as_millis() as u64, "writing usage failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+    false
 }
 
 /// Records waiting for the writer, bounded by `capacity` together with those it is writing.
@@ -330,30 +331,7 @@ mod tests {
     use super::*;
 
     fn rec(i: usize) -> GenerationRecord {
-        GenerationRecord {
-            id: format!("gen-{i}"),
-            workspace_id: "ws".into(),
-            api_key_hash: "h".into(),
-            user: None,
-            requested_model: "openai/gpt-4o-mini".into(),
-            model: None,
-            provider: None,
-            credential_id: None,
-            is_byok: false,
-            streamed: false,
-            status: 200,
-            usage: None,
-            latency_ms: 1,
-            ttft_ms: None,
-            attempts: vec![],
-            finish_reason: None,
-            app_referer: None,
-            app_title: None,
-            created_at_ms: 0,
-            cost_micros: 0,
-            fee_micros: 0,
-            route_plan: None,
-        }
+        GenerationRecord::for_test(&format!("gen-{i}"), "ws")
     }
 
     #[test]
