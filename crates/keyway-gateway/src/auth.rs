@@ -60,12 +60,14 @@ pub async fn key_for(state: &SharedState, raw: &str) -> Result<Arc<ApiKeyRecord>
     if !raw.starts_with(keyway_crypto::INFERENCE_PREFIX) {
         return Err(ApiError::Unauthorized("invalid API key".into()));
     }
-    let hash = keyway_crypto::hash_api_key(raw);
-    let rec = state.keys.get(&state.store, &hash).await?.ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
+    let digest = state.keys.digest(raw);
+    let hash = &digest.hash;
+    let rec = state.keys.get(&state.store, hash).await?.ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
     // The lookup was by digest; compare again in constant time so no code path branches on key bytes.
     if !keyway_crypto::constant_time_eq(rec.hash.as_bytes(), hash.as_bytes()) {
         return Err(ApiError::Unauthorized("invalid API key".into()));
     }
+    state.keys.remember_digest(&digest);
     if rec.disabled {
         return Err(ApiError::Unauthorized("this API key is disabled".into()));
     }

@@ -38,6 +38,41 @@ pub struct KeyCache {
     /// Bumped by every invalidation: a lookup that saw it move doesn't cache what it read.
     changes: AtomicU64,
     signal: std::sync::OnceLock<UnboundedSender<Change>>,
+    digests: Digests,
+}
+
+/// The SHA-256 digests of keys presented and found, by a keyed 128-bit fingerprint of the raw
+/// key: an app sends the same key on every request, and SHA-256 was ~3.4k instructions of each
+/// (on a CPU without SHA extensions; bench/README.md, 2026-12-08, third pass), a fingerprint a
+/// tenth of it. The fingerprint is two SipHash-1-3 sums under independent random keys drawn at
+/// start-up (std's `RandomState`), so a caller who doesn't know them can't aim a key at another
+/// key's entry: a false match is a 2^-128 event per try. Only the fingerprint and the digest
+/// (which the store and the API show anyway) are kept, never the key. A digest never goes stale:
+/// whether its key still works is asked of the key map, by digest, every time.
+struct Digests {
+    seeds: (std::hash::RandomState, std::hash::RandomState),
+    map: RwLock<HashMap<u128, Arc<str>>>,
+}
+
+/// A presented key's SHA-256 (hex), and where the memo has it.
+pub struct KeyDigest {
+    pub hash: Arc<str>,
+    fingerprint: u128,
+    kept: bool,
+}
+
+/// Fingerprints kept; past it the memo starts over (~100 bytes each).
+const MAX_DIGESTS: usize = 16_384;
+
+impl Digests {
+    fn new() -> Self {
+        Self { seeds: (std::hash::RandomState::new(), std::hash::RandomState::new()), map: RwLock::new(HashMap::new()) }
+    }
+
+    fn fingerprint(&self, raw: &str) -> u128 {
+        use std::hash::BuildHasher as _;
+        (u128::from(self.seeds.0.hash_one(raw)) << 64) | u128::from(self.seeds.1.hash_one(raw))
+    }
 }
 
 /// How long an unknown key is answered from memory. Keys created on this node are removed from
@@ -59,7 +94,30 @@ impl KeyCache {
             epoch: Instant::now(),
             changes: AtomicU64::new(0),
             signal: std::sync::OnceLock::new(),
+            digests: Digests::new(),
         }
+    }
+
+    /// `keyway_crypto::hash_api_key(raw)`, from memory for a key found before.
+    pub fn digest(&self, raw: &str) -> KeyDigest {
+        let fingerprint = self.digests.fingerprint(raw);
+        if let Some(d) = read(&self.digests.map).get(&fingerprint) {
+            return KeyDigest { hash: d.clone(), fingerprint, kept: true };
+        }
+        KeyDigest { hash: Arc::from(keyway_crypto::hash_api_key(raw)), fingerprint, kept: false }
+    }
+
+    /// Keeps the digest of a key that was found: unknown keys are not kept, so a flood of
+    /// made-up keys can't push the real ones out.
+    pub fn remember_digest(&self, d: &KeyDigest) {
+        if d.kept {
+            return;
+        }
+        let mut map = write(&self.digests.map);
+        if map.len() >= MAX_DIGESTS {
+            map.clear();
+        }
+        map.insert(d.fingerprint, d.hash.clone());
     }
 
     fn ms_since_epoch(&self, at: Instant) -> u64 {
@@ -284,5 +342,40 @@ impl CredentialCache {
             Some(ws) => self.invalidate(ws),
             None => self.invalidate_all(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_found_key_s_digest_comes_from_memory_and_only_its_own() {
+        let keys = KeyCache::new(Duration::from_secs(30));
+        let raw = "kw-0123456789abcdef0123456789abcdef0123456789abcdef";
+        let first = keys.digest(raw);
+        assert!(!first.kept);
+        assert_eq!(&*first.hash, keyway_crypto::hash_api_key(raw));
+        keys.remember_digest(&first);
+        let again = keys.digest(raw);
+        assert!(again.kept);
+        assert_eq!(again.hash, first.hash);
+        // A key one character away is hashed, not mistaken for the kept one.
+        let near = "kw-0123456789abcdef0123456789abcdef0123456789abcdeF";
+        let other = keys.digest(near);
+        assert!(!other.kept);
+        assert_eq!(&*other.hash, keyway_crypto::hash_api_key(near));
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_per_process_and_the_memo_is_bounded() {
+        let (a, b) = (KeyCache::new(Duration::from_secs(30)), KeyCache::new(Duration::from_secs(30)));
+        let raw = "kw-fingerprint-test-key";
+        assert_ne!(a.digests.fingerprint(raw), b.digests.fingerprint(raw), "the fingerprint's keys are drawn at random");
+        for i in 0..=MAX_DIGESTS {
+            let d = a.digest(&format!("kw-{i}"));
+            a.remember_digest(&d);
+        }
+        assert!(read(&a.digests.map).len() <= MAX_DIGESTS);
     }
 }

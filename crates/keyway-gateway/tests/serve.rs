@@ -122,3 +122,56 @@ async fn a_stream_longer_than_the_grace_period_is_cut_and_still_recorded() {
     let row = state.store.get_generation(None, &id).await.expect("the cut stream left no generation row");
     assert!(row.streamed);
 }
+
+/// A client that hangs up cancels its request (the handler is polled by the connection task and
+/// dropped with it): the key's one concurrency slot is free again at once, not when the slow
+/// upstream answers. Guards any change that moves handlers off the connection task.
+#[tokio::test]
+async fn a_client_that_hangs_up_cancels_its_request_and_frees_its_slot() {
+    let fake = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
+    cfg.system_credentials.push(system_key("openai", SYSTEM));
+    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(keyway_gateway::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http
+        .post(format!("http://{addr}/api/v1/keys"))
+        .bearer_auth(MGMT)
+        .json(&json!({"name": "one at a time", "limits": {"max_concurrent": 1}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = v["key"].as_str().unwrap().to_owned();
+    fake.fail_next(keyway_fakes::server::Fault::SlowFirstByte(Duration::from_secs(5)));
+    let gave_up = http
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat("slow", false))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    // The gateway notices the closed connection on its next read; give it a moment.
+    let mut status = 0;
+    for _ in 0..20 {
+        let resp = http.post(format!("http://{addr}/v1/chat/completions")).bearer_auth(&key).json(&chat("fast", false)).send().await.unwrap();
+        status = resp.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "{:?}", resp.text().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the abandoned request still held the key's only slot");
+}
