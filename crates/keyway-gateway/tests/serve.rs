@@ -18,6 +18,26 @@ fn chat(content: &str, stream: bool) -> serde_json::Value {
     json!({"model": "openai/gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": content}]})
 }
 
+/// A gateway served by the real accept loop (`serve_with_grace`) on an ephemeral port, with
+/// `fake` as its OpenAI upstream; stop it by sending on the returned sender.
+async fn serving(
+    fake: &keyway_fakes::FakeServer,
+    grace: Option<Duration>,
+) -> (std::net::SocketAddr, keyway_gateway::SharedState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
+    cfg.system_credentials.push(system_key("openai", SYSTEM));
+    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(keyway_gateway::serve_with_grace(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }, grace));
+    (addr, state, stop_tx, server, dir)
+}
+
 #[tokio::test]
 async fn heads_up_to_8k_and_large_bodies_are_served_and_a_bigger_head_is_431() {
     let (fake, g, key) = openai_gateway(FakeOptions::default(), SYSTEM).await;
@@ -53,17 +73,7 @@ async fn http2_with_prior_knowledge_is_served() {
 #[tokio::test]
 async fn shutdown_lets_an_open_stream_finish_and_accepts_nothing_new() {
     let fake = keyway_fakes::openai::start(FakeOptions { chunk_delay: Duration::from_millis(150), ..FakeOptions::default() }).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
-    cfg.system_credentials.push(system_key("openai", SYSTEM));
-    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(keyway_gateway::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let (addr, _state, stop_tx, server, _dir) = serving(&fake, None).await;
 
     let http = reqwest::Client::new();
     let v: serde_json::Value = http.post(format!("http://{addr}/api/v1/keys")).bearer_auth(MGMT).json(&json!({"name": "t"})).send().await.unwrap().json().await.unwrap();
@@ -91,18 +101,7 @@ async fn shutdown_lets_an_open_stream_finish_and_accepts_nothing_new() {
 #[tokio::test]
 async fn a_stream_longer_than_the_grace_period_is_cut_and_still_recorded() {
     let fake = keyway_fakes::openai::start(FakeOptions { chunk_delay: Duration::from_millis(200), chunks: 20, ..FakeOptions::default() }).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
-    cfg.system_credentials.push(system_key("openai", SYSTEM));
-    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let grace = Some(Duration::from_millis(400));
-    let server = tokio::spawn(keyway_gateway::serve_with_grace(listener, state.clone(), async move {
-        let _ = stop_rx.await;
-    }, grace));
+    let (addr, state, stop_tx, server, _dir) = serving(&fake, Some(Duration::from_millis(400))).await;
 
     let http = reqwest::Client::new();
     let v: serde_json::Value = http.post(format!("http://{addr}/api/v1/keys")).bearer_auth(MGMT).json(&json!({"name": "t"})).send().await.unwrap().json().await.unwrap();
@@ -129,17 +128,7 @@ async fn a_stream_longer_than_the_grace_period_is_cut_and_still_recorded() {
 #[tokio::test]
 async fn a_client_that_hangs_up_cancels_its_request_and_frees_its_slot() {
     let fake = keyway_fakes::openai::start(FakeOptions::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.providers.insert("openai".into(), keyway_gateway::config::ProviderSettings { base_url: Some(format!("{}/v1", fake.url())) });
-    cfg.system_credentials.push(system_key("openai", SYSTEM));
-    let (state, _) = keyway_gateway::AppState::build(cfg).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keyway_gateway::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let (addr, _state, _stop_tx, _server, _dir) = serving(&fake, None).await;
 
     let http = reqwest::Client::new();
     let v: serde_json::Value = http
