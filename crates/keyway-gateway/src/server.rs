@@ -255,7 +255,7 @@ where
 {
     let activity = Arc::new(Activity::new());
     let io = hyper_util::rt::TokioIo::new(Watched { inner: tcp, activity: activity.clone() });
-    let conn = serve(io, activity.clone());
+    let conn = NoSelfWake::new(serve(io, activity.clone()));
     let mut conn = std::pin::pin!(conn);
     let mut check_at = Instant::now() + limits.head.min(limits.idle);
     loop {
@@ -278,6 +278,94 @@ where
                 }
             }
         }
+    }
+}
+
+/// A connection future polled again at once when it wakes itself while being polled, instead of
+/// through tokio's scheduler.
+///
+/// axum's handler runs inside hyper's connection task, and reading the request body from hyper's
+/// one-slot body channel wakes the channel's sender, hyper's dispatcher: the connection task
+/// itself, even after it sent the last chunk. tokio takes a task woken during its own poll for
+/// one that yielded: it requeues it and wakes a parked worker to steal it. At a low request rate
+/// that woke the gateway's second worker thread for nothing on every request: ~2 context
+/// switches per request beyond a bare hyper proxy's, and most of the gap between the CPU per
+/// request at 1,000/s and in the closed loop (bench/README.md, 2026-12-08, third pass).
+///
+/// Wakes from this thread during the poll are noted and answered with another poll, at most
+/// [`REPOLLS`] times in a row: a connection that keeps waking itself (hyper's own yield after 16
+/// pipelined requests, tokio's cooperative budget running out) then yields through the
+/// scheduler as before, so others still get their turn. Wakes from anywhere else go straight to
+/// the task's waker.
+struct NoSelfWake<F> {
+    inner: Pin<Box<F>>,
+    waker: Arc<ConnWaker>,
+    own: std::task::Waker,
+}
+
+/// Polls in a row after a self-wake before handing the wake to the scheduler.
+const REPOLLS: usize = 2;
+
+struct ConnWaker {
+    task: futures::task::AtomicWaker,
+    /// Set by a wake from the thread polling the connection, during the poll.
+    woke_itself: std::sync::atomic::AtomicBool,
+}
+
+thread_local! {
+    /// The connection being polled on this thread (its `ConnWaker`'s address), or 0.
+    static POLLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl ConnWaker {
+    fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+}
+
+impl std::task::Wake for ConnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if POLLING.with(std::cell::Cell::get) == self.id() {
+            self.woke_itself.store(true, Ordering::Relaxed);
+        } else {
+            self.task.wake();
+        }
+    }
+}
+
+impl<F: Future> NoSelfWake<F> {
+    fn new(inner: F) -> Self {
+        let waker = Arc::new(ConnWaker { task: futures::task::AtomicWaker::new(), woke_itself: std::sync::atomic::AtomicBool::new(false) });
+        let own = std::task::Waker::from(waker.clone());
+        Self { inner: Box::pin(inner), waker, own }
+    }
+}
+
+impl<F: Future> Future for NoSelfWake<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        this.waker.task.register(cx.waker());
+        let mut own = Context::from_waker(&this.own);
+        for _ in 0..=REPOLLS {
+            let outer = POLLING.with(|p| p.replace(this.waker.id()));
+            let polled = this.inner.as_mut().poll(&mut own);
+            POLLING.with(|p| p.set(outer));
+            if polled.is_ready() {
+                return polled;
+            }
+            if !this.waker.woke_itself.swap(false, Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+        }
+        // Still waking itself: yield through the scheduler.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -490,4 +578,83 @@ fn shed_response(path: &str) -> Response<Body> {
         headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Counts the wakes it gets.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes itself in each of its first `self_wakes` polls; then pending, holding its waker.
+    struct Waking {
+        polls: usize,
+        self_wakes: usize,
+        ready_at: Option<usize>,
+        kept: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+    }
+
+    impl Future for Waking {
+        type Output = usize;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+            self.polls += 1;
+            if Some(self.polls) == self.ready_at {
+                return Poll::Ready(self.polls);
+            }
+            *self.kept.lock().unwrap() = Some(cx.waker().clone());
+            if self.polls <= self.self_wakes {
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        }
+    }
+
+    fn poll_once<F: Future>(f: &mut NoSelfWake<F>, outer: &Arc<Count>) -> Poll<F::Output> {
+        let waker = std::task::Waker::from(outer.clone());
+        Pin::new(f).poll(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn a_self_wake_is_answered_by_polling_again_not_by_the_scheduler() {
+        let outer = Arc::new(Count::default());
+        let mut f = NoSelfWake::new(Waking { polls: 0, self_wakes: 1, ready_at: Some(2), kept: Arc::default() });
+        assert_eq!(poll_once(&mut f, &outer), Poll::Ready(2));
+        assert_eq!(outer.0.load(Ordering::Relaxed), 0, "the task was woken for a wake it handled itself");
+    }
+
+    #[test]
+    fn a_future_that_keeps_waking_itself_still_yields_through_the_scheduler() {
+        let outer = Arc::new(Count::default());
+        let mut f = NoSelfWake::new(Waking { polls: 0, self_wakes: usize::MAX, ready_at: None, kept: Arc::default() });
+        assert!(poll_once(&mut f, &outer).is_pending());
+        assert_eq!(f.inner.polls, REPOLLS + 1);
+        assert_eq!(outer.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn wakes_after_the_poll_or_from_another_thread_reach_the_task() {
+        let outer = Arc::new(Count::default());
+        let kept = Arc::default();
+        let mut f = NoSelfWake::new(Waking { polls: 0, self_wakes: 0, ready_at: Some(3), kept: Arc::clone(&kept) });
+        assert!(poll_once(&mut f, &outer).is_pending());
+        assert_eq!(outer.0.load(Ordering::Relaxed), 0);
+        // Later, on this thread (another task's poll, say).
+        kept.lock().unwrap().take().unwrap().wake();
+        assert_eq!(outer.0.load(Ordering::Relaxed), 1);
+        assert!(poll_once(&mut f, &outer).is_pending());
+        // From another thread.
+        let w = kept.lock().unwrap().take().unwrap();
+        std::thread::spawn(move || w.wake()).join().unwrap();
+        assert_eq!(outer.0.load(Ordering::Relaxed), 2);
+        assert_eq!(poll_once(&mut f, &outer), Poll::Ready(3));
+    }
 }
