@@ -8,7 +8,8 @@
 //! connection forever). So each connection has a watchdog instead: it knows whether a request is
 //! in flight (the service counts them) and when bytes last arrived without one (the I/O wrapper
 //! notes it), and closes the connection when the head or idle deadline passes. A body is timed
-//! by [`DeadlineBody`], which fails the read (408) once its deadline passes.
+//! by [`DeadlineBody`], which fails the read (408) once its deadline passes. A connection that
+//! wakes itself while being polled is polled again at once ([`NoSelfWake`]), not requeued.
 
 use crate::config::ServerConfig;
 use crate::extract::BodyReadTimeout;
