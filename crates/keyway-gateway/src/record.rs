@@ -20,8 +20,9 @@ pub struct AttemptRecord {
     pub latency_ms: u64,
 }
 
-/// Everything known about one request once it ends.
-#[derive(Debug, Clone)]
+/// Everything known about one request once it ends. (`Default` is for fixtures: the request
+/// path spells every field out in `proxy::request::open_record`.)
+#[derive(Debug, Clone, Default)]
 pub struct GenerationRecord {
     pub id: String,
     pub workspace_id: String,
@@ -59,25 +60,10 @@ impl GenerationRecord {
             id: id.into(),
             workspace_id: workspace_id.into(),
             api_key_hash: "h".into(),
-            user: None,
             requested_model: "openai/gpt-4o-mini".into(),
-            model: None,
-            provider: None,
-            credential_id: None,
-            is_byok: false,
-            streamed: false,
             status: 200,
-            usage: None,
             latency_ms: 1,
-            ttft_ms: None,
-            attempts: vec![],
-            finish_reason: None,
-            app_referer: None,
-            app_title: None,
-            created_at_ms: 0,
-            cost_micros: 0,
-            fee_micros: 0,
-            route_plan: None,
+            ..Self::default()
         }
     }
 }

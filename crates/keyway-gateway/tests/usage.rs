@@ -461,25 +461,15 @@ async fn full_usage_queue_drops_and_counts_records() {
             id: format!("gen-drop-{i:03}"),
             workspace_id: ws.clone(),
             api_key_hash: "h".into(),
-            user: None,
             requested_model: "openai/gpt-4o-mini".into(),
             model: Some("openai/gpt-4o-mini".into()),
             provider: Some("openai".into()),
             credential_id: Some("system".into()),
-            is_byok: false,
-            streamed: false,
             status: 200,
             usage: Some(usage),
             latency_ms: 1,
-            ttft_ms: None,
-            attempts: vec![],
-            finish_reason: None,
-            app_referer: None,
-            app_title: None,
             created_at_ms: chrono::Utc::now().timestamp_millis(),
-            cost_micros: 0,
-            fee_micros: 0,
-            route_plan: None,
+            ..Default::default()
         };
         assert_eq!(g.state.billing.settle(&mut rec, Some(prices)).charged_micros, 450);
         g.state.usage.record(rec);
