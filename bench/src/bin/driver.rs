@@ -319,7 +319,8 @@ async fn start_env(args: &Args, record_usage: bool) -> anyhow::Result<Env> {
         // costs (commit, WAL frames) would weigh ~15x too much. 2 s gives full-speed batch sizes.
         .env(
             "KEYWAY_USAGE__BATCH_LINGER_MS",
-            std::env::var("KEYWAY_USAGE__BATCH_LINGER_MS").unwrap_or_else(|_| if args.wrap.is_some() { "2000".into() } else { "50".into() }),
+            std::env::var("KEYWAY_USAGE__BATCH_LINGER_MS")
+                .unwrap_or_else(|_| if args.wrap.is_some() { CALLGRIND_LINGER.as_millis().to_string() } else { "50".into() }),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.0.join("keyway.log"))?))
@@ -962,6 +963,9 @@ fn want(args: &Args, name: &str) -> bool {
     args.only.as_deref().is_none_or(|o| o.split(',').any(|x| x.trim() == name))
 }
 
+/// The usage writer's linger under a `--wrap` profiler (see `start_env`).
+const CALLGRIND_LINGER: Duration = Duration::from_secs(2);
+
 /// Instructions per request under callgrind: counters zeroed after warm-up, dumped after
 /// exactly `--callgrind-requests` requests (closed loop, 16 connections); then, with
 /// `--callgrind-streams`, zeroed again and dumped after that many streams (4 connections).
@@ -986,22 +990,26 @@ async fn callgrind(env: &Env) -> anyhow::Result<Value> {
 /// inserts belong to these requests' cost) and dumps.
 async fn callgrind_dump(env: &Env, stream: bool, run: &[String]) -> anyhow::Result<Value> {
     let pid = env.gateway_pid.to_string();
+    // The counters are read outside the measured window (each read is a `/metrics` render,
+    // ~2.3k instructions per request of a 2,000-request window), and the writer is given its
+    // linger before the first look at its queue, so that one render at most falls inside.
+    let q0 = env.queries().await;
     let st = Command::new("callgrind_control").args(["-z", &pid]).output()?;
     if !st.status.success() {
         bail!("callgrind_control -z: {}", String::from_utf8_lossy(&st.stderr));
     }
-    let q0 = env.queries().await;
     let r = env.load(Side::Keyway, stream, run)?;
+    tokio::time::sleep(CALLGRIND_LINGER + Duration::from_secs(1)).await;
     let t0 = Instant::now();
     while env.queries().await["usage_queue_depth"].as_u64().unwrap_or(0) > 0 && t0.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let q1 = env.queries().await;
     let st = Command::new("callgrind_control").args(["-d", &pid]).output()?;
     if !st.status.success() {
         bail!("callgrind_control -d: {}", String::from_utf8_lossy(&st.stderr));
     }
+    let q1 = env.queries().await;
     Ok(json!({"statuses": r["status"], "dumped": String::from_utf8_lossy(&st.stdout).trim(),
               "store_queries": q1["store_queries"].as_u64().unwrap_or(0).saturating_sub(q0["store_queries"].as_u64().unwrap_or(0))}))
 }
