@@ -29,6 +29,10 @@ pub struct KeyCache {
     map: RwLock<HashMap<String, (Arc<ApiKeyRecord>, Instant)>>,
     /// Hashes the store didn't know, for [`NEGATIVE_TTL`]: a flood of bogus keys costs no queries.
     misses: RwLock<HashMap<String, Instant>>,
+    /// Loads in flight, one lock per hash: the lookups of a key that isn't fresh wait for one
+    /// query instead of each asking the store (per hash, so that unknown keys being looked up
+    /// never hold up a known one's refresh).
+    loading: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Failed authentications per source address in the current window.
     failures: std::sync::Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
     /// When the last block any address is under ends (ms since `epoch`): until then `blocked`
@@ -75,6 +79,24 @@ impl Digests {
     }
 }
 
+/// A lookup's hold on its key's load lock; the last one out removes the lock (also when its
+/// request is dropped mid-wait), so the map only holds keys being loaded.
+struct Loading<'a> {
+    cache: &'a KeyCache,
+    hash: &'a str,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        let mut m = self.cache.loading.lock().unwrap_or_else(|p| p.into_inner());
+        // Two holders left, the map and this one: nobody else is waiting on it.
+        if m.get(self.hash).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) && Arc::strong_count(&self.lock) == 2 {
+            m.remove(self.hash);
+        }
+    }
+}
+
 /// How long an unknown key is answered from memory. Keys created on this node are removed from
 /// it at once; one created on another node works within this time.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
@@ -89,6 +111,7 @@ impl KeyCache {
             ttl,
             map: RwLock::new(HashMap::new()),
             misses: RwLock::new(HashMap::new()),
+            loading: std::sync::Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
             blocked_until_ms: std::sync::atomic::AtomicU64::new(0),
             epoch: Instant::now(),
@@ -157,15 +180,63 @@ impl KeyCache {
 
     /// The key with this hash, from memory when fresh. Unknown keys always ask the store
     /// (one indexed lookup) so a key created on another node works at once.
+    ///
+    /// One query per key however many requests present it at once: lookups of a key that isn't
+    /// in memory wait for the one load in flight. And an entry past three quarters of its TTL
+    /// is refreshed by the first lookup that finds no load in flight, while the others are
+    /// still served from memory, so a key in steady use never expires under its traffic.
     pub async fn get(&self, store: &Store, hash: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
-        if let Some((rec, at)) = read(&self.map).get(hash) {
-            if at.elapsed() < self.ttl {
-                return Ok(Some(rec.clone()));
+        let refresh_at = self.ttl - self.ttl / 4;
+        let cached = match read(&self.map).get(hash) {
+            Some((rec, at)) => {
+                let age = at.elapsed();
+                if age < refresh_at {
+                    return Ok(Some(rec.clone()));
+                }
+                (age < self.ttl).then(|| rec.clone())
             }
+            None => None,
+        };
+        if let Some(rec) = cached {
+            let load = self.loading(hash);
+            let Ok(_guard) = load.lock.try_lock() else { return Ok(Some(rec)) };
+            if let Some(now) = self.fresh(hash, refresh_at) {
+                return Ok(Some(now));
+            }
+            // The entry is still valid: a store that fails now doesn't fail the request.
+            return Ok(self.load(store, hash).await.unwrap_or(Some(rec)));
         }
-        if read(&self.misses).get(hash).is_some_and(|at| at.elapsed() < NEGATIVE_TTL) {
+        if self.known_missing(hash) {
             return Ok(None);
         }
+        let load = self.loading(hash);
+        let _guard = load.lock.lock().await;
+        if let Some(rec) = self.fresh(hash, self.ttl) {
+            return Ok(Some(rec));
+        }
+        if self.known_missing(hash) {
+            return Ok(None);
+        }
+        self.load(store, hash).await
+    }
+
+    fn fresh(&self, hash: &str, within: Duration) -> Option<Arc<ApiKeyRecord>> {
+        read(&self.map).get(hash).filter(|(_, at)| at.elapsed() < within).map(|(rec, _)| rec.clone())
+    }
+
+    fn known_missing(&self, hash: &str) -> bool {
+        read(&self.misses).get(hash).is_some_and(|at| at.elapsed() < NEGATIVE_TTL)
+    }
+
+    /// The lock of `hash`'s load, shared by every lookup of it until the last one is done.
+    fn loading<'a>(&'a self, hash: &'a str) -> Loading<'a> {
+        let mut m = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = m.entry(hash.to_owned()).or_default().clone();
+        Loading { cache: self, hash, lock }
+    }
+
+    /// Asks the store, and keeps the answer unless an invalidation raced with the query.
+    async fn load(&self, store: &Store, hash: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
         let seen = self.changes.load(Ordering::Acquire);
         let found = store.find_key_by_hash(hash).await.inspect_err(|e| store.note_error(e))?.map(Arc::new);
         if self.changes.load(Ordering::Acquire) != seen {
@@ -365,6 +436,61 @@ mod tests {
         let other = keys.digest(near);
         assert!(!other.kept);
         assert_eq!(&*other.hash, keyway_crypto::hash_api_key(near));
+    }
+
+    /// 64 requests with the same key when its entry has expired (or was never loaded): one
+    /// query, not 64. Each request of a herd used to ask the store itself, which opened every
+    /// connection of the pool (a thread and a page cache each) and queued them all behind
+    /// SQLite's one writer lock every 30 s under load.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_herd_of_lookups_of_an_expired_key_makes_one_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = keyway_crypto::MasterKey::generate();
+        let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(keyway_crypto::Keyring::new(root))).await.unwrap();
+        let ws = store.create_workspace("herd", "herd").await.unwrap();
+        let (rec, _raw) = store.create_key(&ws.id, "k", keyway_store::KeyKind::Inference, false, &Default::default()).await.unwrap();
+        let keys = Arc::new(KeyCache::new(Duration::from_millis(200)));
+        let herd = || {
+            let lookups: Vec<_> = (0..64)
+                .map(|_| {
+                    let (keys, store, hash) = (keys.clone(), store.clone(), rec.hash.clone());
+                    tokio::spawn(async move { keys.get(&store, &hash).await.unwrap().map(|r| r.id.clone()) })
+                })
+                .collect();
+            futures::future::join_all(lookups)
+        };
+        // Past three quarters of the TTL (150 ms) the entry is refreshed ahead by one lookup;
+        // past the TTL it is loaded again by one.
+        for (round, then_wait) in [("never loaded", 160), ("due for refresh", 250), ("expired", 0)] {
+            let before = store.query_count();
+            for found in herd().await {
+                assert_eq!(found.unwrap().as_deref(), Some(rec.id.as_str()), "{round}");
+            }
+            assert_eq!(store.query_count() - before, 1, "{round}: one query for the herd");
+            assert!(keys.loading.lock().unwrap().is_empty(), "{round}: no load lock left behind");
+            tokio::time::sleep(Duration::from_millis(then_wait)).await;
+        }
+        // A fresh entry asks nothing.
+        let before = store.query_count();
+        herd().await;
+        assert_eq!(store.query_count(), before);
+    }
+
+    /// A lookup whose request goes away while it waits for another's load leaves no lock behind.
+    #[tokio::test]
+    async fn a_lookup_dropped_while_waiting_leaves_no_load_lock() {
+        let keys = KeyCache::new(Duration::from_secs(30));
+        let first = keys.loading("h");
+        let held = first.lock.try_lock().unwrap();
+        let waiter = async {
+            let load = keys.loading("h");
+            let _g = load.lock.lock().await;
+        };
+        // Polled once (it waits on the held lock), then dropped.
+        assert!(futures::FutureExt::now_or_never(waiter).is_none());
+        drop(held);
+        drop(first);
+        assert!(keys.loading.lock().unwrap().is_empty());
     }
 
     #[test]
