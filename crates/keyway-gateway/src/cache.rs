@@ -342,18 +342,41 @@ impl CredentialCache {
         self
     }
 
-    fn fresh(&self, ws: &str) -> Option<Arc<WorkspaceCredentials>> {
-        read(&self.map).get(ws).filter(|(_, at)| at.elapsed() < self.ttl).map(|(c, _)| c.clone())
+    fn fresh(&self, ws: &str, within: Duration) -> Option<Arc<WorkspaceCredentials>> {
+        read(&self.map).get(ws).filter(|(_, at)| at.elapsed() < within).map(|(c, _)| c.clone())
     }
 
+    /// As [`KeyCache::get`]: past three quarters of its TTL a workspace's entry is refreshed by
+    /// one lookup while the others are still served, so it doesn't expire under traffic.
     pub async fn get(&self, store: &Store, workspace_id: &str) -> Result<Arc<WorkspaceCredentials>, StoreError> {
-        if let Some(c) = self.fresh(workspace_id) {
-            return Ok(c);
+        let refresh_at = self.ttl - self.ttl / 4;
+        let cached = match read(&self.map).get(workspace_id) {
+            Some((c, at)) => {
+                let age = at.elapsed();
+                if age < refresh_at {
+                    return Ok(c.clone());
+                }
+                (age < self.ttl).then(|| c.clone())
+            }
+            None => None,
+        };
+        if let Some(c) = cached {
+            let Ok(_guard) = self.loading.try_lock() else { return Ok(c) };
+            if let Some(now) = self.fresh(workspace_id, refresh_at) {
+                return Ok(now);
+            }
+            // Still valid: a store that fails now doesn't fail the request.
+            return Ok(self.load(store, workspace_id).await.unwrap_or(c));
         }
         let _guard = self.loading.lock().await;
-        if let Some(c) = self.fresh(workspace_id) {
+        if let Some(c) = self.fresh(workspace_id, self.ttl) {
             return Ok(c);
         }
+        self.load(store, workspace_id).await
+    }
+
+    /// Loads and decrypts; called with `loading` held.
+    async fn load(&self, store: &Store, workspace_id: &str) -> Result<Arc<WorkspaceCredentials>, StoreError> {
         let seen = self.changes.load(Ordering::Acquire);
         let mut entries = Vec::new();
         for (rec, cred) in store.load_byok_for_routing(workspace_id).await.inspect_err(|e| store.note_error(e))? {
@@ -474,6 +497,30 @@ mod tests {
         let before = store.query_count();
         herd().await;
         assert_eq!(store.query_count(), before);
+    }
+
+    /// A workspace's credentials: one load for a herd, refreshed ahead of their expiry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_workspace_s_credentials_are_loaded_once_for_a_herd_and_refreshed_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = keyway_crypto::MasterKey::generate();
+        let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(keyway_crypto::Keyring::new(root))).await.unwrap();
+        let ws = store.create_workspace("herd", "herd").await.unwrap();
+        let creds = Arc::new(CredentialCache::new(Duration::from_millis(200)));
+        for (round, then_wait) in [("never loaded", 160), ("due for refresh", 250), ("expired", 0)] {
+            let before = store.query_count();
+            let lookups: Vec<_> = (0..64)
+                .map(|_| {
+                    let (creds, store, ws) = (creds.clone(), store.clone(), ws.id.clone());
+                    tokio::spawn(async move { creds.get(&store, &ws).await.unwrap().entries.len() })
+                })
+                .collect();
+            for n in futures::future::join_all(lookups).await {
+                assert_eq!(n.unwrap(), 0, "{round}");
+            }
+            assert_eq!(store.query_count() - before, 1, "{round}: one load for the herd");
+            tokio::time::sleep(Duration::from_millis(then_wait)).await;
+        }
     }
 
     /// A lookup whose request goes away while it waits for another's load leaves no lock behind.
