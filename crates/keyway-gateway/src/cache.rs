@@ -461,16 +461,22 @@ mod tests {
         assert_eq!(&*other.hash, keyway_crypto::hash_api_key(near));
     }
 
+    /// A store on a fresh SQLite file, with one workspace.
+    async fn store_with_workspace() -> (Store, keyway_store::Workspace, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = keyway_crypto::MasterKey::generate();
+        let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(keyway_crypto::Keyring::new(root))).await.unwrap();
+        let ws = store.create_workspace("herd", "herd").await.unwrap();
+        (store, ws, dir)
+    }
+
     /// 64 requests with the same key when its entry has expired (or was never loaded): one
     /// query, not 64. Each request of a herd used to ask the store itself, which opened every
     /// connection of the pool (a thread and a page cache each) and queued them all behind
     /// SQLite's one writer lock every 30 s under load.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_herd_of_lookups_of_an_expired_key_makes_one_query() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = keyway_crypto::MasterKey::generate();
-        let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(keyway_crypto::Keyring::new(root))).await.unwrap();
-        let ws = store.create_workspace("herd", "herd").await.unwrap();
+        let (store, ws, _dir) = store_with_workspace().await;
         let (rec, _raw) = store.create_key(&ws.id, "k", keyway_store::KeyKind::Inference, false, &Default::default()).await.unwrap();
         let keys = Arc::new(KeyCache::new(Duration::from_millis(200)));
         let herd = || {
@@ -502,10 +508,7 @@ mod tests {
     /// A workspace's credentials: one load for a herd, refreshed ahead of their expiry.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_workspace_s_credentials_are_loaded_once_for_a_herd_and_refreshed_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = keyway_crypto::MasterKey::generate();
-        let store = Store::connect(&Store::sqlite_url(dir.path()), Arc::new(keyway_crypto::Keyring::new(root))).await.unwrap();
-        let ws = store.create_workspace("herd", "herd").await.unwrap();
+        let (store, ws, _dir) = store_with_workspace().await;
         let creds = Arc::new(CredentialCache::new(Duration::from_millis(200)));
         for (round, then_wait) in [("never loaded", 160), ("due for refresh", 250), ("expired", 0)] {
             let before = store.query_count();
