@@ -24,6 +24,35 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where an entry of a TTL cache stands: served as it is, served while one lookup refreshes it
+/// (the last quarter of its TTL), or to be loaded.
+enum Cached<V> {
+    Fresh(V),
+    DueForRefresh(V),
+    Absent,
+}
+
+/// The point of an entry's life after which it is refreshed ahead of its expiry.
+fn refresh_at(ttl: Duration) -> Duration {
+    ttl - ttl / 4
+}
+
+fn cached<V: Clone>(map: &RwLock<HashMap<String, (V, Instant)>>, key: &str, ttl: Duration) -> Cached<V> {
+    match read(map).get(key) {
+        Some((v, at)) => match at.elapsed() {
+            age if age < refresh_at(ttl) => Cached::Fresh(v.clone()),
+            age if age < ttl => Cached::DueForRefresh(v.clone()),
+            _ => Cached::Absent,
+        },
+        None => Cached::Absent,
+    }
+}
+
+/// The entry when it is younger than `within`.
+fn fresh<V: Clone>(map: &RwLock<HashMap<String, (V, Instant)>>, key: &str, within: Duration) -> Option<V> {
+    read(map).get(key).filter(|(_, at)| at.elapsed() < within).map(|(v, _)| v.clone())
+}
+
 pub struct KeyCache {
     ttl: Duration,
     map: RwLock<HashMap<String, (Arc<ApiKeyRecord>, Instant)>>,
@@ -186,42 +215,32 @@ impl KeyCache {
     /// is refreshed by the first lookup that finds no load in flight, while the others are
     /// still served from memory, so a key in steady use never expires under its traffic.
     pub async fn get(&self, store: &Store, hash: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
-        let refresh_at = self.ttl - self.ttl / 4;
-        let cached = match read(&self.map).get(hash) {
-            Some((rec, at)) => {
-                let age = at.elapsed();
-                if age < refresh_at {
-                    return Ok(Some(rec.clone()));
+        match cached(&self.map, hash, self.ttl) {
+            Cached::Fresh(rec) => Ok(Some(rec)),
+            Cached::DueForRefresh(rec) => {
+                let load = self.loading(hash);
+                let Ok(_guard) = load.lock.try_lock() else { return Ok(Some(rec)) };
+                if let Some(now) = fresh(&self.map, hash, refresh_at(self.ttl)) {
+                    return Ok(Some(now));
                 }
-                (age < self.ttl).then(|| rec.clone())
+                // The entry is still valid: a store that fails now doesn't fail the request.
+                Ok(self.load(store, hash).await.unwrap_or(Some(rec)))
             }
-            None => None,
-        };
-        if let Some(rec) = cached {
-            let load = self.loading(hash);
-            let Ok(_guard) = load.lock.try_lock() else { return Ok(Some(rec)) };
-            if let Some(now) = self.fresh(hash, refresh_at) {
-                return Ok(Some(now));
+            Cached::Absent => {
+                if self.known_missing(hash) {
+                    return Ok(None);
+                }
+                let load = self.loading(hash);
+                let _guard = load.lock.lock().await;
+                if let Some(rec) = fresh(&self.map, hash, self.ttl) {
+                    return Ok(Some(rec));
+                }
+                if self.known_missing(hash) {
+                    return Ok(None);
+                }
+                self.load(store, hash).await
             }
-            // The entry is still valid: a store that fails now doesn't fail the request.
-            return Ok(self.load(store, hash).await.unwrap_or(Some(rec)));
         }
-        if self.known_missing(hash) {
-            return Ok(None);
-        }
-        let load = self.loading(hash);
-        let _guard = load.lock.lock().await;
-        if let Some(rec) = self.fresh(hash, self.ttl) {
-            return Ok(Some(rec));
-        }
-        if self.known_missing(hash) {
-            return Ok(None);
-        }
-        self.load(store, hash).await
-    }
-
-    fn fresh(&self, hash: &str, within: Duration) -> Option<Arc<ApiKeyRecord>> {
-        read(&self.map).get(hash).filter(|(_, at)| at.elapsed() < within).map(|(rec, _)| rec.clone())
     }
 
     fn known_missing(&self, hash: &str) -> bool {
@@ -342,37 +361,27 @@ impl CredentialCache {
         self
     }
 
-    fn fresh(&self, ws: &str, within: Duration) -> Option<Arc<WorkspaceCredentials>> {
-        read(&self.map).get(ws).filter(|(_, at)| at.elapsed() < within).map(|(c, _)| c.clone())
-    }
-
     /// As [`KeyCache::get`]: past three quarters of its TTL a workspace's entry is refreshed by
     /// one lookup while the others are still served, so it doesn't expire under traffic.
     pub async fn get(&self, store: &Store, workspace_id: &str) -> Result<Arc<WorkspaceCredentials>, StoreError> {
-        let refresh_at = self.ttl - self.ttl / 4;
-        let cached = match read(&self.map).get(workspace_id) {
-            Some((c, at)) => {
-                let age = at.elapsed();
-                if age < refresh_at {
-                    return Ok(c.clone());
+        match cached(&self.map, workspace_id, self.ttl) {
+            Cached::Fresh(c) => Ok(c),
+            Cached::DueForRefresh(c) => {
+                let Ok(_guard) = self.loading.try_lock() else { return Ok(c) };
+                if let Some(now) = fresh(&self.map, workspace_id, refresh_at(self.ttl)) {
+                    return Ok(now);
                 }
-                (age < self.ttl).then(|| c.clone())
+                // Still valid: a store that fails now doesn't fail the request.
+                Ok(self.load(store, workspace_id).await.unwrap_or(c))
             }
-            None => None,
-        };
-        if let Some(c) = cached {
-            let Ok(_guard) = self.loading.try_lock() else { return Ok(c) };
-            if let Some(now) = self.fresh(workspace_id, refresh_at) {
-                return Ok(now);
+            Cached::Absent => {
+                let _guard = self.loading.lock().await;
+                if let Some(c) = fresh(&self.map, workspace_id, self.ttl) {
+                    return Ok(c);
+                }
+                self.load(store, workspace_id).await
             }
-            // Still valid: a store that fails now doesn't fail the request.
-            return Ok(self.load(store, workspace_id).await.unwrap_or(c));
         }
-        let _guard = self.loading.lock().await;
-        if let Some(c) = self.fresh(workspace_id, self.ttl) {
-            return Ok(c);
-        }
-        self.load(store, workspace_id).await
     }
 
     /// Loads and decrypts; called with `loading` held.
